@@ -1,0 +1,10 @@
+"""Build resnet50.mar (see ../common/build_archive.py)."""
+import pathlib
+import sys
+
+here = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(here.parent / "common"))
+
+from build_archive import build  # noqa: E402
+
+build("resnet50", here)

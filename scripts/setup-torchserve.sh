@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Provision a real TorchServe 0.12.0 for servetune's tests and examples.
+#
+# Idempotent: the Python venv lives outside the git tree (a cache directory)
+# and is reused when it is complete; the example model archives are rebuilt
+# only when their sources change. The last line printed is the directory that
+# holds the `torchserve` executable.
+#
+# Environment:
+#   SERVETUNE_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/servetune)
+#   SERVETUNE_VENV    venv directory (default: $SERVETUNE_CACHE/venv-ts-0.12.0)
+#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny resnet50")
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache_root="${SERVETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servetune}"
+venv="${SERVETUNE_VENV:-$cache_root/venv-ts-0.12.0}"
+models="${SERVETUNE_MODELS-tiny resnet50}"
+model_store="$repo_root/examples/deployment/model-store"
+
+log() { echo "setup-torchserve: $*" >&2; }
+die() { echo "setup-torchserve: error: $*" >&2; exit 1; }
+
+# --- Java -------------------------------------------------------------------
+check_java() {
+    if ! command -v java >/dev/null 2>&1; then
+        die "Java 17 or newer is required by TorchServe and was not found.
+  Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y openjdk-17-jre-headless
+  Fedora/RHEL:   sudo dnf install -y java-17-openjdk-headless"
+    fi
+    local version major
+    version="$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+    major="${version%%.*}"
+    if [[ "$major" == "1" ]]; then major="$(echo "$version" | cut -d. -f2)"; fi
+    if ! [[ "$major" =~ ^[0-9]+$ ]] || (( major < 17 )); then
+        die "Java $version found, TorchServe 0.12.0 needs Java 17 or newer.
+  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"
+    fi
+    log "java $version ok"
+}
+
+# --- Python venv ------------------------------------------------------------
+# torch and pyyaml are needed by the workers but not declared by torchserve.
+requirements="torchserve==0.12.0
+torch-model-archiver==0.12.0
+torch==2.4.1
+torchvision==0.19.1
+numpy<2
+pyyaml==6.0.2
+pillow==10.4.0
+psutil==6.0.0
+packaging==24.1"
+stamp="$(echo "$requirements" | sha256sum | cut -c1-16)"
+
+venv_complete() {
+    [[ -f "$venv/.servetune-complete" ]] \
+        && [[ "$(cat "$venv/.servetune-complete")" == "$stamp" ]] \
+        && [[ -x "$venv/bin/torchserve" ]] \
+        && [[ -x "$venv/bin/torch-model-archiver" ]] \
+        && "$venv/bin/python" -c 'import torch, torchvision, yaml, ts' >/dev/null 2>&1
+}
+
+ensure_venv() {
+    if venv_complete; then
+        log "venv $venv is complete, reusing it"
+        return
+    fi
+    log "building venv $venv (torch is large: this takes a few minutes)"
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    local python="${SERVETUNE_PYTHON:-python3}"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+    echo "$requirements" >"$venv/requirements.txt"
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir -r "$venv/requirements.txt" >&2
+    "$venv/bin/python" -c 'import torch, torchvision, yaml, ts' \
+        || die "venv $venv was installed but torch/torchvision/yaml/ts do not import"
+    echo "$stamp" >"$venv/.servetune-complete"
+    log "venv ready"
+}
+
+# --- Example model archives -------------------------------------------------
+build_models() {
+    mkdir -p "$model_store"
+    local name src digest marker
+    for name in $models; do
+        src="$repo_root/examples/models/$name"
+        [[ -d "$src" ]] || die "no example model '$name' under $src"
+        digest="$(find "$src" "$repo_root/examples/models/common" -type f ! -name '*.pyc' | sort | xargs sha256sum | sha256sum | cut -c1-16)"
+        marker="$model_store/.$name.src"
+        if [[ -f "$model_store/$name.mar" && -f "$marker" && "$(cat "$marker")" == "$digest" ]]; then
+            log "model archive $name.mar is up to date"
+            continue
+        fi
+        log "building model archive $name.mar"
+        "$venv/bin/python" "$src/build.py" \
+            --archiver "$venv/bin/torch-model-archiver" \
+            --export-path "$model_store" >&2
+        [[ -f "$model_store/$name.mar" ]] || die "build of $name did not produce $name.mar"
+        echo "$digest" >"$marker"
+    done
+}
+
+check_java
+ensure_venv
+build_models
+echo "$venv/bin"

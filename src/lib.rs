@@ -1,0 +1,10 @@
+//! servetune: finds the best settings of a model-serving stack by experiment.
+//!
+//! The modules follow the pipeline (see DESIGN.md): `config` edits the
+//! server's files losslessly, `target` runs and reconfigures the server,
+//! `apply` ties the two together with rollback, `cli` is the command line.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod target;

@@ -1,0 +1,284 @@
+//! TorchServe's inference and management APIs, as servetune uses them:
+//! health, model descriptions, scaling workers, and re-registering a model.
+//!
+//! With token authorization on, every call carries the bearer key read from
+//! `key_file.json`; when TorchServe rejects a key (it renews them at each
+//! start, and they expire), the file is read again and the call retried once.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::auth::Keys;
+use super::endpoints::Endpoints;
+use super::TargetError;
+
+/// Which API a call goes to (and so which key it carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Inference,
+    Management,
+}
+
+/// One worker of a model, as `GET /models/{m}` reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Worker {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub pid: Option<i64>,
+}
+
+/// A model's live settings, as `GET /models/{m}` reports them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    pub model_name: String,
+    pub model_version: String,
+    pub model_url: String,
+    pub min_workers: u32,
+    pub max_workers: u32,
+    pub batch_size: u32,
+    pub max_batch_delay: u32,
+    #[serde(default)]
+    pub response_timeout: Option<u32>,
+    #[serde(default)]
+    pub workers: Vec<Worker>,
+    #[serde(default)]
+    pub job_queue_status: Option<JobQueueStatus>,
+}
+
+/// The model's request queue (its capacity is `job_queue_size`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobQueueStatus {
+    pub remaining_capacity: u64,
+    pub pending_requests: u64,
+}
+
+impl ModelStatus {
+    /// Every worker is READY and there are at least `min_workers` of them.
+    pub fn is_ready(&self) -> bool {
+        self.workers.len() >= self.min_workers as usize
+            && self.workers.iter().all(|w| w.status == "READY")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelList {
+    models: Vec<ModelListEntry>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelListEntry {
+    model_name: String,
+}
+
+/// Parameters of a model registration (`POST /models`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub url: String,
+    pub model_name: String,
+    pub batch_size: u32,
+    pub max_batch_delay: u32,
+    pub initial_workers: u32,
+    pub response_timeout: Option<u32>,
+}
+
+/// A client for one TorchServe.
+pub struct TorchServeApi {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    key_file: Option<PathBuf>,
+    keys: Mutex<Option<Keys>>,
+}
+
+impl TorchServeApi {
+    pub fn new(endpoints: Endpoints, key_file: PathBuf) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("a reqwest client with plain settings builds");
+        let key_file = endpoints.token_auth.then_some(key_file);
+        Self {
+            http,
+            endpoints,
+            key_file,
+            keys: Mutex::new(None),
+        }
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The current inference key (for a load generator's bearer header).
+    pub fn inference_key(&self) -> Result<Option<String>, TargetError> {
+        Ok(self.keys(false)?.map(|k| k.inference))
+    }
+
+    fn keys(&self, reload: bool) -> Result<Option<Keys>, TargetError> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let mut cached = self.keys.lock().expect("no panics while the lock is held");
+        if reload || cached.is_none() {
+            *cached = Some(Keys::read(path)?);
+        }
+        Ok(cached.clone())
+    }
+
+    async fn call(
+        &self,
+        api: Api,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<(StatusCode, String), TargetError> {
+        let base = match api {
+            Api::Inference => self.endpoints.inference.base_url(),
+            Api::Management => self.endpoints.management.base_url(),
+        };
+        let url = format!("{base}{path_and_query}");
+        for attempt in 0..2 {
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(keys) = self.keys(attempt > 0)? {
+                let key = match api {
+                    Api::Inference => keys.inference,
+                    Api::Management => keys.management,
+                };
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.map_err(|e| TargetError::Unreachable {
+                url: url.clone(),
+                reason: e.without_url().to_string(),
+            })?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            let key_rejected = body.contains("InvalidKeyException")
+                && (status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED);
+            if key_rejected && attempt == 0 && self.key_file.is_some() {
+                continue;
+            }
+            if key_rejected {
+                return Err(TargetError::KeyRejected { url });
+            }
+            return Ok((status, body));
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn call_ok(
+        &self,
+        api: Api,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<String, TargetError> {
+        let (status, body) = self.call(api, method.clone(), path_and_query).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(TargetError::Api {
+                method: method.to_string(),
+                path: path_and_query.to_string(),
+                status: status.as_u16(),
+                body: body.trim().chars().take(400).collect(),
+            })
+        }
+    }
+
+    /// `GET /ping` answers "Healthy".
+    pub async fn ping(&self) -> Result<bool, TargetError> {
+        let (status, body) = self.call(Api::Inference, Method::GET, "/ping").await?;
+        Ok(status.is_success() && body.contains("Healthy"))
+    }
+
+    /// Names of every registered model.
+    pub async fn list_models(&self) -> Result<Vec<String>, TargetError> {
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let path = match &next {
+                Some(token) => format!("/models?limit=100&next_page_token={token}"),
+                None => "/models?limit=100".to_string(),
+            };
+            let body = self.call_ok(Api::Management, Method::GET, &path).await?;
+            let page: ModelList =
+                serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            names.extend(page.models.into_iter().map(|m| m.model_name));
+            match page.next_page_token {
+                Some(token) if !token.is_empty() => next = Some(token),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    /// `GET /models/{model}`: the default version's live settings and workers.
+    pub async fn describe_model(&self, model: &str) -> Result<ModelStatus, TargetError> {
+        let path = format!("/models/{model}");
+        let body = self.call_ok(Api::Management, Method::GET, &path).await?;
+        let mut versions: Vec<ModelStatus> =
+            serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if versions.is_empty() {
+            return Err(TargetError::Protocol {
+                path,
+                reason: "no model version in the answer".into(),
+            });
+        }
+        Ok(versions.swap_remove(0))
+    }
+
+    /// `PUT /models/{model}?min_worker=…&max_worker=…&synchronous=true`.
+    pub async fn scale_workers(
+        &self,
+        model: &str,
+        min_workers: u32,
+        max_workers: u32,
+    ) -> Result<(), TargetError> {
+        let path = format!(
+            "/models/{model}?min_worker={min_workers}&max_worker={max_workers}&synchronous=true"
+        );
+        self.call_ok(Api::Management, Method::PUT, &path)
+            .await
+            .map(drop)
+    }
+
+    /// `DELETE /models/{model}/{version}` (needs `enable_model_api=true`).
+    pub async fn unregister(&self, model: &str, version: &str) -> Result<(), TargetError> {
+        let path = format!("/models/{model}/{version}");
+        self.call_ok(Api::Management, Method::DELETE, &path)
+            .await
+            .map(drop)
+    }
+
+    /// `POST /models?…&synchronous=true` (needs `enable_model_api=true`).
+    pub async fn register(&self, registration: &Registration) -> Result<(), TargetError> {
+        let mut path = format!(
+            "/models?url={}&model_name={}&batch_size={}&max_batch_delay={}&initial_workers={}&synchronous=true",
+            registration.url,
+            registration.model_name,
+            registration.batch_size,
+            registration.max_batch_delay,
+            registration.initial_workers
+        );
+        if let Some(timeout) = registration.response_timeout {
+            path.push_str(&format!("&response_timeout={timeout}"));
+        }
+        self.call_ok(Api::Management, Method::POST, &path)
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,104 @@
+//! The server's processes: the JVM named in TorchServe's pid file and its
+//! Python workers, found through `/proc`; waiting for them to exit; killing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The class TorchServe's JVM runs; a pid file naming another process is stale.
+const MODEL_SERVER_CLASS: &str = "org.pytorch.serve.ModelServer";
+
+/// The JVM pid from `$TMPDIR/.model_server.pid`, when that process is alive
+/// and really is TorchServe.
+pub fn running_jvm(tmp_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(tmp_dir.join(".model_server.pid")).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    let cmdline = procfs::process::Process::new(pid).ok()?.cmdline().ok()?;
+    (is_alive(pid) && cmdline.iter().any(|arg| arg == MODEL_SERVER_CLASS)).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .is_ok_and(|stat| stat.state != 'Z' && stat.state != 'X')
+}
+
+/// `root` and all its descendants (the JVM and its workers).
+pub fn process_tree(root: i32) -> Vec<i32> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return vec![root];
+    };
+    let parents: Vec<(i32, i32)> = processes
+        .filter_map(|p| p.ok()?.stat().ok())
+        .map(|stat| (stat.pid, stat.ppid))
+        .collect();
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        index += 1;
+    }
+    tree
+}
+
+/// The process group of `pid`.
+pub fn process_group(pid: i32) -> Option<i32> {
+    procfs::process::Process::new(pid)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|stat| stat.pgrp)
+}
+
+pub fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a stale pid only
+    // yields ESRCH, which is fine here.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Waits until none of `pids` is alive; returns those still alive at the deadline.
+pub async fn wait_all_exit(pids: &[i32], timeout: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&pid| is_alive(pid)).collect();
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILLs the tree rooted at `root` and its process group (workers that
+/// were re-parented are still in the group).
+pub fn kill_tree(root: i32) {
+    let tree = process_tree(root);
+    if let Some(group) = process_group(root) {
+        if group > 1
+            && group != std::process::id() as i32
+            && Some(group) != process_group(std::process::id() as i32)
+        {
+            signal(-group, libc::SIGKILL);
+        }
+    }
+    for pid in tree {
+        signal(pid, libc::SIGKILL);
+    }
+}
+
+/// The last `lines` lines of a log file ("" when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

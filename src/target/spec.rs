@@ -1,0 +1,201 @@
+//! The target description file: what the server under tuning is and how it
+//! is started or restarted. `apply`, `bench` and `tune` all read it.
+//!
+//! ```toml
+//! config = "config.properties"        # paths are relative to this file
+//! model_store = "model-store"
+//! work_dir = "run"                    # TorchServe's cwd: key_file.json, logs/, tmp/
+//! # torchserve = "/opt/ts/bin/torchserve"   # default: $SERVETUNE_TORCHSERVE, else PATH
+//! # restart_command = ["systemctl", "restart", "torchserve"]   # production mode
+//! ready_timeout = "120s"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::TargetError;
+
+/// The file as written (syntax only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetFile {
+    config: PathBuf,
+    model_store: Option<PathBuf>,
+    work_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    torchserve: Option<PathBuf>,
+    #[serde(default)]
+    extra_args: Vec<String>,
+    restart_command: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    ready_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    stop_timeout: Option<Duration>,
+}
+
+/// How servetune controls the server's lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// servetune starts and stops TorchServe itself.
+    Managed {
+        torchserve: PathBuf,
+        model_store: PathBuf,
+        work_dir: PathBuf,
+        extra_args: Vec<String>,
+    },
+    /// Production: the server is restarted by running this argv (no shell);
+    /// servetune never starts or stops it otherwise.
+    RestartCommand { argv: Vec<String> },
+}
+
+/// A validated target: absolute paths, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub source: PathBuf,
+    pub config: PathBuf,
+    pub control: Control,
+    /// TorchServe's `key_file.json` (token authorization).
+    pub key_file: PathBuf,
+    pub ready_timeout: Duration,
+    pub stop_timeout: Duration,
+}
+
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl TargetSpec {
+    /// Reads and validates a target file; errors name the file (and the line
+    /// for syntax errors).
+    pub fn load(path: &Path) -> Result<Self, TargetError> {
+        let invalid = |reason: String| TargetError::Spec {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let file: TargetFile =
+            toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let base = absolute(path.parent().unwrap_or(Path::new(".")));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let config = resolve(&file.config);
+        let work_dir = resolve(file.work_dir.as_deref().unwrap_or(Path::new("run")));
+        let control = match file.restart_command {
+            Some(argv) => {
+                if argv.is_empty() || argv[0].is_empty() {
+                    return Err(invalid("restart_command must name a program".into()));
+                }
+                if file.model_store.is_some()
+                    || file.torchserve.is_some()
+                    || !file.extra_args.is_empty()
+                {
+                    return Err(invalid(
+                        "restart_command (production mode) excludes model_store, torchserve and extra_args: \
+                         the service manager starts TorchServe"
+                            .into(),
+                    ));
+                }
+                Control::RestartCommand { argv }
+            }
+            None => {
+                let model_store = file.model_store.as_deref().map(resolve).ok_or_else(|| {
+                    invalid("model_store is required unless restart_command is set".into())
+                })?;
+                let torchserve = match file.torchserve {
+                    Some(program) if program.components().count() > 1 => resolve(&program),
+                    Some(program) => program,
+                    None => std::env::var_os("SERVETUNE_TORCHSERVE")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("torchserve")),
+                };
+                Control::Managed {
+                    torchserve,
+                    model_store,
+                    work_dir: work_dir.clone(),
+                    extra_args: file.extra_args,
+                }
+            }
+        };
+        let key_file = match (file.key_file, &control) {
+            (Some(key_file), _) => resolve(&key_file),
+            (None, Control::Managed { work_dir, .. }) => work_dir.join("key_file.json"),
+            (None, Control::RestartCommand { .. }) => work_dir.join("key_file.json"),
+        };
+        Ok(Self {
+            source: path.to_path_buf(),
+            config,
+            control,
+            key_file,
+            ready_timeout: file.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
+            stop_timeout: file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        })
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<TargetSpec, TargetError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.toml");
+        std::fs::write(&path, text).unwrap();
+        TargetSpec::load(&path)
+    }
+
+    #[test]
+    fn managed_paths_are_relative_to_the_file() {
+        let spec =
+            load("config = \"c.properties\"\nmodel_store = \"store\"\nready_timeout = \"90s\"\n")
+                .unwrap();
+        let base = spec.source.parent().unwrap().to_path_buf();
+        assert_eq!(spec.config, base.join("c.properties"));
+        assert_eq!(spec.key_file, base.join("run/key_file.json"));
+        assert_eq!(spec.ready_timeout, Duration::from_secs(90));
+        assert!(
+            matches!(spec.control, Control::Managed { ref model_store, .. } if *model_store == base.join("store"))
+        );
+    }
+
+    #[test]
+    fn production_mode_takes_an_argv() {
+        let spec = load(
+            "config = \"/etc/ts/config.properties\"\nrestart_command = [\"systemctl\", \"restart\", \"torchserve\"]\nkey_file = \"/var/lib/ts/key_file.json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.control,
+            Control::RestartCommand {
+                argv: vec!["systemctl".into(), "restart".into(), "torchserve".into()]
+            }
+        );
+        assert_eq!(spec.key_file, PathBuf::from("/var/lib/ts/key_file.json"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let error = load("config = \"c\"\nmodel_store = \"s\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("target.toml") && error.contains("line 3") && error.contains("bogus"),
+            "{error}"
+        );
+        let error = load("config = \"c\"\n").unwrap_err().to_string();
+        assert!(error.contains("model_store is required"), "{error}");
+        let error = load("config = \"c\"\nrestart_command = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("restart_command"), "{error}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Helpers for integration tests against a real TorchServe 0.12.0, as
+//! provisioned by `scripts/setup-torchserve.sh`.
+//!
+//! Each test gets its own deployment in a temporary directory: its own
+//! config.properties with free inference/management/metrics/gRPC ports, its
+//! own worker port range, work dir (TMPDIR, pid file, key file, logs) and
+//! model store. Dropping the deployment kills whatever TorchServe it left
+//! running, also when the test panics.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+
+use servetune::target::{process, TargetSpec, TorchServe};
+
+/// What the setup script provisions.
+pub struct Provisioned {
+    pub torchserve: PathBuf,
+    pub tiny_mar: PathBuf,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn default_torchserve() -> PathBuf {
+    if let Some(path) = std::env::var_os("SERVETUNE_TORCHSERVE") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("SERVETUNE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+                })
+                .join("servetune")
+        });
+    cache.join("venv-ts-0.12.0/bin/torchserve")
+}
+
+/// The provisioned TorchServe, or `None` (with a clear message) outside CI.
+/// Under `CI=true` a missing TorchServe fails the test.
+pub fn provisioned() -> Option<Provisioned> {
+    let torchserve = default_torchserve();
+    let tiny_mar = repo_root().join("examples/deployment/model-store/tiny.mar");
+    let missing: Vec<String> = [&torchserve, &tiny_mar]
+        .iter()
+        .filter(|path| !path.exists())
+        .map(|path| path.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Some(Provisioned {
+            torchserve,
+            tiny_mar,
+        });
+    }
+    let message = format!(
+        "TorchServe is not provisioned (missing: {}). Run `make test`, or `scripts/setup-torchserve.sh` then `cargo test`.",
+        missing.join(", ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{message}");
+    }
+    eprintln!("SKIPPED: {message}");
+    None
+}
+
+/// Returns from the test (loudly) when TorchServe is not provisioned.
+#[macro_export]
+macro_rules! require_torchserve {
+    () => {
+        match common::provisioned() {
+            Some(provisioned) => provisioned,
+            None => return,
+        }
+    };
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A worker port range of 500 nobody seems to use: worker sockets are
+/// `/tmp/.ts.sock.<port>` and the port grows with every worker (re)start.
+fn worker_port_base() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let base = 20_000 + (hasher.finish() % 80) as u16 * 500;
+        let taken =
+            (base..base + 500).any(|port| Path::new(&format!("/tmp/.ts.sock.{port}")).exists());
+        if !taken {
+            return base;
+        }
+    }
+}
+
+pub struct Ports {
+    pub inference: u16,
+    pub management: u16,
+    pub metrics: u16,
+    pub grpc_inference: u16,
+    pub grpc_management: u16,
+}
+
+/// One TorchServe deployment of the `tiny` model in a temporary directory.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub target: PathBuf,
+    pub ports: Ports,
+}
+
+impl Deployment {
+    pub fn new(provisioned: &Provisioned) -> Self {
+        Self::with_target_extra(provisioned, "")
+    }
+
+    /// A deployment whose target file has `extra` TOML lines appended.
+    pub fn with_target_extra(provisioned: &Provisioned, extra: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("servetune-test-")
+            .tempdir()
+            .unwrap();
+        let store = dir.path().join("model-store");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::copy(&provisioned.tiny_mar, store.join("tiny.mar")).unwrap();
+        let ports = Ports {
+            inference: free_port(),
+            management: free_port(),
+            metrics: free_port(),
+            grpc_inference: free_port(),
+            grpc_management: free_port(),
+        };
+        let config = dir.path().join("config.properties");
+        std::fs::write(&config, config_text(&ports, worker_port_base())).unwrap();
+        let target = dir.path().join("target.toml");
+        let target_text = if extra.contains("restart_command") {
+            format!("config = \"config.properties\"\nwork_dir = \"run\"\nready_timeout = \"120s\"\n{extra}\n")
+        } else {
+            format!(
+                "config = \"config.properties\"\nmodel_store = \"model-store\"\nwork_dir = \"run\"\n\
+                 torchserve = \"{}\"\nready_timeout = \"120s\"\n{extra}\n",
+                provisioned.torchserve.display()
+            )
+        };
+        std::fs::write(&target, target_text).unwrap();
+        Self {
+            dir,
+            config,
+            target,
+            ports,
+        }
+    }
+
+    pub fn spec(&self) -> TargetSpec {
+        TargetSpec::load(&self.target).unwrap()
+    }
+
+    pub fn server(&self) -> TorchServe {
+        TorchServe::new(self.spec())
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn jvm(&self) -> Option<i32> {
+        process::running_jvm(&self.work_dir().join("tmp"))
+    }
+
+    pub fn config_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.config).unwrap()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(jvm) = self.jvm() {
+            process::kill_tree(jvm);
+        }
+    }
+}
+
+fn config_text(ports: &Ports, worker_port: u16) -> String {
+    format!(
+        "# test deployment of the tiny model\n\
+         inference_address=http://127.0.0.1:{}\n\
+         management_address=http://127.0.0.1:{}\n\
+         metrics_address=http://127.0.0.1:{}\n\
+         grpc_inference_port={}\n\
+         grpc_management_port={}\n\
+         initial_worker_port={worker_port}\n\
+         enable_model_api=true\n\
+         number_of_netty_threads=2\n\
+         job_queue_size=100\n\
+         default_workers_per_model=1\n\
+         load_models=tiny.mar\n\
+         models={{\\\n  \"tiny\": {{\\\n    \"1.0\": {{\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"tiny.mar\",\\\n      \
+         \"minWorkers\": 1,\\\n      \"maxWorkers\": 1,\\\n      \"batchSize\": 1,\\\n      \"maxBatchDelay\": 100,\\\n      \
+         \"responseTimeout\": 120\\\n    }}\\\n  }}\\\n}}\n",
+        ports.inference, ports.management, ports.metrics, ports.grpc_inference, ports.grpc_management
+    )
+}
+
+/// A runtime for tests that drive async code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
