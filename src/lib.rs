@@ -5,6 +5,9 @@
 //! `apply` ties the two together with rollback, `cli` is the command line.
 
 pub mod apply;
+pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod load;
+pub mod measure;
 pub mod target;

@@ -1,0 +1,375 @@
+//! The load loop: one worker loop, parameterised by the schedule.
+//!
+//! Each load thread runs a single-threaded tokio runtime; its tasks (one per
+//! virtual user, or one per connection in an open loop) each own their
+//! connection and share the thread's `Recorder`. Threads are merged at the
+//! end. Every wait is raced against the window's end and the cancellation
+//! token, so a stalled server never holds the run past its window.
+//!
+//! Open loop: the i-th request is due at an absolute time (constant period
+//! or Poisson arrivals); a connection task takes the next due slot when it is
+//! free, waits until it is due, and latency is measured from that due time
+//! (or from the actual send when the connection sat idle until then, so the
+//! timer's own tick is not blamed on the server).
+//! When every connection is busy the slot waits — its latency includes the
+//! wait (coordinated omission corrected) — and slots never taken before the
+//! end are counted as dropped.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::task::LocalSet;
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{Connection, Failure};
+use super::request::RenderedRequests;
+use super::stages::Stages;
+use super::LoadError;
+use crate::measure::{ErrorClass, LoadReport, Recorder};
+
+/// How open-loop arrivals are spaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    Constant,
+    Poisson,
+}
+
+/// When requests are sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// Virtual users: each sends its next request when the last one answered.
+    Closed { stages: Stages, think_time: Duration },
+    /// Requests at a rate, whether or not earlier ones answered.
+    Open { rate_per_s: f64, arrival: Arrival },
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub address: SocketAddr,
+    pub requests: Arc<RenderedRequests>,
+    pub schedule: Schedule,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub request_timeout: Duration,
+    /// Open loop: connections, hence requests in flight, at most.
+    pub max_in_flight: usize,
+    pub threads: usize,
+    pub seed: u64,
+}
+
+/// A send counted as late when it leaves this long after its due time.
+const LATE_AFTER: Duration = Duration::from_millis(10);
+/// Pause after a failed connect, so a dead server is not spun on.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Live counters for a progress line.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Resolves `host:port` to the first address.
+pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, LoadError> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| LoadError::Unreachable { address: format!("{host}:{port}"), reason: e.to_string() })?
+        .next()
+        .ok_or_else(|| LoadError::Unreachable { address: format!("{host}:{port}"), reason: "no address".into() })
+}
+
+/// Runs the plan and returns its figures. Fails fast when the server cannot
+/// even be connected to; later failures are counted, not raised.
+pub async fn run_load(plan: LoadPlan, token: CancellationToken, progress: Arc<Progress>) -> Result<LoadReport, LoadError> {
+    validate(&plan)?;
+    if let Err(Failure::Connect(e) | Failure::Io(e)) = Connection::open(plan.address, Duration::from_secs(3)).await {
+        return Err(LoadError::Unreachable { address: plan.address.to_string(), reason: e.to_string() });
+    }
+    let plan = Arc::new(plan);
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut handles = Vec::new();
+    for thread_index in 0..plan.threads {
+        let plan = Arc::clone(&plan);
+        let token = token.clone();
+        let progress = Arc::clone(&progress);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("servetune-load-{thread_index}"))
+            .spawn(move || {
+                let _ = sender.send(run_thread(&plan, thread_index, start, token, progress));
+            })
+            .map_err(|e| LoadError::Thread(e.to_string()))?;
+        handles.push(receiver);
+    }
+    let mut merged = Recorder::new(start, plan.warmup, plan.duration);
+    for handle in handles {
+        let recorder = handle.await.map_err(|_| LoadError::Thread("a load thread panicked".into()))??;
+        merged.merge(recorder);
+    }
+    Ok(merged.report())
+}
+
+fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
+    if plan.duration.is_zero() {
+        return Err(LoadError::BadInput("--duration must be positive".into()));
+    }
+    if plan.threads == 0 || plan.max_in_flight == 0 {
+        return Err(LoadError::BadInput("threads and --max-in-flight must be at least 1".into()));
+    }
+    if let Schedule::Open { rate_per_s, .. } = plan.schedule {
+        if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
+            return Err(LoadError::BadInput(format!("--rate must be a positive number, not {rate_per_s}")));
+        }
+    }
+    Ok(())
+}
+
+/// What one thread's tasks share.
+struct ThreadContext {
+    plan: Arc<LoadPlan>,
+    end: Instant,
+    token: CancellationToken,
+    recorder: RefCell<Recorder>,
+    progress: Arc<Progress>,
+    request_counter: Cell<u64>,
+}
+
+fn run_thread(
+    plan: &Arc<LoadPlan>,
+    thread_index: usize,
+    start: Instant,
+    token: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<Recorder, LoadError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadError::Thread(e.to_string()))?;
+    let context = Rc::new(ThreadContext {
+        plan: Arc::clone(plan),
+        end: start + plan.warmup + plan.duration,
+        token,
+        recorder: RefCell::new(Recorder::new(start, plan.warmup, plan.duration)),
+        progress,
+        request_counter: Cell::new(thread_index as u64),
+    });
+    let local = LocalSet::new();
+    local.block_on(&runtime, async {
+        sleep_until(start.into()).await;
+        match &plan.schedule {
+            Schedule::Closed { stages, think_time } => {
+                run_closed(&context, stages, *think_time, thread_index, start).await
+            }
+            Schedule::Open { rate_per_s, arrival } => {
+                run_open(&context, *rate_per_s, *arrival, thread_index, start).await
+            }
+        }
+    });
+    drop(local);
+    let context = Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
+    Ok(context.recorder.into_inner())
+}
+
+/// How one request ended, from the loop's point of view.
+enum Step {
+    Done,
+    WindowClosed,
+}
+
+/// Sends one request on `connection` (opening it if needed), racing the
+/// window's end; records the outcome with latency from `intended`.
+async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, intended: Instant) -> Step {
+    let plan = &context.plan;
+    let index = context.request_counter.get();
+    context.request_counter.set(index + plan.threads as u64);
+    let sent = Instant::now();
+    let exchange = async {
+        if connection.is_none() {
+            *connection = Some(Connection::open(plan.address, plan.request_timeout).await?);
+        }
+        connection.as_mut().expect("opened above").exchange(plan.requests.get(index)).await
+    };
+    let outcome = tokio::select! {
+        biased;
+        _ = context.token.cancelled() => None,
+        _ = sleep_until(context.end.into()) => None,
+        result = tokio::time::timeout(plan.request_timeout, exchange) => Some(result),
+    };
+    let done = Instant::now();
+    let mut recorder = context.recorder.borrow_mut();
+    let Some(result) = outcome else {
+        recorder.record_unfinished(intended);
+        *connection = None;
+        return Step::WindowClosed;
+    };
+    let failure = match result {
+        Ok(Ok(response)) => {
+            recorder.record_response(intended, sent, done, response.status);
+            let counter = if ErrorClass::of_status(response.status).is_some() { &context.progress.errors } else { &context.progress.ok };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if !response.keep_alive {
+                *connection = None;
+            }
+            return Step::Done;
+        }
+        Ok(Err(Failure::Connect(_))) => ErrorClass::Connect,
+        Ok(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
+        Err(_elapsed) => ErrorClass::Timeout,
+    };
+    recorder.record_failure(intended, done, failure);
+    context.progress.errors.fetch_add(1, Ordering::Relaxed);
+    drop(recorder);
+    *connection = None;
+    if failure == ErrorClass::Connect {
+        tokio::time::sleep(CONNECT_BACKOFF).await;
+    }
+    Step::Done
+}
+
+fn window_open(context: &ThreadContext) -> bool {
+    Instant::now() < context.end && !context.token.is_cancelled()
+}
+
+/// This thread's share of `total` users (users are dealt round-robin).
+fn share(total: u32, threads: usize, thread_index: usize) -> usize {
+    let total = total as usize;
+    total / threads + usize::from(thread_index < total % threads)
+}
+
+async fn run_closed(context: &Rc<ThreadContext>, stages: &Stages, think_time: Duration, thread_index: usize, start: Instant) {
+    let mut users: Vec<(Rc<Cell<bool>>, tokio::task::JoinHandle<()>)> = Vec::new();
+    while window_open(context) {
+        let wanted = share(stages.users_at(start.elapsed()), context.plan.threads, thread_index);
+        users.retain(|(stop, handle)| !(stop.get() && handle.is_finished()));
+        let running: Vec<usize> = (0..users.len()).filter(|&i| !users[i].0.get()).collect();
+        if running.len() < wanted {
+            for _ in running.len()..wanted {
+                let stop = Rc::new(Cell::new(false));
+                let handle = tokio::task::spawn_local(virtual_user(Rc::clone(context), Rc::clone(&stop), think_time));
+                users.push((stop, handle));
+            }
+        } else {
+            for &index in running.iter().skip(wanted) {
+                users[index].0.set(true);
+            }
+        }
+        tokio::select! {
+            _ = context.token.cancelled() => break,
+            _ = sleep_until(context.end.into()) => break,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    for (_, handle) in users {
+        let _ = handle.await;
+    }
+}
+
+async fn virtual_user(context: Rc<ThreadContext>, stop: Rc<Cell<bool>>, think_time: Duration) {
+    let mut connection = None;
+    while window_open(&context) && !stop.get() {
+        let intended = Instant::now();
+        if let Step::WindowClosed = send_one(&context, &mut connection, intended).await {
+            return;
+        }
+        if !think_time.is_zero() {
+            tokio::select! {
+                _ = context.token.cancelled() => return,
+                _ = sleep_until(context.end.into()) => return,
+                _ = tokio::time::sleep(think_time) => {}
+            }
+        }
+    }
+}
+
+/// Due times of this thread's open-loop requests.
+struct Slots {
+    next_due: Instant,
+    period: Duration,
+    arrival: Arrival,
+    rate_per_s: f64,
+    rng: SmallRng,
+}
+
+impl Slots {
+    fn new(start: Instant, rate_per_s: f64, arrival: Arrival, threads: usize, thread_index: usize, seed: u64) -> Self {
+        let thread_rate = rate_per_s / threads as f64;
+        let period = Duration::from_secs_f64(1.0 / thread_rate);
+        let mut rng = SmallRng::seed_from_u64(seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // Threads interleave their constant schedules; Poisson starts at a random gap.
+        let first = match arrival {
+            Arrival::Constant => Duration::from_secs_f64(thread_index as f64 / rate_per_s),
+            Arrival::Poisson => exponential(&mut rng, thread_rate),
+        };
+        Self { next_due: start + first, period, arrival, rate_per_s: thread_rate, rng }
+    }
+
+    /// The next due time before `end`, if any.
+    fn take(&mut self, end: Instant) -> Option<Instant> {
+        let due = self.next_due;
+        if due >= end {
+            return None;
+        }
+        self.next_due += match self.arrival {
+            Arrival::Constant => self.period,
+            Arrival::Poisson => exponential(&mut self.rng, self.rate_per_s),
+        };
+        Some(due)
+    }
+}
+
+fn exponential(rng: &mut SmallRng, rate_per_s: f64) -> Duration {
+    let uniform: f64 = rng.random::<f64>();
+    Duration::from_secs_f64(-(1.0 - uniform).ln() / rate_per_s)
+}
+
+async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival, thread_index: usize, start: Instant) {
+    let plan = &context.plan;
+    let slots = Rc::new(RefCell::new(Slots::new(start, rate_per_s, arrival, plan.threads, thread_index, plan.seed)));
+    let connections = share(plan.max_in_flight as u32, plan.threads, thread_index).max(1);
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let context = Rc::clone(context);
+        let slots = Rc::clone(&slots);
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut connection = None;
+            while window_open(&context) {
+                let Some(due) = slots.borrow_mut().take(context.end) else { break };
+                // Idle until due: any delay past it is the timer's (1 ms ticks),
+                // not the server's, so latency counts from the actual send.
+                // Busy past due: the server held this connection, so latency
+                // counts from the due time (coordinated omission corrected).
+                let idle_until_due = Instant::now() < due;
+                tokio::select! {
+                    _ = context.token.cancelled() => break,
+                    _ = sleep_until(due.into()) => {}
+                }
+                let now = Instant::now();
+                if now > due + LATE_AFTER {
+                    context.recorder.borrow_mut().record_late(due);
+                }
+                let intended = if idle_until_due { now } else { due };
+                if let Step::WindowClosed = send_one(&context, &mut connection, intended).await {
+                    break;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Slots due before the end that no connection was free to take.
+    let mut slots = slots.borrow_mut();
+    let mut recorder = context.recorder.borrow_mut();
+    while let Some(due) = slots.take(context.end) {
+        recorder.record_dropped(due);
+    }
+}

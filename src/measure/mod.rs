@@ -1,0 +1,12 @@
+//! Measurement: latency histograms, throughput, errors by class, a
+//! per-second timeline (`recorder`), the server's memory and CPU
+//! (`process`), and TorchServe's own metrics (`metrics`).
+//!
+//! Owns turning raw observations into figures. It sends no load (that is
+//! `load`) and judges nothing (that is `objective`, later).
+
+pub mod metrics;
+pub mod process;
+pub mod recorder;
+
+pub use recorder::{ErrorClass, ErrorCounts, LatencySummary, LoadReport, Recorder, SecondStats};
