@@ -265,3 +265,98 @@ fn operator_round_trip_on_a_real_torchserve() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(deployment.jvm(), None);
 }
+
+#[test]
+fn bench_bad_input_gets_a_clear_error_and_no_hang() {
+    let free_port = common::free_port();
+    let url = format!("http://127.0.0.1:{free_port}/predictions/tiny");
+    let empty = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--url".into(),
+                url.clone(),
+                "--stages".into(),
+                "0:10@".into(),
+            ],
+            "--stages",
+        ),
+        (
+            vec![
+                "--url".into(),
+                url.clone(),
+                "--stages".into(),
+                "ten@5s".into(),
+            ],
+            "number of users",
+        ),
+        (
+            vec![
+                "--url".into(),
+                url.clone(),
+                "--users".into(),
+                "2".into(),
+                "--body".into(),
+                empty.path().display().to_string(),
+            ],
+            "no files",
+        ),
+        (
+            vec![
+                "--url".into(),
+                url.clone(),
+                "--users".into(),
+                "2".into(),
+                "--duration".into(),
+                "1s".into(),
+            ],
+            "cannot connect",
+        ),
+        (
+            vec![
+                "--url".into(),
+                "https://127.0.0.1:1/x".into(),
+                "--rate".into(),
+                "5".into(),
+            ],
+            "https",
+        ),
+        (
+            vec!["--url".into(), url.clone(), "--rate=0".into()],
+            "--rate",
+        ),
+        (
+            vec![
+                "--url".into(),
+                url.clone(),
+                "--header".into(),
+                "NoColon".into(),
+                "--users".into(),
+                "1".into(),
+            ],
+            "--header",
+        ),
+        (
+            vec!["--url".into(), url, "--duration".into(), "1s".into()],
+            "--rate N, --users N",
+        ),
+    ];
+    for (args, expected) in cases {
+        let started = std::time::Instant::now();
+        let mut all = vec!["bench", "--no-save"];
+        all.extend(args.iter().map(String::as_str));
+        let output = servetune(&all);
+        assert!(!output.status.success(), "accepted {args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains(expected),
+            "error for {args:?} lacks {expected:?}: {message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -46,10 +46,15 @@ impl Connection {
     pub async fn open(address: SocketAddr, timeout: Duration) -> Result<Self, Failure> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
-            .map_err(|_| Failure::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
+            .map_err(|_| {
+                Failure::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            })?
             .map_err(Failure::Connect)?;
         stream.set_nodelay(true).map_err(Failure::Connect)?;
-        Ok(Self { stream, buffer: Vec::with_capacity(16 * 1024) })
+        Ok(Self {
+            stream,
+            buffer: Vec::with_capacity(16 * 1024),
+        })
     }
 
     /// Sends `request` and reads its response.
@@ -58,14 +63,18 @@ impl Connection {
         self.buffer.clear();
         let (status, keep_alive, header_len, framing) = loop {
             if self.read_more().await? == 0 {
-                return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response")));
+                return Err(Failure::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before a response",
+                )));
             }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
             match response.parse(&self.buffer) {
                 Ok(httparse::Status::Complete(header_len)) => {
                     let status = response.code.unwrap_or(0);
-                    let (keep_alive, framing) = framing_of(response.version.unwrap_or(1), response.headers, status)?;
+                    let (keep_alive, framing) =
+                        framing_of(response.version.unwrap_or(1), response.headers, status)?;
                     break (status, keep_alive, header_len, framing);
                 }
                 Ok(httparse::Status::Partial) => continue,
@@ -76,7 +85,10 @@ impl Connection {
             Framing::Length(length) => {
                 while self.buffer.len() < header_len + length {
                     if self.read_more().await? == 0 {
-                        return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body")));
+                        return Err(Failure::Io(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed mid-body",
+                        )));
                     }
                 }
                 length
@@ -84,17 +96,28 @@ impl Connection {
             Framing::Chunked => self.read_chunked(header_len).await?,
             Framing::UntilClose => {
                 while self.read_more().await? > 0 {}
-                return Ok(Response { status, keep_alive: false, body_bytes: self.buffer.len() - header_len });
+                return Ok(Response {
+                    status,
+                    keep_alive: false,
+                    body_bytes: self.buffer.len() - header_len,
+                });
             }
         };
-        Ok(Response { status, keep_alive, body_bytes })
+        Ok(Response {
+            status,
+            keep_alive,
+            body_bytes,
+        })
     }
 
     async fn read_more(&mut self) -> Result<usize, Failure> {
         if self.buffer.capacity() - self.buffer.len() < 4096 {
             self.buffer.reserve(16 * 1024);
         }
-        self.stream.read_buf(&mut self.buffer).await.map_err(Failure::Io)
+        self.stream
+            .read_buf(&mut self.buffer)
+            .await
+            .map_err(Failure::Io)
     }
 
     /// Reads a chunked body starting at `start`; returns its decoded length.
@@ -107,7 +130,10 @@ impl Connection {
                     break at + offset;
                 }
                 if self.read_more().await? == 0 {
-                    return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-chunk")));
+                    return Err(Failure::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed mid-chunk",
+                    )));
                 }
             };
             let size_text = std::str::from_utf8(&self.buffer[at..line_end]).unwrap_or("");
@@ -132,7 +158,10 @@ impl Connection {
             }
             while self.buffer.len() < at + size + 2 {
                 if self.read_more().await? == 0 {
-                    return Err(Failure::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-chunk")));
+                    return Err(Failure::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed mid-chunk",
+                    )));
                 }
             }
             total += size;
@@ -147,15 +176,23 @@ enum Framing {
     UntilClose,
 }
 
-fn framing_of(version: u8, headers: &[httparse::Header<'_>], status: u16) -> Result<(bool, Framing), Failure> {
+fn framing_of(
+    version: u8,
+    headers: &[httparse::Header<'_>],
+    status: u16,
+) -> Result<(bool, Framing), Failure> {
     let mut keep_alive = version >= 1;
     let mut framing = None;
     for header in headers {
         let value = std::str::from_utf8(header.value).unwrap_or("").trim();
         if header.name.eq_ignore_ascii_case("content-length") {
-            let length = value.parse().map_err(|_| Failure::Protocol(format!("bad Content-Length '{value}'")))?;
+            let length = value
+                .parse()
+                .map_err(|_| Failure::Protocol(format!("bad Content-Length '{value}'")))?;
             framing = Some(Framing::Length(length));
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked") {
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+        {
             framing = Some(Framing::Chunked);
         } else if header.name.eq_ignore_ascii_case("connection") {
             let value = value.to_ascii_lowercase();

@@ -50,10 +50,14 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, LoadError> {
         let bad = |reason: &str| LoadError::BadInput(format!("--url '{url}': {reason}"));
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected http://host:port/path"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected http://host:port/path"))?;
         match scheme {
             "http" => {}
-            "https" => return Err(bad("https is not supported by the load generator yet; benchmark the plain-HTTP port")),
+            "https" => return Err(bad(
+                "https is not supported by the load generator yet; benchmark the plain-HTTP port",
+            )),
             _ => return Err(bad("the scheme must be http")),
         }
         let (authority, path) = match rest.find('/') {
@@ -61,12 +65,21 @@ impl Endpoint {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() => (host, port.parse::<u16>().map_err(|_| bad("bad port"))?),
+            Some((host, port)) if !host.is_empty() => {
+                (host, port.parse::<u16>().map_err(|_| bad("bad port"))?)
+            }
             Some(_) => return Err(bad("no host")),
             None if !authority.is_empty() => (authority, 80),
             None => return Err(bad("no host")),
         };
-        Ok(Self { host: host.trim_start_matches('[').trim_end_matches(']').to_string(), port, path_and_query: path.to_string() })
+        Ok(Self {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            path_and_query: path.to_string(),
+        })
     }
 }
 
@@ -96,14 +109,23 @@ pub fn read_bodies(path: &Path) -> Result<Vec<Vec<u8>>, LoadError> {
     if files.is_empty() {
         return Err(bad("the directory holds no files".to_string()));
     }
-    files.iter().map(|file| std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display())))).collect()
+    files
+        .iter()
+        .map(|file| std::fs::read(file).map_err(|e| bad(format!("{}: {e}", file.display()))))
+        .collect()
 }
 
 /// Parses a `K:V` header argument.
 pub fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text.split_once(':').ok_or_else(|| format!("'{text}': expected NAME:VALUE"))?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("'{text}': expected NAME:VALUE"))?;
     let name = name.trim();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(format!("'{name}' is not a header name"));
     }
     let value = value.trim();
@@ -121,15 +143,26 @@ pub struct RenderedRequests {
 
 impl RenderedRequests {
     pub fn render(spec: &RequestSpec) -> Self {
-        let bodies: Vec<&[u8]> = if spec.bodies.is_empty() { vec![&[]] } else { spec.bodies.iter().map(Vec::as_slice).collect() };
+        let bodies: Vec<&[u8]> = if spec.bodies.is_empty() {
+            vec![&[]]
+        } else {
+            spec.bodies.iter().map(Vec::as_slice).collect()
+        };
         let wire = bodies
             .into_iter()
             .map(|body| {
                 let mut head = format!(
                     "{} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: servetune\r\nAccept: */*\r\n",
-                    spec.method, spec.endpoint.path_and_query, spec.endpoint.host, spec.endpoint.port
+                    spec.method,
+                    spec.endpoint.path_and_query,
+                    spec.endpoint.host,
+                    spec.endpoint.port
                 );
-                let has = |name: &str| spec.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+                let has = |name: &str| {
+                    spec.headers
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case(name))
+                };
                 if let Some(content_type) = &spec.content_type {
                     if !has("content-type") && !body.is_empty() {
                         head.push_str(&format!("Content-Type: {content_type}\r\n"));
@@ -163,9 +196,19 @@ mod tests {
     #[test]
     fn parses_urls() {
         let endpoint = Endpoint::parse("http://127.0.0.1:8080/predictions/tiny").unwrap();
-        assert_eq!((endpoint.host.as_str(), endpoint.port, endpoint.path_and_query.as_str()), ("127.0.0.1", 8080, "/predictions/tiny"));
+        assert_eq!(
+            (
+                endpoint.host.as_str(),
+                endpoint.port,
+                endpoint.path_and_query.as_str()
+            ),
+            ("127.0.0.1", 8080, "/predictions/tiny")
+        );
         assert_eq!(Endpoint::parse("http://example").unwrap().port, 80);
-        assert!(Endpoint::parse("https://h:1/").unwrap_err().to_string().contains("https"));
+        assert!(Endpoint::parse("https://h:1/")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
         assert!(Endpoint::parse("ftp://h/").is_err());
         assert!(Endpoint::parse("h:80/x").is_err());
         assert!(Endpoint::parse("http://h:99999/").is_err());
@@ -193,7 +236,10 @@ mod tests {
         assert!(parse_header("novalue").is_err());
         assert!(parse_header("bad name: v").is_err());
         let empty = tempfile::tempdir().unwrap();
-        assert!(read_bodies(empty.path()).unwrap_err().to_string().contains("no files"));
+        assert!(read_bodies(empty.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no files"));
         assert!(read_bodies(&empty.path().join("missing")).is_err());
     }
 }

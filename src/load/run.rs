@@ -3,8 +3,10 @@
 //! Each load thread runs a single-threaded tokio runtime; its tasks (one per
 //! virtual user, or one per connection in an open loop) each own their
 //! connection and share the thread's `Recorder`. Threads are merged at the
-//! end. Every wait is raced against the window's end and the cancellation
-//! token, so a stalled server never holds the run past its window.
+//! end. Nothing is sent after the window; requests in flight then get a short
+//! drain to finish (and are recorded as they end), after which whatever is
+//! still open is counted as unfinished. Every wait is raced against that hard
+//! stop and the cancellation token, so a stalled server never holds a run.
 //!
 //! Open loop: the i-th request is due at an absolute time (constant period
 //! or Poisson arrivals); a connection task takes the next due slot when it is
@@ -46,7 +48,10 @@ pub enum Arrival {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// Virtual users: each sends its next request when the last one answered.
-    Closed { stages: Stages, think_time: Duration },
+    Closed {
+        stages: Stages,
+        think_time: Duration,
+    },
     /// Requests at a rate, whether or not earlier ones answered.
     Open { rate_per_s: f64, arrival: Arrival },
 }
@@ -68,6 +73,10 @@ pub struct LoadPlan {
 
 /// A send counted as late when it leaves this long after its due time.
 const LATE_AFTER: Duration = Duration::from_millis(10);
+/// After the window, requests in flight get this long (at most the request
+/// timeout) to finish and be recorded; those still open then are counted as
+/// unfinished. No request is sent after the window.
+const DRAIN: Duration = Duration::from_secs(2);
 /// Pause after a failed connect, so a dead server is not spun on.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -82,17 +91,32 @@ pub struct Progress {
 pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, LoadError> {
     tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| LoadError::Unreachable { address: format!("{host}:{port}"), reason: e.to_string() })?
+        .map_err(|e| LoadError::Unreachable {
+            address: format!("{host}:{port}"),
+            reason: e.to_string(),
+        })?
         .next()
-        .ok_or_else(|| LoadError::Unreachable { address: format!("{host}:{port}"), reason: "no address".into() })
+        .ok_or_else(|| LoadError::Unreachable {
+            address: format!("{host}:{port}"),
+            reason: "no address".into(),
+        })
 }
 
 /// Runs the plan and returns its figures. Fails fast when the server cannot
 /// even be connected to; later failures are counted, not raised.
-pub async fn run_load(plan: LoadPlan, token: CancellationToken, progress: Arc<Progress>) -> Result<LoadReport, LoadError> {
+pub async fn run_load(
+    plan: LoadPlan,
+    token: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<LoadReport, LoadError> {
     validate(&plan)?;
-    if let Err(Failure::Connect(e) | Failure::Io(e)) = Connection::open(plan.address, Duration::from_secs(3)).await {
-        return Err(LoadError::Unreachable { address: plan.address.to_string(), reason: e.to_string() });
+    if let Err(Failure::Connect(e) | Failure::Io(e)) =
+        Connection::open(plan.address, Duration::from_secs(3)).await
+    {
+        return Err(LoadError::Unreachable {
+            address: plan.address.to_string(),
+            reason: e.to_string(),
+        });
     }
     let plan = Arc::new(plan);
     let start = Instant::now() + Duration::from_millis(20);
@@ -112,7 +136,9 @@ pub async fn run_load(plan: LoadPlan, token: CancellationToken, progress: Arc<Pr
     }
     let mut merged = Recorder::new(start, plan.warmup, plan.duration);
     for handle in handles {
-        let recorder = handle.await.map_err(|_| LoadError::Thread("a load thread panicked".into()))??;
+        let recorder = handle
+            .await
+            .map_err(|_| LoadError::Thread("a load thread panicked".into()))??;
         merged.merge(recorder);
     }
     Ok(merged.report())
@@ -123,11 +149,15 @@ fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
         return Err(LoadError::BadInput("--duration must be positive".into()));
     }
     if plan.threads == 0 || plan.max_in_flight == 0 {
-        return Err(LoadError::BadInput("threads and --max-in-flight must be at least 1".into()));
+        return Err(LoadError::BadInput(
+            "threads and --max-in-flight must be at least 1".into(),
+        ));
     }
     if let Schedule::Open { rate_per_s, .. } = plan.schedule {
         if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
-            return Err(LoadError::BadInput(format!("--rate must be a positive number, not {rate_per_s}")));
+            return Err(LoadError::BadInput(format!(
+                "--rate must be a positive number, not {rate_per_s}"
+            )));
         }
     }
     Ok(())
@@ -136,7 +166,10 @@ fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
 /// What one thread's tasks share.
 struct ThreadContext {
     plan: Arc<LoadPlan>,
+    /// No request is sent after this.
     end: Instant,
+    /// Requests still in flight at this moment are cut and counted unfinished.
+    hard_stop: Instant,
     token: CancellationToken,
     recorder: RefCell<Recorder>,
     progress: Arc<Progress>,
@@ -157,6 +190,7 @@ fn run_thread(
     let context = Rc::new(ThreadContext {
         plan: Arc::clone(plan),
         end: start + plan.warmup + plan.duration,
+        hard_stop: start + plan.warmup + plan.duration + DRAIN.min(plan.request_timeout),
         token,
         recorder: RefCell::new(Recorder::new(start, plan.warmup, plan.duration)),
         progress,
@@ -169,13 +203,15 @@ fn run_thread(
             Schedule::Closed { stages, think_time } => {
                 run_closed(&context, stages, *think_time, thread_index, start).await
             }
-            Schedule::Open { rate_per_s, arrival } => {
-                run_open(&context, *rate_per_s, *arrival, thread_index, start).await
-            }
+            Schedule::Open {
+                rate_per_s,
+                arrival,
+            } => run_open(&context, *rate_per_s, *arrival, thread_index, start).await,
         }
     });
     drop(local);
-    let context = Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
+    let context =
+        Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
     Ok(context.recorder.into_inner())
 }
 
@@ -187,7 +223,11 @@ enum Step {
 
 /// Sends one request on `connection` (opening it if needed), racing the
 /// window's end; records the outcome with latency from `intended`.
-async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, intended: Instant) -> Step {
+async fn send_one(
+    context: &ThreadContext,
+    connection: &mut Option<Connection>,
+    intended: Instant,
+) -> Step {
     let plan = &context.plan;
     let index = context.request_counter.get();
     context.request_counter.set(index + plan.threads as u64);
@@ -196,25 +236,34 @@ async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, 
         if connection.is_none() {
             *connection = Some(Connection::open(plan.address, plan.request_timeout).await?);
         }
-        connection.as_mut().expect("opened above").exchange(plan.requests.get(index)).await
+        connection
+            .as_mut()
+            .expect("opened above")
+            .exchange(plan.requests.get(index))
+            .await
     };
     let outcome = tokio::select! {
         biased;
         _ = context.token.cancelled() => None,
-        _ = sleep_until(context.end.into()) => None,
+        _ = sleep_until(context.hard_stop.into()) => None,
         result = tokio::time::timeout(plan.request_timeout, exchange) => Some(result),
     };
     let done = Instant::now();
-    let mut recorder = context.recorder.borrow_mut();
     let Some(result) = outcome else {
-        recorder.record_unfinished(intended);
+        context.recorder.borrow_mut().record_unfinished(intended);
         *connection = None;
         return Step::WindowClosed;
     };
     let failure = match result {
         Ok(Ok(response)) => {
-            recorder.record_response(intended, sent, done, response.status);
-            let counter = if ErrorClass::of_status(response.status).is_some() { &context.progress.errors } else { &context.progress.ok };
+            context
+                .recorder
+                .borrow_mut()
+                .record_response(intended, sent, done, response.status);
+            let counter = match ErrorClass::of_status(response.status) {
+                Some(_) => &context.progress.errors,
+                None => &context.progress.ok,
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             if !response.keep_alive {
                 *connection = None;
@@ -225,9 +274,11 @@ async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, 
         Ok(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
         Err(_elapsed) => ErrorClass::Timeout,
     };
-    recorder.record_failure(intended, done, failure);
+    context
+        .recorder
+        .borrow_mut()
+        .record_failure(intended, done, failure);
     context.progress.errors.fetch_add(1, Ordering::Relaxed);
-    drop(recorder);
     *connection = None;
     if failure == ErrorClass::Connect {
         tokio::time::sleep(CONNECT_BACKOFF).await;
@@ -245,16 +296,30 @@ fn share(total: u32, threads: usize, thread_index: usize) -> usize {
     total / threads + usize::from(thread_index < total % threads)
 }
 
-async fn run_closed(context: &Rc<ThreadContext>, stages: &Stages, think_time: Duration, thread_index: usize, start: Instant) {
+async fn run_closed(
+    context: &Rc<ThreadContext>,
+    stages: &Stages,
+    think_time: Duration,
+    thread_index: usize,
+    start: Instant,
+) {
     let mut users: Vec<(Rc<Cell<bool>>, tokio::task::JoinHandle<()>)> = Vec::new();
     while window_open(context) {
-        let wanted = share(stages.users_at(start.elapsed()), context.plan.threads, thread_index);
+        let wanted = share(
+            stages.users_at(start.elapsed()),
+            context.plan.threads,
+            thread_index,
+        );
         users.retain(|(stop, handle)| !(stop.get() && handle.is_finished()));
         let running: Vec<usize> = (0..users.len()).filter(|&i| !users[i].0.get()).collect();
         if running.len() < wanted {
             for _ in running.len()..wanted {
                 let stop = Rc::new(Cell::new(false));
-                let handle = tokio::task::spawn_local(virtual_user(Rc::clone(context), Rc::clone(&stop), think_time));
+                let handle = tokio::task::spawn_local(virtual_user(
+                    Rc::clone(context),
+                    Rc::clone(&stop),
+                    think_time,
+                ));
                 users.push((stop, handle));
             }
         } else {
@@ -300,16 +365,31 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(start: Instant, rate_per_s: f64, arrival: Arrival, threads: usize, thread_index: usize, seed: u64) -> Self {
+    fn new(
+        start: Instant,
+        rate_per_s: f64,
+        arrival: Arrival,
+        threads: usize,
+        thread_index: usize,
+        seed: u64,
+    ) -> Self {
         let thread_rate = rate_per_s / threads as f64;
         let period = Duration::from_secs_f64(1.0 / thread_rate);
-        let mut rng = SmallRng::seed_from_u64(seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = SmallRng::seed_from_u64(
+            seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         // Threads interleave their constant schedules; Poisson starts at a random gap.
         let first = match arrival {
             Arrival::Constant => Duration::from_secs_f64(thread_index as f64 / rate_per_s),
             Arrival::Poisson => exponential(&mut rng, thread_rate),
         };
-        Self { next_due: start + first, period, arrival, rate_per_s: thread_rate, rng }
+        Self {
+            next_due: start + first,
+            period,
+            arrival,
+            rate_per_s: thread_rate,
+            rng,
+        }
     }
 
     /// The next due time before `end`, if any.
@@ -331,9 +411,22 @@ fn exponential(rng: &mut SmallRng, rate_per_s: f64) -> Duration {
     Duration::from_secs_f64(-(1.0 - uniform).ln() / rate_per_s)
 }
 
-async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival, thread_index: usize, start: Instant) {
+async fn run_open(
+    context: &Rc<ThreadContext>,
+    rate_per_s: f64,
+    arrival: Arrival,
+    thread_index: usize,
+    start: Instant,
+) {
     let plan = &context.plan;
-    let slots = Rc::new(RefCell::new(Slots::new(start, rate_per_s, arrival, plan.threads, thread_index, plan.seed)));
+    let slots = Rc::new(RefCell::new(Slots::new(
+        start,
+        rate_per_s,
+        arrival,
+        plan.threads,
+        thread_index,
+        plan.seed,
+    )));
     let connections = share(plan.max_in_flight as u32, plan.threads, thread_index).max(1);
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -342,7 +435,9 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
         tasks.push(tokio::task::spawn_local(async move {
             let mut connection = None;
             while window_open(&context) {
-                let Some(due) = slots.borrow_mut().take(context.end) else { break };
+                let Some(due) = slots.borrow_mut().take(context.end) else {
+                    break;
+                };
                 // Idle until due: any delay past it is the timer's (1 ms ticks),
                 // not the server's, so latency counts from the actual send.
                 // Busy past due: the server held this connection, so latency

@@ -22,7 +22,11 @@ pub struct Stages(Vec<Stage>);
 impl Stages {
     /// A constant number of users for `duration`.
     pub fn constant(users: u32, duration: Duration) -> Self {
-        Self(vec![Stage { from: users, to: users, duration }])
+        Self(vec![Stage {
+            from: users,
+            to: users,
+            duration,
+        }])
     }
 
     pub fn stages(&self) -> &[Stage] {
@@ -35,7 +39,11 @@ impl Stages {
 
     /// The largest number of users at any time.
     pub fn peak_users(&self) -> u32 {
-        self.0.iter().map(|stage| stage.from.max(stage.to)).max().unwrap_or(0)
+        self.0
+            .iter()
+            .map(|stage| stage.from.max(stage.to))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Users wanted `elapsed` after the start (the last stage's end value after the end).
@@ -44,8 +52,10 @@ impl Stages {
         for stage in &self.0 {
             let end = start + stage.duration;
             if elapsed < end {
-                let progress = (elapsed - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
-                let users = f64::from(stage.from) + (f64::from(stage.to) - f64::from(stage.from)) * progress;
+                let progress =
+                    (elapsed - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
+                let users = f64::from(stage.from)
+                    + (f64::from(stage.to) - f64::from(stage.from)) * progress;
                 return users.round() as u32;
             }
             start = end;
@@ -61,18 +71,18 @@ impl FromStr for Stages {
         let mut stages = Vec::new();
         let mut previous: Option<u32> = None;
         for item in text.split(',').map(str::trim) {
-            let (users, duration) = item
-                .split_once('@')
-                .ok_or_else(|| format!("stage '{item}': expected [FROM:]TO@DURATION, e.g. 0:100@60s"))?;
+            let (users, duration) = item.split_once('@').ok_or_else(|| {
+                format!("stage '{item}': expected [FROM:]TO@DURATION, e.g. 0:100@60s")
+            })?;
             let duration = humantime::parse_duration(duration.trim())
                 .map_err(|e| format!("stage '{item}': duration '{}': {e}", duration.trim()))?;
             if duration.is_zero() {
                 return Err(format!("stage '{item}': duration must be positive"));
             }
             let count = |text: &str| {
-                text.trim()
-                    .parse::<u32>()
-                    .map_err(|_| format!("stage '{item}': '{}' is not a number of users", text.trim()))
+                text.trim().parse::<u32>().map_err(|_| {
+                    format!("stage '{item}': '{}' is not a number of users", text.trim())
+                })
             };
             let (from, to) = match users.split_once(':') {
                 Some((from, to)) => (count(from)?, count(to)?),
@@ -110,7 +120,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_specs() {
-        for bad in ["", "100", "a@1s", "10@", "10@soon", "0:x@1s", "10@0s", "0@5s", "1:2:3@1s"] {
+        for bad in [
+            "", "100", "a@1s", "10@", "10@soon", "0:x@1s", "10@0s", "0@5s", "1:2:3@1s",
+        ] {
             assert!(bad.parse::<Stages>().is_err(), "{bad:?} was accepted");
         }
     }

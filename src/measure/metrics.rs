@@ -55,7 +55,13 @@ impl CounterSnapshot {
     /// Means over the window from `self` (before) to `after`.
     pub fn delta(&self, after: &CounterSnapshot) -> ServerLatency {
         let requests = (after.requests - self.requests).max(0.0);
-        let mean_ms = |before: f64, after: f64| if requests > 0.0 { (after - before).max(0.0) / requests / 1000.0 } else { 0.0 };
+        let mean_ms = |before: f64, after: f64| {
+            if requests > 0.0 {
+                (after - before).max(0.0) / requests / 1000.0
+            } else {
+                0.0
+            }
+        };
         ServerLatency {
             requests: requests as u64,
             inference_ms_mean: mean_ms(self.inference_latency_us, after.inference_latency_us),
@@ -67,7 +73,11 @@ impl CounterSnapshot {
 /// Reads the metrics endpoint (`{base}/metrics`).
 pub async fn scrape(http: &reqwest::Client, base_url: &str) -> Result<CounterSnapshot, String> {
     let url = format!("{base_url}/metrics");
-    let response = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("{url}: status {}", response.status()));
     }
@@ -89,7 +99,11 @@ mod tests {
              ts_queue_latency_microseconds{model_name=\"a\"} 3000.0\n",
         );
         assert_eq!(before.requests, 15.0);
-        let after = CounterSnapshot { requests: 25.0, inference_latency_us: 35000.0, queue_latency_us: 8000.0 };
+        let after = CounterSnapshot {
+            requests: 25.0,
+            inference_latency_us: 35000.0,
+            queue_latency_us: 8000.0,
+        };
         let window = before.delta(&after);
         assert_eq!(window.requests, 10);
         assert!((window.inference_ms_mean - 2.0).abs() < 1e-9);

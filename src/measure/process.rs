@@ -27,14 +27,20 @@ pub fn sample_tree(root: i32) -> TreeSample {
     let page_size = procfs::page_size();
     let mut sample = TreeSample::default();
     for pid in process_tree(root) {
-        let Ok(process) = procfs::process::Process::new(pid) else { continue };
+        let Ok(process) = procfs::process::Process::new(pid) else {
+            continue;
+        };
         if let Ok(stat) = process.stat() {
             sample.rss_bytes += stat.rss * page_size;
             sample.cpu_ticks += stat.utime + stat.stime;
             sample.processes += 1;
         }
         if let Ok(rollup) = process.smaps_rollup() {
-            if let Some(pss) = rollup.memory_map_rollup.iter().find_map(|map| map.extension.map.get("Pss").copied()) {
+            if let Some(pss) = rollup
+                .memory_map_rollup
+                .iter()
+                .find_map(|map| map.extension.map.get("Pss").copied())
+            {
                 sample.pss_bytes += pss;
             }
         }
@@ -96,7 +102,11 @@ fn summarize(samples: &[TreeSample], elapsed: Duration) -> MemoryReport {
         rss_mean: samples.iter().map(|s| mb(s.rss_bytes)).sum::<f64>() / count,
         pss_peak: mb(samples.iter().map(|s| s.pss_bytes).max().unwrap_or(0)),
         pss_mean: samples.iter().map(|s| mb(s.pss_bytes)).sum::<f64>() / count,
-        cpu_cores: if elapsed.is_zero() { 0.0 } else { cpu_ticks / ticks_per_s / elapsed.as_secs_f64() },
+        cpu_cores: if elapsed.is_zero() {
+            0.0
+        } else {
+            cpu_ticks / ticks_per_s / elapsed.as_secs_f64()
+        },
         samples: samples.len(),
     }
 }
@@ -119,6 +129,9 @@ mod tests {
         let report = sampler.finish();
         assert!(report.samples >= 3);
         assert!(report.pss_peak >= report.pss_mean && report.pss_mean > 0.0);
-        assert!(report.cpu_cores > 0.2, "a spinning thread shows up as CPU: {report:?}");
+        assert!(
+            report.cpu_cores > 0.2,
+            "a spinning thread shows up as CPU: {report:?}"
+        );
     }
 }

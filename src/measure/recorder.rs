@@ -136,7 +136,8 @@ struct Second {
 }
 
 fn histogram(significant_digits: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, significant_digits).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, significant_digits)
+        .expect("static histogram bounds are valid")
 }
 
 /// Observations of one load thread; merged into one at the end.
@@ -183,13 +184,23 @@ impl Recorder {
     fn second(&mut self, at: Instant) -> &mut Second {
         let index = at.saturating_duration_since(self.start).as_secs() as usize;
         while self.seconds.len() <= index {
-            self.seconds.push(Second { ok: 0, errors: 0, latency: histogram(2) });
+            self.seconds.push(Second {
+                ok: 0,
+                errors: 0,
+                latency: histogram(2),
+            });
         }
         &mut self.seconds[index]
     }
 
     /// A complete HTTP response. Non-2xx statuses count as errors.
-    pub fn record_response(&mut self, intended: Instant, sent: Instant, done: Instant, status: u16) {
+    pub fn record_response(
+        &mut self,
+        intended: Instant,
+        sent: Instant,
+        done: Instant,
+        status: u16,
+    ) {
         match ErrorClass::of_status(status) {
             Some(class) => self.record_failure(intended, done, class),
             None => {
@@ -200,7 +211,9 @@ impl Recorder {
                 if self.counts(intended) {
                     self.ok += 1;
                     let _ = self.latency.record(latency);
-                    let _ = self.uncorrected.record(micros(done.saturating_duration_since(sent)));
+                    let _ = self
+                        .uncorrected
+                        .record(micros(done.saturating_duration_since(sent)));
                 }
             }
         }
@@ -254,12 +267,23 @@ impl Recorder {
         let window_s = self.window.as_secs_f64();
         let failed = self.errors.total + self.dropped_sends + self.unfinished;
         let attempted = self.ok + failed;
-        let warmup_seconds = self.warmup_end.saturating_duration_since(self.start).as_secs_f64();
+        let warmup_seconds = self
+            .warmup_end
+            .saturating_duration_since(self.start)
+            .as_secs_f64();
         LoadReport {
             requests: self.ok + self.errors.total,
             ok: self.ok,
-            throughput_rps: if window_s > 0.0 { self.ok as f64 / window_s } else { 0.0 },
-            error_rate: if attempted > 0 { failed as f64 / attempted as f64 } else { 0.0 },
+            throughput_rps: if window_s > 0.0 {
+                self.ok as f64 / window_s
+            } else {
+                0.0
+            },
+            error_rate: if attempted > 0 {
+                failed as f64 / attempted as f64
+            } else {
+                0.0
+            },
             latency_ms: LatencySummary::of(&self.latency),
             latency_uncorrected_ms: LatencySummary::of(&self.uncorrected),
             errors: self.errors,
@@ -307,7 +331,7 @@ pub struct LoadReport {
     pub late_sends: u64,
     /// Open loop: sends that never left (every connection busy until the end).
     pub dropped_sends: u64,
-    /// Requests still in flight when the window closed.
+    /// Requests still in flight after the window and its drain.
     pub unfinished_at_end: u64,
     pub duration_s: f64,
     pub warmup_s: f64,
@@ -323,7 +347,12 @@ mod tests {
         let start = Instant::now();
         let mut recorder = Recorder::new(start, Duration::from_secs(1), Duration::from_secs(2));
         let in_warmup = start + Duration::from_millis(500);
-        recorder.record_response(in_warmup, in_warmup, in_warmup + Duration::from_millis(5), 200);
+        recorder.record_response(
+            in_warmup,
+            in_warmup,
+            in_warmup + Duration::from_millis(5),
+            200,
+        );
         let t = start + Duration::from_millis(1500);
         recorder.record_response(t, t, t + Duration::from_millis(10), 200);
         recorder.record_response(t, t, t + Duration::from_millis(1), 503);
@@ -334,7 +363,15 @@ mod tests {
         let report = recorder.report();
         assert_eq!(report.ok, 1);
         assert_eq!(report.requests, 4);
-        assert_eq!((report.errors.total, report.errors.status_503, report.errors.status_4xx, report.errors.connect), (3, 1, 1, 1));
+        assert_eq!(
+            (
+                report.errors.total,
+                report.errors.status_503,
+                report.errors.status_4xx,
+                report.errors.connect
+            ),
+            (3, 1, 1, 1)
+        );
         assert_eq!(report.unfinished_at_end, 1);
         assert_eq!(report.dropped_sends, 0);
         assert!((report.latency_ms.p50 - 10.0).abs() < 0.1);
@@ -351,7 +388,11 @@ mod tests {
         let mut b = Recorder::new(start, Duration::ZERO, Duration::from_secs(1));
         a.record_response(start, start, start + Duration::from_millis(2), 200);
         b.record_response(start, start, start + Duration::from_millis(4), 200);
-        b.record_failure(start, start + Duration::from_millis(1500), ErrorClass::Timeout);
+        b.record_failure(
+            start,
+            start + Duration::from_millis(1500),
+            ErrorClass::Timeout,
+        );
         a.merge(b);
         let report = a.report();
         assert_eq!((report.ok, report.errors.timeout), (2, 1));

@@ -16,7 +16,8 @@ use servetune::target::{process, TargetSpec, TorchServe};
 /// What the setup script provisions.
 pub struct Provisioned {
     pub torchserve: PathBuf,
-    pub tiny_mar: PathBuf,
+    /// The example model store (`tiny.mar`, `resnet50.mar`), shared read-only.
+    pub model_store: PathBuf,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -44,16 +45,20 @@ fn default_torchserve() -> PathBuf {
 /// Under `CI=true` a missing TorchServe fails the test.
 pub fn provisioned() -> Option<Provisioned> {
     let torchserve = default_torchserve();
-    let tiny_mar = repo_root().join("examples/deployment/model-store/tiny.mar");
-    let missing: Vec<String> = [&torchserve, &tiny_mar]
-        .iter()
-        .filter(|path| !path.exists())
-        .map(|path| path.display().to_string())
-        .collect();
+    let model_store = repo_root().join("examples/deployment/model-store");
+    let missing: Vec<String> = [
+        &torchserve,
+        &model_store.join("tiny.mar"),
+        &model_store.join("resnet50.mar"),
+    ]
+    .iter()
+    .filter(|path| !path.exists())
+    .map(|path| path.display().to_string())
+    .collect();
     if missing.is_empty() {
         return Some(Provisioned {
             torchserve,
-            tiny_mar,
+            model_store,
         });
     }
     let message = format!(
@@ -110,7 +115,7 @@ pub struct Ports {
     pub grpc_management: u16,
 }
 
-/// One TorchServe deployment of the `tiny` model in a temporary directory.
+/// One TorchServe deployment of one example model in a temporary directory.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -119,19 +124,24 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// The `tiny` model.
     pub fn new(provisioned: &Provisioned) -> Self {
-        Self::with_target_extra(provisioned, "")
+        Self::serving(provisioned, "tiny", "")
     }
 
-    /// A deployment whose target file has `extra` TOML lines appended.
+    /// The `tiny` model, with `extra` TOML lines appended to the target file.
     pub fn with_target_extra(provisioned: &Provisioned, extra: &str) -> Self {
+        Self::serving(provisioned, "tiny", extra)
+    }
+
+    /// `model` from the example store, with `extra` TOML lines in the target file.
+    pub fn serving(provisioned: &Provisioned, model: &str, extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("servetune-test-")
             .tempdir()
             .unwrap();
         let store = dir.path().join("model-store");
-        std::fs::create_dir_all(&store).unwrap();
-        std::fs::copy(&provisioned.tiny_mar, store.join("tiny.mar")).unwrap();
+        std::os::unix::fs::symlink(&provisioned.model_store, &store).unwrap();
         let ports = Ports {
             inference: free_port(),
             management: free_port(),
@@ -140,7 +150,7 @@ impl Deployment {
             grpc_management: free_port(),
         };
         let config = dir.path().join("config.properties");
-        std::fs::write(&config, config_text(&ports, worker_port_base())).unwrap();
+        std::fs::write(&config, config_text(model, &ports, worker_port_base())).unwrap();
         let target = dir.path().join("target.toml");
         let target_text = if extra.contains("restart_command") {
             format!("config = \"config.properties\"\nwork_dir = \"run\"\nready_timeout = \"120s\"\n{extra}\n")
@@ -189,21 +199,22 @@ impl Drop for Deployment {
     }
 }
 
-fn config_text(ports: &Ports, worker_port: u16) -> String {
+fn config_text(model: &str, ports: &Ports, worker_port: u16) -> String {
     format!(
-        "# test deployment of the tiny model\n\
+        "# test deployment of the {model} model\n\
          inference_address=http://127.0.0.1:{}\n\
          management_address=http://127.0.0.1:{}\n\
          metrics_address=http://127.0.0.1:{}\n\
          grpc_inference_port={}\n\
          grpc_management_port={}\n\
          initial_worker_port={worker_port}\n\
+         metrics_mode=prometheus\n\
          enable_model_api=true\n\
          number_of_netty_threads=2\n\
          job_queue_size=100\n\
          default_workers_per_model=1\n\
-         load_models=tiny.mar\n\
-         models={{\\\n  \"tiny\": {{\\\n    \"1.0\": {{\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"tiny.mar\",\\\n      \
+         load_models={model}.mar\n\
+         models={{\\\n  \"{model}\": {{\\\n    \"1.0\": {{\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"{model}.mar\",\\\n      \
          \"minWorkers\": 1,\\\n      \"maxWorkers\": 1,\\\n      \"batchSize\": 1,\\\n      \"maxBatchDelay\": 100,\\\n      \
          \"responseTimeout\": 120\\\n    }}\\\n  }}\\\n}}\n",
         ports.inference, ports.management, ports.metrics, ports.grpc_inference, ports.grpc_management

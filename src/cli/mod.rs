@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod bench;
+
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,8 @@ enum Command {
     Apply(ApplyArgs),
     /// Put back the config file servetune saved before its first change.
     Restore(RestoreArgs),
+    /// Benchmark an endpoint or a managed TorchServe: fixed load, capacity at an SLO, or stress test.
+    Bench(Box<bench::BenchArgs>),
     /// Start, stop or inspect the TorchServe a target file describes.
     Server {
         #[command(subcommand)]
@@ -103,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Apply(apply) => run_apply(apply),
         Command::Restore(restore) => run_restore(restore),
+        Command::Bench(bench) => bench::run(*bench, runtime()?),
         Command::Server { action } => run_server(action),
     }
 }

@@ -1,0 +1,536 @@
+//! `servetune bench`: benchmark a running endpoint, or the current config of
+//! a managed TorchServe (`--target`), with a fixed load, a capacity search
+//! or a stress test; prints a table (or `--json`) and saves the result under
+//! `results/bench/`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::bench::capacity::{find_capacity, Capacity, CapacitySearch};
+use crate::bench::stress::{run_stress, StressPlan, StressResult};
+use crate::bench::{measure_once, Measurement, ServerProbe};
+use crate::load::request::{parse_header, read_bodies};
+use crate::load::run::resolve;
+use crate::load::{
+    Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule,
+    Stages,
+};
+use crate::target::{TargetSpec, TorchServe};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// URL to load, e.g. http://127.0.0.1:8080/predictions/tiny.
+    #[arg(long, required_unless_present = "target")]
+    url: Option<String>,
+    /// A managed TorchServe: URL, bearer key, process tree and metrics come from it.
+    #[arg(long, value_name = "TARGET.toml")]
+    target: Option<PathBuf>,
+    /// With --target: the model to load (default: the first registered).
+    #[arg(long, requires = "target")]
+    model: Option<String>,
+    /// HTTP method (default: POST with a body, else GET).
+    #[arg(long)]
+    method: Option<String>,
+    /// Request body: a file, or a directory whose files are sent round-robin.
+    #[arg(long, value_name = "FILE|DIR")]
+    body: Option<PathBuf>,
+    /// Extra header NAME:VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// API the bodies are for (sets the default content type).
+    #[arg(long, value_enum, default_value = "torchserve")]
+    protocol: Protocol,
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Open loop: requests per second.
+    #[arg(long, conflicts_with_all = ["users", "stages", "find_capacity", "stress"])]
+    rate: Option<f64>,
+    /// Open-loop arrivals.
+    #[arg(long, value_enum, default_value = "constant")]
+    arrival: Arrival,
+    /// Closed loop: this many virtual users.
+    #[arg(long, conflicts_with_all = ["stages", "find_capacity", "stress"])]
+    users: Option<u32>,
+    /// Closed loop stages, e.g. "0:100@60s,100@300s" (ramp, then hold).
+    #[arg(long, conflicts_with_all = ["find_capacity", "stress"])]
+    stages: Option<Stages>,
+    /// Closed loop: pause between a user's answer and its next request.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    think_time: Duration,
+    /// Measured window (after the warm-up). Default 10s; with --stages, the stages' length.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Warm-up before the window, excluded from the figures.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    warmup: Duration,
+    /// Per-request timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    timeout: Duration,
+    /// Open loop: connections, hence requests in flight, at most.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Load threads (each a single-threaded event loop).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seed of Poisson arrivals.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Root pid of the server's process tree, for memory and CPU (automatic with --target).
+    #[arg(long)]
+    pid: Option<i32>,
+    /// TorchServe metrics base URL, e.g. http://127.0.0.1:8082 (automatic with --target).
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// Find the highest open-loop rate within --slo-p99 and --max-error-rate.
+    #[arg(long, requires = "slo_p99", conflicts_with = "stress")]
+    find_capacity: bool,
+    /// Ramp users until degradation, then time the recovery.
+    #[arg(long, requires = "slo_p99")]
+    stress: bool,
+    /// Latency objective for --find-capacity and --stress, e.g. 50ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    slo_p99: Option<Duration>,
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    /// Stress: users added per step.
+    #[arg(long, default_value_t = 4)]
+    step_users: u32,
+    /// Stress: length of each step.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    step_duration: Duration,
+    /// Stress: stop ramping here.
+    #[arg(long, default_value_t = 256)]
+    max_users: u32,
+    /// Stress: how long recovery is watched at most.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    recovery_window: Duration,
+    /// Capacity: first rate probed.
+    #[arg(long, default_value_t = 10.0)]
+    start_rate: f64,
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where results are saved.
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Do not save the result.
+    #[arg(long)]
+    no_save: bool,
+}
+
+/// What `bench` measured, as saved and printed with --json.
+#[derive(Debug, Serialize)]
+struct BenchOutput {
+    url: String,
+    mode: String,
+    #[serde(flatten)]
+    measurement: Option<Measurement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<Capacity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stress: Option<StressResult>,
+}
+
+/// The URL, headers and server probe, from --url/--target.
+struct Resolved {
+    url: String,
+    headers: Vec<(String, String)>,
+    probe: ServerProbe,
+}
+
+async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
+    let mut headers = args.headers.clone();
+    let mut probe = ServerProbe {
+        pid: args.pid,
+        metrics_url: args.metrics_url.clone(),
+    };
+    let Some(target) = &args.target else {
+        return Ok(Resolved {
+            url: args.url.clone().expect("clap requires --url or --target"),
+            headers,
+            probe,
+        });
+    };
+    let server = TorchServe::new(TargetSpec::load(target)?);
+    let api = server.api()?;
+    server
+        .wait_ready()
+        .await
+        .context("the target's TorchServe is not ready; start it with `servetune server start`")?;
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => {
+            let model = match &args.model {
+                Some(model) => model.clone(),
+                None => api
+                    .list_models()
+                    .await?
+                    .into_iter()
+                    .next()
+                    .context("the target serves no model")?,
+            };
+            format!(
+                "{}/predictions/{model}",
+                api.endpoints().inference.base_url()
+            )
+        }
+    };
+    if let Some(key) = api.inference_key()? {
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            headers.push(("Authorization".into(), format!("Bearer {key}")));
+        }
+    }
+    probe.pid = probe.pid.or_else(|| server.running_jvm());
+    probe.metrics_url = probe
+        .metrics_url
+        .or_else(|| Some(api.endpoints().metrics.base_url()));
+    Ok(Resolved {
+        url,
+        headers,
+        probe,
+    })
+}
+
+async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
+    let endpoint = Endpoint::parse(&resolved.url)?;
+    let bodies = match &args.body {
+        Some(path) => read_bodies(path)?,
+        None => args
+            .protocol
+            .default_body()
+            .map(|b| vec![b.to_vec()])
+            .unwrap_or_default(),
+    };
+    let method = args
+        .method
+        .clone()
+        .unwrap_or_else(|| if bodies.is_empty() { "GET" } else { "POST" }.to_string());
+    let spec = RequestSpec {
+        method: method.to_ascii_uppercase(),
+        endpoint: endpoint.clone(),
+        headers: resolved.headers.clone(),
+        content_type: Some(
+            args.content_type
+                .clone()
+                .unwrap_or_else(|| args.protocol.default_content_type().to_string()),
+        ),
+        bodies,
+    };
+    let (schedule, duration) = match (&args.rate, &args.users, &args.stages) {
+        (Some(rate), _, _) => (
+            Schedule::Open {
+                rate_per_s: *rate,
+                arrival: args.arrival,
+            },
+            args.duration.unwrap_or(Duration::from_secs(10)),
+        ),
+        (_, Some(users), _) => {
+            let duration = args.duration.unwrap_or(Duration::from_secs(10));
+            (
+                Schedule::Closed {
+                    stages: Stages::constant(*users, args.warmup + duration),
+                    think_time: args.think_time,
+                },
+                duration,
+            )
+        }
+        (_, _, Some(stages)) => {
+            let total = stages.total_duration();
+            let duration = args
+                .duration
+                .unwrap_or_else(|| total.saturating_sub(args.warmup));
+            if duration.is_zero() {
+                bail!(
+                    "--stages last {total:?}, no longer than --warmup {:?}: nothing to measure",
+                    args.warmup
+                );
+            }
+            (
+                Schedule::Closed {
+                    stages: stages.clone(),
+                    think_time: args.think_time,
+                },
+                duration,
+            )
+        }
+        _ if args.find_capacity || args.stress => (
+            Schedule::Open {
+                rate_per_s: 1.0,
+                arrival: args.arrival,
+            },
+            Duration::from_secs(1),
+        ),
+        _ => bail!(
+            "say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"
+        ),
+    };
+    Ok(LoadPlan {
+        address: resolve(&endpoint.host, endpoint.port).await?,
+        requests: Arc::new(RenderedRequests::render(&spec)),
+        schedule,
+        warmup: args.warmup,
+        duration,
+        request_timeout: args.timeout,
+        max_in_flight: args.max_in_flight,
+        threads: args.threads,
+        seed: args.seed,
+    })
+}
+
+fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
+    if args.find_capacity {
+        return "capacity search".into();
+    }
+    if args.stress {
+        return "stress test".into();
+    }
+    match schedule {
+        Schedule::Open {
+            rate_per_s,
+            arrival,
+        } => format!("open loop {rate_per_s}/s {arrival:?}").to_lowercase(),
+        Schedule::Closed { stages, .. } if stages.stages().len() == 1 => {
+            format!("closed loop {} users", stages.peak_users())
+        }
+        Schedule::Closed { stages, .. } => {
+            format!("closed loop stages (peak {} users)", stages.peak_users())
+        }
+    }
+}
+
+pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<()> {
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let token = CancellationToken::new();
+    let output = runtime.block_on(async {
+        let ctrl_c = token.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                ctrl_c.cancel();
+            }
+        });
+        let resolved = resolve_target(&args).await?;
+        let plan = build_plan(&args, &resolved).await?;
+        let mode = describe(&plan.schedule, &args);
+        let mut output = BenchOutput {
+            url: resolved.url.clone(),
+            mode,
+            measurement: None,
+            capacity: None,
+            stress: None,
+        };
+        if args.find_capacity {
+            let mut search =
+                CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
+            search.start_rate = args.start_rate;
+            search.arrival = args.arrival;
+            search.probe_warmup = args.warmup;
+            if let Some(duration) = args.duration {
+                search.probe_duration = duration;
+            }
+            output.capacity =
+                Some(find_capacity(&plan, &resolved.probe, &search, token.clone()).await?);
+        } else if args.stress {
+            let stress = StressPlan {
+                slo_p99: args.slo_p99.expect("clap requires it"),
+                max_error_rate: args.max_error_rate,
+                step_users: args.step_users,
+                step_duration: args.step_duration,
+                max_users: args.max_users,
+                recovery_users: args.step_users,
+                recovery_window: args.recovery_window,
+            };
+            output.stress = Some(run_stress(&plan, &resolved.probe, &stress, token.clone()).await?);
+        } else {
+            let progress = Arc::new(Progress::default());
+            let bar = progress_bar(&args, plan.warmup + plan.duration, Arc::clone(&progress));
+            let measurement = measure_once(plan, &resolved.probe, token.clone(), progress).await;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            output.measurement = Some(measurement?);
+        }
+        anyhow::Ok(output)
+    })?;
+    let saved = if args.no_save {
+        None
+    } else {
+        Some(save(&args.results_dir, &output)?)
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output).expect("the output serialises")
+        );
+    } else {
+        print_table(&output, saved.as_deref());
+    }
+    Ok(())
+}
+
+/// A live progress line on a terminal (nothing otherwise).
+fn progress_bar(
+    args: &BenchArgs,
+    total: Duration,
+    progress: Arc<Progress>,
+) -> Option<indicatif::ProgressBar> {
+    if args.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed:>4}/{len}s [{bar:30}] {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let ticker = bar.clone();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut last = (0, Instant::now());
+        while !ticker.is_finished() {
+            std::thread::sleep(Duration::from_millis(500));
+            let ok = progress.ok.load(Ordering::Relaxed);
+            let errors = progress.errors.load(Ordering::Relaxed);
+            let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64();
+            last = (ok, Instant::now());
+            ticker.set_position(started.elapsed().as_secs());
+            ticker.set_message(format!("{ok} ok  {errors} errors  {rate:.0} req/s"));
+        }
+    });
+    Some(bar)
+}
+
+fn save(dir: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
+    let dir = dir.join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let kind = output.mode.split_whitespace().next().unwrap_or("bench");
+    let path = dir.join(format!("{stamp}-{kind}.json"));
+    let json = serde_json::to_string_pretty(output).expect("the output serialises");
+    crate::config::file::write_atomically(&path, json.as_bytes(), &dir)
+        .with_context(|| format!("saving {}", path.display()))?;
+    Ok(path)
+}
+
+fn print_measurement(m: &Measurement) {
+    let l = &m.load;
+    println!(
+        "requests      {} (ok {}, errors {})   throughput {:.1} req/s   error rate {:.2}%",
+        l.requests,
+        l.ok,
+        l.errors.total,
+        l.throughput_rps,
+        l.error_rate * 100.0
+    );
+    let row = |name: &str, s: &crate::measure::LatencySummary| {
+        println!(
+            "{name:<13} p50 {:.2}  p90 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
+            s.p50, s.p90, s.p95, s.p99, s.p999, s.max, s.mean
+        )
+    };
+    row("latency ms", &l.latency_ms);
+    if (l.latency_uncorrected_ms.p99 - l.latency_ms.p99).abs() > 0.05 * l.latency_ms.p99.max(0.001)
+    {
+        row("uncorrected", &l.latency_uncorrected_ms);
+    }
+    let e = &l.errors;
+    println!(
+        "errors        connect {}  timeout {}  503 {}  4xx {}  5xx {}  io {}  other {}",
+        e.connect, e.timeout, e.status_503, e.status_4xx, e.status_5xx, e.io, e.status_other
+    );
+    println!(
+        "sends         late {}  dropped {}  unfinished at end {}",
+        l.late_sends, l.dropped_sends, l.unfinished_at_end
+    );
+    if let Some(mem) = &m.memory_mb {
+        println!(
+            "memory MB     rss peak {:.0}  rss mean {:.0}  pss peak {:.0}  pss mean {:.0}   cpu {:.2} cores",
+            mem.rss_peak, mem.rss_mean, mem.pss_peak, mem.pss_mean, mem.cpu_cores
+        );
+    }
+    if let Some(server) = &m.server {
+        println!(
+            "server        inference {:.2} ms mean  queue {:.2} ms mean  ({} requests)",
+            server.inference_ms_mean, server.queue_ms_mean, server.requests
+        );
+    }
+}
+
+fn print_table(output: &BenchOutput, saved: Option<&Path>) {
+    println!("servetune bench  {}  {}", output.url, output.mode);
+    if let Some(m) = &output.measurement {
+        println!(
+            "window        {:.0}s after {:.0}s warm-up",
+            m.load.duration_s, m.load.warmup_s
+        );
+        print_measurement(m);
+    }
+    if let Some(c) = &output.capacity {
+        println!("probes (rate req/s -> p99 ms, error rate):");
+        for p in &c.probes {
+            println!(
+                "  {:>9.1} -> {:>8.2} ms  {:>6.2}%  {}",
+                p.rate,
+                p.p99_ms,
+                p.error_rate * 100.0,
+                if p.feasible { "ok" } else { "over" }
+            );
+        }
+        println!(
+            "capacity      {:.1} req/s with p99 <= {} ms and errors <= {:.2}%",
+            c.capacity_rps,
+            c.slo_p99_ms,
+            c.max_error_rate * 100.0
+        );
+        if let Some(m) = &c.at_capacity {
+            print_measurement(m);
+        }
+    }
+    if let Some(s) = &output.stress {
+        println!("steps (users -> throughput, p99, error rate):");
+        for step in &s.steps {
+            println!(
+                "  {:>5} -> {:>8.1} req/s  {:>8.2} ms  {:>6.2}%{}",
+                step.users,
+                step.throughput_rps,
+                step.p99_ms,
+                step.error_rate * 100.0,
+                if step.degraded { "  degraded" } else { "" }
+            );
+        }
+        println!(
+            "max users before degradation  {}",
+            s.max_users_before_degradation
+        );
+        match s.degraded_at_users {
+            Some(users) => println!(
+                "degraded at   {users} users, error rate at the peak {:.2}%",
+                s.error_rate_at_peak * 100.0
+            ),
+            None => println!("no degradation up to the maximum users"),
+        }
+        match (s.degraded_at_users, s.recovery_time_s) {
+            (Some(_), Some(seconds)) => {
+                println!("recovery time {seconds:.0} s after the load dropped")
+            }
+            (Some(_), None) => println!("recovery time not recovered within the recovery window"),
+            _ => {}
+        }
+    }
+    if let Some(path) = saved {
+        println!("saved         {}", path.display());
+    }
+}
