@@ -60,16 +60,33 @@ url="http://127.0.0.1:$port/index.html"
 sleep 0.5
 curl -sf "$url" >/dev/null
 
-run_wrk() { taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" "$url" | awk '/Requests\/sec/ {print $2}'; }
-run_oha() {
-    taskset -c 1 "$oha" -c "$connections" -z "${seconds}s" --no-tui --output-format json "$url" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["requestsPerSec"])'
+# Runs a generator pinned to core 1; prints "REQ_PER_S CPU_PERCENT": the
+# rate it reached and how much of its core it used doing so (getrusage).
+measured() {
+    local parser="$1"; shift
+    python3 - "$parser" "$@" <<'PY'
+import json, re, resource, subprocess, sys, time
+parser, cmd = sys.argv[1], sys.argv[2:]
+start = time.monotonic()
+out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+wall = time.monotonic() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = (usage.ru_utime + usage.ru_stime) / wall * 100
+if parser == "wrk":
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+elif parser == "oha":
+    rps = json.loads(out)["summary"]["requestsPerSec"]
+else:
+    rps = json.loads(out)["throughput_rps"]
+print(f"{rps:.1f} {cpu:.1f}")
+PY
 }
+run_wrk() { measured wrk taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" "$url"; }
+run_oha() { measured oha taskset -c 1 "$oha" -c "$connections" -z "${seconds}s" --no-tui --output-format json "$url"; }
 run_servetune() {
-    taskset -c 1 "$servetune" bench --url "$url" --users "$connections" --duration "${seconds}s" --warmup 0s --json --no-save \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["throughput_rps"])'
+    measured servetune taskset -c 1 "$servetune" bench --url "$url" --users "$connections" --duration "${seconds}s" --warmup 0s --json --no-save
 }
-# CPU seconds (user+system) a command uses, via getrusage of its children.
+# CPU (% of a core) a command uses over its run, via getrusage of its children.
 cpu_of() {
     python3 - "$@" <<'PY'
 import resource, subprocess, sys, time
@@ -89,7 +106,7 @@ for ((i = 0; i < repeats; i++)); do
         1) w+=("$(run_wrk)"); o+=("$(run_oha)"); s+=("$(run_servetune)") ;;
         2) o+=("$(run_oha)"); s+=("$(run_servetune)"); w+=("$(run_wrk)") ;;
     esac
-    echo "repeat $((i + 1)): servetune ${s[-1]}  wrk ${w[-1]}  oha ${o[-1]} req/s" >&2
+    echo "repeat $((i + 1)) (req/s, % of core 1): servetune ${s[-1]}  wrk ${w[-1]}  oha ${o[-1]}" >&2
 done
 
 cpu_servetune="$(cpu_of taskset -c 1 "$servetune" bench --url "$url" --rate 300 --duration 20s --warmup 0s --no-save --json)"
@@ -97,15 +114,20 @@ cpu_oha="$(cpu_of taskset -c 1 "$oha" -q 300 -z 20s -c "$connections" --no-tui "
 
 python3 - "${s[*]}" "${w[*]}" "${o[*]}" "$cpu_servetune" "$cpu_oha" "$repeats" "$seconds" "$connections" <<'PY'
 import statistics, sys
-s, w, o = ([float(x) for x in arg.split()] for arg in sys.argv[1:4])
+def pairs(arg):
+    values = [float(x) for x in arg.split()]
+    return list(zip(values[0::2], values[1::2]))
+runs = {name: pairs(arg) for name, arg in zip(["servetune", "wrk", "oha"], sys.argv[1:4])}
 cpu_s, cpu_o = float(sys.argv[4]), float(sys.argv[5])
 repeats, seconds, connections = sys.argv[6:9]
-ms, mw, mo = statistics.median(s), statistics.median(w), statistics.median(o)
-print(f"loopback nginx on core 0, generator on core 1, {connections} connections, {seconds}s x {repeats} repeats (medians)")
-print(f"| generator | max req/s (median) | servetune / it |")
-print(f"|---|---|---|")
-print(f"| servetune | {ms:,.0f} | 1.00x |")
-print(f"| wrk       | {mw:,.0f} | {ms / mw:.2f}x |")
-print(f"| oha       | {mo:,.0f} | {ms / mo:.2f}x |")
-print(f"CPU at a fixed 300 req/s: servetune {cpu_s:.2f}% of a core, oha {cpu_o:.2f}% of a core")
+rps = {n: statistics.median(r for r, _ in v) for n, v in runs.items()}
+cpu = {n: statistics.median(c for _, c in v) for n, v in runs.items()}
+# Requests per second of generator CPU: what one fully used core would send.
+per_core = {n: statistics.median(r / (c / 100) for r, c in v) for n, v in runs.items()}
+print(f"loopback nginx (1 worker) on core 0, generator on core 1, {connections} connections, {seconds}s x {repeats} repeats, medians")
+print("| generator | req/s reached | its core busy | req/s per core-second | servetune / it (reached) | servetune / it (per core) |")
+print("|---|---|---|---|---|---|")
+for n in ["servetune", "wrk", "oha"]:
+    print(f"| {n} | {rps[n]:,.0f} | {cpu[n]:.0f}% | {per_core[n]:,.0f} | {rps['servetune'] / rps[n]:.2f}x | {per_core['servetune'] / per_core[n]:.2f}x |")
+print(f"CPU at a fixed 300 req/s (20 s, process start included): servetune {cpu_s:.2f}% of a core, oha {cpu_o:.2f}%")
 PY

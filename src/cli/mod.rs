@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod tune;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -36,8 +37,13 @@ enum Command {
     Apply(ApplyArgs),
     /// Put back the config file servetune saved before its first change.
     Restore(RestoreArgs),
+    /// Tune a deployment: search its settings under load within a budget, export the recommendation.
+    Tune(Box<tune::TuneArgs>),
     /// Benchmark an endpoint or a managed TorchServe: fixed load, capacity at an SLO, or stress test.
     Bench(Box<bench::BenchArgs>),
+    /// Replay a strategy against a recorded landscape: trials it needs to get
+    /// within the target regret of the best config (chooses the default strategy).
+    Replay(ReplayArgs),
     /// Start, stop or inspect the TorchServe a target file describes.
     Server {
         #[command(subcommand)]
@@ -82,6 +88,26 @@ struct RestoreArgs {
     target: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// Landscape CSV (see benches/landscapes/).
+    #[arg(long, value_name = "FILE")]
+    landscape: PathBuf,
+    #[arg(long, value_enum, default_value = "default")]
+    strategy: crate::search::StrategyKind,
+    #[arg(long, default_value_t = 30)]
+    seeds: u64,
+    /// The SLO of the objective "max throughput with p99 <= SLO".
+    #[arg(long)]
+    slo_p99_ms: f64,
+    #[arg(long, default_value_t = 0.03)]
+    target_regret: f64,
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum ServerAction {
     /// Start TorchServe and wait until every model's workers are READY.
@@ -108,8 +134,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Apply(apply) => run_apply(apply),
         Command::Restore(restore) => run_restore(restore),
         Command::Bench(bench) => bench::run(*bench, runtime()?),
+        Command::Tune(tune) => tune::run(*tune, runtime()?),
+        Command::Replay(replay) => run_replay(replay),
         Command::Server { action } => run_server(action),
     }
+}
+
+fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    if args.slo_p99_ms.is_nan()
+        || args.slo_p99_ms <= 0.0
+        || !(0.0..1.0).contains(&args.target_regret)
+        || args.seeds == 0
+    {
+        bail!("--slo-p99-ms must be positive, --target-regret in [0, 1), --seeds at least 1");
+    }
+    let landscape = crate::replay::load_landscape(&args.landscape)?;
+    let objective = crate::replay::ThroughputUnderSlo {
+        slo_p99_ms: args.slo_p99_ms,
+        max_error_rate: args.max_error_rate,
+    };
+    let report = crate::replay::replay(
+        &landscape,
+        args.strategy,
+        args.seeds,
+        objective,
+        args.target_regret,
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+        return Ok(());
+    }
+    let show = |v: Option<f64>| v.map_or("failed".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{}: median {} trials, p90 {}, failed seeds {}/{} (landscape: {} configs, best feasible {:.1} req/s at p99 <= {} ms)",
+        report.strategy,
+        show(report.median_trials_to_target),
+        show(report.p90_trials_to_target),
+        report.failed_seeds,
+        report.seeds,
+        report.points,
+        report.best_feasible_throughput_rps,
+        report.slo_p99_ms
+    );
+    Ok(())
 }
 
 fn init_logging(verbose: u8) {

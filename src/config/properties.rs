@@ -294,11 +294,11 @@ impl Properties {
     /// continuation backslash: a line appended after it would be read as
     /// part of that entry.
     fn ends_in_open_continuation(&self) -> bool {
-        if !self
+        let reaches_end = self
             .entries
             .last()
-            .is_some_and(|e| e.span.end == self.bytes.len())
-        {
+            .is_some_and(|e| e.span.end == self.bytes.len());
+        if !reaches_end {
             return false;
         }
         let mut end = self.bytes.len();

@@ -76,7 +76,11 @@ impl TargetSpec {
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
         let file: TargetFile =
             toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
-        let base = absolute(path.parent().unwrap_or(Path::new(".")));
+        let base = absolute(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        );
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()

@@ -288,6 +288,14 @@ impl TorchServe {
         }
     }
 
+    /// One readiness probe: healthy and every worker READY, right now.
+    pub async fn is_ready(&self) -> bool {
+        match self.api() {
+            Ok(api) => matches!(probe(&api).await, Ok(Probe::Ready)),
+            Err(_) => false,
+        }
+    }
+
     /// Waits until `/ping` is healthy and every model's workers are READY.
     pub async fn wait_ready(&self) -> Result<(), TargetError> {
         let timeout = self.spec.ready_timeout;

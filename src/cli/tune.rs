@@ -1,0 +1,171 @@
+//! `servetune tune`: run (or resume) a study and show its recommendation.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::search::StrategyKind;
+use crate::study::settings::{Overrides, Settings};
+use crate::study::{run_study, source_marker, study_dir, TrialUpdate};
+
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// The study file (target, space, workload, objectives, constraints).
+    #[arg(
+        long,
+        value_name = "STUDY.toml",
+        required_unless_present = "resume",
+        conflicts_with = "resume"
+    )]
+    study: Option<PathBuf>,
+    /// Continue the study of this name where it stopped.
+    #[arg(long, value_name = "NAME")]
+    resume: Option<String>,
+    /// Wall-clock budget for the whole run, e.g. 2h, 30m (confirmation, export and restore included).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    budget: Option<Duration>,
+    /// Stop after this many screening trials.
+    #[arg(long)]
+    max_trials: Option<usize>,
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyKind>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Leave the server on the balanced recommendation instead of the original config.
+    #[arg(long)]
+    apply: bool,
+    /// Print the report as JSON at the end.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+}
+
+pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        budget: args.budget,
+        max_trials: args.max_trials,
+        strategy: args.strategy,
+        seed: args.seed,
+    };
+    let (study_file, resume) = match (&args.study, &args.resume) {
+        (Some(file), None) => (file.clone(), false),
+        (None, Some(name)) => {
+            let marker = source_marker(&study_dir(&args.results_dir, name));
+            let source = std::fs::read_to_string(&marker).with_context(|| {
+                format!(
+                    "no study '{name}' to resume ({} is missing)",
+                    marker.display()
+                )
+            })?;
+            (PathBuf::from(source.trim()), true)
+        }
+        _ => bail!("give --study FILE or --resume NAME"),
+    };
+    let settings = Settings::load(&study_file, &overrides)?;
+    if let Some(name) = &args.resume {
+        if *name != settings.name {
+            bail!(
+                "{} now names the study '{}', not '{name}'",
+                study_file.display(),
+                settings.name
+            );
+        }
+    }
+    let token = CancellationToken::new();
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(settings.budget.as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] budget {len}s  {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let on_trial = |update: &TrialUpdate| {
+        let measured = match &update.figures {
+            Some(f) => format!(
+                "{:.1} req/s p99 {:.1} ms{}",
+                f.throughput_rps,
+                f.p99_ms,
+                if update.feasible {
+                    ""
+                } else {
+                    " (outside the constraints)"
+                }
+            ),
+            None => "failed".to_string(),
+        };
+        let best = update.best.map_or("none feasible yet".into(), |b| {
+            format!("{:.1} req/s p99 {:.1} ms", b.throughput_rps, b.p99_ms)
+        });
+        let line = format!(
+            "trial {} {}: {measured} | best {best}",
+            update.number, update.description
+        );
+        match &bar {
+            Some(bar) => {
+                bar.set_position(update.elapsed.as_secs());
+                bar.println(&line);
+                bar.set_message(format!("trial {} | best {best}", update.number));
+            }
+            None if !args.json => eprintln!(
+                "[{:>5.0}s/{:.0}s] {line}",
+                update.elapsed.as_secs_f64(),
+                update.budget.as_secs_f64()
+            ),
+            None => {}
+        }
+    };
+    let report = runtime.block_on(async {
+        let interrupt = token.clone();
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            tracing::warn!(
+                "interrupted: stopping the trial, exporting what there is, restoring the server"
+            );
+            interrupt.cancel();
+        });
+        run_study(
+            &settings,
+            &args.results_dir,
+            resume,
+            args.apply,
+            token.clone(),
+            &on_trial,
+        )
+        .await
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let dir = study_dir(&args.results_dir, &settings.name);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+    } else {
+        println!("{}", crate::report::summary_markdown(&report));
+        println!("results: {}", dir.display());
+    }
+    Ok(())
+}

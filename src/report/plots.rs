@@ -1,0 +1,163 @@
+//! SVG plots of a study (plotters' SVG backend): throughput against p99 with
+//! the feasible Pareto frontier and the SLO line, and memory against p99.
+
+use plotters::prelude::*;
+
+use super::Report;
+use crate::objective::{pareto_front, Figures};
+
+const SIZE: (u32, u32) = (800, 560);
+
+fn bounds(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let max = values.clone().fold(f64::MIN, f64::max);
+    let min = values.fold(f64::MAX, f64::min);
+    if !(max.is_finite() && min.is_finite()) {
+        return (0.0, 1.0);
+    }
+    let pad = ((max - min) * 0.08).max(max.abs() * 0.05).max(1e-3);
+    ((min - pad).max(0.0), max + pad)
+}
+
+/// Throughput (y) against p99 (x): every candidate, the feasible Pareto
+/// frontier, the SLO line, the baseline and the recommendations.
+pub fn throughput_vs_p99(report: &Report) -> String {
+    let points: Vec<Figures> = report.candidates.iter().map(|c| c.figures).collect();
+    scatter(
+        report,
+        "Throughput vs p99 (each point a candidate)",
+        "p99 latency (ms)",
+        "throughput (req/s)",
+        &points,
+        |f| (f.p99_ms, f.throughput_rps),
+        true,
+    )
+}
+
+/// Memory (y) against p99 (x).
+pub fn memory_vs_p99(report: &Report) -> String {
+    let points: Vec<Figures> = report.candidates.iter().map(|c| c.figures).collect();
+    scatter(
+        report,
+        "Memory vs p99",
+        "p99 latency (ms)",
+        "memory, PSS of the process tree (MB)",
+        &points,
+        |f| (f.p99_ms, f.memory_mb),
+        false,
+    )
+}
+
+fn scatter(
+    report: &Report,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[Figures],
+    xy: fn(&Figures) -> (f64, f64),
+    frontier: bool,
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let _ = draw(&root, report, title, x_label, y_label, points, xy, frontier);
+        let _ = root.present();
+    }
+    svg
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw<'a>(
+    root: &'a DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    report: &Report,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[Figures],
+    xy: fn(&Figures) -> (f64, f64),
+    frontier: bool,
+) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    root.fill(&WHITE)?;
+    let mut all: Vec<(f64, f64)> = points.iter().map(xy).collect();
+    all.extend(report.baseline.iter().map(xy));
+    let (x0, mut x1) = bounds(all.iter().map(|p| p.0));
+    x1 = x1.max(report.slo_p99_ms * 1.1);
+    let (y0, y1) = bounds(all.iter().map(|p| p.1));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()?;
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|f| Circle::new(xy(f), 4, BLUE.mix(0.5).filled())),
+        )?
+        .label("candidate")
+        .legend(|(x, y)| Circle::new((x, y), 4, BLUE.mix(0.5).filled()));
+    chart
+        .draw_series(LineSeries::new(
+            [(report.slo_p99_ms, y0), (report.slo_p99_ms, y1)],
+            RED.stroke_width(2),
+        ))?
+        .label(format!("SLO p99 = {} ms", report.slo_p99_ms))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED.stroke_width(2)));
+    if frontier {
+        let feasible: Vec<Figures> = points
+            .iter()
+            .copied()
+            .filter(|f| f.p99_ms <= report.slo_p99_ms)
+            .collect();
+        let mut front: Vec<(f64, f64)> = pareto_front(&feasible)
+            .into_iter()
+            .map(|i| xy(&feasible[i]))
+            .collect();
+        front.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The throughput/p99 frontier: keep points that raise throughput as p99 grows.
+        let mut best = f64::MIN;
+        front.retain(|p| {
+            let keep = p.1 > best;
+            best = best.max(p.1);
+            keep
+        });
+        chart
+            .draw_series(LineSeries::new(front, GREEN.stroke_width(2)))?
+            .label("Pareto frontier (feasible)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], GREEN.stroke_width(2)));
+    }
+    if let Some(baseline) = &report.baseline {
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                xy(baseline),
+                8,
+                BLACK.filled(),
+            )))?
+            .label("baseline")
+            .legend(|(x, y)| TriangleMarker::new((x, y), 6, BLACK.filled()));
+    }
+    for r in &report.recommendations {
+        let (x, y) = xy(&r.figures);
+        chart.draw_series(std::iter::once(Circle::new(
+            (x, y),
+            7,
+            MAGENTA.stroke_width(2),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            r.tier.label().to_string(),
+            (x, y),
+            ("sans-serif", 13),
+        )))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

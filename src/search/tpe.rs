@@ -1,0 +1,121 @@
+//! A tree-structured Parzen estimator over the levels (the field's default,
+//! as in Optuna): after a space-filling start, trials are split into the
+//! best γ and the rest; each parameter gets a smoothed level density for
+//! both (a Gaussian kernel over neighbouring levels, since levels are
+//! ordered); candidates drawn from the good density are ranked by
+//! l(x)/g(x) and the best unseen one is proposed.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::random::{latin_hypercube, unseen_uniform};
+use super::{History, SearchError, Strategy};
+use crate::space::{Point, Space};
+
+pub struct Tpe {
+    rng: SmallRng,
+    start: Option<Vec<Point>>,
+    candidates: usize,
+}
+
+impl Tpe {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+            start: None,
+            candidates: 32,
+        }
+    }
+}
+
+/// Level weights for one parameter from the points' levels, with a kernel
+/// of width `bandwidth` levels and a flat prior.
+fn density(levels: usize, observed: &[usize], bandwidth: f64) -> Vec<f64> {
+    let mut weights = vec![1.0 / levels as f64; levels];
+    for &x in observed {
+        for (k, w) in weights.iter_mut().enumerate() {
+            let z = (k as f64 - x as f64) / bandwidth;
+            *w += (-0.5 * z * z).exp();
+        }
+    }
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+fn sample(weights: &[f64], rng: &mut SmallRng) -> usize {
+    let mut u = rng.random::<f64>();
+    for (index, w) in weights.iter().enumerate() {
+        if u < *w {
+            return index;
+        }
+        u -= w;
+    }
+    weights.len() - 1
+}
+
+impl Strategy for Tpe {
+    fn name(&self) -> &'static str {
+        "tpe"
+    }
+
+    fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+        let start = self.start.get_or_insert_with(|| {
+            let count = (space.dimensions() + 2).max(6);
+            let mut points = latin_hypercube(space, count, &mut self.rng);
+            points.insert(0, space.default_point());
+            points.reverse();
+            points
+        });
+        while let Some(point) = start.pop() {
+            if !history.contains(&point) {
+                return Ok(Some(point));
+            }
+        }
+        let mut ranked: Vec<(&Point, f64)> = history.points().collect();
+        if ranked.len() < 2 {
+            return Ok(unseen_uniform(space, history, &mut self.rng));
+        }
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let good_count = ((ranked.len() as f64 * 0.2).ceil() as usize).clamp(1, 25);
+        let (good, bad) = ranked.split_at(good_count);
+        let models: Vec<(Vec<f64>, Vec<f64>)> = space
+            .parameters
+            .iter()
+            .enumerate()
+            .map(|(dimension, parameter)| {
+                let size = parameter.levels.len();
+                let bandwidth = (size as f64 / 8.0).max(0.7);
+                let column = |points: &[(&Point, f64)]| {
+                    points.iter().map(|(p, _)| p[dimension]).collect::<Vec<_>>()
+                };
+                (
+                    density(size, &column(good), bandwidth),
+                    density(size, &column(bad), bandwidth),
+                )
+            })
+            .collect();
+        let mut best: Option<(Point, f64)> = None;
+        for _ in 0..self.candidates * 4 {
+            let raw: Vec<usize> = models
+                .iter()
+                .map(|(l, _)| sample(l, &mut self.rng))
+                .collect();
+            let point = space.normalize(&raw);
+            if history.contains(&point) {
+                continue;
+            }
+            let score: f64 = models
+                .iter()
+                .zip(&point)
+                .map(|((l, g), &x)| (l[x] / g[x]).ln())
+                .sum();
+            if best.as_ref().is_none_or(|(_, s)| score > *s) {
+                best = Some((point, score));
+            }
+        }
+        match best {
+            Some((point, _)) => Ok(Some(point)),
+            None => Ok(unseen_uniform(space, history, &mut self.rng)),
+        }
+    }
+}
