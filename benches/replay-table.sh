@@ -15,7 +15,7 @@ if ! "$venv/bin/python" -c 'import optuna' 2>/dev/null; then
 fi
 cargo build --release --quiet
 rows=()
-for strategy in default grid random hill-climb nelder-mead tpe; do
+for strategy in default grid random hill-climb nelder-mead tpe tpe-local; do
     rows+=("$(target/release/servetune replay --landscape "$landscape" --strategy "$strategy" --seeds "$seeds" --slo-p99-ms "$slo" --json)")
 done
 rows+=("$("$venv/bin/python" benches/optuna_replay.py "$landscape" --seeds "$seeds" --slo-p99-ms "$slo")")

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    self, Assignment, ConfigError, ConfigFile, ModelField, Models, Properties, SettingKey,
-    MODELS_KEY,
+    self, Assignment, ConfigError, ConfigFile, ModelField, Models, Properties, SettingKey, MODELS_KEY,
 };
 use crate::target::api::Registration;
 use crate::target::{Endpoints, ModelStatus, TargetError, TorchServe, TorchServeApi};
@@ -26,10 +25,7 @@ pub enum ApplyError {
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error("{cause}\n{config} was put back as it was, and TorchServe is running on it again", config = .config.display())]
-    RolledBack {
-        cause: Box<TargetError>,
-        config: PathBuf,
-    },
+    RolledBack { cause: Box<TargetError>, config: PathBuf },
     #[error(
         "{cause}\nservetune put {config} back as it was, but bringing TorchServe back on it also failed: {rollback}",
         config = .config.display()
@@ -54,11 +50,7 @@ impl Edit {
         let (file, before) = config::read_properties(path)?;
         let mut after = before.clone();
         config::apply_to(path, &mut after, assignments)?;
-        Ok(Self {
-            file,
-            before,
-            after,
-        })
+        Ok(Self { file, before, after })
     }
 
     /// Lines like `job_queue_size: 100 -> 200` for every key whose value changed.
@@ -68,10 +60,7 @@ impl Edit {
         let mut lines = Vec::new();
         for (key, value) in &after {
             if *key == MODELS_KEY {
-                lines.extend(model_changes(
-                    before.get(key).copied().unwrap_or("{}"),
-                    value,
-                ));
+                lines.extend(model_changes(before.get(key).copied().unwrap_or("{}"), value));
                 continue;
             }
             match before.get(key) {
@@ -99,11 +88,7 @@ impl Edit {
 /// Field-level changes inside `models={…}`: `models.tiny.batchSize: 1 -> 8`.
 fn model_changes(before: &str, after: &str) -> Vec<String> {
     let (Ok(before), Ok(after)) = (Models::parse(before), Models::parse(after)) else {
-        return vec![format!(
-            "{MODELS_KEY}: {} -> {}",
-            shorten(before),
-            shorten(after)
-        )];
+        return vec![format!("{MODELS_KEY}: {} -> {}", shorten(before), shorten(after))];
     };
     let mut lines = Vec::new();
     for model in after.model_names() {
@@ -111,9 +96,7 @@ fn model_changes(before: &str, after: &str) -> Vec<String> {
             let old = before.field(model, field).ok().flatten();
             let new = after.field(model, field).ok().flatten();
             if old != new {
-                let show = |v: Option<&serde_json::Value>| {
-                    v.map_or("(unset)".to_string(), |v| v.to_string())
-                };
+                let show = |v: Option<&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
                 lines.push(format!(
                     "{MODELS_KEY}.{model}.{}: {} -> {}",
                     field.name(),
@@ -237,19 +220,13 @@ struct LiveChange {
 fn is_live_field(field: ModelField) -> bool {
     matches!(
         field,
-        ModelField::BatchSize
-            | ModelField::MaxBatchDelay
-            | ModelField::MinWorkers
-            | ModelField::MaxWorkers
+        ModelField::BatchSize | ModelField::MaxBatchDelay | ModelField::MinWorkers | ModelField::MaxWorkers
     )
 }
 
 /// Checks that every assignment can be applied live and works out, per
 /// model, the settings to move to.
-async fn plan_live_changes(
-    api: &TorchServeApi,
-    assignments: &[Assignment],
-) -> Result<Vec<LiveChange>, ApplyError> {
+async fn plan_live_changes(api: &TorchServeApi, assignments: &[Assignment]) -> Result<Vec<LiveChange>, ApplyError> {
     let mut per_model: BTreeMap<String, Vec<(ModelField, u32)>> = BTreeMap::new();
     for assignment in assignments {
         let SettingKey::ModelField { model, field } = &assignment.key else {
@@ -266,10 +243,7 @@ async fn plan_live_changes(
             .value
             .parse::<u32>()
             .map_err(|_| ApplyError::Refused(format!("--set {assignment}: not a whole number")))?;
-        per_model
-            .entry(model.clone())
-            .or_default()
-            .push((*field, value));
+        per_model.entry(model.clone()).or_default().push((*field, value));
     }
     let mut changes = Vec::new();
     for (model, fields) in per_model {
@@ -316,8 +290,7 @@ async fn move_model(
     to: LiveSettings,
 ) -> Result<(), TargetError> {
     if to.needs_registration(&from) {
-        api.unregister(&status.model_name, &status.model_version)
-            .await?;
+        api.unregister(&status.model_name, &status.model_version).await?;
         api.register(&registration(status, to)).await?;
         api.scale_workers(&status.model_name, to.min_workers, to.max_workers)
             .await
@@ -331,32 +304,20 @@ async fn move_model(
 
 /// Brings one model back to `settings`, whether or not it is still registered
 /// (a failed re-registration leaves it unregistered).
-async fn put_model_back(
-    api: &TorchServeApi,
-    status: &ModelStatus,
-    settings: LiveSettings,
-) -> Result<(), TargetError> {
+async fn put_model_back(api: &TorchServeApi, status: &ModelStatus, settings: LiveSettings) -> Result<(), TargetError> {
     match api.describe_model(&status.model_name).await {
         Ok(now) => move_model(api, status, LiveSettings::of(&now), settings).await,
         Err(_) => {
             api.register(&registration(status, settings)).await?;
-            api.scale_workers(
-                &status.model_name,
-                settings.min_workers,
-                settings.max_workers,
-            )
-            .await
+            api.scale_workers(&status.model_name, settings.min_workers, settings.max_workers)
+                .await
         }
     }
 }
 
 /// Edits the file and changes the running server to match, without a
 /// restart; rolls back (live, else by restart) on failure.
-pub async fn apply_hot(
-    server: &TorchServe,
-    mut edit: Edit,
-    assignments: &[Assignment],
-) -> Result<(), ApplyError> {
+pub async fn apply_hot(server: &TorchServe, mut edit: Edit, assignments: &[Assignment]) -> Result<(), ApplyError> {
     let api = server.api()?;
     let changes = plan_live_changes(&api, assignments).await?;
     edit.write()?;
@@ -383,9 +344,7 @@ pub async fn apply_hot(
             Err(e) => Err(e),
         };
         if let Err(live_error) = live {
-            tracing::warn!(
-                "live rollback failed ({live_error}); restarting TorchServe on the previous config"
-            );
+            tracing::warn!("live rollback failed ({live_error}); restarting TorchServe on the previous config");
             return server.restart().await;
         }
         Ok(())

@@ -40,9 +40,7 @@ impl Constraints {
         f.p99_ms <= self.p99_ms
             && f.error_rate <= self.error_rate
             && self.memory_mb.is_none_or(|cap| f.memory_mb <= cap)
-            && self
-                .throughput_rps
-                .is_none_or(|floor| f.throughput_rps >= floor)
+            && self.throughput_rps.is_none_or(|floor| f.throughput_rps >= floor)
     }
 
     /// How far outside the limits (0 when feasible), as summed ratios.
@@ -94,11 +92,8 @@ impl Weights {
 /// p99 (lower) and memory (lower), with at least one strictly.
 pub fn pareto_front(figures: &[Figures]) -> Vec<usize> {
     let dominates = |a: &Figures, b: &Figures| {
-        let no_worse = a.throughput_rps >= b.throughput_rps
-            && a.p99_ms <= b.p99_ms
-            && a.memory_mb <= b.memory_mb;
-        let better =
-            a.throughput_rps > b.throughput_rps || a.p99_ms < b.p99_ms || a.memory_mb < b.memory_mb;
+        let no_worse = a.throughput_rps >= b.throughput_rps && a.p99_ms <= b.p99_ms && a.memory_mb <= b.memory_mb;
+        let better = a.throughput_rps > b.throughput_rps || a.p99_ms < b.p99_ms || a.memory_mb < b.memory_mb;
         no_worse && better
     };
     (0..figures.len())
@@ -225,11 +220,7 @@ mod tests {
             (Tier::Balanced, Some(0)),
             "doubling p99 for double throughput loses at p99 weight 1.5"
         );
-        assert_eq!(
-            tiers[1],
-            (Tier::MaxThroughput, Some(1)),
-            "250 req/s breaks the SLO"
-        );
+        assert_eq!(tiers[1], (Tier::MaxThroughput, Some(1)), "250 req/s breaks the SLO");
         assert_eq!(tiers[2], (Tier::LowestLatency, Some(0)));
         assert_eq!(tiers[3], (Tier::LowestMemory, Some(4)));
         let none = choose_tiers(&[f(1.0, 99.0, 1.0)], &LIMITS, &weights, &all[0]);

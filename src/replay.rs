@@ -20,13 +20,7 @@ use crate::search::{make_strategy, History, StrategyKind, Trial, FAILED_LOSS};
 use crate::space::{Apply, Parameter, Point, Space, Value};
 
 /// The measurement columns, in order.
-pub const MEASUREMENTS: [&str; 5] = [
-    "throughput_rps",
-    "p50_ms",
-    "p99_ms",
-    "error_rate",
-    "memory_mb",
-];
+pub const MEASUREMENTS: [&str; 5] = ["throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb"];
 
 /// One recorded measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,10 +63,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         line,
         reason,
     };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
     let columns: Vec<&str> = header.split(',').map(str::trim).collect();
     let measurement_at: Vec<usize> = MEASUREMENTS
@@ -84,9 +75,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
                 .ok_or_else(|| error(1, format!("no column '{name}'")))
         })
         .collect::<Result<_, _>>()?;
-    let parameter_columns: Vec<usize> = (0..columns.len())
-        .filter(|i| !measurement_at.contains(i))
-        .collect();
+    let parameter_columns: Vec<usize> = (0..columns.len()).filter(|i| !measurement_at.contains(i)).collect();
     if parameter_columns.is_empty() {
         return Err(error(1, "no parameter columns".into()));
     }
@@ -100,12 +89,9 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             ));
         }
         let number = |i: usize| {
-            cells[i].parse::<f64>().map_err(|_| {
-                error(
-                    index + 1,
-                    format!("{} = '{}' is not a number", columns[i], cells[i]),
-                )
-            })
+            cells[i]
+                .parse::<f64>()
+                .map_err(|_| error(index + 1, format!("{} = '{}' is not a number", columns[i], cells[i])))
         };
         let params = parameter_columns
             .iter()
@@ -126,11 +112,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             },
         ));
     }
-    let first = rows
-        .first()
-        .ok_or_else(|| error(2, "no data rows".into()))?
-        .0
-        .clone();
+    let first = rows.first().ok_or_else(|| error(2, "no data rows".into()))?.0.clone();
     let mut parameters = Vec::new();
     for (d, &column) in parameter_columns.iter().enumerate() {
         let distinct: BTreeSet<u64> = rows.iter().map(|(p, _)| p[d].to_bits()).collect();
@@ -194,8 +176,7 @@ impl ThroughputUnderSlo {
         if self.feasible(p99_ms, error_rate) {
             -throughput_rps
         } else {
-            (p99_ms / self.slo_p99_ms).max(1.0)
-                + 100.0 * (error_rate - self.max_error_rate).max(0.0)
+            (p99_ms / self.slo_p99_ms).max(1.0) + 100.0 * (error_rate - self.max_error_rate).max(0.0)
         }
     }
 }

@@ -25,12 +25,8 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed: {stderr}");
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// The figures an operator relies on are present and sane.
@@ -53,14 +49,7 @@ fn assert_complete(report: &serde_json::Value) {
     );
     assert!(number("/latency_ms/mean") > 0.0);
     assert_eq!(number("/errors/total"), 0.0, "{report}");
-    for class in [
-        "connect",
-        "timeout",
-        "status_503",
-        "status_4xx",
-        "status_5xx",
-        "io",
-    ] {
+    for class in ["connect", "timeout", "status_503", "status_4xx", "status_5xx", "io"] {
         number(&format!("/errors/{class}"));
     }
     assert!(
@@ -117,10 +106,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
     ]);
     assert_complete(&open);
     let rate = open["throughput_rps"].as_f64().unwrap();
-    assert!(
-        (70.0..130.0).contains(&rate),
-        "Poisson at 100/s over 3 s: {rate}"
-    );
+    assert!((70.0..130.0).contains(&rate), "Poisson at 100/s over 3 s: {rate}");
 
     let resnet_report = bench_json(&[
         "--target",
@@ -141,8 +127,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
         "ResNet-50 is slower than tiny"
     );
     assert!(
-        resnet_report["memory_mb"]["pss_peak"].as_f64().unwrap()
-            > closed["memory_mb"]["pss_peak"].as_f64().unwrap()
+        resnet_report["memory_mb"]["pss_peak"].as_f64().unwrap() > closed["memory_mb"]["pss_peak"].as_f64().unwrap()
     );
 }
 
@@ -155,18 +140,13 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
         server.start().await.unwrap();
         let endpoints = server.endpoints().unwrap();
         let key = Keys::read(&server.spec().key_file).unwrap().inference;
-        let endpoint = Endpoint::parse(&format!(
-            "{}/predictions/tiny",
-            endpoints.inference.base_url()
-        ))
-        .unwrap();
+        let endpoint = Endpoint::parse(&format!("{}/predictions/tiny", endpoints.inference.base_url())).unwrap();
         let spec = RequestSpec {
             method: "POST".into(),
             endpoint: endpoint.clone(),
             headers: vec![("Authorization".into(), format!("Bearer {key}"))],
             content_type: Some("application/octet-stream".into()),
-            bodies: read_bodies(&common::repo_root().join("examples/deployment/bodies/tiny"))
-                .unwrap(),
+            bodies: read_bodies(&common::repo_root().join("examples/deployment/bodies/tiny")).unwrap(),
         };
         let base = LoadPlan {
             address: resolve(&endpoint.host, endpoint.port).await.unwrap(),
@@ -222,15 +202,9 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
         let result = run_stress(&base, &probe, &stress, CancellationToken::new())
             .await
             .unwrap();
-        eprintln!(
-            "stress steps: {:?} recovery {:?}",
-            result.steps, result.recovery_time_s
-        );
+        eprintln!("stress steps: {:?} recovery {:?}", result.steps, result.recovery_time_s);
         assert!(!result.steps.is_empty());
-        assert_eq!(
-            result.degraded_at_users,
-            Some(result.steps.last().unwrap().users)
-        );
+        assert_eq!(result.degraded_at_users, Some(result.steps.last().unwrap().users));
         assert!(result.max_users_before_degradation < result.degraded_at_users.unwrap());
         assert!(!result.recovery_timeline.is_empty(), "recovery was watched");
         server.stop().await.unwrap();

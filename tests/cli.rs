@@ -57,10 +57,7 @@ fn apply_edits_losslessly_and_restore_puts_the_original_back() {
         "{edited}"
     );
     assert!(edited.contains("\"batchSize\": 8\\\n"), "{edited}");
-    assert!(
-        edited.ends_with("}\n# end\nnetty_client_threads=2\n"),
-        "{edited}"
-    );
+    assert!(edited.ends_with("}\n# end\nnetty_client_threads=2\n"), "{edited}");
 
     let output = servetune(&["restore", "--config", config_arg]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -70,10 +67,7 @@ fn apply_edits_losslessly_and_restore_puts_the_original_back() {
         "byte-identical after restore"
     );
     let output = servetune(&["restore", "--config", config_arg]);
-    assert!(
-        !output.status.success(),
-        "a second restore has nothing to restore"
-    );
+    assert!(!output.status.success(), "a second restore has nothing to restore");
     assert!(stderr(&output).contains("no backup"), "{}", stderr(&output));
 }
 
@@ -91,10 +85,7 @@ fn assert_refused(content: &[u8], set: &[&str], expected: &[&str]) {
     let message = stderr(&output);
     assert!(!output.status.success(), "accepted {set:?}");
     for part in expected {
-        assert!(
-            message.contains(part),
-            "error for {set:?} lacks {part:?}: {message}"
-        );
+        assert!(message.contains(part), "error for {set:?} lacks {part:?}: {message}");
     }
     assert_eq!(std::fs::read(&config).unwrap(), content, "the file changed");
     assert!(
@@ -117,39 +108,21 @@ fn bad_input_is_refused_with_file_and_line_and_changes_nothing() {
         &["a=2"],
         &["config.properties:2", "JSON"],
     );
-    assert_refused(
-        b"a=1\n\nbad=\\u00zz\n",
-        &["a=2"],
-        &["config.properties:3", "\\uXXXX"],
-    );
+    assert_refused(b"a=1\n\nbad=\\u00zz\n", &["a=2"], &["config.properties:3", "\\uXXXX"]);
     assert_refused(
         b"a=1\n",
         &["models.tiny.batchSize=2"],
         &["config.properties", "no models="],
     );
     assert_refused(example, &["models.tiny"], &["--set", "KEY=VALUE"]);
-    assert_refused(
-        example,
-        &["models.tiny.batchsize=2"],
-        &["--set", "unknown model field"],
-    );
-    assert_refused(
-        example,
-        &["job_queue_size=lots"],
-        &["--set", "job_queue_size"],
-    );
+    assert_refused(example, &["models.tiny.batchsize=2"], &["--set", "unknown model field"]);
+    assert_refused(example, &["job_queue_size=lots"], &["--set", "job_queue_size"]);
     assert_refused(example, &["bad key=1"], &["--set", "not a property key"]);
 }
 
 #[test]
 fn missing_files_and_flags_are_named() {
-    let output = servetune(&[
-        "apply",
-        "--config",
-        "/nonexistent/config.properties",
-        "--set",
-        "a=1",
-    ]);
+    let output = servetune(&["apply", "--config", "/nonexistent/config.properties", "--set", "a=1"]);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("/nonexistent/config.properties"),
@@ -180,9 +153,7 @@ fn missing_files_and_flags_are_named() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
-        message.contains("target.toml")
-            && message.contains("line 3")
-            && message.contains("ready_timout"),
+        message.contains("target.toml") && message.contains("line 3") && message.contains("ready_timout"),
         "{message}"
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), EXAMPLE);
@@ -198,11 +169,7 @@ fn operator_round_trip_on_a_real_torchserve() {
 
     let output = servetune(&["server", "start", "--target", target]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("workers READY 1/1"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("workers READY 1/1"), "{}", stdout(&output));
 
     let output = servetune(&[
         "apply",
@@ -217,11 +184,7 @@ fn operator_round_trip_on_a_real_torchserve() {
         target,
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("batchSize=8"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("batchSize=8"), "{}", stdout(&output));
 
     let output = servetune(&[
         "apply",
@@ -234,26 +197,11 @@ fn operator_round_trip_on_a_real_torchserve() {
         target,
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("maxBatchDelay=5"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).contains("maxBatchDelay=5"), "{}", stdout(&output));
 
-    let output = servetune(&[
-        "restore",
-        "--config",
-        config,
-        "--restart",
-        "--target",
-        target,
-    ]);
+    let output = servetune(&["restore", "--config", config, "--restart", "--target", target]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(
-        deployment.config_bytes(),
-        original,
-        "byte-identical after restore"
-    );
+    assert_eq!(deployment.config_bytes(), original, "byte-identical after restore");
     let output = servetune(&["server", "status", "--target", target]);
     assert!(
         stdout(&output).contains("batchSize=1 maxBatchDelay=100"),
@@ -273,21 +221,11 @@ fn bench_bad_input_gets_a_clear_error_and_no_hang() {
     let empty = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec![
-                "--url".into(),
-                url.clone(),
-                "--stages".into(),
-                "0:10@".into(),
-            ],
+            vec!["--url".into(), url.clone(), "--stages".into(), "0:10@".into()],
             "--stages",
         ),
         (
-            vec![
-                "--url".into(),
-                url.clone(),
-                "--stages".into(),
-                "ten@5s".into(),
-            ],
+            vec!["--url".into(), url.clone(), "--stages".into(), "ten@5s".into()],
             "number of users",
         ),
         (
@@ -321,10 +259,7 @@ fn bench_bad_input_gets_a_clear_error_and_no_hang() {
             ],
             "https",
         ),
-        (
-            vec!["--url".into(), url.clone(), "--rate=0".into()],
-            "--rate",
-        ),
+        (vec!["--url".into(), url.clone(), "--rate=0".into()], "--rate"),
         (
             vec![
                 "--url".into(),

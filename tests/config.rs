@@ -42,11 +42,9 @@ fn ours(bytes: &[u8]) -> Map {
 fn crate_reads_like_java(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes).to_lowercase();
     let open_continuation = bytes.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
-    let surrogate = [
-        "\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf",
-    ]
-    .iter()
-    .any(|escape| text.contains(escape));
+    let surrogate = ["\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf"]
+        .iter()
+        .any(|escape| text.contains(escape));
     let escape_in_comment = text
         .lines()
         .map(str::trim_start)
@@ -88,10 +86,7 @@ fn java_reference(files: &[PathBuf]) -> Vec<Result<Map, String>> {
                 .expect("a header came first")
                 .as_mut()
                 .expect("no entries after an error");
-            map.insert(
-                unescape(key.as_bytes()).unwrap(),
-                unescape(value.as_bytes()).unwrap(),
-            );
+            map.insert(unescape(key.as_bytes()).unwrap(), unescape(value.as_bytes()).unwrap());
         }
     }
     assert_eq!(results.len(), files.len());
@@ -199,8 +194,7 @@ fn edits_are_read_back_by_java_and_touch_nothing_else() {
     }
     let java = java_reference(&edited_files);
     for ((path, want), java) in edited_files.iter().zip(&expected).zip(java) {
-        let java =
-            java.unwrap_or_else(|e| panic!("{}: Java could not read it: {e}", path.display()));
+        let java = java.unwrap_or_else(|e| panic!("{}: Java could not read it: {e}", path.display()));
         assert_eq!(&java, want, "{}: Java reads something else", path.display());
         assert_eq!(
             &ours(&std::fs::read(path).unwrap()),
@@ -217,11 +211,7 @@ fn malformed_unicode_escape_is_rejected_like_java() {
     let path = scratch.path().join("bad.properties");
     std::fs::write(&path, "ok=1\nbad=\\u12x4\n").unwrap();
     let java = java_reference(std::slice::from_ref(&path));
-    assert!(
-        java[0].as_ref().unwrap_err().contains("Malformed"),
-        "{:?}",
-        java[0]
-    );
+    assert!(java[0].as_ref().unwrap_err().contains("Malformed"), "{:?}", java[0]);
     let ours = Properties::parse(std::fs::read(&path).unwrap()).unwrap_err();
     assert_eq!(ours.line, 2);
 }
@@ -246,8 +236,7 @@ fn generated_documents_parse_like_java() {
         texts.push(text);
     }
     for ((text, path), java) in texts.iter().zip(&files).zip(java_reference(&files)) {
-        let java =
-            java.unwrap_or_else(|e| panic!("{}: Java rejects {text:?}: {e}", path.display()));
+        let java = java.unwrap_or_else(|e| panic!("{}: Java rejects {text:?}: {e}", path.display()));
         assert_eq!(ours(text.as_bytes()), java, "document: {text:?}");
     }
 }
@@ -310,17 +299,15 @@ fn document_line() -> impl Strategy<Value = String> {
 }
 
 fn document() -> impl Strategy<Value = String> {
-    (prop::collection::vec(document_line(), 0..12), any::<bool>()).prop_map(
-        |(lines, strip_last_eol)| {
-            let mut text = lines.concat();
-            if strip_last_eol {
-                while text.ends_with('\n') || text.ends_with('\r') {
-                    text.pop();
-                }
+    (prop::collection::vec(document_line(), 0..12), any::<bool>()).prop_map(|(lines, strip_last_eol)| {
+        let mut text = lines.concat();
+        if strip_last_eol {
+            while text.ends_with('\n') || text.ends_with('\r') {
+                text.pop();
             }
-            text
-        },
-    )
+        }
+        text
+    })
 }
 
 proptest! {

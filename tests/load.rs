@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use servetune::load::{
-    run_load, Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule,
-    Stages,
+    run_load, Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule, Stages,
 };
 use servetune::measure::LoadReport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,14 +65,8 @@ async fn serve(listener: TcpListener, behaviour: Behaviour) {
             let mut buffer = Vec::new();
             while read_request(&mut stream, &mut buffer).await {
                 let reply: &[u8] = match behaviour {
-                    Behaviour::Stalling {
-                        service,
-                        period,
-                        stall,
-                    } => {
-                        let phase = Duration::from_nanos(
-                            (epoch.elapsed().as_nanos() % period.as_nanos()) as u64,
-                        );
+                    Behaviour::Stalling { service, period, stall } => {
+                        let phase = Duration::from_nanos((epoch.elapsed().as_nanos() % period.as_nanos()) as u64);
                         if phase < stall {
                             tokio::time::sleep(stall - phase).await;
                         }
@@ -84,9 +77,7 @@ async fn serve(listener: TcpListener, behaviour: Behaviour) {
                         std::future::pending::<()>().await;
                         unreachable!()
                     }
-                    Behaviour::QueueFull => {
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfull"
-                    }
+                    Behaviour::QueueFull => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfull",
                     Behaviour::Garbage => b"\x16\x03\x01\x00\x02\x02\x28garbage",
                 };
                 if stream.write_all(reply).await.is_err() {
@@ -126,13 +117,9 @@ fn plan(address: SocketAddr, schedule: Schedule, warmup: Duration, duration: Dur
 }
 
 async fn run(plan: LoadPlan) -> LoadReport {
-    run_load(
-        plan,
-        CancellationToken::new(),
-        Arc::new(Progress::default()),
-    )
-    .await
-    .unwrap()
+    run_load(plan, CancellationToken::new(), Arc::new(Progress::default()))
+        .await
+        .unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -206,10 +193,7 @@ fn open_loop_percentiles_match_the_analytic_expectation_and_closed_loop_hides_th
                 q * 100.0
             );
         }
-        assert!(
-            (10.0..15.0).contains(&service_ms),
-            "service time {service_ms:.2} ms"
-        );
+        assert!((10.0..15.0).contains(&service_ms), "service time {service_ms:.2} ms");
         assert!(
             within(open.throughput_rps, 200.0, 0.03),
             "throughput {:.1}",
@@ -250,11 +234,7 @@ fn an_in_flight_cap_makes_sends_late_and_latency_still_counts_from_the_schedule(
             "capped: late {} corrected {:?} uncorrected {:?}",
             report.late_sends, report.latency_ms, report.latency_uncorrected_ms
         );
-        assert!(
-            report.late_sends > 50,
-            "late sends are counted: {}",
-            report.late_sends
-        );
+        assert!(report.late_sends > 50, "late sends are counted: {}", report.late_sends);
         assert_eq!(report.dropped_sends, 0);
         assert!(
             report.latency_ms.p99 > 400.0,
@@ -308,10 +288,7 @@ fn poisson_arrivals_keep_the_rate_and_stages_ramp_users() {
         .await;
         let per_second: Vec<u64> = ramp.timeline.iter().map(|s| s.ok).collect();
         eprintln!("ramp timeline: {per_second:?}");
-        assert!(
-            per_second[0] < per_second[2],
-            "users ramp up: {per_second:?}"
-        );
+        assert!(per_second[0] < per_second[2], "users ramp up: {per_second:?}");
         // 8 users, 20 ms think + ~2 ms service: about 360 requests/s when held.
         assert!(per_second[3] > 250, "held stage: {per_second:?}");
     });

@@ -69,16 +69,9 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // Budget: the run ends within about one trial of it.
-    assert!(
-        took < Duration::from_secs(100 + 25),
-        "took {took:?} on a 100 s budget"
-    );
+    assert!(took < Duration::from_secs(100 + 25), "took {took:?} on a 100 s budget");
     let entries = journal(&results, "e2e");
-    assert!(
-        entries.len() >= 4,
-        "baseline, defaults and more: {}",
-        entries.len()
-    );
+    assert!(entries.len() >= 4, "baseline, defaults and more: {}", entries.len());
     assert_eq!(entries[0]["kind"], "baseline");
     assert!(
         entries.iter().enumerate().all(|(i, e)| e["number"] == i),
@@ -86,8 +79,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     );
     assert!(entries
         .iter()
-        .any(|e| e["kind"] == "screen"
-            && e["figures"]["throughput_rps"].as_f64().unwrap_or(0.0) > 10.0));
+        .any(|e| e["kind"] == "screen" && e["figures"]["throughput_rps"].as_f64().unwrap_or(0.0) > 10.0));
     assert!(report["baseline"]["throughput_rps"].as_f64().unwrap() > 10.0);
 
     // The config is back, byte for byte, and the server runs on it.
@@ -97,13 +89,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
         "the original config.properties is byte-identical"
     );
     common::runtime().block_on(async {
-        let tiny = deployment
-            .server()
-            .api()
-            .unwrap()
-            .describe_model("tiny")
-            .await
-            .unwrap();
+        let tiny = deployment.server().api().unwrap().describe_model("tiny").await.unwrap();
         assert_eq!(
             (tiny.batch_size, tiny.min_workers),
             (1, 1),
@@ -124,8 +110,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     }
     let balanced = dir.join("recommended/balanced");
     assert!(balanced.join("model-config.yaml").exists());
-    let recommended =
-        std::fs::read(balanced.join("config.properties")).expect("a balanced recommendation");
+    let recommended = std::fs::read(balanced.join("config.properties")).expect("a balanced recommendation");
     assert!(report["recommendations"]
         .as_array()
         .unwrap()
@@ -138,34 +123,18 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let p = &second.ports;
     let moved = servetune()
         .args(["apply", "--config", second.config.to_str().unwrap()])
-        .args([
-            "--set",
-            &format!("inference_address=http://127.0.0.1:{}", p.inference),
-        ])
+        .args(["--set", &format!("inference_address=http://127.0.0.1:{}", p.inference)])
         .args([
             "--set",
             &format!("management_address=http://127.0.0.1:{}", p.management),
         ])
-        .args([
-            "--set",
-            &format!("metrics_address=http://127.0.0.1:{}", p.metrics),
-        ])
-        .args([
-            "--set",
-            &format!("grpc_inference_port={}", p.grpc_inference),
-        ])
-        .args([
-            "--set",
-            &format!("grpc_management_port={}", p.grpc_management),
-        ])
+        .args(["--set", &format!("metrics_address=http://127.0.0.1:{}", p.metrics)])
+        .args(["--set", &format!("grpc_inference_port={}", p.grpc_inference)])
+        .args(["--set", &format!("grpc_management_port={}", p.grpc_management)])
         .args(["--set", "initial_worker_port=61000"])
         .output()
         .unwrap();
-    assert!(
-        moved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&moved.stderr)
-    );
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
     common::runtime().block_on(async {
         second
             .server()
@@ -196,14 +165,8 @@ fn a_killed_study_resumes_where_it_stopped() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(150);
     while journal(&results, "resumable").len() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the study never journaled three trials"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the study ended on its own"
-        );
+        assert!(Instant::now() < deadline, "the study never journaled three trials");
+        assert!(child.try_wait().unwrap().is_none(), "the study ended on its own");
         std::thread::sleep(Duration::from_millis(200));
     }
     child.kill().unwrap(); // SIGKILL: no cleanup at all
@@ -228,10 +191,7 @@ fn a_killed_study_resumes_where_it_stopped() {
         String::from_utf8_lossy(&output.stderr)
     );
     let after = journal(&results, "resumable");
-    assert!(
-        after.len() > before.len(),
-        "the resumed study ran more trials"
-    );
+    assert!(after.len() > before.len(), "the resumed study ran more trials");
     assert_eq!(
         &after[..before.len()],
         &before[..],

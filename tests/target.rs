@@ -14,10 +14,7 @@ fn assignments(items: &[&str]) -> Vec<Assignment> {
 }
 
 async fn predict(server: &TorchServe, key: &str) -> reqwest::StatusCode {
-    let url = format!(
-        "{}/predictions/tiny",
-        server.endpoints().unwrap().inference.base_url()
-    );
+    let url = format!("{}/predictions/tiny", server.endpoints().unwrap().inference.base_url());
     reqwest::Client::new()
         .post(url)
         .bearer_auth(key)
@@ -35,10 +32,7 @@ fn cold_and_hot_changes_reach_the_running_server() {
     let deployment = common::Deployment::new(&provisioned);
     let server = deployment.server();
     common::runtime().block_on(async {
-        server
-            .start()
-            .await
-            .expect("TorchServe starts and becomes ready");
+        server.start().await.expect("TorchServe starts and becomes ready");
         let first_jvm = deployment.jvm().expect("the JVM is running");
 
         // Token authorization is on: no key, no answer.
@@ -71,10 +65,7 @@ fn cold_and_hot_changes_reach_the_running_server() {
             "job_queue_size reached the server"
         );
         let text = String::from_utf8(deployment.config_bytes()).unwrap();
-        assert!(
-            text.contains("\nnumber_of_netty_threads=4\n")
-                && text.contains("\njob_queue_size=50\n")
-        );
+        assert!(text.contains("\nnumber_of_netty_threads=4\n") && text.contains("\njob_queue_size=50\n"));
 
         // Hot: batch size and delay by re-registering, workers by scaling.
         let hot = assignments(&[
@@ -84,9 +75,7 @@ fn cold_and_hot_changes_reach_the_running_server() {
             "models.tiny.maxWorkers=2",
         ]);
         let edit = Edit::prepare(&deployment.config, &hot).unwrap();
-        apply::apply_hot(&server, edit, &hot)
-            .await
-            .expect("hot change applies");
+        apply::apply_hot(&server, edit, &hot).await.expect("hot change applies");
         assert_eq!(
             deployment.jvm(),
             Some(second_jvm),
@@ -96,11 +85,7 @@ fn cold_and_hot_changes_reach_the_running_server() {
         assert_eq!((tiny.batch_size, tiny.max_batch_delay), (4, 20));
         assert_eq!((tiny.min_workers, tiny.max_workers), (2, 2));
         assert_eq!(tiny.workers.len(), 2);
-        assert!(
-            tiny.workers.iter().all(|w| w.status == "READY"),
-            "{:?}",
-            tiny.workers
-        );
+        assert!(tiny.workers.iter().all(|w| w.status == "READY"), "{:?}", tiny.workers);
         let keys = Keys::read(&server.spec().key_file).unwrap();
         assert_eq!(predict(&server, &keys.inference).await, 200);
         // The file says what the server runs, so a restart keeps it.
@@ -143,25 +128,15 @@ fn a_port_in_use_is_refused_and_the_server_stays_up() {
         let busy = holder.local_addr().unwrap().port();
         let change = assignments(&[&format!("inference_address=http://127.0.0.1:{busy}")]);
         let edit = Edit::prepare(&deployment.config, &change).unwrap();
-        let error = apply::apply_with_restart(&server, edit)
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = apply::apply_with_restart(&server, edit).await.unwrap_err().to_string();
         assert!(
             error.contains(&format!("port {busy}")) && error.contains("inference_address"),
             "{error}"
         );
         assert!(error.contains("config.properties"), "{error}");
-        assert_eq!(
-            deployment.config_bytes(),
-            before,
-            "the config file is unchanged"
-        );
+        assert_eq!(deployment.config_bytes(), before, "the config file is unchanged");
         assert_eq!(deployment.jvm(), Some(jvm), "the server was not touched");
-        server
-            .wait_ready()
-            .await
-            .expect("the server is still ready");
+        server.wait_ready().await.expect("the server is still ready");
     });
 }
 
@@ -183,11 +158,7 @@ fn a_change_that_breaks_start_is_rolled_back_and_the_server_comes_back() {
             "the log tail shows TorchServe's own words: {message}"
         );
         assert!(message.contains("put back"), "{message}");
-        assert_eq!(
-            deployment.config_bytes(),
-            before,
-            "the config file is byte-identical"
-        );
+        assert_eq!(deployment.config_bytes(), before, "the config file is byte-identical");
         server
             .wait_ready()
             .await
@@ -222,11 +193,7 @@ fn production_mode_restarts_through_the_configured_argv() {
     let dir = deployment.dir.path().display().to_string();
     std::fs::create_dir_all(deployment.work_dir().join("tmp")).unwrap();
     std::fs::create_dir_all(deployment.work_dir().join("logs")).unwrap();
-    std::fs::write(
-        &script,
-        script_text.replace(deployment_dir_placeholder, &dir),
-    )
-    .unwrap();
+    std::fs::write(&script, script_text.replace(deployment_dir_placeholder, &dir)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
 

@@ -99,8 +99,7 @@ pub async fn find_capacity(
         };
         plan.warmup = search.probe_warmup;
         plan.duration = search.probe_duration;
-        let measurement =
-            measure_once(plan, probe, token.clone(), Arc::new(Progress::default())).await?;
+        let measurement = measure_once(plan, probe, token.clone(), Arc::new(Progress::default())).await?;
         let feasible = is_feasible(&measurement, rate, search);
         tracing::info!(
             rate,

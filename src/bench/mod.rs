@@ -80,10 +80,7 @@ pub async fn measure_once(
     };
     let load = load?;
     let server = match (&probe.metrics_url, before) {
-        (Some(url), Some(before)) => scrape(&http, url)
-            .await
-            .ok()
-            .map(|after| before.delta(&after)),
+        (Some(url), Some(before)) => scrape(&http, url).await.ok().map(|after| before.delta(&after)),
         _ => None,
     };
     Ok(Measurement {

@@ -71,9 +71,7 @@ pub async fn run_stress(
     token: CancellationToken,
 ) -> Result<StressResult, LoadError> {
     if plan.step_users == 0 || plan.max_users < plan.step_users {
-        return Err(LoadError::BadInput(
-            "--step-users must be ≥ 1 and ≤ --max-users".into(),
-        ));
+        return Err(LoadError::BadInput("--step-users must be ≥ 1 and ≤ --max-users".into()));
     }
     let slo_ms = plan.slo_p99.as_secs_f64() * 1000.0;
     let mut steps = Vec::new();
@@ -86,13 +84,7 @@ pub async fn run_stress(
         };
         step_plan.warmup = Duration::ZERO;
         step_plan.duration = plan.step_duration;
-        let measurement = measure_once(
-            step_plan,
-            probe,
-            token.clone(),
-            Arc::new(Progress::default()),
-        )
-        .await?;
+        let measurement = measure_once(step_plan, probe, token.clone(), Arc::new(Progress::default())).await?;
         let load = &measurement.load;
         let degraded = load.latency_ms.p99 > slo_ms || load.error_rate > plan.max_error_rate;
         tracing::info!(users, degraded, p99_ms = load.latency_ms.p99, "stress step");
@@ -108,33 +100,23 @@ pub async fn run_stress(
         }
         users += plan.step_users;
     }
-    let degraded_at_users = steps
-        .last()
-        .filter(|step| step.degraded)
-        .map(|step| step.users);
-    let max_users_before_degradation = steps
-        .iter()
-        .filter(|s| !s.degraded)
-        .map(|s| s.users)
-        .max()
-        .unwrap_or(0);
+    let degraded_at_users = steps.last().filter(|step| step.degraded).map(|step| step.users);
+    let max_users_before_degradation = steps.iter().filter(|s| !s.degraded).map(|s| s.users).max().unwrap_or(0);
     let error_rate_at_peak = steps.last().map_or(0.0, |s| s.error_rate);
-    let (recovery_time_s, recovery_timeline) =
-        if degraded_at_users.is_some() && !token.is_cancelled() {
-            let mut recovery = base.clone();
-            recovery.schedule = Schedule::Closed {
-                stages: Stages::constant(plan.recovery_users.max(1), plan.recovery_window),
-                think_time: Duration::ZERO,
-            };
-            recovery.warmup = Duration::ZERO;
-            recovery.duration = plan.recovery_window;
-            let measurement =
-                measure_once(recovery, probe, token, Arc::new(Progress::default())).await?;
-            let timeline = measurement.load.timeline;
-            (recovery_time(&timeline, slo_ms), timeline)
-        } else {
-            (None, Vec::new())
+    let (recovery_time_s, recovery_timeline) = if degraded_at_users.is_some() && !token.is_cancelled() {
+        let mut recovery = base.clone();
+        recovery.schedule = Schedule::Closed {
+            stages: Stages::constant(plan.recovery_users.max(1), plan.recovery_window),
+            think_time: Duration::ZERO,
         };
+        recovery.warmup = Duration::ZERO;
+        recovery.duration = plan.recovery_window;
+        let measurement = measure_once(recovery, probe, token, Arc::new(Progress::default())).await?;
+        let timeline = measurement.load.timeline;
+        (recovery_time(&timeline, slo_ms), timeline)
+    } else {
+        (None, Vec::new())
+    };
     Ok(StressResult {
         steps,
         max_users_before_degradation,

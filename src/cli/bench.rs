@@ -18,10 +18,7 @@ use crate::bench::stress::{run_stress, StressPlan, StressResult};
 use crate::bench::{measure_once, Measurement, ServerProbe};
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::run::resolve;
-use crate::load::{
-    Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule,
-    Stages,
-};
+use crate::load::{Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule, Stages};
 use crate::target::{TargetSpec, TorchServe};
 
 #[derive(Debug, clap::Args)]
@@ -176,10 +173,7 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
                     .next()
                     .context("the target serves no model")?,
             };
-            format!(
-                "{}/predictions/{model}",
-                api.endpoints().inference.base_url()
-            )
+            format!("{}/predictions/{model}", api.endpoints().inference.base_url())
         }
     };
     if let Some(key) = api.inference_key()? {
@@ -191,14 +185,8 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
         }
     }
     probe.pid = probe.pid.or_else(|| server.running_jvm());
-    probe.metrics_url = probe
-        .metrics_url
-        .or_else(|| Some(api.endpoints().metrics.base_url()));
-    Ok(Resolved {
-        url,
-        headers,
-        probe,
-    })
+    probe.metrics_url = probe.metrics_url.or_else(|| Some(api.endpoints().metrics.base_url()));
+    Ok(Resolved { url, headers, probe })
 }
 
 async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
@@ -246,9 +234,7 @@ async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<Loa
         }
         (_, _, Some(stages)) => {
             let total = stages.total_duration();
-            let duration = args
-                .duration
-                .unwrap_or_else(|| total.saturating_sub(args.warmup));
+            let duration = args.duration.unwrap_or_else(|| total.saturating_sub(args.warmup));
             if duration.is_zero() {
                 bail!(
                     "--stages last {total:?}, no longer than --warmup {:?}: nothing to measure",
@@ -270,9 +256,7 @@ async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<Loa
             },
             Duration::from_secs(1),
         ),
-        _ => bail!(
-            "say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"
-        ),
+        _ => bail!("say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"),
     };
     Ok(LoadPlan {
         address: resolve(&endpoint.host, endpoint.port).await?,
@@ -295,10 +279,7 @@ fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
         return "stress test".into();
     }
     match schedule {
-        Schedule::Open {
-            rate_per_s,
-            arrival,
-        } => format!("open loop {rate_per_s}/s {arrival:?}").to_lowercase(),
+        Schedule::Open { rate_per_s, arrival } => format!("open loop {rate_per_s}/s {arrival:?}").to_lowercase(),
         Schedule::Closed { stages, .. } if stages.stages().len() == 1 => {
             format!("closed loop {} users", stages.peak_users())
         }
@@ -331,16 +312,14 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
             stress: None,
         };
         if args.find_capacity {
-            let mut search =
-                CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
+            let mut search = CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
             search.start_rate = args.start_rate;
             search.arrival = args.arrival;
             search.probe_warmup = args.warmup;
             if let Some(duration) = args.duration {
                 search.probe_duration = duration;
             }
-            output.capacity =
-                Some(find_capacity(&plan, &resolved.probe, &search, token.clone()).await?);
+            output.capacity = Some(find_capacity(&plan, &resolved.probe, &search, token.clone()).await?);
         } else if args.stress {
             let stress = StressPlan {
                 slo_p99: args.slo_p99.expect("clap requires it"),
@@ -380,11 +359,7 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
 }
 
 /// A live progress line on a terminal (nothing otherwise).
-fn progress_bar(
-    args: &BenchArgs,
-    total: Duration,
-    progress: Arc<Progress>,
-) -> Option<indicatif::ProgressBar> {
+fn progress_bar(args: &BenchArgs, total: Duration, progress: Arc<Progress>) -> Option<indicatif::ProgressBar> {
     if args.json || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -442,8 +417,7 @@ fn print_measurement(m: &Measurement) {
         )
     };
     row("latency ms", &l.latency_ms);
-    if (l.latency_uncorrected_ms.p99 - l.latency_ms.p99).abs() > 0.05 * l.latency_ms.p99.max(0.001)
-    {
+    if (l.latency_uncorrected_ms.p99 - l.latency_ms.p99).abs() > 0.05 * l.latency_ms.p99.max(0.001) {
         row("uncorrected", &l.latency_uncorrected_ms);
     }
     let e = &l.errors;
@@ -511,10 +485,7 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
                 if step.degraded { "  degraded" } else { "" }
             );
         }
-        println!(
-            "max users before degradation  {}",
-            s.max_users_before_degradation
-        );
+        println!("max users before degradation  {}", s.max_users_before_degradation);
         match s.degraded_at_users {
             Some(users) => println!(
                 "degraded at   {users} users, error rate at the peak {:.2}%",

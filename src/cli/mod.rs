@@ -153,13 +153,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
         slo_p99_ms: args.slo_p99_ms,
         max_error_rate: args.max_error_rate,
     };
-    let report = crate::replay::replay(
-        &landscape,
-        args.strategy,
-        args.seeds,
-        objective,
-        args.target_regret,
-    );
+    let report = crate::replay::replay(&landscape, args.strategy, args.seeds, objective, args.target_regret);
     if args.json {
         println!(
             "{}",
@@ -311,7 +305,11 @@ fn print_status(server: &TorchServe) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let api = server.api()?;
         let healthy = api.ping().await.unwrap_or(false);
-        println!("inference {}  ping: {}", api.endpoints().inference.base_url(), if healthy { "Healthy" } else { "not healthy" });
+        println!(
+            "inference {}  ping: {}",
+            api.endpoints().inference.base_url(),
+            if healthy { "Healthy" } else { "not healthy" }
+        );
         for model in api.list_models().await? {
             let status = api.describe_model(&model).await?;
             let ready = status.workers.iter().filter(|w| w.status == "READY").count();

@@ -55,12 +55,8 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
         (Some(file), None) => (file.clone(), false),
         (None, Some(name)) => {
             let marker = source_marker(&study_dir(&args.results_dir, name));
-            let source = std::fs::read_to_string(&marker).with_context(|| {
-                format!(
-                    "no study '{name}' to resume ({} is missing)",
-                    marker.display()
-                )
-            })?;
+            let source = std::fs::read_to_string(&marker)
+                .with_context(|| format!("no study '{name}' to resume ({} is missing)", marker.display()))?;
             (PathBuf::from(source.trim()), true)
         }
         _ => bail!("give --study FILE or --resume NAME"),
@@ -79,11 +75,9 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(settings.budget.as_secs().max(1));
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] budget {len}s  {msg}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] budget {len}s  {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
         );
         bar
     });
@@ -125,8 +119,7 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
     let report = runtime.block_on(async {
         let interrupt = token.clone();
         tokio::spawn(async move {
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             let term = async {
                 match terminate.as_mut() {
                     Some(signal) => {
@@ -139,9 +132,7 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term => {}
             }
-            tracing::warn!(
-                "interrupted: stopping the trial, exporting what there is, restoring the server"
-            );
+            tracing::warn!("interrupted: stopping the trial, exporting what there is, restoring the server");
             interrupt.cancel();
         });
         run_study(

@@ -52,9 +52,7 @@ impl FromStr for Assignment {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let (key, value) = text
-            .split_once('=')
-            .ok_or_else(|| "expected KEY=VALUE".to_string())?;
+        let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_string())?;
         let key = key.trim();
         let key = if let Some(rest) = key.strip_prefix("models.") {
             let (model, field) = rest
@@ -63,10 +61,7 @@ impl FromStr for Assignment {
                 .ok_or_else(|| format!("'{key}': a model key is models.<model>.<field>"))?;
             let field = ModelField::from_name(field).ok_or_else(|| {
                 let known: Vec<&str> = ModelField::ALL.iter().map(|f| f.name()).collect();
-                format!(
-                    "unknown model field '{field}' (known: {})",
-                    known.join(", ")
-                )
+                format!("unknown model field '{field}' (known: {})", known.join(", "))
             })?;
             SettingKey::ModelField {
                 model: model.to_string(),
@@ -160,9 +155,7 @@ fn check_property_value(key: &str, value: &str) -> Result<(), String> {
         return Ok(());
     };
     let ok = match kind {
-        ValueKind::PositiveInt => value
-            .parse::<u32>()
-            .is_ok_and(|n| n >= 1 && n <= i32::MAX as u32),
+        ValueKind::PositiveInt => value.parse::<u32>().is_ok_and(|n| n >= 1 && n <= i32::MAX as u32),
         ValueKind::NonNegativeInt => value.parse::<u32>().is_ok_and(|n| n <= i32::MAX as u32),
         ValueKind::Bool => matches!(value, "true" | "false"),
         ValueKind::Address => crate::config::parse_address(value).is_some(),
@@ -197,36 +190,29 @@ pub enum ApplyError {
 
 /// Applies `assignments` in order. Model fields are applied to the parsed
 /// `models=` object and written back once.
-pub fn apply_assignments(
-    props: &mut Properties,
-    assignments: &[Assignment],
-) -> Result<(), ApplyError> {
+pub fn apply_assignments(props: &mut Properties, assignments: &[Assignment]) -> Result<(), ApplyError> {
     let mut models: Option<(Models, usize)> = None;
     for assignment in assignments {
         match &assignment.key {
             SettingKey::Property(key) => props.set(key, &assignment.value),
             SettingKey::ModelField { model, field } => {
                 if models.is_none() {
-                    let entry = props
-                        .entry(MODELS_KEY)
-                        .ok_or_else(|| ApplyError::NoModels {
-                            key: assignment.key.to_string(),
-                        })?;
-                    let parsed =
-                        Models::parse(&entry.value).map_err(|error| ApplyError::Models {
-                            line: entry.line,
-                            error,
-                        })?;
+                    let entry = props.entry(MODELS_KEY).ok_or_else(|| ApplyError::NoModels {
+                        key: assignment.key.to_string(),
+                    })?;
+                    let parsed = Models::parse(&entry.value).map_err(|error| ApplyError::Models {
+                        line: entry.line,
+                        error,
+                    })?;
                     models = Some((parsed, entry.line));
                 }
                 let (parsed, line) = models.as_mut().expect("parsed just above");
-                let value =
-                    field
-                        .parse_value(&assignment.value)
-                        .map_err(|reason| ApplyError::Value {
-                            key: assignment.key.to_string(),
-                            reason,
-                        })?;
+                let value = field
+                    .parse_value(&assignment.value)
+                    .map_err(|reason| ApplyError::Value {
+                        key: assignment.key.to_string(),
+                        reason,
+                    })?;
                 parsed
                     .set_field(model, *field, value)
                     .map_err(|error| ApplyError::Models { line: *line, error })?;
@@ -246,10 +232,7 @@ mod tests {
     #[test]
     fn parses_both_key_kinds() {
         let a: Assignment = "number_of_netty_threads=4".parse().unwrap();
-        assert_eq!(
-            a.key,
-            SettingKey::Property("number_of_netty_threads".into())
-        );
+        assert_eq!(a.key, SettingKey::Property("number_of_netty_threads".into()));
         let b: Assignment = "models.my.model.batchSize=8".parse().unwrap();
         assert_eq!(
             b.key,
@@ -281,24 +264,15 @@ mod tests {
 
     #[test]
     fn applies_properties_and_model_fields() {
-        let mut props = Properties::parse(
-            b"a=1\nmodels={\"tiny\": {\"1.0\": {\"batchSize\": 1}}}\n# end\n".to_vec(),
-        )
-        .unwrap();
-        let assignments: Vec<Assignment> = [
-            "a=2",
-            "models.tiny.batchSize=8",
-            "models.tiny.maxBatchDelay=5",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        let mut props =
+            Properties::parse(b"a=1\nmodels={\"tiny\": {\"1.0\": {\"batchSize\": 1}}}\n# end\n".to_vec()).unwrap();
+        let assignments: Vec<Assignment> = ["a=2", "models.tiny.batchSize=8", "models.tiny.maxBatchDelay=5"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         apply_assignments(&mut props, &assignments).unwrap();
         let models = Models::parse(props.get("models").unwrap()).unwrap();
-        assert_eq!(
-            models.field("tiny", ModelField::BatchSize).unwrap(),
-            Some(&8.into())
-        );
+        assert_eq!(models.field("tiny", ModelField::BatchSize).unwrap(), Some(&8.into()));
         assert_eq!(
             models.field("tiny", ModelField::MaxBatchDelay).unwrap(),
             Some(&5.into())
@@ -309,13 +283,8 @@ mod tests {
 
     #[test]
     fn unknown_model_reports_the_models_line() {
-        let mut props =
-            Properties::parse(b"x=1\nmodels={\"tiny\": {\"1.0\": {}}}\n".to_vec()).unwrap();
-        let error = apply_assignments(&mut props, &["models.big.batchSize=2".parse().unwrap()])
-            .unwrap_err();
-        assert!(
-            matches!(error, ApplyError::Models { line: 2, .. }),
-            "{error}"
-        );
+        let mut props = Properties::parse(b"x=1\nmodels={\"tiny\": {\"1.0\": {}}}\n".to_vec()).unwrap();
+        let error = apply_assignments(&mut props, &["models.big.batchSize=2".parse().unwrap()]).unwrap_err();
+        assert!(matches!(error, ApplyError::Models { line: 2, .. }), "{error}");
     }
 }

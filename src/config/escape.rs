@@ -80,15 +80,8 @@ pub fn escape(text: &str, position: Position) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\u{0c}' => out.push_str("\\f"),
-            ' ' if position == Position::Key
-                || (index == 0 && position == Position::ValueStart) =>
-            {
-                out.push_str("\\ ")
-            }
-            '=' | ':'
-                if position == Position::Key
-                    || (index == 0 && position == Position::ValueStart) =>
-            {
+            ' ' if position == Position::Key || (index == 0 && position == Position::ValueStart) => out.push_str("\\ "),
+            '=' | ':' if position == Position::Key || (index == 0 && position == Position::ValueStart) => {
                 out.push('\\');
                 out.push(ch);
             }
@@ -115,10 +108,7 @@ mod tests {
 
     #[test]
     fn decodes_java_escapes() {
-        assert_eq!(
-            unescape(br"a\tb\nc\\d\:e\=f\ g").unwrap(),
-            "a\tb\nc\\d:e=f g"
-        );
+        assert_eq!(unescape(br"a\tb\nc\\d\:e\=f\ g").unwrap(), "a\tb\nc\\d:e=f g");
         assert_eq!(unescape(br"\u00e9t\u00C9").unwrap(), "étÉ");
         assert_eq!(unescape(br"\q").unwrap(), "q");
         assert_eq!(unescape(b"caf\xe9").unwrap(), "café");

@@ -18,10 +18,7 @@ use super::ConfigError;
 
 /// Hex SHA-256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where servetune keeps the original of `path` and the digest of its last write.
@@ -96,19 +93,12 @@ impl ConfigFile {
         }
         let backups = BackupPaths::of(&self.path);
         if !backups.original.exists() {
-            let directory = backups
-                .original
-                .parent()
-                .expect("backup paths have a parent");
+            let directory = backups.original.parent().expect("backup paths have a parent");
             fs::create_dir_all(directory).map_err(|e| write_error(directory, e))?;
             write_atomically(&backups.original, &current, &self.path)?;
         }
         write_atomically(&self.path, new_bytes, &self.path)?;
-        write_atomically(
-            &backups.last_written,
-            digest(new_bytes).as_bytes(),
-            &self.path,
-        )?;
+        write_atomically(&backups.last_written, digest(new_bytes).as_bytes(), &self.path)?;
         self.read_bytes = new_bytes.to_vec();
         Ok(())
     }
@@ -165,11 +155,7 @@ pub fn restore(path: &Path, force: bool) -> Result<RestoreOutcome, ConfigError> 
 
 /// Temp file in the destination's directory, fsync, permissions of
 /// `permissions_from`, rename, fsync of the directory.
-pub fn write_atomically(
-    destination: &Path,
-    bytes: &[u8],
-    permissions_from: &Path,
-) -> Result<(), ConfigError> {
+pub fn write_atomically(destination: &Path, bytes: &[u8], permissions_from: &Path) -> Result<(), ConfigError> {
     let directory = destination
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -178,12 +164,9 @@ pub fn write_atomically(
         .prefix(".servetune-")
         .tempfile_in(directory)
         .map_err(|e| write_error(destination, e))?;
-    temporary
-        .write_all(bytes)
-        .map_err(|e| write_error(destination, e))?;
+    temporary.write_all(bytes).map_err(|e| write_error(destination, e))?;
     if let Ok(metadata) = fs::metadata(permissions_from) {
-        fs::set_permissions(temporary.path(), metadata.permissions())
-            .map_err(|e| write_error(destination, e))?;
+        fs::set_permissions(temporary.path(), metadata.permissions()).map_err(|e| write_error(destination, e))?;
     }
     temporary
         .as_file()
@@ -214,10 +197,7 @@ mod tests {
         assert_eq!(restore(&path, false).unwrap(), RestoreOutcome::Restored);
         assert_eq!(fs::read(&path).unwrap(), b"a=1\r\n# keep\n");
         assert!(!dir.path().join(".servetune").exists());
-        assert!(matches!(
-            restore(&path, false),
-            Err(ConfigError::NoBackup { .. })
-        ));
+        assert!(matches!(restore(&path, false), Err(ConfigError::NoBackup { .. })));
     }
 
     #[test]
@@ -258,9 +238,6 @@ mod tests {
         fs::write(&path, b"a=1\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         ConfigFile::read(&path).unwrap().write(b"a=2\n").unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
     }
 }

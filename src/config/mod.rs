@@ -21,21 +21,11 @@ pub use properties::Properties;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}", path = .path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}", path = .path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: {reason}", path = .path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Invalid { path: PathBuf, line: usize, reason: String },
     #[error("{path}: {reason}", path = .path.display())]
     Assignment { path: PathBuf, reason: String },
     #[error("{path} was changed by someone else since servetune read it; not overwriting it", path = .path.display())]
@@ -68,11 +58,7 @@ pub fn read_properties(path: &Path) -> Result<(ConfigFile, Properties), ConfigEr
 }
 
 /// Applies assignments to a parsed document, naming `path` in errors.
-pub fn apply_to(
-    path: &Path,
-    props: &mut Properties,
-    assignments: &[Assignment],
-) -> Result<(), ConfigError> {
+pub fn apply_to(path: &Path, props: &mut Properties, assignments: &[Assignment]) -> Result<(), ConfigError> {
     apply_assignments(props, assignments).map_err(|error| match error {
         assignment::ApplyError::Models { line, error } => ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -109,12 +95,7 @@ pub fn parse_address(text: &str) -> Option<(String, u16)> {
         }
         _ => (authority, default_port),
     };
-    Some((
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-    ))
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 #[cfg(test)]
@@ -123,22 +104,10 @@ mod tests {
 
     #[test]
     fn parses_torchserve_addresses() {
-        assert_eq!(
-            parse_address("http://127.0.0.1:8080"),
-            Some(("127.0.0.1".into(), 8080))
-        );
-        assert_eq!(
-            parse_address("https://0.0.0.0:8443"),
-            Some(("0.0.0.0".into(), 8443))
-        );
-        assert_eq!(
-            parse_address("http://localhost"),
-            Some(("localhost".into(), 80))
-        );
-        assert_eq!(
-            parse_address("http://[::1]:9000"),
-            Some(("::1".into(), 9000))
-        );
+        assert_eq!(parse_address("http://127.0.0.1:8080"), Some(("127.0.0.1".into(), 8080)));
+        assert_eq!(parse_address("https://0.0.0.0:8443"), Some(("0.0.0.0".into(), 8443)));
+        assert_eq!(parse_address("http://localhost"), Some(("localhost".into(), 80)));
+        assert_eq!(parse_address("http://[::1]:9000"), Some(("::1".into(), 9000)));
         assert_eq!(parse_address("localhost:8080"), None);
         assert_eq!(parse_address("http://h:notaport"), None);
     }

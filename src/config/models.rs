@@ -70,15 +70,11 @@ impl ModelField {
             }
             _ => {
                 let minimum = match self {
-                    ModelField::BatchSize
-                    | ModelField::ResponseTimeout
-                    | ModelField::StartupTimeout => 1,
+                    ModelField::BatchSize | ModelField::ResponseTimeout | ModelField::StartupTimeout => 1,
                     _ => 0,
                 };
                 match text.parse::<u64>() {
-                    Ok(number) if number >= minimum && number <= i32::MAX as u64 => {
-                        Ok(Value::from(number))
-                    }
+                    Ok(number) if number >= minimum && number <= i32::MAX as u64 => Ok(Value::from(number)),
                     _ => Err(format!(
                         "{} takes a whole number from {minimum} to {}, not '{text}'",
                         self.name(),
@@ -111,8 +107,7 @@ pub struct Models {
 
 impl Models {
     pub fn parse(value: &str) -> Result<Self, ModelsError> {
-        let parsed: Value =
-            serde_json::from_str(value).map_err(|e| ModelsError::Json(e.to_string()))?;
+        let parsed: Value = serde_json::from_str(value).map_err(|e| ModelsError::Json(e.to_string()))?;
         let Value::Object(root) = parsed else {
             return Err(ModelsError::Shape);
         };
@@ -154,12 +149,7 @@ impl Models {
     }
 
     /// Sets a field of the model's default version.
-    pub fn set_field(
-        &mut self,
-        model: &str,
-        field: ModelField,
-        value: Value,
-    ) -> Result<(), ModelsError> {
+    pub fn set_field(&mut self, model: &str, field: ModelField, value: Value) -> Result<(), ModelsError> {
         let version = self.default_version(model)?.to_string();
         let fields = self
             .root
@@ -202,9 +192,7 @@ mod tests {
     #[test]
     fn edits_the_default_version_and_keeps_key_order() {
         let mut models = Models::parse(TWO_VERSIONS).unwrap();
-        models
-            .set_field("tiny", ModelField::BatchSize, Value::from(8))
-            .unwrap();
+        models.set_field("tiny", ModelField::BatchSize, Value::from(8)).unwrap();
         let reparsed = Models::parse(&models.to_lines().concat()).unwrap();
         assert_eq!(
             reparsed.field("tiny", ModelField::BatchSize).unwrap(),

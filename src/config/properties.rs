@@ -294,10 +294,7 @@ impl Properties {
     /// continuation backslash: a line appended after it would be read as
     /// part of that entry.
     fn ends_in_open_continuation(&self) -> bool {
-        let reaches_end = self
-            .entries
-            .last()
-            .is_some_and(|e| e.span.end == self.bytes.len());
+        let reaches_end = self.entries.last().is_some_and(|e| e.span.end == self.bytes.len());
         if !reaches_end {
             return false;
         }
@@ -307,13 +304,7 @@ impl Properties {
         } else if self.bytes[..end].last().is_some_and(|&b| is_eol(b)) {
             end -= 1;
         }
-        self.bytes[..end]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'\\')
-            .count()
-            % 2
-            == 1
+        self.bytes[..end].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
     }
 
     /// The terminator this file uses: that of its first line, else `\n`.
@@ -364,13 +355,10 @@ fn parse_entries(bytes: &[u8]) -> Result<Vec<Entry>, ParseError> {
         }
         let logical = read_logical_line(bytes, first);
         let (key_end, value_start) = split_key_value(&logical.content);
-        let key =
-            unescape(&logical.content[..key_end]).map_err(|error| ParseError { line, error })?;
-        let value = unescape(&logical.content[value_start..])
-            .map_err(|error| ParseError { line, error })?;
+        let key = unescape(&logical.content[..key_end]).map_err(|error| ParseError { line, error })?;
+        let value = unescape(&logical.content[value_start..]).map_err(|error| ParseError { line, error })?;
         let first_len = logical.first_segment.len();
-        let prefix =
-            (value_start <= first_len).then(|| start..logical.first_segment.start + value_start);
+        let prefix = (value_start <= first_len).then(|| start..logical.first_segment.start + value_start);
         let has_separator = value_start > key_end;
         entries.push(Entry {
             key,
@@ -400,9 +388,8 @@ mod tests {
 
     #[test]
     fn reads_separators_comments_and_continuations() {
-        let props = parse(
-            "# comment\n! bang\n  a = 1\nb:2\nc 3\nd\\\n   e\\\n f = g\n  \nh=\\\n\nlast = wins\nlast = yes",
-        );
+        let props =
+            parse("# comment\n! bang\n  a = 1\nb:2\nc 3\nd\\\n   e\\\n f = g\n  \nh=\\\n\nlast = wins\nlast = yes");
         assert_eq!(
             props.effective(),
             vec![
@@ -430,10 +417,7 @@ mod tests {
         props.set("a", "42");
         assert_eq!(text(&props), "# head\r\n  a : 42\r\nb=2\r\n");
         props.set("new key", " x");
-        assert_eq!(
-            text(&props),
-            "# head\r\n  a : 42\r\nb=2\r\nnew\\ key=\\ x\r\n"
-        );
+        assert_eq!(text(&props), "# head\r\n  a : 42\r\nb=2\r\nnew\\ key=\\ x\r\n");
         assert_eq!(props.get("new key"), Some(" x"));
     }
 
@@ -442,10 +426,7 @@ mod tests {
         let mut props = parse("x=1\nmodels={\\\n  \"a\": 1\\\n}\nx=2\ntail\n");
         props.set_lines("models", &["{".into(), "  \"b\": 2".into(), "}".into()]);
         props.set("x", "3");
-        assert_eq!(
-            text(&props),
-            "x=1\nmodels={\\\n  \"b\": 2\\\n}\nx=3\ntail\n"
-        );
+        assert_eq!(text(&props), "x=1\nmodels={\\\n  \"b\": 2\\\n}\nx=3\ntail\n");
         assert_eq!(props.get("models"), Some("{\"b\": 2}"));
     }
 
@@ -461,11 +442,7 @@ mod tests {
         for text in ["a=tail\\", "a=tail\\\r\n"] {
             let mut props = parse(text);
             props.set("b", "2");
-            assert_eq!(
-                props.effective(),
-                vec![("a", "tail"), ("b", "2")],
-                "{text:?}"
-            );
+            assert_eq!(props.effective(), vec![("a", "tail"), ("b", "2")], "{text:?}");
         }
     }
 

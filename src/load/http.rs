@@ -46,9 +46,7 @@ impl Connection {
     pub async fn open(address: SocketAddr, timeout: Duration) -> Result<Self, Failure> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
-            .map_err(|_| {
-                Failure::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-            })?
+            .map_err(|_| Failure::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
             .map_err(Failure::Connect)?;
         stream.set_nodelay(true).map_err(Failure::Connect)?;
         Ok(Self {
@@ -73,8 +71,7 @@ impl Connection {
             match response.parse(&self.buffer) {
                 Ok(httparse::Status::Complete(header_len)) => {
                     let status = response.code.unwrap_or(0);
-                    let (keep_alive, framing) =
-                        framing_of(response.version.unwrap_or(1), response.headers, status)?;
+                    let (keep_alive, framing) = framing_of(response.version.unwrap_or(1), response.headers, status)?;
                     break (status, keep_alive, header_len, framing);
                 }
                 Ok(httparse::Status::Partial) => continue,
@@ -114,10 +111,7 @@ impl Connection {
         if self.buffer.capacity() - self.buffer.len() < 4096 {
             self.buffer.reserve(16 * 1024);
         }
-        self.stream
-            .read_buf(&mut self.buffer)
-            .await
-            .map_err(Failure::Io)
+        self.stream.read_buf(&mut self.buffer).await.map_err(Failure::Io)
     }
 
     /// Reads a chunked body starting at `start`; returns its decoded length.
@@ -176,11 +170,7 @@ enum Framing {
     UntilClose,
 }
 
-fn framing_of(
-    version: u8,
-    headers: &[httparse::Header<'_>],
-    status: u16,
-) -> Result<(bool, Framing), Failure> {
+fn framing_of(version: u8, headers: &[httparse::Header<'_>], status: u16) -> Result<(bool, Framing), Failure> {
     let mut keep_alive = version >= 1;
     let mut framing = None;
     for header in headers {

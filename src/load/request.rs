@@ -55,9 +55,11 @@ impl Endpoint {
             .ok_or_else(|| bad("expected http://host:port/path"))?;
         match scheme {
             "http" => {}
-            "https" => return Err(bad(
-                "https is not supported by the load generator yet; benchmark the plain-HTTP port",
-            )),
+            "https" => {
+                return Err(bad(
+                    "https is not supported by the load generator yet; benchmark the plain-HTTP port",
+                ))
+            }
             _ => return Err(bad("the scheme must be http")),
         }
         let (authority, path) = match rest.find('/') {
@@ -65,18 +67,13 @@ impl Endpoint {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() => {
-                (host, port.parse::<u16>().map_err(|_| bad("bad port"))?)
-            }
+            Some((host, port)) if !host.is_empty() => (host, port.parse::<u16>().map_err(|_| bad("bad port"))?),
             Some(_) => return Err(bad("no host")),
             None if !authority.is_empty() => (authority, 80),
             None => return Err(bad("no host")),
         };
         Ok(Self {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
             port,
             path_and_query: path.to_string(),
         })
@@ -153,16 +150,9 @@ impl RenderedRequests {
             .map(|body| {
                 let mut head = format!(
                     "{} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: servetune\r\nAccept: */*\r\n",
-                    spec.method,
-                    spec.endpoint.path_and_query,
-                    spec.endpoint.host,
-                    spec.endpoint.port
+                    spec.method, spec.endpoint.path_and_query, spec.endpoint.host, spec.endpoint.port
                 );
-                let has = |name: &str| {
-                    spec.headers
-                        .iter()
-                        .any(|(n, _)| n.eq_ignore_ascii_case(name))
-                };
+                let has = |name: &str| spec.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
                 if let Some(content_type) = &spec.content_type {
                     if !has("content-type") && !body.is_empty() {
                         head.push_str(&format!("Content-Type: {content_type}\r\n"));
@@ -197,11 +187,7 @@ mod tests {
     fn parses_urls() {
         let endpoint = Endpoint::parse("http://127.0.0.1:8080/predictions/tiny").unwrap();
         assert_eq!(
-            (
-                endpoint.host.as_str(),
-                endpoint.port,
-                endpoint.path_and_query.as_str()
-            ),
+            (endpoint.host.as_str(), endpoint.port, endpoint.path_and_query.as_str()),
             ("127.0.0.1", 8080, "/predictions/tiny")
         );
         assert_eq!(Endpoint::parse("http://example").unwrap().port, 80);
@@ -226,7 +212,9 @@ mod tests {
         let requests = RenderedRequests::render(&spec);
         let first = String::from_utf8(requests.get(0).to_vec()).unwrap();
         assert!(first.starts_with("POST /p HTTP/1.1\r\nHost: h:1\r\n"));
-        assert!(first.contains("Content-Type: application/octet-stream\r\nAuthorization: Bearer k\r\nContent-Length: 3\r\n\r\none"));
+        assert!(first.contains(
+            "Content-Type: application/octet-stream\r\nAuthorization: Bearer k\r\nContent-Length: 3\r\n\r\none"
+        ));
         assert!(requests.get(3).ends_with(b"\r\n\r\ntwo!"));
     }
 
@@ -236,10 +224,7 @@ mod tests {
         assert!(parse_header("novalue").is_err());
         assert!(parse_header("bad name: v").is_err());
         let empty = tempfile::tempdir().unwrap();
-        assert!(read_bodies(empty.path())
-            .unwrap_err()
-            .to_string()
-            .contains("no files"));
+        assert!(read_bodies(empty.path()).unwrap_err().to_string().contains("no files"));
         assert!(read_bodies(&empty.path().join("missing")).is_err());
     }
 }

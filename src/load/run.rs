@@ -48,10 +48,7 @@ pub enum Arrival {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// Virtual users: each sends its next request when the last one answered.
-    Closed {
-        stages: Stages,
-        think_time: Duration,
-    },
+    Closed { stages: Stages, think_time: Duration },
     /// Requests at a rate, whether or not earlier ones answered.
     Open { rate_per_s: f64, arrival: Arrival },
 }
@@ -110,9 +107,7 @@ pub async fn run_load(
     progress: Arc<Progress>,
 ) -> Result<LoadReport, LoadError> {
     validate(&plan)?;
-    if let Err(Failure::Connect(e) | Failure::Io(e)) =
-        Connection::open(plan.address, Duration::from_secs(3)).await
-    {
+    if let Err(Failure::Connect(e) | Failure::Io(e)) = Connection::open(plan.address, Duration::from_secs(3)).await {
         return Err(LoadError::Unreachable {
             address: plan.address.to_string(),
             reason: e.to_string(),
@@ -203,15 +198,13 @@ fn run_thread(
             Schedule::Closed { stages, think_time } => {
                 run_closed(&context, stages, *think_time, thread_index, start).await
             }
-            Schedule::Open {
-                rate_per_s,
-                arrival,
-            } => run_open(&context, *rate_per_s, *arrival, thread_index, start).await,
+            Schedule::Open { rate_per_s, arrival } => {
+                run_open(&context, *rate_per_s, *arrival, thread_index, start).await
+            }
         }
     });
     drop(local);
-    let context =
-        Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
+    let context = Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
     Ok(context.recorder.into_inner())
 }
 
@@ -223,11 +216,7 @@ enum Step {
 
 /// Sends one request on `connection` (opening it if needed), racing the
 /// window's end; records the outcome with latency from `intended`.
-async fn send_one(
-    context: &ThreadContext,
-    connection: &mut Option<Connection>,
-    intended: Instant,
-) -> Step {
+async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, intended: Instant) -> Step {
     let plan = &context.plan;
     let index = context.request_counter.get();
     context.request_counter.set(index + plan.threads as u64);
@@ -274,10 +263,7 @@ async fn send_one(
         Ok(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
         Err(_elapsed) => ErrorClass::Timeout,
     };
-    context
-        .recorder
-        .borrow_mut()
-        .record_failure(intended, done, failure);
+    context.recorder.borrow_mut().record_failure(intended, done, failure);
     context.progress.errors.fetch_add(1, Ordering::Relaxed);
     *connection = None;
     if failure == ErrorClass::Connect {
@@ -305,21 +291,13 @@ async fn run_closed(
 ) {
     let mut users: Vec<(Rc<Cell<bool>>, tokio::task::JoinHandle<()>)> = Vec::new();
     while window_open(context) {
-        let wanted = share(
-            stages.users_at(start.elapsed()),
-            context.plan.threads,
-            thread_index,
-        );
+        let wanted = share(stages.users_at(start.elapsed()), context.plan.threads, thread_index);
         users.retain(|(stop, handle)| !(stop.get() && handle.is_finished()));
         let running: Vec<usize> = (0..users.len()).filter(|&i| !users[i].0.get()).collect();
         if running.len() < wanted {
             for _ in running.len()..wanted {
                 let stop = Rc::new(Cell::new(false));
-                let handle = tokio::task::spawn_local(virtual_user(
-                    Rc::clone(context),
-                    Rc::clone(&stop),
-                    think_time,
-                ));
+                let handle = tokio::task::spawn_local(virtual_user(Rc::clone(context), Rc::clone(&stop), think_time));
                 users.push((stop, handle));
             }
         } else {
@@ -365,19 +343,10 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(
-        start: Instant,
-        rate_per_s: f64,
-        arrival: Arrival,
-        threads: usize,
-        thread_index: usize,
-        seed: u64,
-    ) -> Self {
+    fn new(start: Instant, rate_per_s: f64, arrival: Arrival, threads: usize, thread_index: usize, seed: u64) -> Self {
         let thread_rate = rate_per_s / threads as f64;
         let period = Duration::from_secs_f64(1.0 / thread_rate);
-        let mut rng = SmallRng::seed_from_u64(
-            seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let mut rng = SmallRng::seed_from_u64(seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         // Threads interleave their constant schedules; Poisson starts at a random gap.
         let first = match arrival {
             Arrival::Constant => Duration::from_secs_f64(thread_index as f64 / rate_per_s),
@@ -411,13 +380,7 @@ fn exponential(rng: &mut SmallRng, rate_per_s: f64) -> Duration {
     Duration::from_secs_f64(-(1.0 - uniform).ln() / rate_per_s)
 }
 
-async fn run_open(
-    context: &Rc<ThreadContext>,
-    rate_per_s: f64,
-    arrival: Arrival,
-    thread_index: usize,
-    start: Instant,
-) {
+async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival, thread_index: usize, start: Instant) {
     let plan = &context.plan;
     let slots = Rc::new(RefCell::new(Slots::new(
         start,

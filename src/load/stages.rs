@@ -39,11 +39,7 @@ impl Stages {
 
     /// The largest number of users at any time.
     pub fn peak_users(&self) -> u32 {
-        self.0
-            .iter()
-            .map(|stage| stage.from.max(stage.to))
-            .max()
-            .unwrap_or(0)
+        self.0.iter().map(|stage| stage.from.max(stage.to)).max().unwrap_or(0)
     }
 
     /// Users wanted `elapsed` after the start (the last stage's end value after the end).
@@ -52,10 +48,8 @@ impl Stages {
         for stage in &self.0 {
             let end = start + stage.duration;
             if elapsed < end {
-                let progress =
-                    (elapsed - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
-                let users = f64::from(stage.from)
-                    + (f64::from(stage.to) - f64::from(stage.from)) * progress;
+                let progress = (elapsed - start).as_secs_f64() / stage.duration.as_secs_f64().max(1e-9);
+                let users = f64::from(stage.from) + (f64::from(stage.to) - f64::from(stage.from)) * progress;
                 return users.round() as u32;
             }
             start = end;
@@ -71,18 +65,18 @@ impl FromStr for Stages {
         let mut stages = Vec::new();
         let mut previous: Option<u32> = None;
         for item in text.split(',').map(str::trim) {
-            let (users, duration) = item.split_once('@').ok_or_else(|| {
-                format!("stage '{item}': expected [FROM:]TO@DURATION, e.g. 0:100@60s")
-            })?;
+            let (users, duration) = item
+                .split_once('@')
+                .ok_or_else(|| format!("stage '{item}': expected [FROM:]TO@DURATION, e.g. 0:100@60s"))?;
             let duration = humantime::parse_duration(duration.trim())
                 .map_err(|e| format!("stage '{item}': duration '{}': {e}", duration.trim()))?;
             if duration.is_zero() {
                 return Err(format!("stage '{item}': duration must be positive"));
             }
             let count = |text: &str| {
-                text.trim().parse::<u32>().map_err(|_| {
-                    format!("stage '{item}': '{}' is not a number of users", text.trim())
-                })
+                text.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("stage '{item}': '{}' is not a number of users", text.trim()))
             };
             let (from, to) = match users.split_once(':') {
                 Some((from, to)) => (count(from)?, count(to)?),

@@ -73,11 +73,7 @@ impl CounterSnapshot {
 /// Reads the metrics endpoint (`{base}/metrics`).
 pub async fn scrape(http: &reqwest::Client, base_url: &str) -> Result<CounterSnapshot, String> {
     let url = format!("{base_url}/metrics");
-    let response = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+    let response = http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("{url}: status {}", response.status()));
     }

@@ -129,9 +129,6 @@ mod tests {
         let report = sampler.finish();
         assert!(report.samples >= 3);
         assert!(report.pss_peak >= report.pss_mean && report.pss_mean > 0.0);
-        assert!(
-            report.cpu_cores > 0.2,
-            "a spinning thread shows up as CPU: {report:?}"
-        );
+        assert!(report.cpu_cores > 0.2, "a spinning thread shows up as CPU: {report:?}");
     }
 }

@@ -136,8 +136,7 @@ struct Second {
 }
 
 fn histogram(significant_digits: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, significant_digits)
-        .expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, significant_digits).expect("static histogram bounds are valid")
 }
 
 /// Observations of one load thread; merged into one at the end.
@@ -194,13 +193,7 @@ impl Recorder {
     }
 
     /// A complete HTTP response. Non-2xx statuses count as errors.
-    pub fn record_response(
-        &mut self,
-        intended: Instant,
-        sent: Instant,
-        done: Instant,
-        status: u16,
-    ) {
+    pub fn record_response(&mut self, intended: Instant, sent: Instant, done: Instant, status: u16) {
         match ErrorClass::of_status(status) {
             Some(class) => self.record_failure(intended, done, class),
             None => {
@@ -211,9 +204,7 @@ impl Recorder {
                 if self.counts(intended) {
                     self.ok += 1;
                     let _ = self.latency.record(latency);
-                    let _ = self
-                        .uncorrected
-                        .record(micros(done.saturating_duration_since(sent)));
+                    let _ = self.uncorrected.record(micros(done.saturating_duration_since(sent)));
                 }
             }
         }
@@ -267,18 +258,11 @@ impl Recorder {
         let window_s = self.window.as_secs_f64();
         let failed = self.errors.total + self.dropped_sends + self.unfinished;
         let attempted = self.ok + failed;
-        let warmup_seconds = self
-            .warmup_end
-            .saturating_duration_since(self.start)
-            .as_secs_f64();
+        let warmup_seconds = self.warmup_end.saturating_duration_since(self.start).as_secs_f64();
         LoadReport {
             requests: self.ok + self.errors.total,
             ok: self.ok,
-            throughput_rps: if window_s > 0.0 {
-                self.ok as f64 / window_s
-            } else {
-                0.0
-            },
+            throughput_rps: if window_s > 0.0 { self.ok as f64 / window_s } else { 0.0 },
             error_rate: if attempted > 0 {
                 failed as f64 / attempted as f64
             } else {
@@ -347,12 +331,7 @@ mod tests {
         let start = Instant::now();
         let mut recorder = Recorder::new(start, Duration::from_secs(1), Duration::from_secs(2));
         let in_warmup = start + Duration::from_millis(500);
-        recorder.record_response(
-            in_warmup,
-            in_warmup,
-            in_warmup + Duration::from_millis(5),
-            200,
-        );
+        recorder.record_response(in_warmup, in_warmup, in_warmup + Duration::from_millis(5), 200);
         let t = start + Duration::from_millis(1500);
         recorder.record_response(t, t, t + Duration::from_millis(10), 200);
         recorder.record_response(t, t, t + Duration::from_millis(1), 503);
@@ -388,11 +367,7 @@ mod tests {
         let mut b = Recorder::new(start, Duration::ZERO, Duration::from_secs(1));
         a.record_response(start, start, start + Duration::from_millis(2), 200);
         b.record_response(start, start, start + Duration::from_millis(4), 200);
-        b.record_failure(
-            start,
-            start + Duration::from_millis(1500),
-            ErrorClass::Timeout,
-        );
+        b.record_failure(start, start + Duration::from_millis(1500), ErrorClass::Timeout);
         a.merge(b);
         let report = a.report();
         assert_eq!((report.ok, report.errors.timeout), (2, 1));

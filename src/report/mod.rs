@@ -111,22 +111,15 @@ pub struct Inputs<'a> {
 
 /// The original config with `point` applied, and the model-config.yaml
 /// fields of the tuned model.
-pub fn config_for(
-    space: &Space,
-    point: &[usize],
-    model: &str,
-    original: &[u8],
-) -> anyhow::Result<(Vec<u8>, String)> {
-    let mut props = Properties::parse(original.to_vec())
-        .map_err(|e| anyhow::anyhow!("original config: {e}"))?;
+pub fn config_for(space: &Space, point: &[usize], model: &str, original: &[u8]) -> anyhow::Result<(Vec<u8>, String)> {
+    let mut props = Properties::parse(original.to_vec()).map_err(|e| anyhow::anyhow!("original config: {e}"))?;
     let assignments: Vec<Assignment> = space
         .assignments(point, model)
         .iter()
         .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("{a}: {e}")))
         .collect::<Result<_, _>>()?;
     apply_assignments(&mut props, &assignments).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut yaml =
-        format!("# Frontend settings of model '{model}' (model-config.yaml in its archive).\n");
+    let mut yaml = format!("# Frontend settings of model '{model}' (model-config.yaml in its archive).\n");
     if let Some(models) = props.get(MODELS_KEY).and_then(|v| Models::parse(v).ok()) {
         for field in [
             ModelField::MinWorkers,
@@ -157,12 +150,7 @@ pub fn build(inputs: Inputs<'_>) -> anyhow::Result<Report> {
     for (tier, chosen) in choose_tiers(&figures, &s.constraints, &s.weights, &reference) {
         let Some(index) = chosen else { continue };
         let candidate = &inputs.candidates[index];
-        let (config, model_config_yaml) = config_for(
-            inputs.space,
-            &candidate.point,
-            &s.model,
-            inputs.original_config,
-        )?;
+        let (config, model_config_yaml) = config_for(inputs.space, &candidate.point, &s.model, inputs.original_config)?;
         recommendations.push(Recommendation {
             tier,
             description: candidate.description.clone(),
@@ -175,12 +163,8 @@ pub fn build(inputs: Inputs<'_>) -> anyhow::Result<Report> {
             figures: candidate.figures,
             throughput_ci95: candidate.throughput_ci95,
             confirmed: candidate.confirmed,
-            gain_vs_baseline: inputs
-                .baseline
-                .map(|b| Gains::between(&candidate.figures, &b)),
-            gain_vs_defaults: inputs
-                .defaults
-                .map(|d| Gains::between(&candidate.figures, &d)),
+            gain_vs_baseline: inputs.baseline.map(|b| Gains::between(&candidate.figures, &b)),
+            gain_vs_defaults: inputs.defaults.map(|d| Gains::between(&candidate.figures, &d)),
             config,
             model_config_yaml,
         });
@@ -198,11 +182,7 @@ pub fn build(inputs: Inputs<'_>) -> anyhow::Result<Report> {
         strategy: s.strategy.resolve().label().to_string(),
         stop: inputs.stop,
         trials: inputs.entries.len(),
-        failed_trials: inputs
-            .entries
-            .iter()
-            .filter(|e| e.failure.is_some())
-            .count(),
+        failed_trials: inputs.entries.iter().filter(|e| e.failure.is_some()).count(),
         elapsed_s: inputs.elapsed.as_secs_f64(),
         budget_s: s.budget.as_secs_f64(),
         slo_p99_ms: s.constraints.p99_ms,
@@ -220,16 +200,13 @@ pub fn build(inputs: Inputs<'_>) -> anyhow::Result<Report> {
 pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
     let write = |path: &Path, bytes: &[u8]| -> anyhow::Result<()> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        crate::config::file::write_atomically(path, bytes, dir)
-            .with_context(|| format!("writing {}", path.display()))
+        crate::config::file::write_atomically(path, bytes, dir).with_context(|| format!("writing {}", path.display()))
     };
     let recommended = dir.join("recommended");
     if recommended.exists() {
-        std::fs::remove_dir_all(&recommended)
-            .with_context(|| format!("clearing {}", recommended.display()))?;
+        std::fs::remove_dir_all(&recommended).with_context(|| format!("clearing {}", recommended.display()))?;
     }
     for r in &report.recommendations {
         let tier_dir = recommended.join(r.tier.label());
@@ -239,27 +216,19 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
             &report.config_name
         };
         write(&tier_dir.join(name), &r.config)?;
-        write(
-            &tier_dir.join("model-config.yaml"),
-            r.model_config_yaml.as_bytes(),
-        )?;
+        write(&tier_dir.join("model-config.yaml"), r.model_config_yaml.as_bytes())?;
     }
     write(&dir.join("summary.md"), summary_markdown(report).as_bytes())?;
     write(&dir.join("trials.csv"), trials_csv(report).as_bytes())?;
     write(
         &dir.join("report.json"),
-        serde_json::to_string_pretty(report)
-            .expect("serialises")
-            .as_bytes(),
+        serde_json::to_string_pretty(report).expect("serialises").as_bytes(),
     )?;
     write(
         &dir.join("throughput-vs-p99.svg"),
         plots::throughput_vs_p99(report).as_bytes(),
     )?;
-    write(
-        &dir.join("memory-vs-p99.svg"),
-        plots::memory_vs_p99(report).as_bytes(),
-    )?;
+    write(&dir.join("memory-vs-p99.svg"), plots::memory_vs_p99(report).as_bytes())?;
     Ok(())
 }
 
@@ -271,7 +240,14 @@ pub fn summary_markdown(report: &Report) -> String {
     let mut md = format!(
         "# servetune study `{}`\n\nStrategy {}, {} trials ({} failed) in {:.0} s of a {:.0} s budget; stopped: {:?}. \
          Objective: maximum throughput with p99 ≤ {} ms.\n\n",
-        report.study, report.strategy, report.trials, report.failed_trials, report.elapsed_s, report.budget_s, report.stop, report.slo_p99_ms
+        report.study,
+        report.strategy,
+        report.trials,
+        report.failed_trials,
+        report.elapsed_s,
+        report.budget_s,
+        report.stop,
+        report.slo_p99_ms
     );
     let row = |name: &str, f: &Figures| {
         format!(
@@ -283,7 +259,9 @@ pub fn summary_markdown(report: &Report) -> String {
             f.memory_mb
         )
     };
-    md.push_str("| config | throughput req/s | p50 ms | p99 ms | errors | memory MB (PSS) |\n|---|---|---|---|---|---|\n");
+    md.push_str(
+        "| config | throughput req/s | p50 ms | p99 ms | errors | memory MB (PSS) |\n|---|---|---|---|---|---|\n",
+    );
     if let Some(b) = &report.baseline {
         md.push_str(&row("baseline (config before the study)", b));
     }
@@ -291,10 +269,7 @@ pub fn summary_markdown(report: &Report) -> String {
         md.push_str(&row("TorchServe defaults", d));
     }
     for r in &report.recommendations {
-        md.push_str(&row(
-            &format!("**{}**: {}", r.tier.label(), r.description),
-            &r.figures,
-        ));
+        md.push_str(&row(&format!("**{}**: {}", r.tier.label(), r.description), &r.figures));
     }
     md.push_str("\n## Recommendations\n\n| tier | throughput ± 95% CI | vs baseline (throughput, p99, memory) | vs defaults | confirmed |\n|---|---|---|---|---|\n");
     for r in &report.recommendations {

@@ -88,17 +88,9 @@ fn draw<'a>(
         .x_label_area_size(44)
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
     chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .draw()?;
-    chart
-        .draw_series(
-            points
-                .iter()
-                .map(|f| Circle::new(xy(f), 4, BLUE.mix(0.5).filled())),
-        )?
+        .draw_series(points.iter().map(|f| Circle::new(xy(f), 4, BLUE.mix(0.5).filled())))?
         .label("candidate")
         .legend(|(x, y)| Circle::new((x, y), 4, BLUE.mix(0.5).filled()));
     chart
@@ -114,10 +106,7 @@ fn draw<'a>(
             .copied()
             .filter(|f| f.p99_ms <= report.slo_p99_ms)
             .collect();
-        let mut front: Vec<(f64, f64)> = pareto_front(&feasible)
-            .into_iter()
-            .map(|i| xy(&feasible[i]))
-            .collect();
+        let mut front: Vec<(f64, f64)> = pareto_front(&feasible).into_iter().map(|i| xy(&feasible[i])).collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
         // The throughput/p99 frontier: keep points that raise throughput as p99 grows.
         let mut best = f64::MIN;
@@ -133,21 +122,13 @@ fn draw<'a>(
     }
     if let Some(baseline) = &report.baseline {
         chart
-            .draw_series(std::iter::once(TriangleMarker::new(
-                xy(baseline),
-                8,
-                BLACK.filled(),
-            )))?
+            .draw_series(std::iter::once(TriangleMarker::new(xy(baseline), 8, BLACK.filled())))?
             .label("baseline")
             .legend(|(x, y)| TriangleMarker::new((x, y), 6, BLACK.filled()));
     }
     for r in &report.recommendations {
         let (x, y) = xy(&r.figures);
-        chart.draw_series(std::iter::once(Circle::new(
-            (x, y),
-            7,
-            MAGENTA.stroke_width(2),
-        )))?;
+        chart.draw_series(std::iter::once(Circle::new((x, y), 7, MAGENTA.stroke_width(2))))?;
         chart.draw_series(std::iter::once(Text::new(
             r.tier.label().to_string(),
             (x, y),

@@ -71,9 +71,7 @@ impl History {
 
     /// Distinct points with their mean loss.
     pub fn points(&self) -> impl Iterator<Item = (&Point, f64)> {
-        self.by_point
-            .iter()
-            .map(|(p, (sum, n))| (p, sum / *n as f64))
+        self.by_point.iter().map(|(p, (sum, n))| (p, sum / *n as f64))
     }
 
     pub fn distinct(&self) -> usize {
@@ -92,10 +90,7 @@ impl History {
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error("{strategy}: {reason}")]
-    Failed {
-        strategy: &'static str,
-        reason: String,
-    },
+    Failed { strategy: &'static str, reason: String },
 }
 
 /// A search strategy: proposes candidates, learns from results.
@@ -108,9 +103,7 @@ pub trait Strategy: Send {
 }
 
 /// The strategies, as named on the command line.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
     /// The default, chosen by the replay benchmark (see README).
@@ -122,6 +115,8 @@ pub enum StrategyKind {
     NelderMead,
     /// Tree-structured Parzen estimator over the levels.
     Tpe,
+    /// TPE, every other proposal a hill-climb step around the best so far.
+    TpeLocal,
 }
 
 /// The strategy the `default` name stands for.
@@ -137,6 +132,7 @@ impl StrategyKind {
             StrategyKind::HillClimb => "hill-climb",
             StrategyKind::NelderMead => "nelder-mead",
             StrategyKind::Tpe => "tpe",
+            StrategyKind::TpeLocal => "tpe-local",
         }
     }
 
@@ -156,6 +152,7 @@ pub fn make_strategy(kind: StrategyKind, seed: u64) -> Box<dyn Strategy> {
         StrategyKind::HillClimb => Box::new(HillClimb::new(seed)),
         StrategyKind::NelderMead => Box::new(NelderMeadSearch::new(seed)),
         StrategyKind::Tpe => Box::new(Tpe::new(seed)),
+        StrategyKind::TpeLocal => Box::new(Tpe::with_local_steps(seed)),
         StrategyKind::Default => unreachable!("resolved above"),
     }
 }
@@ -251,10 +248,7 @@ mod tests {
         ] {
             let mut strategy = make_strategy(kind, 7);
             let found = trials_to_optimum(strategy.as_mut(), 400);
-            assert!(
-                found.is_some(),
-                "{kind:?} never found the optimum in 400 trials"
-            );
+            assert!(found.is_some(), "{kind:?} never found the optimum in 400 trials");
             eprintln!("{kind:?}: {found:?}");
         }
     }

@@ -72,9 +72,7 @@ impl NelderMeadSearch {
     fn start_solver(&mut self, space: &Space, history: &History) {
         let sizes = space.sizes();
         let start: Vec<f64> = match (history.best(), self.known.is_empty()) {
-            (Some((best, _)), false) if self.rng.random::<f64>() < 0.5 => {
-                best.iter().map(|&l| l as f64).collect()
-            }
+            (Some((best, _)), false) if self.rng.random::<f64>() < 0.5 => best.iter().map(|&l| l as f64).collect(),
             (None, true) => space.default_point().iter().map(|&l| l as f64).collect(),
             _ => unseen_uniform(space, history, &mut self.rng)
                 .unwrap_or_else(|| space.default_point())
@@ -167,11 +165,7 @@ impl Strategy for NelderMeadSearch {
                 let point = to_point(space, &x);
                 let penalty = out_of_bounds_penalty(space, &x);
                 if let Some(&loss) = self.known.get(&point) {
-                    let loss = if loss >= FAILED_LOSS {
-                        FAILED_LOSS
-                    } else {
-                        loss
-                    };
+                    let loss = if loss >= FAILED_LOSS { FAILED_LOSS } else { loss };
                     let _ = solver.answers.send(loss + penalty * (1.0 + loss.abs()));
                     continue;
                 }

@@ -42,19 +42,13 @@ pub fn latin_hypercube(space: &Space, count: usize, rng: &mut SmallRng) -> Vec<P
 
 /// A uniformly random point.
 pub fn uniform(space: &Space, rng: &mut SmallRng) -> Point {
-    let point: Vec<usize> = space
-        .sizes()
-        .iter()
-        .map(|&n| rng.random_range(0..n))
-        .collect();
+    let point: Vec<usize> = space.sizes().iter().map(|&n| rng.random_range(0..n)).collect();
     space.normalize(&point)
 }
 
 /// A point not yet evaluated, drawn at random (None when none is found).
 pub fn unseen_uniform(space: &Space, history: &History, rng: &mut SmallRng) -> Option<Point> {
-    (0..10_000)
-        .map(|_| uniform(space, rng))
-        .find(|p| !history.contains(p))
+    (0..10_000).map(|_| uniform(space, rng)).find(|p| !history.contains(p))
 }
 
 impl Strategy for RandomSearch {

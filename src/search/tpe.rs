@@ -16,6 +16,10 @@ pub struct Tpe {
     rng: SmallRng,
     start: Option<Vec<Point>>,
     candidates: usize,
+    /// Every other proposal is an unseen neighbour of the incumbent (local
+    /// refinement) instead of a TPE draw.
+    local_steps: bool,
+    asks: usize,
 }
 
 impl Tpe {
@@ -24,6 +28,16 @@ impl Tpe {
             rng: SmallRng::seed_from_u64(seed),
             start: None,
             candidates: 32,
+            local_steps: false,
+            asks: 0,
+        }
+    }
+
+    /// TPE interleaved with hill-climb steps around the best point so far.
+    pub fn with_local_steps(seed: u64) -> Self {
+        Self {
+            local_steps: true,
+            ..Self::new(seed)
         }
     }
 }
@@ -55,7 +69,11 @@ fn sample(weights: &[f64], rng: &mut SmallRng) -> usize {
 
 impl Strategy for Tpe {
     fn name(&self) -> &'static str {
-        "tpe"
+        if self.local_steps {
+            "tpe-local"
+        } else {
+            "tpe"
+        }
     }
 
     fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
@@ -69,6 +87,17 @@ impl Strategy for Tpe {
         while let Some(point) = start.pop() {
             if !history.contains(&point) {
                 return Ok(Some(point));
+            }
+        }
+        self.asks += 1;
+        if self.local_steps && self.asks % 2 == 0 {
+            if let Some((best, _)) = history.best() {
+                if let Some(next) = super::neighbours(space, &best)
+                    .into_iter()
+                    .find(|p| !history.contains(p))
+                {
+                    return Ok(Some(next));
+                }
             }
         }
         let mut ranked: Vec<(&Point, f64)> = history.points().collect();
@@ -85,9 +114,7 @@ impl Strategy for Tpe {
             .map(|(dimension, parameter)| {
                 let size = parameter.levels.len();
                 let bandwidth = (size as f64 / 8.0).max(0.7);
-                let column = |points: &[(&Point, f64)]| {
-                    points.iter().map(|(p, _)| p[dimension]).collect::<Vec<_>>()
-                };
+                let column = |points: &[(&Point, f64)]| points.iter().map(|(p, _)| p[dimension]).collect::<Vec<_>>();
                 (
                     density(size, &column(good), bandwidth),
                     density(size, &column(bad), bandwidth),
@@ -96,19 +123,12 @@ impl Strategy for Tpe {
             .collect();
         let mut best: Option<(Point, f64)> = None;
         for _ in 0..self.candidates * 4 {
-            let raw: Vec<usize> = models
-                .iter()
-                .map(|(l, _)| sample(l, &mut self.rng))
-                .collect();
+            let raw: Vec<usize> = models.iter().map(|(l, _)| sample(l, &mut self.rng)).collect();
             let point = space.normalize(&raw);
             if history.contains(&point) {
                 continue;
             }
-            let score: f64 = models
-                .iter()
-                .zip(&point)
-                .map(|((l, g), &x)| (l[x] / g[x]).ln())
-                .sum();
+            let score: f64 = models.iter().zip(&point).map(|((l, g), &x)| (l[x] / g[x]).ln()).sum();
             if best.as_ref().is_none_or(|(_, s)| score > *s) {
                 best = Some((point, score));
             }

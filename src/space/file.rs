@@ -104,9 +104,7 @@ fn to_value(value: &toml::Value, kind: Kind) -> Result<Value, String> {
 fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
     if let Some(values) = &p.values {
         if p.kind == Kind::Bool || p.kind == Kind::Pow2 {
-            return Err(
-                "values = […] is for int, float and choice; bool and pow2 take min/max".into(),
-            );
+            return Err("values = […] is for int, float and choice; bool and pow2 take min/max".into());
         }
         return values.iter().map(|v| to_value(v, p.kind)).collect();
     }
@@ -125,22 +123,14 @@ fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
         Kind::Bool => Ok(vec![Value::Bool(false), Value::Bool(true)]),
         Kind::Choice => Err("a choice needs values = […]".into()),
         Kind::Int => {
-            let (min, max, step) = (
-                int(&p.min, "min")?,
-                int(&p.max, "max")?,
-                p.step.unwrap_or(1),
-            );
+            let (min, max, step) = (int(&p.min, "min")?, int(&p.max, "max")?, p.step.unwrap_or(1));
             if step < 1 {
                 return Err("step must be at least 1".into());
             }
             if max < min || (max - min) / step >= MAX_LEVELS as i64 {
-                return Err(format!(
-                    "min {min}, max {max}, step {step} give no levels or too many"
-                ));
+                return Err(format!("min {min}, max {max}, step {step} give no levels or too many"));
             }
-            Ok((0..=(max - min) / step)
-                .map(|i| Value::Int(min + i * step))
-                .collect())
+            Ok((0..=(max - min) / step).map(|i| Value::Int(min + i * step)).collect())
         }
         Kind::Pow2 => {
             let (min, max) = (int(&p.min, "min")?, int(&p.max, "max")?);
@@ -160,13 +150,11 @@ fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
         Kind::Float => {
             let (min, max) = (float(&p.min, "min")?, float(&p.max, "max")?);
             let count = p.levels.unwrap_or(8);
-            if min.is_nan()
-                || max.is_nan()
-                || min >= max
-                || !(2..=MAX_LEVELS).contains(&count)
-                || (p.log && min <= 0.0)
+            if min.is_nan() || max.is_nan() || min >= max || !(2..=MAX_LEVELS).contains(&count) || (p.log && min <= 0.0)
             {
-                return Err(format!("min {min}, max {max}, levels {count}: need min < max, 2 ≤ levels, and min > 0 with log"));
+                return Err(format!(
+                    "min {min}, max {max}, levels {count}: need min < max, 2 ≤ levels, and min > 0 with log"
+                ));
             }
             Ok((0..count)
                 .map(|i| {
@@ -254,12 +242,7 @@ pub fn parse_space(text: &str, file: &str) -> Result<Space, SpaceError> {
         for target in &targets {
             check_target(target).map_err(fail)?;
         }
-        let when = p
-            .when
-            .as_deref()
-            .map(parse_condition)
-            .transpose()
-            .map_err(fail)?;
+        let when = p.when.as_deref().map(parse_condition).transpose().map_err(fail)?;
         parameters.push(Parameter {
             name: p.name.clone(),
             levels,
@@ -330,16 +313,10 @@ mod tests {
         let e = error_of(&format!("{OK}\n[[parameter]]\nname = \"x\"\nkind = \"int\"\nmin = 5\nmax = 1\ndefault = 1\ntarget = \"a\"\napply = \"hot\"\n"));
         assert!(e.starts_with("s.toml:10:") && e.contains("'x'"), "{e}");
         let e = error_of(&OK.replace("default = 1", "default = 7"));
-        assert!(
-            e.starts_with("s.toml:1:") && e.contains("outside its domain"),
-            "{e}"
-        );
+        assert!(e.starts_with("s.toml:1:") && e.contains("outside its domain"), "{e}");
         let e = error_of(&OK.replace("apply = \"cold\"", "apply = \"cold\"\nbogus = 1"));
         assert!(e.contains("s.toml:") && e.contains("bogus"), "{e}");
-        let e = error_of(&OK.replace(
-            "kind = \"int\"\nmin = 1\nmax = 3",
-            "kind = \"int\"\nvalues = []",
-        ));
+        let e = error_of(&OK.replace("kind = \"int\"\nmin = 1\nmax = 3", "kind = \"int\"\nvalues = []"));
         assert!(e.contains("domain is empty"), "{e}");
         let e = error_of(&format!("{OK}when = \"zz > 1\"\n"));
         assert!(e.contains("unknown parameter 'zz'"), "{e}");

@@ -121,13 +121,7 @@ impl Space {
     }
 
     pub fn default_point(&self) -> Point {
-        self.normalize(
-            &self
-                .parameters
-                .iter()
-                .map(|p| p.default_level)
-                .collect::<Vec<_>>(),
-        )
+        self.normalize(&self.parameters.iter().map(|p| p.default_level).collect::<Vec<_>>())
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {

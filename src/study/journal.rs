@@ -79,8 +79,7 @@ impl Journal {
             .map_err(|e| fail(e.to_string()))?;
         if valid_len < text.len() {
             tracing::warn!("journal {}: dropping a torn last line", path.display());
-            file.set_len(valid_len as u64)
-                .map_err(|e| fail(e.to_string()))?;
+            file.set_len(valid_len as u64).map_err(|e| fail(e.to_string()))?;
         }
         let mut journal = Self {
             path: path.to_path_buf(),

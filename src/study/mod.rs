@@ -28,9 +28,7 @@ use crate::bench::{measure_once, Measurement, ServerProbe};
 use crate::config::{self, Assignment};
 use crate::load::request::read_bodies;
 use crate::load::run::resolve;
-use crate::load::{
-    Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule, Stages,
-};
+use crate::load::{Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule, Stages};
 use crate::objective::Figures;
 use crate::report::{self, Candidate, Report};
 use crate::search::{make_strategy, History, Strategy, Trial, FAILED_LOSS};
@@ -125,14 +123,12 @@ pub async fn run_study(
         );
     }
     let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
-    std::fs::write(source_marker(&dir), source.display().to_string())
-        .context("writing the study's source marker")?;
+    std::fs::write(source_marker(&dir), source.display().to_string()).context("writing the study's source marker")?;
     // The original config: servetune's backup when a run was cut short.
     let backup = config::file::BackupPaths::of(&config_path).original;
     let original = match std::fs::read(&backup) {
         Ok(bytes) if resume => bytes,
-        _ => std::fs::read(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
+        _ => std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
     };
     config::read_properties(&config_path)?;
     let bodies = match &settings.body {
@@ -162,11 +158,7 @@ pub async fn run_study(
         state.replay(entry);
     }
     if resume {
-        tracing::info!(
-            "resuming study {} after {} trials",
-            settings.name,
-            state.entries.len()
-        );
+        tracing::info!("resuming study {} after {} trials", settings.name, state.entries.len());
     }
     state.ensure_server_up().await?;
     let stop = state.search(on_trial).await?;
@@ -200,24 +192,21 @@ impl Loop<'_> {
         }
         match self.server.spec().control {
             crate::target::Control::Managed { .. } if self.server.running_jvm().is_none() => {
-                self.server
-                    .start()
-                    .await
-                    .context("starting TorchServe for the study")?;
+                self.server.start().await.context("starting TorchServe for the study")?;
             }
-            _ => self
-                .server
-                .wait_ready()
-                .await
-                .context("TorchServe is not ready")?,
+            _ => self.server.wait_ready().await.context("TorchServe is not ready")?,
         }
         Ok(())
     }
 
-    /// Time kept back for confirmation runs, the export and the final restart.
+    /// Time kept back for confirmation runs (2k at the confirmation window,
+    /// k at twice it), the export and the final restart.
     fn reserve_for_confirmation(&self) -> Duration {
-        let per = self.settings.confirm_duration + self.settings.warmup + Duration::from_secs(5);
-        per * self.settings.confirm_top as u32 + Duration::from_secs(15)
+        let k = self.settings.confirm_top as u32;
+        let overhead = self.settings.warmup + Duration::from_secs(5);
+        let first = (self.settings.confirm_duration + overhead) * (2 * k);
+        let second = (self.settings.confirm_duration * 2 + overhead) * k;
+        first + second + Duration::from_secs(15)
     }
 
     /// The expected length of the next trial: the mean so far, or a guess.
@@ -228,28 +217,20 @@ impl Loop<'_> {
         }
     }
 
-    async fn search(
-        &mut self,
-        on_trial: &(dyn Fn(&TrialUpdate) + Sync),
-    ) -> anyhow::Result<StopReason> {
+    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
         if !self.entries.iter().any(|e| e.kind == TrialKind::Baseline) {
-            self.run_trial(None, TrialKind::Baseline, on_trial).await?;
+            self.run_trial(None, TrialKind::Baseline, self.settings.duration, on_trial)
+                .await?;
         }
         loop {
             if self.token.is_cancelled() {
                 return Ok(StopReason::Interrupted);
             }
-            let screened = self
-                .entries
-                .iter()
-                .filter(|e| e.kind == TrialKind::Screen)
-                .count();
+            let screened = self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count();
             if screened >= self.settings.max_trials {
                 return Ok(StopReason::MaxTrials);
             }
-            if self.elapsed() + self.expected_trial() + self.reserve_for_confirmation()
-                > self.settings.budget
-            {
+            if self.elapsed() + self.expected_trial() + self.reserve_for_confirmation() > self.settings.budget {
                 return Ok(StopReason::Budget);
             }
             let defaults = self.space.default_point();
@@ -262,7 +243,7 @@ impl Loop<'_> {
                 }
             };
             if !self
-                .run_trial(Some(point), TrialKind::Screen, on_trial)
+                .run_trial(Some(point), TrialKind::Screen, self.settings.duration, on_trial)
                 .await?
             {
                 return Ok(StopReason::Interrupted);
@@ -270,8 +251,17 @@ impl Loop<'_> {
         }
     }
 
-    /// The best distinct feasible points, re-measured with the longer window.
+    /// Successive halving over measurement length: the best 2k feasible
+    /// points (k = `confirm_top`) are re-measured with the confirmation
+    /// window, then the best k of those again with twice that window, so the
+    /// incumbent and its close challengers are compared on longer runs before
+    /// one is recommended. Measurements already journaled (a resumed study)
+    /// are not repeated.
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
+        let k = self.settings.confirm_top;
+        if k == 0 {
+            return Ok(());
+        }
         let mut ranked: Vec<(Point, f64)> = self
             .history
             .points()
@@ -279,32 +269,51 @@ impl Loop<'_> {
             .map(|(p, l)| (p.clone(), l))
             .collect();
         ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        let confirmed: Vec<Point> = self
-            .entries
-            .iter()
-            .filter(|e| e.kind == TrialKind::Confirm)
-            .filter_map(|e| e.point.clone())
-            .collect();
-        for (point, _) in ranked.into_iter().take(self.settings.confirm_top) {
-            if confirmed.contains(&point) || self.token.is_cancelled() {
-                continue;
+        let mut pool: Vec<Point> = ranked.into_iter().take(2 * k).map(|(p, _)| p).collect();
+        for (round, keep) in [(1u32, k), (2, 1)] {
+            let duration = self.settings.confirm_duration * round;
+            for point in pool.clone() {
+                if self.token.is_cancelled() {
+                    return Ok(());
+                }
+                if self.confirmed_loss(&point, duration).is_some() {
+                    continue;
+                }
+                let needed = duration + self.settings.warmup + RESTART_WARMUP + Duration::from_secs(15);
+                if self.elapsed() + needed > self.settings.budget {
+                    tracing::info!("no budget left to confirm more candidates");
+                    return Ok(());
+                }
+                if !self
+                    .run_trial(Some(point), TrialKind::Confirm, duration, on_trial)
+                    .await?
+                {
+                    return Ok(());
+                }
             }
-            let needed = self.settings.confirm_duration
-                + self.settings.warmup
-                + RESTART_WARMUP
-                + Duration::from_secs(15);
-            if self.elapsed() + needed > self.settings.budget {
-                tracing::info!("no budget left to confirm more candidates");
-                break;
-            }
-            if !self
-                .run_trial(Some(point), TrialKind::Confirm, on_trial)
-                .await?
-            {
+            pool.sort_by(|a, b| {
+                let loss = |p: &Point| self.confirmed_loss(p, duration).unwrap_or(FAILED_LOSS);
+                loss(a).total_cmp(&loss(b))
+            });
+            pool.truncate(keep.max(1));
+            if pool.len() <= 1 && round > 1 {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// The loss of a confirmation run of `point` with window `duration`.
+    fn confirmed_loss(&self, point: &Point, duration: Duration) -> Option<f64> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| {
+                e.kind == TrialKind::Confirm
+                    && e.point.as_ref() == Some(point)
+                    && (e.duration_s - duration.as_secs_f64()).abs() < 0.01
+            })
+            .map(|e| e.loss)
     }
 
     /// Applies `point` (None: the original config), measures it, journals and
@@ -313,6 +322,7 @@ impl Loop<'_> {
         &mut self,
         point: Option<Point>,
         kind: TrialKind,
+        duration: Duration,
         on_trial: &(dyn Fn(&TrialUpdate) + Sync),
     ) -> anyhow::Result<bool> {
         let trial_started = Instant::now();
@@ -327,11 +337,7 @@ impl Loop<'_> {
         }
         let mut figures = None;
         let mut ci95 = None;
-        let mut duration = self.settings.duration;
         if failure.is_none() {
-            if kind == TrialKind::Confirm {
-                duration = self.settings.confirm_duration;
-            }
             // After a (re)start the JVM's JIT needs extra warm-up; the
             // baseline gets it too, since the server may have just started.
             let cold = restarted || kind == TrialKind::Baseline;
@@ -348,10 +354,7 @@ impl Loop<'_> {
             }
         }
         let (loss, feasible) = match &figures {
-            Some(f) => (
-                self.settings.constraints.loss(f),
-                self.settings.constraints.feasible(f),
-            ),
+            Some(f) => (self.settings.constraints.loss(f), self.settings.constraints.feasible(f)),
             None => (FAILED_LOSS, false),
         };
         let values: BTreeMap<String, String> = match &point {
@@ -427,10 +430,7 @@ impl Loop<'_> {
             .space
             .assignments(point, &self.settings.model)
             .iter()
-            .map(|a| {
-                a.parse()
-                    .map_err(|e: String| anyhow::anyhow!("space target {a}: {e}"))
-            })
+            .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("space target {a}: {e}")))
             .collect::<Result<_, _>>()?;
         let restart = match &self.current {
             None => true,
@@ -455,10 +455,7 @@ impl Loop<'_> {
                         .iter()
                         .map(move |t| format!("{}={value}", t.replace("{model}", model)))
                 })
-                .map(|a| {
-                    a.parse()
-                        .map_err(|e: String| anyhow::anyhow!("space target {a}: {e}"))
-                })
+                .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("space target {a}: {e}")))
                 .collect::<Result<_, _>>()?;
             if changed.is_empty() {
                 edit_only(edit)?;
@@ -513,23 +510,12 @@ impl Loop<'_> {
             pid: self.server.running_jvm(),
             metrics_url: Some(api.endpoints().metrics.base_url()),
         };
-        Ok(measure_once(
-            plan,
-            &probe,
-            self.token.clone(),
-            Arc::new(Progress::default()),
-        )
-        .await?)
+        Ok(measure_once(plan, &probe, self.token.clone(), Arc::new(Progress::default())).await?)
     }
 
     /// Exports the report, then puts the server back on the original config
     /// (or the balanced recommendation with `apply_best`).
-    async fn finish(
-        &mut self,
-        dir: &Path,
-        stop: StopReason,
-        apply_best: bool,
-    ) -> anyhow::Result<Report> {
+    async fn finish(&mut self, dir: &Path, stop: StopReason, apply_best: bool) -> anyhow::Result<Report> {
         let candidates = self.candidates();
         let baseline = self
             .entries
@@ -537,10 +523,7 @@ impl Loop<'_> {
             .find(|e| e.kind == TrialKind::Baseline)
             .and_then(|e| e.figures);
         let defaults_point = self.space.default_point();
-        let defaults = candidates
-            .iter()
-            .find(|c| c.point == defaults_point)
-            .map(|c| c.figures);
+        let defaults = candidates.iter().find(|c| c.point == defaults_point).map(|c| c.figures);
         let report = report::build(report::Inputs {
             settings: self.settings,
             space: &self.space,
@@ -565,21 +548,14 @@ impl Loop<'_> {
         match (apply_best, balanced) {
             (true, Some(config)) => {
                 file.write(&config)?;
-                tracing::info!(
-                    "applying the balanced recommendation to {}",
-                    self.config_path.display()
-                );
+                tracing::info!("applying the balanced recommendation to {}", self.config_path.display());
             }
             (true, None) => {
                 tracing::warn!("no feasible recommendation to apply; restoring the original config")
             }
             _ => {}
         }
-        if !apply_best
-            || report
-                .recommendation(crate::objective::Tier::Balanced)
-                .is_none()
-        {
+        if !apply_best || report.recommendation(crate::objective::Tier::Balanced).is_none() {
             file.write(&self.original)?;
             let _ = config::restore(&self.config_path, false);
         }
@@ -591,8 +567,8 @@ impl Loop<'_> {
         Ok(report)
     }
 
-    /// Each evaluated point with its best estimate: the confirmation run if
-    /// there is one, else the mean of its screening runs.
+    /// Each evaluated point with its best estimate: the window-weighted mean
+    /// of its confirmation runs if there are any, else of its screening runs.
     fn candidates(&self) -> Vec<Candidate> {
         let mut by_point: BTreeMap<Point, Estimates> = BTreeMap::new();
         for entry in &self.entries {
@@ -600,19 +576,21 @@ impl Loop<'_> {
                 continue;
             };
             let slot = by_point.entry(point.clone()).or_default();
+            let run = (figures, entry.throughput_ci95, entry.duration_s);
             match entry.kind {
-                TrialKind::Confirm => slot.1 = Some((figures, entry.throughput_ci95)),
-                _ => slot.0.push(figures),
+                TrialKind::Confirm => slot.1.push(run),
+                _ => slot.0.push(run),
             }
         }
         by_point
             .into_iter()
-            .filter_map(|(point, (screens, confirm))| {
-                let (figures, ci95, confirmed) = match confirm {
-                    Some((f, ci)) => (f, ci, true),
-                    None if !screens.is_empty() => (mean_figures(&screens), None, false),
-                    None => return None,
-                };
+            .filter_map(|(point, (screens, confirms))| {
+                let confirmed = !confirms.is_empty();
+                let runs = if confirmed { confirms } else { screens };
+                if runs.is_empty() {
+                    return None;
+                }
+                let (figures, ci95) = combine(&runs);
                 Some(Candidate {
                     description: self.space.describe(&point),
                     point,
@@ -625,8 +603,26 @@ impl Loop<'_> {
     }
 }
 
-/// A point's screening figures, and its confirmation figures with their CI.
-type Estimates = (Vec<Figures>, Option<(Figures, Option<f64>)>);
+/// One run of a point: its figures, throughput CI and window (s).
+type Run = (Figures, Option<f64>, f64);
+/// A point's screening runs and its confirmation runs.
+type Estimates = (Vec<Run>, Vec<Run>);
+
+/// The window-weighted mean of runs, and the CI of that mean (runs'
+/// intervals combined as independent estimates).
+fn combine(runs: &[Run]) -> (Figures, Option<f64>) {
+    let total: f64 = runs.iter().map(|r| r.2).sum::<f64>().max(1e-9);
+    let mean = |f: fn(&Figures) -> f64| runs.iter().map(|r| f(&r.0) * r.2).sum::<f64>() / total;
+    let figures = Figures {
+        throughput_rps: mean(|f| f.throughput_rps),
+        p50_ms: mean(|f| f.p50_ms),
+        p99_ms: mean(|f| f.p99_ms),
+        error_rate: mean(|f| f.error_rate),
+        memory_mb: mean(|f| f.memory_mb),
+    };
+    let variance: Option<f64> = runs.iter().map(|r| r.1.map(|ci| (ci * r.2 / total).powi(2))).sum();
+    (figures, variance.map(f64::sqrt))
+}
 
 fn edit_only(mut edit: Edit) -> anyhow::Result<()> {
     edit.write()?;
@@ -640,18 +636,6 @@ fn figures_of(m: &Measurement) -> Figures {
         p99_ms: m.load.latency_ms.p99,
         error_rate: m.load.error_rate,
         memory_mb: m.memory_mb.map_or(0.0, |mem| mem.pss_mean),
-    }
-}
-
-fn mean_figures(all: &[Figures]) -> Figures {
-    let n = all.len() as f64;
-    let mean = |f: fn(&Figures) -> f64| all.iter().map(f).sum::<f64>() / n;
-    Figures {
-        throughput_rps: mean(|f| f.throughput_rps),
-        p50_ms: mean(|f| f.p50_ms),
-        p99_ms: mean(|f| f.p99_ms),
-        error_rate: mean(|f| f.error_rate),
-        memory_mb: mean(|f| f.memory_mb),
     }
 }
 
@@ -673,4 +657,33 @@ fn throughput_ci95(m: &Measurement) -> Option<f64> {
     let mean = seconds.iter().sum::<f64>() / n;
     let variance = seconds.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     Some(1.96 * variance.sqrt() / n.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(throughput_rps: f64, p99_ms: f64) -> Figures {
+        Figures {
+            throughput_rps,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            error_rate: 0.0,
+            memory_mb: 100.0,
+        }
+    }
+
+    #[test]
+    fn runs_combine_by_window_length() {
+        let (f, ci) = combine(&[
+            (figures(100.0, 10.0), Some(10.0), 5.0),
+            (figures(200.0, 20.0), Some(6.0), 15.0),
+        ]);
+        assert!((f.throughput_rps - 175.0).abs() < 1e-9);
+        assert!((f.p99_ms - 17.5).abs() < 1e-9);
+        // sqrt((10 * 0.25)^2 + (6 * 0.75)^2)
+        assert!((ci.unwrap() - (6.25f64 + 20.25).sqrt()).abs() < 1e-9);
+        let (_, none) = combine(&[(figures(1.0, 1.0), None, 1.0), (figures(1.0, 1.0), Some(1.0), 1.0)]);
+        assert_eq!(none, None, "a run without an interval leaves the mean without one");
+    }
 }

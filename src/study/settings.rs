@@ -140,8 +140,7 @@ impl Settings {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let parsed: StudyFile =
-            toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
+        let parsed: StudyFile = toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
         Self::from_file(parsed, path, overrides).map_err(fail)
     }
 
@@ -173,11 +172,7 @@ impl Settings {
         let offered = match (w.users, w.rate) {
             (Some(users), None) if users > 0 => Offered::Users(users),
             (None, Some(rate)) if rate > 0.0 && rate.is_finite() => Offered::Rate(rate),
-            _ => {
-                return Err(
-                    "[workload] needs exactly one of users = N (≥ 1) or rate = R (> 0)".into(),
-                )
-            }
+            _ => return Err("[workload] needs exactly one of users = N (≥ 1) or rate = R (> 0)".into()),
         };
         let duration = w.duration.unwrap_or(Duration::from_secs(5));
         if duration < Duration::from_secs(1) {
@@ -189,10 +184,7 @@ impl Settings {
             memory_mb: f.constraints.memory_mb,
             throughput_rps: f.constraints.throughput_rps,
         };
-        if constraints.p99_ms.is_nan()
-            || constraints.p99_ms <= 0.0
-            || !(0.0..=1.0).contains(&constraints.error_rate)
-        {
+        if constraints.p99_ms.is_nan() || constraints.p99_ms <= 0.0 || !(0.0..=1.0).contains(&constraints.error_rate) {
             return Err("[constraints] p99_ms must be > 0 and error_rate within [0, 1]".into());
         }
         let weights = f.objectives.unwrap_or(Weights {
@@ -206,10 +198,7 @@ impl Settings {
         {
             return Err("[objectives] weights must be ≥ 0".into());
         }
-        let budget = overrides
-            .budget
-            .or(f.budget)
-            .unwrap_or(Duration::from_secs(30 * 60));
+        let budget = overrides.budget.or(f.budget).unwrap_or(Duration::from_secs(30 * 60));
         let max_trials = overrides.max_trials.or(f.max_trials).unwrap_or(10_000);
         if max_trials == 0 {
             return Err("max_trials must be at least 1".into());
@@ -220,10 +209,7 @@ impl Settings {
             target: resolve(&f.target),
             space: resolve(&f.space),
             model: f.model,
-            strategy: overrides
-                .strategy
-                .or(f.strategy)
-                .unwrap_or(StrategyKind::Default),
+            strategy: overrides.strategy.or(f.strategy).unwrap_or(StrategyKind::Default),
             seed: overrides.seed.or(f.seed).unwrap_or(1),
             budget,
             max_trials,
@@ -285,12 +271,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("study.toml") && e.contains("bogus"), "{e}");
-        let e = load(
-            &STUDY.replace("name = \"s\"", "name = \"a/b\""),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = load(&STUDY.replace("name = \"s\"", "name = \"a/b\""), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("name"), "{e}");
     }
 }

@@ -62,8 +62,7 @@ pub struct JobQueueStatus {
 impl ModelStatus {
     /// Every worker is READY and there are at least `min_workers` of them.
     pub fn is_ready(&self) -> bool {
-        self.workers.len() >= self.min_workers as usize
-            && self.workers.iter().all(|w| w.status == "READY")
+        self.workers.len() >= self.min_workers as usize && self.workers.iter().all(|w| w.status == "READY")
     }
 }
 
@@ -136,12 +135,7 @@ impl TorchServeApi {
         Ok(cached.clone())
     }
 
-    async fn call(
-        &self,
-        api: Api,
-        method: Method,
-        path_and_query: &str,
-    ) -> Result<(StatusCode, String), TargetError> {
+    async fn call(&self, api: Api, method: Method, path_and_query: &str) -> Result<(StatusCode, String), TargetError> {
         let base = match api {
             Api::Inference => self.endpoints.inference.base_url(),
             Api::Management => self.endpoints.management.base_url(),
@@ -175,12 +169,7 @@ impl TorchServeApi {
         unreachable!("the loop returns on its second attempt")
     }
 
-    async fn call_ok(
-        &self,
-        api: Api,
-        method: Method,
-        path_and_query: &str,
-    ) -> Result<String, TargetError> {
+    async fn call_ok(&self, api: Api, method: Method, path_and_query: &str) -> Result<String, TargetError> {
         let (status, body) = self.call(api, method.clone(), path_and_query).await?;
         if status.is_success() {
             Ok(body)
@@ -210,11 +199,10 @@ impl TorchServeApi {
                 None => "/models?limit=100".to_string(),
             };
             let body = self.call_ok(Api::Management, Method::GET, &path).await?;
-            let page: ModelList =
-                serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let page: ModelList = serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             names.extend(page.models.into_iter().map(|m| m.model_name));
             match page.next_page_token {
                 Some(token) if !token.is_empty() => next = Some(token),
@@ -227,11 +215,10 @@ impl TorchServeApi {
     pub async fn describe_model(&self, model: &str) -> Result<ModelStatus, TargetError> {
         let path = format!("/models/{model}");
         let body = self.call_ok(Api::Management, Method::GET, &path).await?;
-        let mut versions: Vec<ModelStatus> =
-            serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut versions: Vec<ModelStatus> = serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         if versions.is_empty() {
             return Err(TargetError::Protocol {
                 path,
@@ -242,26 +229,15 @@ impl TorchServeApi {
     }
 
     /// `PUT /models/{model}?min_worker=…&max_worker=…&synchronous=true`.
-    pub async fn scale_workers(
-        &self,
-        model: &str,
-        min_workers: u32,
-        max_workers: u32,
-    ) -> Result<(), TargetError> {
-        let path = format!(
-            "/models/{model}?min_worker={min_workers}&max_worker={max_workers}&synchronous=true"
-        );
-        self.call_ok(Api::Management, Method::PUT, &path)
-            .await
-            .map(drop)
+    pub async fn scale_workers(&self, model: &str, min_workers: u32, max_workers: u32) -> Result<(), TargetError> {
+        let path = format!("/models/{model}?min_worker={min_workers}&max_worker={max_workers}&synchronous=true");
+        self.call_ok(Api::Management, Method::PUT, &path).await.map(drop)
     }
 
     /// `DELETE /models/{model}/{version}` (needs `enable_model_api=true`).
     pub async fn unregister(&self, model: &str, version: &str) -> Result<(), TargetError> {
         let path = format!("/models/{model}/{version}");
-        self.call_ok(Api::Management, Method::DELETE, &path)
-            .await
-            .map(drop)
+        self.call_ok(Api::Management, Method::DELETE, &path).await.map(drop)
     }
 
     /// `POST /models?…&synchronous=true` (needs `enable_model_api=true`).
@@ -277,8 +253,6 @@ impl TorchServeApi {
         if let Some(timeout) = registration.response_timeout {
             path.push_str(&format!("&response_timeout={timeout}"));
         }
-        self.call_ok(Api::Management, Method::POST, &path)
-            .await
-            .map(drop)
+        self.call_ok(Api::Management, Method::POST, &path).await.map(drop)
     }
 }

@@ -74,11 +74,7 @@ mod tests {
         .unwrap();
         let keys = Keys::read(&path).unwrap();
         assert_eq!(
-            (
-                keys.inference.as_str(),
-                keys.management.as_str(),
-                keys.api.as_str()
-            ),
+            (keys.inference.as_str(), keys.management.as_str(), keys.api.as_str()),
             ("I-key", "M-key", "A-key")
         );
         assert!(!format!("{keys:?}").contains("key\""));

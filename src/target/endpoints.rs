@@ -19,9 +19,7 @@ impl Endpoint {
         let host = match self.host.as_str() {
             "0.0.0.0" | "" => "127.0.0.1",
             "::" => "[::1]",
-            host if host.contains(':') => {
-                return format!("{}://[{host}]:{}", self.scheme, self.port)
-            }
+            host if host.contains(':') => return format!("{}://[{host}]:{}", self.scheme, self.port),
             host => host,
         };
         format!("{}://{host}:{}", self.scheme, self.port)
@@ -66,12 +64,7 @@ fn endpoint(props: &Properties, property: &'static str, default_port: u16) -> En
 
 impl Endpoints {
     pub fn from_properties(props: &Properties) -> Self {
-        let port = |key: &str, default: u16| {
-            props
-                .get(key)
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        };
+        let port = |key: &str, default: u16| props.get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
         Self {
             inference: endpoint(props, "inference_address", 8080),
             management: endpoint(props, "management_address", 8081),
@@ -87,11 +80,10 @@ impl Endpoints {
 
     /// Every port the server will bind, with the property that sets it.
     pub fn bound_ports(&self) -> Vec<(&'static str, String, u16)> {
-        let mut ports: Vec<(&'static str, String, u16)> =
-            [&self.inference, &self.management, &self.metrics]
-                .into_iter()
-                .map(|e| (e.property, e.bind_host().to_string(), e.port))
-                .collect();
+        let mut ports: Vec<(&'static str, String, u16)> = [&self.inference, &self.management, &self.metrics]
+            .into_iter()
+            .map(|e| (e.property, e.bind_host().to_string(), e.port))
+            .collect();
         for (property, port) in &self.grpc_ports {
             ports.push((property, "0.0.0.0".to_string(), *port));
         }
@@ -105,10 +97,8 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let props = Properties::parse(
-            b"inference_address=http://0.0.0.0:9080\nenable_model_api=true\n".to_vec(),
-        )
-        .unwrap();
+        let props =
+            Properties::parse(b"inference_address=http://0.0.0.0:9080\nenable_model_api=true\n".to_vec()).unwrap();
         let endpoints = Endpoints::from_properties(&props);
         assert_eq!(endpoints.inference.base_url(), "http://127.0.0.1:9080");
         assert_eq!(endpoints.management.base_url(), "http://127.0.0.1:8081");

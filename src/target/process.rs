@@ -36,12 +36,7 @@ pub fn process_tree(root: i32) -> Vec<i32> {
     let mut index = 0;
     while index < tree.len() {
         let parent = tree[index];
-        tree.extend(
-            parents
-                .iter()
-                .filter(|(_, ppid)| *ppid == parent)
-                .map(|(pid, _)| *pid),
-        );
+        tree.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
         index += 1;
     }
     tree
@@ -81,10 +76,7 @@ pub async fn wait_all_exit(pids: &[i32], timeout: Duration) -> Vec<i32> {
 pub fn kill_tree(root: i32) {
     let tree = process_tree(root);
     if let Some(group) = process_group(root) {
-        if group > 1
-            && group != std::process::id() as i32
-            && Some(group) != process_group(std::process::id() as i32)
-        {
+        if group > 1 && group != std::process::id() as i32 && Some(group) != process_group(std::process::id() as i32) {
             signal(-group, libc::SIGKILL);
         }
     }

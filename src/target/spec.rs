@@ -74,8 +74,7 @@ impl TargetSpec {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-        let file: TargetFile =
-            toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let file: TargetFile = toml::from_str(&text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
         let base = absolute(
             path.parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -95,10 +94,7 @@ impl TargetSpec {
                 if argv.is_empty() || argv[0].is_empty() {
                     return Err(invalid("restart_command must name a program".into()));
                 }
-                if file.model_store.is_some()
-                    || file.torchserve.is_some()
-                    || !file.extra_args.is_empty()
-                {
+                if file.model_store.is_some() || file.torchserve.is_some() || !file.extra_args.is_empty() {
                     return Err(invalid(
                         "restart_command (production mode) excludes model_store, torchserve and extra_args: \
                          the service manager starts TorchServe"
@@ -108,9 +104,11 @@ impl TargetSpec {
                 Control::RestartCommand { argv }
             }
             None => {
-                let model_store = file.model_store.as_deref().map(resolve).ok_or_else(|| {
-                    invalid("model_store is required unless restart_command is set".into())
-                })?;
+                let model_store = file
+                    .model_store
+                    .as_deref()
+                    .map(resolve)
+                    .ok_or_else(|| invalid("model_store is required unless restart_command is set".into()))?;
                 let torchserve = match file.torchserve {
                     Some(program) if program.components().count() > 1 => resolve(&program),
                     Some(program) => program,
@@ -159,16 +157,12 @@ mod tests {
 
     #[test]
     fn managed_paths_are_relative_to_the_file() {
-        let spec =
-            load("config = \"c.properties\"\nmodel_store = \"store\"\nready_timeout = \"90s\"\n")
-                .unwrap();
+        let spec = load("config = \"c.properties\"\nmodel_store = \"store\"\nready_timeout = \"90s\"\n").unwrap();
         let base = spec.source.parent().unwrap().to_path_buf();
         assert_eq!(spec.config, base.join("c.properties"));
         assert_eq!(spec.key_file, base.join("run/key_file.json"));
         assert_eq!(spec.ready_timeout, Duration::from_secs(90));
-        assert!(
-            matches!(spec.control, Control::Managed { ref model_store, .. } if *model_store == base.join("store"))
-        );
+        assert!(matches!(spec.control, Control::Managed { ref model_store, .. } if *model_store == base.join("store")));
     }
 
     #[test]
@@ -197,9 +191,7 @@ mod tests {
         );
         let error = load("config = \"c\"\n").unwrap_err().to_string();
         assert!(error.contains("model_store is required"), "{error}");
-        let error = load("config = \"c\"\nrestart_command = []\n")
-            .unwrap_err()
-            .to_string();
+        let error = load("config = \"c\"\nrestart_command = []\n").unwrap_err().to_string();
         assert!(error.contains("restart_command"), "{error}");
     }
 }

@@ -57,10 +57,7 @@ impl TorchServe {
 
     /// An API client for the config file as it is now.
     pub fn api(&self) -> Result<TorchServeApi, TargetError> {
-        Ok(TorchServeApi::new(
-            self.endpoints()?,
-            self.spec.key_file.clone(),
-        ))
+        Ok(TorchServeApi::new(self.endpoints()?, self.spec.key_file.clone()))
     }
 
     fn work_dir(&self) -> Option<&Path> {
@@ -77,8 +74,7 @@ impl TorchServe {
 
     /// Where a managed server's console output goes.
     pub fn console_log(&self) -> Option<PathBuf> {
-        self.work_dir()
-            .map(|dir| dir.join("logs").join("console.log"))
+        self.work_dir().map(|dir| dir.join("logs").join("console.log"))
     }
 
     /// The JVM of a managed server, when it is running.
@@ -111,8 +107,7 @@ impl TorchServe {
         } = &self.spec.control
         else {
             return Err(TargetError::Unsupported(
-                "this target is restarted by its restart_command; servetune does not start it"
-                    .into(),
+                "this target is restarted by its restart_command; servetune does not start it".into(),
             ));
         };
         if let Some(pid) = self.running_jvm() {
@@ -177,9 +172,7 @@ impl TorchServe {
             }
             Ok(Err(e)) => return Err(failed(e.to_string())),
             Ok(Ok(status)) if !status.success() => {
-                return Err(failed(format!(
-                    "the torchserve launcher exited with {status}"
-                )))
+                return Err(failed(format!("the torchserve launcher exited with {status}")))
             }
             Ok(Ok(_)) => {}
         }
@@ -198,14 +191,11 @@ impl TorchServe {
     /// until the JVM and every worker are gone, then kills what is left.
     pub async fn stop(&self) -> Result<(), TargetError> {
         let Control::Managed {
-            torchserve,
-            work_dir,
-            ..
+            torchserve, work_dir, ..
         } = &self.spec.control
         else {
             return Err(TargetError::Unsupported(
-                "this target is restarted by its restart_command; servetune does not stop it"
-                    .into(),
+                "this target is restarted by its restart_command; servetune does not stop it".into(),
             ));
         };
         let Some(jvm) = self.running_jvm() else {
@@ -259,10 +249,7 @@ impl TorchServe {
             }
             Control::RestartCommand { argv } => {
                 tracing::info!(?argv, "restarting TorchServe");
-                let status = Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .output();
+                let status = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output();
                 let output = tokio::time::timeout(self.spec.ready_timeout, status)
                     .await
                     .map_err(|_| TargetError::Spawn {
@@ -336,11 +323,7 @@ async fn probe(api: &TorchServeApi) -> Result<Probe, TargetError> {
     for model in api.list_models().await? {
         let status = api.describe_model(&model).await?;
         if !status.is_ready() {
-            let ready = status
-                .workers
-                .iter()
-                .filter(|w| w.status == "READY")
-                .count();
+            let ready = status.workers.iter().filter(|w| w.status == "READY").count();
             return Ok(Probe::NotYet(format!(
                 "model {model}: {ready} of {} workers READY (min {})",
                 status.workers.len(),

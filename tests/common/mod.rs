@@ -33,9 +33,7 @@ fn default_torchserve() -> PathBuf {
         .unwrap_or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
-                })
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"))
                 .join("servetune")
         });
     cache.join("venv-ts-0.12.0/bin/torchserve")
@@ -99,8 +97,7 @@ fn worker_port_base() -> u16 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
         let base = 20_000 + (hasher.finish() % 80) as u16 * 500;
-        let taken =
-            (base..base + 500).any(|port| Path::new(&format!("/tmp/.ts.sock.{port}")).exists());
+        let taken = (base..base + 500).any(|port| Path::new(&format!("/tmp/.ts.sock.{port}")).exists());
         if !taken {
             return base;
         }
@@ -136,10 +133,7 @@ impl Deployment {
 
     /// `model` from the example store, with `extra` TOML lines in the target file.
     pub fn serving(provisioned: &Provisioned, model: &str, extra: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("servetune-test-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("servetune-test-").tempdir().unwrap();
         let store = dir.path().join("model-store");
         std::os::unix::fs::symlink(&provisioned.model_store, &store).unwrap();
         let ports = Ports {
