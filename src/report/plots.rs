@@ -126,11 +126,21 @@ fn draw<'a>(
             .label("baseline")
             .legend(|(x, y)| TriangleMarker::new((x, y), 6, BLACK.filled()));
     }
+    // One marker per recommended config; tiers that chose the same config share a label.
+    let mut labelled: Vec<(String, (f64, f64), Vec<&str>)> = Vec::new();
     for r in &report.recommendations {
-        let (x, y) = xy(&r.figures);
+        match labelled
+            .iter_mut()
+            .find(|(description, _, _)| *description == r.description)
+        {
+            Some((_, _, tiers)) => tiers.push(r.tier.label()),
+            None => labelled.push((r.description.clone(), xy(&r.figures), vec![r.tier.label()])),
+        }
+    }
+    for (_, (x, y), tiers) in labelled {
         chart.draw_series(std::iter::once(Circle::new((x, y), 7, MAGENTA.stroke_width(2))))?;
         chart.draw_series(std::iter::once(Text::new(
-            r.tier.label().to_string(),
+            format!("  {}", tiers.join(", ")),
             (x, y),
             ("sans-serif", 13),
         )))?;
