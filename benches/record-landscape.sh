@@ -20,15 +20,11 @@ workers=(1 2 3)
 netty=(1 2 4)
 repeat_every=5   # every 5th config is measured twice
 
-bin_dir="$(scripts/setup-torchserve.sh | tail -n 1)"
-export SERVETUNE_TORCHSERVE="$bin_dir/torchserve"
-cargo build --release --quiet
-servetune="$(pwd)/target/release/servetune"
+source scripts/example-deployment.sh
+provision_and_build
 deployment="$(pwd)/results/landscape-deployment"
-rm -rf "$deployment"
-mkdir -p "$deployment" "$(dirname "$out")"
-cp examples/deployment/config.properties examples/deployment/target.toml "$deployment/"
-ln -s "$(pwd)/examples/deployment/model-store" "$deployment/model-store"
+copy_example_deployment "$deployment"
+mkdir -p "$(dirname "$out")"
 target="$deployment/target.toml"
 config="$deployment/config.properties"
 trap '"$servetune" server stop --target "$target" >/dev/null 2>&1 || true' EXIT

@@ -8,16 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repeats="${1:-5}"
 seconds="${2:-10}"
 users="${3:-8}"
-bin_dir="$(scripts/setup-torchserve.sh | tail -n 1)"
-export SERVETUNE_TORCHSERVE="$bin_dir/torchserve"
-cargo build --release --quiet
-servetune="$(pwd)/target/release/servetune"
-
+source scripts/example-deployment.sh
+provision_and_build
 deployment="$(pwd)/results/repeatability-deployment"
-rm -rf "$deployment"
-mkdir -p "$deployment"
-cp examples/deployment/config.properties examples/deployment/target.toml "$deployment/"
-ln -s "$(pwd)/examples/deployment/model-store" "$deployment/model-store"
+copy_example_deployment "$deployment"
 trap '"$servetune" server stop --target "$deployment/target.toml" >/dev/null 2>&1 || true' EXIT
 "$servetune" server start --target "$deployment/target.toml" >/dev/null
 

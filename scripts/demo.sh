@@ -8,17 +8,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$(pwd)"
-bin_dir="$(scripts/setup-torchserve.sh | tail -n 1)"
-export SERVETUNE_TORCHSERVE="$bin_dir/torchserve"
-cargo build --release --quiet
-servetune="$repo/target/release/servetune"
-
+source scripts/example-deployment.sh
+provision_and_build
 deployment="$repo/results/example-deployment"
-rm -rf "$deployment" "$repo/results/example-tiny"
-mkdir -p "$deployment"
-cp examples/deployment/config.properties examples/deployment/target.toml examples/deployment/study.toml "$deployment/"
-ln -s "$repo/examples/deployment/model-store" "$deployment/model-store"
-ln -s "$repo/examples/deployment/bodies" "$deployment/bodies"
+rm -rf "$repo/results/example-tiny"
+copy_example_deployment "$deployment"
 
 trap '"$servetune" server stop --target "$deployment/target.toml" >/dev/null 2>&1 || true' EXIT
 "$servetune" tune --study "$deployment/study.toml" --results-dir "$repo/results" "$@"
