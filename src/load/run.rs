@@ -19,6 +19,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,8 +28,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::LocalSet;
-use tokio::time::sleep_until;
-use tokio_util::sync::CancellationToken;
+
+use tokio::time::{sleep_until, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::http::{Connection, Failure};
 use super::request::RenderedRequests;
@@ -214,13 +216,52 @@ enum Step {
     WindowClosed,
 }
 
-/// Sends one request on `connection` (opening it if needed), racing the
-/// window's end; records the outcome with latency from `intended`.
-async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, intended: Instant) -> Step {
+/// What one task keeps between its requests: its connection, and timers
+/// that are reset rather than created per request (registering timers and
+/// cancellation waiters is a measurable share of the per-request cost).
+struct Lane {
+    connection: Option<Connection>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    hard_stop: Pin<Box<Sleep>>,
+    timeout: Pin<Box<Sleep>>,
+    /// The pacing timer (open-loop due times, think time).
+    pace: Pin<Box<Sleep>>,
+}
+
+impl Lane {
+    fn new(context: &ThreadContext) -> Self {
+        Self {
+            connection: None,
+            cancelled: Box::pin(context.token.clone().cancelled_owned()),
+            hard_stop: Box::pin(sleep_until(context.hard_stop.into())),
+            timeout: Box::pin(sleep_until(context.hard_stop.into())),
+            pace: Box::pin(sleep_until(Instant::now().into())),
+        }
+    }
+
+    /// Waits until `deadline` (false when cancelled or past the window).
+    async fn pace_until(&mut self, deadline: Instant, end: Instant) -> bool {
+        if deadline >= end {
+            return false;
+        }
+        self.pace.as_mut().reset(deadline.into());
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => false,
+            _ = self.pace.as_mut() => true,
+        }
+    }
+}
+
+/// Sends one request on the lane's connection (opening it if needed),
+/// racing the hard stop; records the outcome with latency from `intended`.
+async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -> Step {
     let plan = &context.plan;
     let index = context.request_counter.get();
     context.request_counter.set(index + plan.threads as u64);
     let sent = Instant::now();
+    lane.timeout.as_mut().reset((sent + plan.request_timeout).into());
+    let connection = &mut lane.connection;
     let exchange = async {
         if connection.is_none() {
             *connection = Some(Connection::open(plan.address, plan.request_timeout).await?);
@@ -233,18 +274,19 @@ async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, 
     };
     let outcome = tokio::select! {
         biased;
-        _ = context.token.cancelled() => None,
-        _ = sleep_until(context.hard_stop.into()) => None,
-        result = tokio::time::timeout(plan.request_timeout, exchange) => Some(result),
+        _ = lane.cancelled.as_mut() => None,
+        _ = lane.hard_stop.as_mut() => None,
+        _ = lane.timeout.as_mut() => Some(None),
+        result = exchange => Some(Some(result)),
     };
     let done = Instant::now();
     let Some(result) = outcome else {
         context.recorder.borrow_mut().record_unfinished(intended);
-        *connection = None;
+        lane.connection = None;
         return Step::WindowClosed;
     };
     let failure = match result {
-        Ok(Ok(response)) => {
+        Some(Ok(response)) => {
             context
                 .recorder
                 .borrow_mut()
@@ -255,19 +297,21 @@ async fn send_one(context: &ThreadContext, connection: &mut Option<Connection>, 
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if !response.keep_alive {
-                *connection = None;
+                lane.connection = None;
             }
             return Step::Done;
         }
-        Ok(Err(Failure::Connect(_))) => ErrorClass::Connect,
-        Ok(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
-        Err(_elapsed) => ErrorClass::Timeout,
+        Some(Err(Failure::Connect(_))) => ErrorClass::Connect,
+        Some(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
+        None => ErrorClass::Timeout,
     };
     context.recorder.borrow_mut().record_failure(intended, done, failure);
     context.progress.errors.fetch_add(1, Ordering::Relaxed);
-    *connection = None;
+    lane.connection = None;
     if failure == ErrorClass::Connect {
-        tokio::time::sleep(CONNECT_BACKOFF).await;
+        let _ = lane
+            .pace_until(Instant::now() + CONNECT_BACKOFF, context.hard_stop)
+            .await;
     }
     Step::Done
 }
@@ -317,18 +361,14 @@ async fn run_closed(
 }
 
 async fn virtual_user(context: Rc<ThreadContext>, stop: Rc<Cell<bool>>, think_time: Duration) {
-    let mut connection = None;
+    let mut lane = Lane::new(&context);
     while window_open(&context) && !stop.get() {
         let intended = Instant::now();
-        if let Step::WindowClosed = send_one(&context, &mut connection, intended).await {
+        if let Step::WindowClosed = send_one(&context, &mut lane, intended).await {
             return;
         }
-        if !think_time.is_zero() {
-            tokio::select! {
-                _ = context.token.cancelled() => return,
-                _ = sleep_until(context.end.into()) => return,
-                _ = tokio::time::sleep(think_time) => {}
-            }
+        if !think_time.is_zero() && !lane.pace_until(Instant::now() + think_time, context.end).await {
+            return;
         }
     }
 }
@@ -396,7 +436,7 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
         let context = Rc::clone(context);
         let slots = Rc::clone(&slots);
         tasks.push(tokio::task::spawn_local(async move {
-            let mut connection = None;
+            let mut lane = Lane::new(&context);
             while window_open(&context) {
                 let Some(due) = slots.borrow_mut().take(context.end) else {
                     break;
@@ -406,16 +446,15 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
                 // Busy past due: the server held this connection, so latency
                 // counts from the due time (coordinated omission corrected).
                 let idle_until_due = Instant::now() < due;
-                tokio::select! {
-                    _ = context.token.cancelled() => break,
-                    _ = sleep_until(due.into()) => {}
+                if idle_until_due && !lane.pace_until(due, context.end).await {
+                    break;
                 }
                 let now = Instant::now();
                 if now > due + LATE_AFTER {
                     context.recorder.borrow_mut().record_late(due);
                 }
                 let intended = if idle_until_due { now } else { due };
-                if let Step::WindowClosed = send_one(&context, &mut connection, intended).await {
+                if let Step::WindowClosed = send_one(&context, &mut lane, intended).await {
                     break;
                 }
             }
