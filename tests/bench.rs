@@ -161,6 +161,7 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
             max_in_flight: 64,
             threads: 1,
             seed: 3,
+            tls: None,
         };
         let probe = ServerProbe {
             pid: deployment.jvm(),

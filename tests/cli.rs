@@ -257,7 +257,7 @@ fn bench_bad_input_gets_a_clear_error_and_no_hang() {
                 "--rate".into(),
                 "5".into(),
             ],
-            "https",
+            "cannot connect",
         ),
         (vec!["--url".into(), url.clone(), "--rate=0".into()], "--rate"),
         (

@@ -113,6 +113,7 @@ fn plan(address: SocketAddr, schedule: Schedule, warmup: Duration, duration: Dur
         max_in_flight: 512,
         threads: 1,
         seed: 42,
+        tls: None,
     }
 }
 
@@ -393,6 +394,116 @@ fn error_statuses_and_non_http_answers_are_classified() {
             report.errors.io >= 40 && report.errors.io == report.errors.total,
             "{:?}",
             report.errors
+        );
+    });
+}
+
+/// A TLS server with a self-signed certificate answering 200 to everything.
+async fn start_tls_server() -> SocketAddr {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buffer = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        // Requests here carry a 3-byte body.
+                        if buffer.len() < end + 4 + 3 {
+                            break;
+                        }
+                        buffer.drain(..end + 4 + 3);
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+fn tls_plan(address: SocketAddr, verification: servetune::load::tls::Verification) -> LoadPlan {
+    let mut plan = plan(
+        address,
+        Schedule::Closed {
+            stages: Stages::constant(2, Duration::from_secs(2)),
+            think_time: Duration::ZERO,
+        },
+        Duration::ZERO,
+        Duration::from_secs(1),
+    );
+    plan.tls = Some(Arc::new(
+        servetune::load::tls::tls_target("localhost", verification).unwrap(),
+    ));
+    plan
+}
+
+#[test]
+fn https_works_and_tls_mistakes_are_clear_errors() {
+    use servetune::load::tls::Verification;
+    runtime().block_on(async {
+        let secure = start_tls_server().await;
+        let report = run(tls_plan(secure, Verification::Insecure)).await;
+        assert!(report.ok > 50 && report.errors.total == 0, "{:?}", report.errors);
+
+        let untrusted = run_load(
+            tls_plan(secure, Verification::WebPki),
+            CancellationToken::new(),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            untrusted.contains("TLS handshake failed") && untrusted.contains("--insecure-tls"),
+            "{untrusted}"
+        );
+
+        let plain = start_server(Behaviour::Stalling {
+            service: SERVICE,
+            period: PERIOD,
+            stall: Duration::ZERO,
+        })
+        .await;
+        let mismatch = run_load(
+            tls_plan(plain, Verification::Insecure),
+            CancellationToken::new(),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            mismatch.contains("TLS handshake failed"),
+            "TLS to a plain port: {mismatch}"
         );
     });
 }

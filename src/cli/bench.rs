@@ -18,6 +18,7 @@ use crate::bench::stress::{run_stress, StressPlan, StressResult};
 use crate::bench::{measure_once, Measurement, ServerProbe};
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::run::resolve;
+use crate::load::tls::{tls_target, Verification};
 use crate::load::{Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule, Stages};
 use crate::target::{TargetSpec, TorchServe};
 
@@ -76,6 +77,9 @@ pub struct BenchArgs {
     /// Load threads (each a single-threaded event loop).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// https: accept any server certificate (self-signed TorchServe).
+    #[arg(long)]
+    insecure_tls: bool,
     /// Seed of Poisson arrivals.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -258,7 +262,18 @@ async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<Loa
         ),
         _ => bail!("say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"),
     };
+    let verification = if args.insecure_tls {
+        Verification::Insecure
+    } else {
+        Verification::WebPki
+    };
+    let tls = endpoint
+        .tls
+        .then(|| tls_target(&endpoint.host, verification))
+        .transpose()?
+        .map(Arc::new);
     Ok(LoadPlan {
+        tls,
         address: resolve(&endpoint.host, endpoint.port).await?,
         requests: Arc::new(RenderedRequests::render(&spec)),
         schedule,

@@ -12,8 +12,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::TlsTarget;
+
+/// A byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// What went wrong with one request, by class.
 #[derive(Debug)]
@@ -24,6 +30,8 @@ pub enum Failure {
     Io(io::Error),
     /// The answer was not HTTP/1.x (e.g. TLS spoken back at us).
     Protocol(String),
+    /// The TLS handshake failed (e.g. TLS to a plain-HTTP port, a bad certificate).
+    Tls(io::Error),
 }
 
 /// One response's status and whether the connection may be reused.
@@ -36,19 +44,30 @@ pub struct Response {
 
 /// An open keep-alive connection with its read buffer.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buffer: Vec<u8>,
 }
 
 const MAX_HEADERS: usize = 64;
 
 impl Connection {
-    pub async fn open(address: SocketAddr, timeout: Duration) -> Result<Self, Failure> {
+    pub async fn open(address: SocketAddr, timeout: Duration, tls: Option<&TlsTarget>) -> Result<Self, Failure> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
             .await
             .map_err(|_| Failure::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")))?
             .map_err(Failure::Connect)?;
         stream.set_nodelay(true).map_err(Failure::Connect)?;
+        let stream: Box<dyn Io> = match tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let handshake = tls.connector.connect(tls.server_name.clone(), stream);
+                let tls_stream = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| Failure::Tls(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))?
+                    .map_err(Failure::Tls)?;
+                Box::new(tls_stream)
+            }
+        };
         Ok(Self {
             stream,
             buffer: Vec::with_capacity(16 * 1024),

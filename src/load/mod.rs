@@ -10,6 +10,7 @@ pub mod http;
 pub mod request;
 pub mod run;
 pub mod stages;
+pub mod tls;
 
 pub use request::{Endpoint, Protocol, RenderedRequests, RequestSpec};
 pub use run::{run_load, Arrival, LoadPlan, Progress, Schedule};

@@ -42,6 +42,8 @@ impl Protocol {
 /// Where requests go: scheme, host, port and path, from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https`: TLS to the host.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub path_and_query: String,
@@ -53,15 +55,11 @@ impl Endpoint {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("expected http://host:port/path"))?;
-        match scheme {
-            "http" => {}
-            "https" => {
-                return Err(bad(
-                    "https is not supported by the load generator yet; benchmark the plain-HTTP port",
-                ))
-            }
-            _ => return Err(bad("the scheme must be http")),
-        }
+        let tls = match scheme {
+            "http" => false,
+            "https" => true,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
         let (authority, path) = match rest.find('/') {
             Some(index) => (&rest[..index], &rest[index..]),
             None => (rest, "/"),
@@ -69,10 +67,11 @@ impl Endpoint {
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() => (host, port.parse::<u16>().map_err(|_| bad("bad port"))?),
             Some(_) => return Err(bad("no host")),
-            None if !authority.is_empty() => (authority, 80),
+            None if !authority.is_empty() => (authority, if tls { 443 } else { 80 }),
             None => return Err(bad("no host")),
         };
         Ok(Self {
+            tls,
             host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
             port,
             path_and_query: path.to_string(),
@@ -191,10 +190,9 @@ mod tests {
             ("127.0.0.1", 8080, "/predictions/tiny")
         );
         assert_eq!(Endpoint::parse("http://example").unwrap().port, 80);
-        assert!(Endpoint::parse("https://h:1/")
-            .unwrap_err()
-            .to_string()
-            .contains("https"));
+        let secure = Endpoint::parse("https://h/x").unwrap();
+        assert!(secure.tls && secure.port == 443);
+        assert!(!Endpoint::parse("http://h/").unwrap().tls);
         assert!(Endpoint::parse("ftp://h/").is_err());
         assert!(Endpoint::parse("h:80/x").is_err());
         assert!(Endpoint::parse("http://h:99999/").is_err());

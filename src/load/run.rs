@@ -35,6 +35,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::http::{Connection, Failure};
 use super::request::RenderedRequests;
 use super::stages::Stages;
+use super::tls::TlsTarget;
 use super::LoadError;
 use crate::measure::{ErrorClass, LoadReport, Recorder};
 
@@ -68,6 +69,8 @@ pub struct LoadPlan {
     pub max_in_flight: usize,
     pub threads: usize,
     pub seed: u64,
+    /// TLS settings when the URL is https.
+    pub tls: Option<Arc<TlsTarget>>,
 }
 
 /// A send counted as late when it leaves this long after its due time.
@@ -109,11 +112,22 @@ pub async fn run_load(
     progress: Arc<Progress>,
 ) -> Result<LoadReport, LoadError> {
     validate(&plan)?;
-    if let Err(Failure::Connect(e) | Failure::Io(e)) = Connection::open(plan.address, Duration::from_secs(3)).await {
-        return Err(LoadError::Unreachable {
-            address: plan.address.to_string(),
-            reason: e.to_string(),
-        });
+    match Connection::open(plan.address, Duration::from_secs(3), plan.tls.as_deref()).await {
+        Err(Failure::Connect(e) | Failure::Io(e)) => {
+            return Err(LoadError::Unreachable {
+                address: plan.address.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        Err(Failure::Tls(e)) => {
+            return Err(LoadError::Unreachable {
+                address: plan.address.to_string(),
+                reason: format!(
+                    "TLS handshake failed: {e} (a plain-HTTP port, or a self-signed certificate: see --insecure-tls)"
+                ),
+            });
+        }
+        _ => {}
     }
     let plan = Arc::new(plan);
     let start = Instant::now() + Duration::from_millis(20);
@@ -264,7 +278,7 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
     let connection = &mut lane.connection;
     let exchange = async {
         if connection.is_none() {
-            *connection = Some(Connection::open(plan.address, plan.request_timeout).await?);
+            *connection = Some(Connection::open(plan.address, plan.request_timeout, plan.tls.as_deref()).await?);
         }
         connection
             .as_mut()
@@ -302,6 +316,7 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
             return Step::Done;
         }
         Some(Err(Failure::Connect(_))) => ErrorClass::Connect,
+        Some(Err(Failure::Tls(_))) => ErrorClass::Tls,
         Some(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
         None => ErrorClass::Timeout,
     };

@@ -21,6 +21,8 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 pub enum ErrorClass {
     /// Connection refused, unreachable, or connect timed out.
     Connect,
+    /// The TLS handshake failed.
+    Tls,
     /// No complete answer within the request timeout.
     Timeout,
     /// HTTP 503: TorchServe's queue is full or no worker is free.
@@ -52,6 +54,7 @@ impl ErrorClass {
 pub struct ErrorCounts {
     pub total: u64,
     pub connect: u64,
+    pub tls: u64,
     pub timeout: u64,
     pub status_503: u64,
     pub status_4xx: u64,
@@ -65,6 +68,7 @@ impl ErrorCounts {
         self.total += 1;
         let slot = match class {
             ErrorClass::Connect => &mut self.connect,
+            ErrorClass::Tls => &mut self.tls,
             ErrorClass::Timeout => &mut self.timeout,
             ErrorClass::QueueFull => &mut self.status_503,
             ErrorClass::Client => &mut self.status_4xx,
@@ -78,6 +82,7 @@ impl ErrorCounts {
     pub fn merge(&mut self, other: &ErrorCounts) {
         self.total += other.total;
         self.connect += other.connect;
+        self.tls += other.tls;
         self.timeout += other.timeout;
         self.status_503 += other.status_503;
         self.status_4xx += other.status_4xx;

@@ -28,6 +28,7 @@ use crate::bench::{measure_once, Measurement, ServerProbe};
 use crate::config::{self, Assignment};
 use crate::load::request::read_bodies;
 use crate::load::run::resolve;
+use crate::load::tls::{tls_target, Verification};
 use crate::load::{Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule, Stages};
 use crate::objective::Figures;
 use crate::report::{self, Candidate, Report};
@@ -495,7 +496,14 @@ impl Loop<'_> {
                 arrival: Arrival::Constant,
             },
         };
+        // servetune manages this server: a self-signed certificate is expected.
+        let tls = endpoint
+            .tls
+            .then(|| tls_target(&endpoint.host, Verification::Insecure))
+            .transpose()?
+            .map(Arc::new);
         let plan = LoadPlan {
+            tls,
             address: resolve(&endpoint.host, endpoint.port).await?,
             requests: Arc::new(RenderedRequests::render(&spec)),
             schedule,
