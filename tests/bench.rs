@@ -29,15 +29,16 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
-/// The figures an operator relies on are present and sane.
-fn assert_complete(report: &serde_json::Value) {
+/// The figures an operator relies on are present and sane; at least
+/// `min_requests` completed (ResNet-50 on two shared cores manages a few per second).
+fn assert_complete(report: &serde_json::Value, min_requests: f64) {
     let number = |path: &str| {
         report
             .pointer(path)
             .and_then(serde_json::Value::as_f64)
             .unwrap_or_else(|| panic!("{path} missing in {report}"))
     };
-    assert!(number("/requests") > 10.0, "{report}");
+    assert!(number("/requests") >= min_requests, "{report}");
     assert!(number("/throughput_rps") > 1.0);
     let percentiles: Vec<f64> = ["p50", "p90", "p95", "p99", "p999", "max"]
         .iter()
@@ -89,7 +90,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
         "--warmup",
         "1s",
     ]);
-    assert_complete(&closed);
+    assert_complete(&closed, 50.0);
     let open = bench_json(&[
         "--target",
         tiny_target,
@@ -104,7 +105,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
         "--warmup",
         "1s",
     ]);
-    assert_complete(&open);
+    assert_complete(&open, 50.0);
     let rate = open["throughput_rps"].as_f64().unwrap();
     assert!((70.0..130.0).contains(&rate), "Poisson at 100/s over 3 s: {rate}");
 
@@ -120,7 +121,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
         "--warmup",
         "2s",
     ]);
-    assert_complete(&resnet_report);
+    assert_complete(&resnet_report, 3.0);
     assert!(
         resnet_report["latency_ms"]["p50"].as_f64().unwrap()
             > 3.0 * closed["latency_ms"]["p50"].as_f64().unwrap() / 4.0,
