@@ -3,7 +3,8 @@
 //! best γ and the rest; each parameter gets a smoothed level density for
 //! both (a Gaussian kernel over neighbouring levels, since levels are
 //! ordered); candidates drawn from the good density are ranked by
-//! l(x)/g(x) and the best unseen one is proposed. `with_local_steps` mixes
+//! l(x)/g(x) and the best unseen one is proposed (among near-ties, one that
+//! keeps the running config's cold parameters, to save a restart). `with_local_steps` mixes
 //! in hill-climb steps around the incumbent: TPE finds the right region,
 //! the local steps refine it (batch size, delay and workers act smoothly).
 
@@ -125,21 +126,68 @@ impl Strategy for Tpe {
                 )
             })
             .collect();
-        let mut best: Option<(Point, f64)> = None;
+        let mut scored: Vec<(Point, f64)> = Vec::new();
         for _ in 0..self.candidates * 4 {
             let raw: Vec<usize> = models.iter().map(|(l, _)| sample(l, &mut self.rng)).collect();
             let point = space.normalize(&raw);
-            if history.contains(&point) {
+            if history.contains(&point) || scored.iter().any(|(p, _)| *p == point) {
                 continue;
             }
             let score: f64 = models.iter().zip(&point).map(|((l, g), &x)| (l[x] / g[x]).ln()).sum();
-            if best.as_ref().is_none_or(|(_, s)| score > *s) {
-                best = Some((point, score));
-            }
+            scored.push((point, score));
         }
+        let best = prefer_without_restart(space, history.trials().last().map(|t| &t.point), scored);
         match best {
-            Some((point, _)) => Ok(Some(point)),
+            Some(point) => Ok(Some(point)),
             None => Ok(unseen_uniform(space, history, &mut self.rng)),
         }
+    }
+}
+
+/// Scores within this much (log density ratio) of the best count as a tie.
+const SCORE_TIE: f64 = 0.1;
+
+/// The best-scored candidate; among those tied with it, one that keeps the
+/// cold parameters of `last` (the config the server runs), so no restart is
+/// needed. Ties only: the search is not bent, restarts are just avoided
+/// where the model does not care.
+fn prefer_without_restart(space: &Space, last: Option<&Point>, scored: Vec<(Point, f64)>) -> Option<Point> {
+    let top = scored.iter().map(|(_, s)| *s).fold(f64::NEG_INFINITY, f64::max);
+    let tied = scored.iter().filter(|(_, s)| *s >= top - SCORE_TIE);
+    let best = scored
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(p, _)| p.clone())?;
+    let Some(last) = last else { return Some(best) };
+    let mut tied: Vec<&(Point, f64)> = tied.collect();
+    tied.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Some(
+        tied.into_iter()
+            .find(|(p, _)| !space.needs_restart(last, p))
+            .map_or(best, |(p, _)| p.clone()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::test_support::space;
+
+    #[test]
+    fn ties_are_broken_towards_no_restart() {
+        let space = space();
+        // c (the third parameter) is cold.
+        let last = vec![0, 0, 1];
+        let scored = vec![(vec![5, 5, 3], 2.00), (vec![4, 4, 1], 1.95), (vec![1, 1, 1], 0.5)];
+        assert_eq!(
+            prefer_without_restart(&space, Some(&last), scored.clone()),
+            Some(vec![4, 4, 1])
+        );
+        let clear_winner = vec![(vec![5, 5, 3], 3.0), (vec![4, 4, 1], 1.95)];
+        assert_eq!(
+            prefer_without_restart(&space, Some(&last), clear_winner),
+            Some(vec![5, 5, 3])
+        );
+        assert_eq!(prefer_without_restart(&space, None, scored), Some(vec![5, 5, 3]));
     }
 }
