@@ -18,64 +18,63 @@ fn bounds(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     ((min - pad).max(0.0), max + pad)
 }
 
+/// What one scatter plot shows.
+struct Plot {
+    title: &'static str,
+    x_label: &'static str,
+    y_label: &'static str,
+    /// The (x, y) of a candidate.
+    xy: fn(&Figures) -> (f64, f64),
+    /// Draw the feasible throughput/p99 frontier.
+    frontier: bool,
+}
+
 /// Throughput (y) against p99 (x): every candidate, the feasible Pareto
 /// frontier, the SLO line, the baseline and the recommendations.
 pub fn throughput_vs_p99(report: &Report) -> String {
-    let points: Vec<Figures> = report.candidates.iter().map(|c| c.figures).collect();
-    scatter(
+    render(
         report,
-        "Throughput vs p99 (each point a candidate)",
-        "p99 latency (ms)",
-        "throughput (req/s)",
-        &points,
-        |f| (f.p99_ms, f.throughput_rps),
-        true,
+        &Plot {
+            title: "Throughput vs p99 (each point a candidate)",
+            x_label: "p99 latency (ms)",
+            y_label: "throughput (req/s)",
+            xy: |f| (f.p99_ms, f.throughput_rps),
+            frontier: true,
+        },
     )
 }
 
 /// Memory (y) against p99 (x).
 pub fn memory_vs_p99(report: &Report) -> String {
-    let points: Vec<Figures> = report.candidates.iter().map(|c| c.figures).collect();
-    scatter(
+    render(
         report,
-        "Memory vs p99",
-        "p99 latency (ms)",
-        "memory, PSS of the process tree (MB)",
-        &points,
-        |f| (f.p99_ms, f.memory_mb),
-        false,
+        &Plot {
+            title: "Memory vs p99",
+            x_label: "p99 latency (ms)",
+            y_label: "memory, PSS of the process tree (MB)",
+            xy: |f| (f.p99_ms, f.memory_mb),
+            frontier: false,
+        },
     )
 }
 
-fn scatter(
-    report: &Report,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    points: &[Figures],
-    xy: fn(&Figures) -> (f64, f64),
-    frontier: bool,
-) -> String {
+fn render(report: &Report, plot: &Plot) -> String {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let _ = draw(&root, report, title, x_label, y_label, points, xy, frontier);
+        let _ = draw(&root, report, plot);
         let _ = root.present();
     }
     svg
 }
 
-#[allow(clippy::too_many_arguments)]
 fn draw<'a>(
     root: &'a DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     report: &Report,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    points: &[Figures],
-    xy: fn(&Figures) -> (f64, f64),
-    frontier: bool,
+    plot: &Plot,
 ) -> Result<(), Box<dyn std::error::Error + 'a>> {
+    let points: Vec<Figures> = report.candidates.iter().map(|c| c.figures).collect();
+    let (title, x_label, y_label, xy, frontier) = (plot.title, plot.x_label, plot.y_label, plot.xy, plot.frontier);
     root.fill(&WHITE)?;
     let mut all: Vec<(f64, f64)> = points.iter().map(xy).collect();
     all.extend(report.baseline.iter().map(xy));
@@ -151,4 +150,63 @@ fn draw<'a>(
         .border_style(BLACK)
         .draw()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Candidate;
+    use crate::study::StopReason;
+
+    fn figures(throughput_rps: f64, p99_ms: f64) -> Figures {
+        Figures {
+            throughput_rps,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            error_rate: 0.0,
+            memory_mb: 500.0 + p99_ms,
+        }
+    }
+
+    #[test]
+    fn plots_show_candidates_slo_and_frontier() {
+        let candidates = [(100.0, 10.0), (300.0, 30.0), (400.0, 90.0)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, p))| Candidate {
+                point: vec![i],
+                description: format!("c{i}"),
+                figures: figures(t, p),
+                throughput_ci95: None,
+                confirmed: false,
+            })
+            .collect();
+        let report = Report {
+            study: "s".into(),
+            strategy: "grid".into(),
+            stop: StopReason::Budget,
+            trials: 3,
+            failed_trials: 0,
+            elapsed_s: 1.0,
+            budget_s: 2.0,
+            slo_p99_ms: 50.0,
+            baseline: Some(figures(80.0, 40.0)),
+            defaults: None,
+            recommendations: Vec::new(),
+            pareto_front: Vec::new(),
+            candidates,
+            entries: Vec::new(),
+            config_name: "config.properties".into(),
+        };
+        let svg = throughput_vs_p99(&report);
+        assert!(svg.starts_with("<svg") && svg.contains("Throughput vs p99"));
+        assert!(svg.contains("SLO p99 = 50 ms") && svg.contains("Pareto frontier") && svg.contains("baseline"));
+        assert_eq!(
+            svg.matches("<circle").count(),
+            3 + 1,
+            "three candidates and the legend's marker"
+        );
+        let memory = memory_vs_p99(&report);
+        assert!(memory.contains("Memory vs p99") && !memory.contains("Pareto frontier"));
+    }
 }
