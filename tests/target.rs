@@ -137,6 +137,18 @@ fn a_port_in_use_is_refused_and_the_server_stays_up() {
         assert_eq!(deployment.config_bytes(), before, "the config file is unchanged");
         assert_eq!(deployment.jvm(), Some(jvm), "the server was not touched");
         server.wait_ready().await.expect("the server is still ready");
+
+        // Without its pid file (`torchserve --stop` deletes it before the JVM
+        // exits; a servetune killed then leaves it so), the JVM is still
+        // found by its work directory, and stopped for good.
+        std::fs::remove_file(deployment.work_dir().join("tmp/.model_server.pid")).unwrap();
+        assert_eq!(server.running_jvm(), Some(jvm));
+        let tree = servetune::target::process::process_tree(jvm);
+        server.stop().await.expect("stops a JVM found without its pid file");
+        assert!(
+            tree.iter().all(|&pid| !servetune::target::process::is_alive(pid)),
+            "left running: {tree:?}"
+        );
     });
 }
 

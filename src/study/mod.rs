@@ -192,10 +192,17 @@ impl Loop<'_> {
             return Ok(());
         }
         match self.server.spec().control {
-            crate::target::Control::Managed { .. } if self.server.running_jvm().is_none() => {
-                self.server.start().await.context("starting TorchServe for the study")?;
+            // Not ready: not running, starting, or stopping (a study killed
+            // mid-restart). A restart waits for any JVM left and starts afresh.
+            crate::target::Control::Managed { .. } => {
+                self.server
+                    .restart()
+                    .await
+                    .context("starting TorchServe for the study")?;
             }
-            _ => self.server.wait_ready().await.context("TorchServe is not ready")?,
+            crate::target::Control::RestartCommand { .. } => {
+                self.server.wait_ready().await.context("TorchServe is not ready")?;
+            }
         }
         Ok(())
     }

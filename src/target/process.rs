@@ -16,6 +16,21 @@ pub fn running_jvm(tmp_dir: &Path) -> Option<i32> {
     (is_alive(pid) && cmdline.iter().any(|arg| arg == MODEL_SERVER_CLASS)).then_some(pid)
 }
 
+/// A TorchServe JVM whose working directory is `work_dir`: found even when
+/// its pid file is gone (`torchserve --stop` deletes the file at once, while
+/// the JVM takes seconds to exit and still holds its ports).
+pub fn jvm_in(work_dir: &Path) -> Option<i32> {
+    let work_dir = work_dir.canonicalize().ok()?;
+    procfs::process::all_processes()
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|process| {
+            let is_server = process.cmdline().ok()?.iter().any(|arg| arg == MODEL_SERVER_CLASS);
+            let here = process.cwd().ok()? == work_dir;
+            (is_server && here && is_alive(process.pid)).then_some(process.pid)
+        })
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn is_alive(pid: i32) -> bool {
     procfs::process::Process::new(pid)

@@ -77,9 +77,11 @@ impl TorchServe {
         self.work_dir().map(|dir| dir.join("logs").join("console.log"))
     }
 
-    /// The JVM of a managed server, when it is running.
+    /// The JVM of a managed server, when it is running: the one its pid file
+    /// names, else one still running in its work directory (a stop in
+    /// progress, or a servetune killed mid-restart).
     pub fn running_jvm(&self) -> Option<i32> {
-        process::running_jvm(&self.tmp_dir()?)
+        process::running_jvm(&self.tmp_dir()?).or_else(|| process::jvm_in(self.work_dir()?))
     }
 
     /// Fails with a clear error when a port the config names is taken.
@@ -212,10 +214,10 @@ impl TorchServe {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        match tokio::time::timeout(Duration::from_secs(30), stop).await {
-            Ok(Ok(status)) if status.success() => {}
-            _ => process::signal(jvm, libc::SIGTERM),
-        }
+        // `--stop` only knows the JVM its pid file names; SIGTERM, what it
+        // sends, reaches one found by its work directory too.
+        let _ = tokio::time::timeout(Duration::from_secs(30), stop).await;
+        process::signal(jvm, libc::SIGTERM);
         let left = process::wait_all_exit(&tree, self.spec.stop_timeout).await;
         if !left.is_empty() {
             tracing::warn!(

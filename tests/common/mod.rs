@@ -177,7 +177,7 @@ impl Deployment {
     }
 
     pub fn jvm(&self) -> Option<i32> {
-        process::running_jvm(&self.work_dir().join("tmp"))
+        process::running_jvm(&self.work_dir().join("tmp")).or_else(|| process::jvm_in(&self.work_dir()))
     }
 
     pub fn config_bytes(&self) -> Vec<u8> {
