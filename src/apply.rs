@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use crate::config::{
     self, Assignment, ConfigError, ConfigFile, ModelField, Models, Properties, SettingKey, MODELS_KEY,
 };
-use crate::target::api::Registration;
-use crate::target::{Endpoints, ModelStatus, TargetError, TorchServe, TorchServeApi};
+use crate::server::api::Registration;
+use crate::server::{Endpoints, ModelStatus, ServerError, TorchServe, TorchServeApi};
 
 /// Why an apply failed, and what state it left behind.
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +23,15 @@ pub enum ApplyError {
     #[error("{0}\n(nothing was changed)")]
     Refused(String),
     #[error(transparent)]
-    Target(#[from] TargetError),
+    Target(#[from] ServerError),
     #[error("{cause}\n{config} was put back as it was, and TorchServe is running on it again", config = .config.display())]
-    RolledBack { cause: Box<TargetError>, config: PathBuf },
+    RolledBack { cause: Box<ServerError>, config: PathBuf },
     #[error(
         "{cause}\nservetune put {config} back as it was, but bringing TorchServe back on it also failed: {rollback}",
         config = .config.display()
     )]
     RollbackFailed {
-        cause: Box<TargetError>,
+        cause: Box<ServerError>,
         config: PathBuf,
         rollback: String,
     },
@@ -132,8 +132,8 @@ pub async fn apply_with_restart(server: &TorchServe, mut edit: Edit) -> Result<(
 /// the server running on them; says which of the two failed, if any.
 async fn roll_back(
     edit: &mut Edit,
-    cause: TargetError,
-    bring_back: impl std::future::Future<Output = Result<(), TargetError>>,
+    cause: ServerError,
+    bring_back: impl std::future::Future<Output = Result<(), ServerError>>,
 ) -> ApplyError {
     let config = edit.file.path().to_path_buf();
     let cause = Box::new(cause);
@@ -164,7 +164,7 @@ fn check_new_ports_free(server: &TorchServe, edit: &Edit) -> Result<(), ApplyErr
         }
         if std::net::TcpListener::bind((host.as_str(), port)).is_err() {
             return Err(ApplyError::Refused(
-                TargetError::PortInUse {
+                ServerError::PortInUse {
                     property,
                     port,
                     config: server.spec().config.clone(),
@@ -288,7 +288,7 @@ async fn move_model(
     status: &ModelStatus,
     from: LiveSettings,
     to: LiveSettings,
-) -> Result<(), TargetError> {
+) -> Result<(), ServerError> {
     if to.needs_registration(&from) {
         api.unregister(&status.model_name, &status.model_version).await?;
         api.register(&registration(status, to)).await?;
@@ -304,7 +304,7 @@ async fn move_model(
 
 /// Brings one model back to `settings`, whether or not it is still registered
 /// (a failed re-registration leaves it unregistered).
-async fn put_model_back(api: &TorchServeApi, status: &ModelStatus, settings: LiveSettings) -> Result<(), TargetError> {
+async fn put_model_back(api: &TorchServeApi, status: &ModelStatus, settings: LiveSettings) -> Result<(), ServerError> {
     match api.describe_model(&status.model_name).await {
         Ok(now) => move_model(api, status, LiveSettings::of(&now), settings).await,
         Err(_) => {

@@ -1,7 +1,7 @@
 //! servetune: finds the best settings of a model-serving stack by experiment.
 //!
 //! The modules follow the pipeline (see DESIGN.md): `config` edits the
-//! server's files losslessly, `target` runs and reconfigures the server,
+//! server's files losslessly, `server` runs and reconfigures the server,
 //! `apply` ties the two together with rollback, `cli` is the command line.
 
 pub mod apply;
@@ -14,6 +14,6 @@ pub mod objective;
 pub mod replay;
 pub mod report;
 pub mod search;
+pub mod server;
 pub mod space;
 pub mod study;
-pub mod target;

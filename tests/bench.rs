@@ -12,7 +12,7 @@ use servetune::bench::ServerProbe;
 use servetune::load::request::read_bodies;
 use servetune::load::run::resolve;
 use servetune::load::{Arrival, Endpoint, LoadPlan, RenderedRequests, RequestSpec, Schedule};
-use servetune::target::Keys;
+use servetune::server::Keys;
 use tokio_util::sync::CancellationToken;
 
 fn bench_json(args: &[&str]) -> serde_json::Value {

@@ -20,7 +20,7 @@ use crate::load::request::{parse_header, read_bodies};
 use crate::load::run::resolve;
 use crate::load::tls::{tls_target, Verification};
 use crate::load::{Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule, Stages};
-use crate::target::{TargetSpec, TorchServe};
+use crate::server::{TargetSpec, TorchServe};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::apply::{self, Edit};
 use crate::config::{self, Assignment, RestoreOutcome};
-use crate::target::{TargetSpec, TorchServe};
+use crate::server::{TargetSpec, TorchServe};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -2,7 +2,7 @@
 //!
 //! Owns: parsing and editing `config.properties` (including the `models={…}`
 //! JSON value), the `--set` assignment syntax, and safe writes with backup and
-//! restore. It never talks to a server; `apply` and `target` call it.
+//! restore. It never talks to a server; `apply` and `server` call it.
 
 pub mod assignment;
 pub mod escape;

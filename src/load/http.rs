@@ -6,7 +6,7 @@
 //! Why not reqwest/hyper's client here: the generator shares two cores with
 //! the server under test, and per-request work must stay near what wrk does
 //! (one write, usually one read, one header parse). reqwest is used for the
-//! control-plane calls in `target`.
+//! control-plane calls in `server`.
 
 use std::io;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::target::process::process_tree;
+use crate::server::process::process_tree;
 
 /// One sample of the tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

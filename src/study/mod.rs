@@ -33,8 +33,8 @@ use crate::load::{Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, Reque
 use crate::objective::Figures;
 use crate::report::{self, Candidate, Report};
 use crate::search::{make_strategy, History, Strategy, Trial, FAILED_LOSS};
+use crate::server::{TargetSpec, TorchServe};
 use crate::space::{load_space, Point, Space};
-use crate::target::{TargetSpec, TorchServe};
 use journal::{Entry, Journal, TrialKind};
 use settings::{Offered, Settings};
 
@@ -194,13 +194,13 @@ impl Loop<'_> {
         match self.server.spec().control {
             // Not ready: not running, starting, or stopping (a study killed
             // mid-restart). A restart waits for any JVM left and starts afresh.
-            crate::target::Control::Managed { .. } => {
+            crate::server::Control::Managed { .. } => {
                 self.server
                     .restart()
                     .await
                     .context("starting TorchServe for the study")?;
             }
-            crate::target::Control::RestartCommand { .. } => {
+            crate::server::Control::RestartCommand { .. } => {
                 self.server.wait_ready().await.context("TorchServe is not ready")?;
             }
         }

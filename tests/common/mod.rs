@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use servetune::target::{process, TargetSpec, TorchServe};
+use servetune::server::{process, TargetSpec, TorchServe};
 
 /// What the setup script provisions.
 pub struct Provisioned {

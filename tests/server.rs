@@ -7,7 +7,7 @@ mod common;
 
 use servetune::apply::{self, ApplyError, Edit};
 use servetune::config::Assignment;
-use servetune::target::{process, Keys, TorchServe};
+use servetune::server::{process, Keys, TorchServe};
 
 fn assignments(items: &[&str]) -> Vec<Assignment> {
     items.iter().map(|item| item.parse().unwrap()).collect()
@@ -143,10 +143,10 @@ fn a_port_in_use_is_refused_and_the_server_stays_up() {
         // found by its work directory, and stopped for good.
         std::fs::remove_file(deployment.work_dir().join("tmp/.model_server.pid")).unwrap();
         assert_eq!(server.running_jvm(), Some(jvm));
-        let tree = servetune::target::process::process_tree(jvm);
+        let tree = servetune::server::process::process_tree(jvm);
         server.stop().await.expect("stops a JVM found without its pid file");
         assert!(
-            tree.iter().all(|&pid| !servetune::target::process::is_alive(pid)),
+            tree.iter().all(|&pid| !servetune::server::process::is_alive(pid)),
             "left running: {tree:?}"
         );
     });

@@ -24,7 +24,7 @@ pub use torchserve::TorchServe;
 
 /// What went wrong with the server.
 #[derive(Debug, thiserror::Error)]
-pub enum TargetError {
+pub enum ServerError {
     #[error("{path}: {reason}", path = .path.display())]
     Spec { path: PathBuf, reason: String },
     #[error("{0}")]

@@ -20,7 +20,7 @@ use super::api::TorchServeApi;
 use super::endpoints::Endpoints;
 use super::process;
 use super::spec::{Control, TargetSpec};
-use super::TargetError;
+use super::ServerError;
 use crate::config;
 
 /// How long the launcher script may take to fork the JVM.
@@ -50,13 +50,13 @@ impl TorchServe {
     }
 
     /// The addresses and switches of the config file as it is now.
-    pub fn endpoints(&self) -> Result<Endpoints, TargetError> {
+    pub fn endpoints(&self) -> Result<Endpoints, ServerError> {
         let (_, props) = config::read_properties(&self.spec.config)?;
         Ok(Endpoints::from_properties(&props))
     }
 
     /// An API client for the config file as it is now.
-    pub fn api(&self) -> Result<TorchServeApi, TargetError> {
+    pub fn api(&self) -> Result<TorchServeApi, ServerError> {
         Ok(TorchServeApi::new(self.endpoints()?, self.spec.key_file.clone()))
     }
 
@@ -85,10 +85,10 @@ impl TorchServe {
     }
 
     /// Fails with a clear error when a port the config names is taken.
-    pub fn check_ports_free(&self, endpoints: &Endpoints) -> Result<(), TargetError> {
+    pub fn check_ports_free(&self, endpoints: &Endpoints) -> Result<(), ServerError> {
         for (property, host, port) in endpoints.bound_ports() {
             if std::net::TcpListener::bind((host.as_str(), port)).is_err() {
-                return Err(TargetError::PortInUse {
+                return Err(ServerError::PortInUse {
                     property,
                     port,
                     config: self.spec.config.clone(),
@@ -100,7 +100,7 @@ impl TorchServe {
 
     /// Starts a managed TorchServe and waits until it is ready. On failure
     /// nothing of it is left running, and the error carries its log's tail.
-    pub async fn start(&self) -> Result<(), TargetError> {
+    pub async fn start(&self) -> Result<(), ServerError> {
         let Control::Managed {
             torchserve,
             model_store,
@@ -108,12 +108,12 @@ impl TorchServe {
             extra_args,
         } = &self.spec.control
         else {
-            return Err(TargetError::Unsupported(
+            return Err(ServerError::Unsupported(
                 "this target is restarted by its restart_command; servetune does not start it".into(),
             ));
         };
         if let Some(pid) = self.running_jvm() {
-            return Err(TargetError::Unsupported(format!(
+            return Err(ServerError::Unsupported(format!(
                 "TorchServe is already running (pid {pid}); stop it first"
             )));
         }
@@ -121,17 +121,17 @@ impl TorchServe {
         let tmp_dir = work_dir.join("tmp");
         let log_dir = work_dir.join("logs");
         for dir in [&tmp_dir, &log_dir] {
-            std::fs::create_dir_all(dir).map_err(|e| TargetError::Spawn {
+            std::fs::create_dir_all(dir).map_err(|e| ServerError::Spawn {
                 program: torchserve.display().to_string(),
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
         let console_path = log_dir.join("console.log");
-        let console = std::fs::File::create(&console_path).map_err(|e| TargetError::Spawn {
+        let console = std::fs::File::create(&console_path).map_err(|e| ServerError::Spawn {
             program: torchserve.display().to_string(),
             reason: format!("cannot create {}: {e}", console_path.display()),
         })?;
-        let console_err = console.try_clone().map_err(|e| TargetError::Spawn {
+        let console_err = console.try_clone().map_err(|e| ServerError::Spawn {
             program: torchserve.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -154,12 +154,12 @@ impl TorchServe {
             .process_group(0)
             .kill_on_drop(false)
             .spawn()
-            .map_err(|e| TargetError::Spawn {
+            .map_err(|e| ServerError::Spawn {
                 program: torchserve.display().to_string(),
                 reason: e.to_string(),
             })?;
         let status = tokio::time::timeout(LAUNCHER_TIMEOUT, launcher.wait()).await;
-        let failed = |reason: String| TargetError::StartFailed {
+        let failed = |reason: String| ServerError::StartFailed {
             what: "starting TorchServe".into(),
             reason,
             log: console_path.clone(),
@@ -191,12 +191,12 @@ impl TorchServe {
 
     /// Stops a managed TorchServe: `torchserve --stop`, then waits (bounded)
     /// until the JVM and every worker are gone, then kills what is left.
-    pub async fn stop(&self) -> Result<(), TargetError> {
+    pub async fn stop(&self) -> Result<(), ServerError> {
         let Control::Managed {
             torchserve, work_dir, ..
         } = &self.spec.control
         else {
-            return Err(TargetError::Unsupported(
+            return Err(ServerError::Unsupported(
                 "this target is restarted by its restart_command; servetune does not stop it".into(),
             ));
         };
@@ -231,7 +231,7 @@ impl TorchServe {
             }
             let still = process::wait_all_exit(&left, Duration::from_secs(10)).await;
             if !still.is_empty() {
-                return Err(TargetError::Unsupported(format!(
+                return Err(ServerError::Unsupported(format!(
                     "TorchServe processes {still:?} survived SIGKILL"
                 )));
             }
@@ -243,7 +243,7 @@ impl TorchServe {
 
     /// Restarts the server and waits until it is ready: stop and start in
     /// managed mode, the configured argv in production mode.
-    pub async fn restart(&self) -> Result<(), TargetError> {
+    pub async fn restart(&self) -> Result<(), ServerError> {
         match &self.spec.control {
             Control::Managed { .. } => {
                 self.stop().await?;
@@ -254,16 +254,16 @@ impl TorchServe {
                 let status = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output();
                 let output = tokio::time::timeout(self.spec.ready_timeout, status)
                     .await
-                    .map_err(|_| TargetError::Spawn {
+                    .map_err(|_| ServerError::Spawn {
                         program: argv.join(" "),
                         reason: format!("did not finish within {:?}", self.spec.ready_timeout),
                     })?
-                    .map_err(|e| TargetError::Spawn {
+                    .map_err(|e| ServerError::Spawn {
                         program: argv.join(" "),
                         reason: e.to_string(),
                     })?;
                 if !output.status.success() {
-                    return Err(TargetError::Spawn {
+                    return Err(ServerError::Spawn {
                         program: argv.join(" "),
                         reason: format!(
                             "exited with {}: {}",
@@ -286,14 +286,14 @@ impl TorchServe {
     }
 
     /// Waits until `/ping` is healthy and every model's workers are READY.
-    pub async fn wait_ready(&self) -> Result<(), TargetError> {
+    pub async fn wait_ready(&self) -> Result<(), ServerError> {
         let timeout = self.spec.ready_timeout;
         let deadline = Instant::now() + timeout;
         let api = self.api()?;
         let log = self.console_log().unwrap_or_default();
         loop {
             if self.work_dir().is_some() && self.running_jvm().is_none() {
-                return Err(TargetError::StartFailed {
+                return Err(ServerError::StartFailed {
                     what: "starting TorchServe".into(),
                     reason: "the JVM exited".into(),
                     tail: process::tail(&log, LOG_TAIL_LINES),
@@ -306,7 +306,7 @@ impl TorchServe {
                 Err(error) => error.to_string(),
             };
             if Instant::now() >= deadline {
-                return Err(TargetError::NotReady {
+                return Err(ServerError::NotReady {
                     timeout,
                     state,
                     tail: process::tail(&log, LOG_TAIL_LINES),
@@ -318,7 +318,7 @@ impl TorchServe {
     }
 }
 
-async fn probe(api: &TorchServeApi) -> Result<Probe, TargetError> {
+async fn probe(api: &TorchServeApi) -> Result<Probe, ServerError> {
     if !api.ping().await? {
         return Ok(Probe::NotYet("/ping is not healthy yet".into()));
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::TargetError;
+use super::ServerError;
 
 /// The file as written (syntax only).
 #[derive(Debug, Deserialize)]
@@ -68,8 +68,8 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 impl TargetSpec {
     /// Reads and validates a target file; errors name the file (and the line
     /// for syntax errors).
-    pub fn load(path: &Path) -> Result<Self, TargetError> {
-        let invalid = |reason: String| TargetError::Spec {
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let invalid = |reason: String| ServerError::Spec {
             path: path.to_path_buf(),
             reason,
         };
@@ -148,7 +148,7 @@ fn absolute(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<TargetSpec, TargetError> {
+    fn load(text: &str) -> Result<TargetSpec, ServerError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("target.toml");
         std::fs::write(&path, text).unwrap();

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::auth::Keys;
 use super::endpoints::Endpoints;
-use super::TargetError;
+use super::ServerError;
 
 /// Which API a call goes to (and so which key it carries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +120,11 @@ impl TorchServeApi {
     }
 
     /// The current inference key (for a load generator's bearer header).
-    pub fn inference_key(&self) -> Result<Option<String>, TargetError> {
+    pub fn inference_key(&self) -> Result<Option<String>, ServerError> {
         Ok(self.keys(false)?.map(|k| k.inference))
     }
 
-    fn keys(&self, reload: bool) -> Result<Option<Keys>, TargetError> {
+    fn keys(&self, reload: bool) -> Result<Option<Keys>, ServerError> {
         let Some(path) = &self.key_file else {
             return Ok(None);
         };
@@ -135,7 +135,7 @@ impl TorchServeApi {
         Ok(cached.clone())
     }
 
-    async fn call(&self, api: Api, method: Method, path_and_query: &str) -> Result<(StatusCode, String), TargetError> {
+    async fn call(&self, api: Api, method: Method, path_and_query: &str) -> Result<(StatusCode, String), ServerError> {
         let base = match api {
             Api::Inference => self.endpoints.inference.base_url(),
             Api::Management => self.endpoints.management.base_url(),
@@ -150,7 +150,7 @@ impl TorchServeApi {
                 };
                 request = request.bearer_auth(key);
             }
-            let response = request.send().await.map_err(|e| TargetError::Unreachable {
+            let response = request.send().await.map_err(|e| ServerError::Unreachable {
                 url: url.clone(),
                 reason: e.without_url().to_string(),
             })?;
@@ -162,19 +162,19 @@ impl TorchServeApi {
                 continue;
             }
             if key_rejected {
-                return Err(TargetError::KeyRejected { url });
+                return Err(ServerError::KeyRejected { url });
             }
             return Ok((status, body));
         }
         unreachable!("the loop returns on its second attempt")
     }
 
-    async fn call_ok(&self, api: Api, method: Method, path_and_query: &str) -> Result<String, TargetError> {
+    async fn call_ok(&self, api: Api, method: Method, path_and_query: &str) -> Result<String, ServerError> {
         let (status, body) = self.call(api, method.clone(), path_and_query).await?;
         if status.is_success() {
             Ok(body)
         } else {
-            Err(TargetError::Api {
+            Err(ServerError::Api {
                 method: method.to_string(),
                 path: path_and_query.to_string(),
                 status: status.as_u16(),
@@ -184,13 +184,13 @@ impl TorchServeApi {
     }
 
     /// `GET /ping` answers "Healthy".
-    pub async fn ping(&self) -> Result<bool, TargetError> {
+    pub async fn ping(&self) -> Result<bool, ServerError> {
         let (status, body) = self.call(Api::Inference, Method::GET, "/ping").await?;
         Ok(status.is_success() && body.contains("Healthy"))
     }
 
     /// Names of every registered model.
-    pub async fn list_models(&self) -> Result<Vec<String>, TargetError> {
+    pub async fn list_models(&self) -> Result<Vec<String>, ServerError> {
         let mut names = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -199,7 +199,7 @@ impl TorchServeApi {
                 None => "/models?limit=100".to_string(),
             };
             let body = self.call_ok(Api::Management, Method::GET, &path).await?;
-            let page: ModelList = serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+            let page: ModelList = serde_json::from_str(&body).map_err(|e| ServerError::Protocol {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
@@ -212,15 +212,15 @@ impl TorchServeApi {
     }
 
     /// `GET /models/{model}`: the default version's live settings and workers.
-    pub async fn describe_model(&self, model: &str) -> Result<ModelStatus, TargetError> {
+    pub async fn describe_model(&self, model: &str) -> Result<ModelStatus, ServerError> {
         let path = format!("/models/{model}");
         let body = self.call_ok(Api::Management, Method::GET, &path).await?;
-        let mut versions: Vec<ModelStatus> = serde_json::from_str(&body).map_err(|e| TargetError::Protocol {
+        let mut versions: Vec<ModelStatus> = serde_json::from_str(&body).map_err(|e| ServerError::Protocol {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         if versions.is_empty() {
-            return Err(TargetError::Protocol {
+            return Err(ServerError::Protocol {
                 path,
                 reason: "no model version in the answer".into(),
             });
@@ -229,19 +229,19 @@ impl TorchServeApi {
     }
 
     /// `PUT /models/{model}?min_worker=…&max_worker=…&synchronous=true`.
-    pub async fn scale_workers(&self, model: &str, min_workers: u32, max_workers: u32) -> Result<(), TargetError> {
+    pub async fn scale_workers(&self, model: &str, min_workers: u32, max_workers: u32) -> Result<(), ServerError> {
         let path = format!("/models/{model}?min_worker={min_workers}&max_worker={max_workers}&synchronous=true");
         self.call_ok(Api::Management, Method::PUT, &path).await.map(drop)
     }
 
     /// `DELETE /models/{model}/{version}` (needs `enable_model_api=true`).
-    pub async fn unregister(&self, model: &str, version: &str) -> Result<(), TargetError> {
+    pub async fn unregister(&self, model: &str, version: &str) -> Result<(), ServerError> {
         let path = format!("/models/{model}/{version}");
         self.call_ok(Api::Management, Method::DELETE, &path).await.map(drop)
     }
 
     /// `POST /models?…&synchronous=true` (needs `enable_model_api=true`).
-    pub async fn register(&self, registration: &Registration) -> Result<(), TargetError> {
+    pub async fn register(&self, registration: &Registration) -> Result<(), ServerError> {
         let mut path = format!(
             "/models?url={}&model_name={}&batch_size={}&max_batch_delay={}&initial_workers={}&synchronous=true",
             registration.url,

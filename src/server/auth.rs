@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::TargetError;
+use super::ServerError;
 
 #[derive(Deserialize)]
 struct KeyEntry {
@@ -40,12 +40,12 @@ impl fmt::Debug for Keys {
 }
 
 impl Keys {
-    pub fn read(path: &Path) -> Result<Self, TargetError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TargetError::KeyFile {
+    pub fn read(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServerError::KeyFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let file: KeyFile = serde_json::from_str(&text).map_err(|e| TargetError::KeyFile {
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| ServerError::KeyFile {
             path: path.to_path_buf(),
             reason: format!("not a TorchServe key file: {e}"),
         })?;
