@@ -1,7 +1,8 @@
 //! The config editor against references: Java's own `java.util.Properties`
 //! (run from `tests/java/DumpProperties.java`) and the `java-properties`
-//! crate, on the fixture corpus and on generated documents; and the promise
-//! that an edit leaves every other byte of the file as it was.
+//! crate, on the fixture corpus and on generated documents; the promise
+//! that an edit leaves every other byte of the file as it was; and that a
+//! field set in `models={…}` keeps the JSON's layout, changing only its line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -361,5 +362,347 @@ proptest! {
             .collect();
         let reparsed = Properties::parse(props.as_bytes().to_vec()).unwrap();
         prop_assert_eq!(reparsed.get("models"), Some(expected.as_str()));
+    }
+}
+
+// ---- models={…}: edits in place ------------------------------------------
+
+/// A JSON value before layout.
+#[derive(Debug, Clone)]
+enum Json {
+    Scalar(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+/// Random whitespace for the renderer, read from a stream of choices.
+struct Layout {
+    choices: Vec<u8>,
+    next: usize,
+}
+
+impl Layout {
+    fn choose(&mut self) -> u8 {
+        let choice = self.choices[self.next % self.choices.len()];
+        self.next += 1;
+        choice
+    }
+
+    /// Whitespace between tokens: nothing, blanks, or continuations
+    /// (backslash, any line end, indentation).
+    fn gap(&mut self) -> String {
+        match self.choose() % 16 {
+            0..=5 => String::new(),
+            6..=8 => " ".into(),
+            9 => "  ".into(),
+            choice => {
+                let mut gap = String::new();
+                let lines = if choice == 15 { 2 } else { 1 };
+                for _ in 0..lines {
+                    let eol = ["\n", "\n", "\r\n", "\r"][usize::from(self.choose() % 4)];
+                    let indent = ["", "  ", "    ", "      ", "\t", " \t"][usize::from(self.choose() % 6)];
+                    gap.push_str(&format!("\\{eol}{indent}"));
+                }
+                gap
+            }
+        }
+    }
+
+    /// Spacing around a member's `:`, kept on the line so that a field and
+    /// its value share one line.
+    fn tight(&mut self) -> &'static str {
+        ["", " ", "  "][usize::from(self.choose() % 3)]
+    }
+
+    fn render(&mut self, json: &Json, out: &mut String) {
+        match json {
+            Json::Scalar(text) => out.push_str(text),
+            Json::Array(items) => {
+                out.push('[');
+                for (index, item) in items.iter().enumerate() {
+                    out.push_str(&self.gap());
+                    self.render(item, out);
+                    out.push_str(&self.gap());
+                    if index + 1 < items.len() {
+                        out.push(',');
+                    }
+                }
+                out.push(']');
+            }
+            Json::Object(members) => {
+                out.push('{');
+                for (index, (key, value)) in members.iter().enumerate() {
+                    out.push_str(&self.gap());
+                    out.push_str(&format!("\"{key}\"{}:{}", self.tight(), self.tight()));
+                    self.render(value, out);
+                    out.push_str(&self.gap());
+                    if index + 1 < members.len() {
+                        out.push(',');
+                    }
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+const NUMERIC_FIELDS: [&str; 6] = [
+    "minWorkers",
+    "maxWorkers",
+    "batchSize",
+    "maxBatchDelay",
+    "responseTimeout",
+    "startupTimeout",
+];
+
+/// Values of fields servetune does not know, to be skipped over.
+fn extra_value() -> impl Strategy<Value = Json> {
+    let scalar = |text: &str| Json::Scalar(text.to_string());
+    prop::sample::select(vec![
+        Json::Array(vec![scalar("1"), scalar("2")]),
+        Json::Object(vec![("k".into(), Json::Array(vec![scalar("true"), scalar("null")]))]),
+        Json::Array(vec![]),
+        Json::Object(vec![]),
+        scalar("\"a b: c\""),
+        scalar("-1.5e3"),
+    ])
+}
+
+/// One version's fields: a marName and at least one more member, so that a
+/// field added to it has a layout to copy.
+fn version_fields() -> impl Strategy<Value = Vec<(String, Json)>> {
+    (
+        "[a-z]{1,6}",
+        prop::sample::subsequence(NUMERIC_FIELDS.to_vec(), 1..=4),
+        prop::collection::vec(1u32..1000, 4),
+        prop::option::of(extra_value()),
+    )
+        .prop_map(|(mar, fields, values, extra)| {
+            let mut members = vec![("marName".to_string(), Json::Scalar(format!("\"{mar}.mar\"")))];
+            for (field, value) in fields.iter().zip(values) {
+                members.push((field.to_string(), Json::Scalar(value.to_string())));
+            }
+            members.extend(extra.map(|value| ("extra".to_string(), value)));
+            members
+        })
+        .prop_shuffle()
+}
+
+/// One model: one to three versions, one marked default when there are several.
+fn model_versions() -> impl Strategy<Value = Json> {
+    (
+        prop::collection::vec(version_fields(), 1..=3),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(versions, default, mark_single)| {
+            let (count, default) = (versions.len(), default.index(versions.len()));
+            let members = versions
+                .into_iter()
+                .enumerate()
+                .map(|(index, mut fields)| {
+                    if index == default && (mark_single || count > 1) {
+                        fields.insert(0, ("defaultVersion".to_string(), Json::Scalar("true".into())));
+                    }
+                    (format!("{}.0", index + 1), Json::Object(fields))
+                })
+                .collect();
+            Json::Object(members)
+        })
+}
+
+fn models_json() -> impl Strategy<Value = Json> {
+    prop::collection::btree_map("[a-z]{1,4}(\\.[a-z]{1,2})?", model_versions(), 1..=3)
+        .prop_map(|models| Json::Object(models.into_iter().collect()))
+}
+
+/// `models=` laid out at random between two other entries.
+fn laid_out_models() -> impl Strategy<Value = String> {
+    (models_json(), prop::collection::vec(any::<u8>(), 256), line_ending()).prop_map(|(json, choices, eol)| {
+        let mut layout = Layout { choices, next: 0 };
+        let mut text = format!("a=1{eol}models={}", layout.gap());
+        layout.render(&json, &mut text);
+        text.push_str(&layout.gap());
+        if text.ends_with('\r') && eol.starts_with('\n') {
+            // `\r` and `\n` would read as one line end, continuing `models=`.
+            text.push(' ');
+        }
+        text.push_str(&format!("{eol}# end{eol}"));
+        text
+    })
+}
+
+/// One `--set` of a model field: the model (by index), the field and its value.
+fn model_field_set() -> impl Strategy<Value = (prop::sample::Index, &'static str, String)> {
+    let numeric = (prop::sample::select(NUMERIC_FIELDS.to_vec()), 1u32..1000).prop_map(|(f, v)| (f, v.to_string()));
+    let mar = "[a-z]{1,6}".prop_map(|name| ("marName", format!("{name}.mar")));
+    let default = Just(("defaultVersion", "true".to_string()));
+    (
+        any::<prop::sample::Index>(),
+        prop_oneof![6 => numeric, 2 => mar, 1 => default],
+    )
+        .prop_map(|(model, (field, value))| (model, field, value))
+}
+
+/// Natural lines, terminators (`\n`, `\r\n`, `\r`) included.
+fn natural_lines(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut lines = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        at += match (bytes[at], bytes.get(at + 1)) {
+            (b'\r', Some(b'\n')) => 2,
+            _ => 1,
+        };
+        if matches!(bytes[at - 1], b'\n' | b'\r') {
+            lines.push(&text[start..at]);
+            start = at;
+        }
+    }
+    if start < text.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
+/// The lines of `before` and `after` that differ, once the longest common
+/// head and tail are set aside.
+fn changed_lines<'a>(before: &'a str, after: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (a, b) = (natural_lines(before), natural_lines(after));
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (a[head..a.len() - tail].to_vec(), b[head..b.len() - tail].to_vec())
+}
+
+/// What `after` adds to `before`, when it only adds bytes at one place.
+fn inserted<'a>(before: &str, after: &'a str) -> Option<&'a str> {
+    let extra = after.len().checked_sub(before.len())?;
+    let head = before.bytes().zip(after.bytes()).take_while(|(a, b)| a == b).count();
+    (after[head + extra..] == before[head..]).then(|| &after[head..head + extra])
+}
+
+/// Whether `added` is `"field": value` with nothing but a comma and
+/// layout (blanks, continuations) around it.
+fn is_new_member(added: &str, quoted: &str, literal: &str) -> bool {
+    let layout = |text: &str| text.bytes().all(|b| b" \t\r\n,\\".contains(&b));
+    let Some((lead, rest)) = added.split_once(quoted) else {
+        return false;
+    };
+    let tail = rest
+        .trim_start_matches(' ')
+        .strip_prefix(':')
+        .and_then(|rest| rest.trim_start_matches(' ').strip_prefix(literal));
+    added.contains(',') && layout(lead) && tail.is_some_and(layout)
+}
+
+fn decoded_models(text: &str) -> servetune::config::Models {
+    let props = Properties::parse(text.as_bytes().to_vec()).expect("the document parses");
+    servetune::config::Models::parse(props.get("models").expect("models= is there")).expect("models= decodes")
+}
+
+fn apply(text: &str, sets: &[String]) -> String {
+    let mut props = Properties::parse(text.as_bytes().to_vec()).expect("the document parses");
+    let assignments: Vec<servetune::config::Assignment> =
+        sets.iter().map(|set| set.parse().expect("a valid --set")).collect();
+    servetune::config::apply_assignments(&mut props, &assignments).expect("the assignments apply");
+    String::from_utf8(props.into_bytes()).expect("the document stays ASCII")
+}
+
+/// TorchServe's documented example, edited in place: Java reads the JSON we
+/// meant, and the file changes by one line per field.
+#[test]
+fn model_field_edits_in_place_are_read_back_by_java() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/properties/torchserve-docs.properties");
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    for eol in ["\n", "\r\n"] {
+        let text = text.replace('\n', eol);
+        let sets: Vec<String> = [
+            "models.noop.batchSize=2",
+            "models.vgg16.marName=vgg.mar",
+            "models.vgg16.startupTimeout=300",
+            "models.noop.maxWorkers=3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let edited = apply(&text, &sets);
+        let mut expected = text
+            .replace("\"batchSize\": 4,", "\"batchSize\": 2,")
+            .replace("\"vgg16.mar\"", "\"vgg.mar\"")
+            .replace("\"maxWorkers\": 1,", "\"maxWorkers\": 3,");
+        let last = "\"responseTimeout\": 120";
+        let at = expected.rfind(last).unwrap() + last.len();
+        expected.insert_str(at, &format!(",\\{eol}        \"startupTimeout\": 300"));
+        assert_eq!(edited, expected);
+
+        let mut want = decoded_models(&text);
+        for set in &sets {
+            let (key, value) = set.split_once('=').unwrap();
+            let (model, field) = key["models.".len()..].split_once('.').unwrap();
+            let field = servetune::config::ModelField::from_name(field).unwrap();
+            want.set_field(model, field, field.parse_value(value).unwrap()).unwrap();
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("edited.properties");
+        std::fs::write(&path, &edited).unwrap();
+        let java = java_reference(std::slice::from_ref(&path)).remove(0).unwrap();
+        let java_models = servetune::config::Models::parse(&java["models"]).unwrap();
+        assert_eq!(java_models.to_lines(), want.to_lines(), "{eol:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Each model field set changes only the line that holds it (adding a
+    /// field also puts a comma after the member before it), the JSON decodes
+    /// to the structural edit, and setting them all at once writes the same.
+    #[test]
+    fn model_field_edits_keep_the_layout(
+        text in laid_out_models(),
+        sets in prop::collection::vec(model_field_set(), 1..5),
+    ) {
+        let mut want = decoded_models(&text);
+        let names: Vec<String> = want.model_names().map(str::to_string).collect();
+        let sets: Vec<(String, &str, String)> = sets
+            .into_iter()
+            .map(|(model, field, value)| (names[model.index(names.len())].clone(), field, value))
+            .collect();
+        let mut current = text.clone();
+        for (model, field_name, value) in &sets {
+            let field = servetune::config::ModelField::from_name(field_name).expect("a known field");
+            let existed = want.field(model, field).expect("the model has a default version").is_some();
+            want.set_field(model, field, field.parse_value(value).expect("a valid value")).expect("settable");
+            let edited = apply(&current, &[format!("models.{model}.{field_name}={value}")]);
+            prop_assert_eq!(decoded_models(&edited).to_lines(), want.to_lines(), "{}", edited);
+
+            let quoted = format!("\"{field_name}\"");
+            let (before, after) = changed_lines(&current, &edited);
+            if existed {
+                prop_assert!(before.len() <= 1 && before.len() == after.len(), "{:?} -> {:?}", before, after);
+                for line in before.iter().chain(&after) {
+                    prop_assert!(line.contains(&quoted), "{:?} -> {:?}", before, after);
+                }
+            } else {
+                // Nothing but the new member was added, with a comma and layout.
+                prop_assert!(before.len() <= 1, "{:?} -> {:?}", before, after);
+                let literal = serde_json::to_string(&field.parse_value(value).expect("valid")).expect("JSON");
+                let added = inserted(&current, &edited);
+                prop_assert!(
+                    added.is_some_and(|added| is_new_member(added, &quoted, &literal)),
+                    "{:?} -> {:?}", before, after
+                );
+            }
+            current = edited;
+        }
+        let all: Vec<String> = sets
+            .iter()
+            .map(|(model, field, value)| format!("models.{model}.{field}={value}"))
+            .collect();
+        prop_assert_eq!(apply(&text, &all), current);
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::models::{ModelField, Models, MODELS_KEY};
+use super::models_text::{write_models, FieldEdit};
 use super::properties::Properties;
 
 /// What an assignment sets.
@@ -189,9 +190,11 @@ pub enum ApplyError {
 }
 
 /// Applies `assignments` in order. Model fields are applied to the parsed
-/// `models=` object and written back once.
+/// `models=` object and written back once, in place in the user's layout
+/// where possible (see `models_text`).
 pub fn apply_assignments(props: &mut Properties, assignments: &[Assignment]) -> Result<(), ApplyError> {
     let mut models: Option<(Models, usize)> = None;
+    let mut edits = Vec::new();
     for assignment in assignments {
         match &assignment.key {
             SettingKey::Property(key) => props.set(key, &assignment.value),
@@ -213,14 +216,24 @@ pub fn apply_assignments(props: &mut Properties, assignments: &[Assignment]) -> 
                         key: assignment.key.to_string(),
                         reason,
                     })?;
+                let version = parsed
+                    .default_version(model)
+                    .map_err(|error| ApplyError::Models { line: *line, error })?
+                    .to_string();
                 parsed
-                    .set_field(model, *field, value)
+                    .set_field(model, *field, value.clone())
                     .map_err(|error| ApplyError::Models { line: *line, error })?;
+                edits.push(FieldEdit {
+                    model: model.clone(),
+                    version,
+                    field: *field,
+                    value,
+                });
             }
         }
     }
     if let Some((parsed, _)) = models {
-        props.set_lines(MODELS_KEY, &parsed.to_lines());
+        write_models(props, &parsed, &edits);
     }
     Ok(())
 }
@@ -279,6 +292,141 @@ mod tests {
         );
         assert_eq!(props.get("a"), Some("2"));
         assert!(props.as_bytes().ends_with(b"}\n# end\n"));
+    }
+
+    const LAYOUT: &str = "a=1\nmodels={\\\n  \"tiny\": {\\\n    \"1.0\": {\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"tiny.mar\",\\\n      \"minWorkers\": 1,\\\n      \"batchSize\": 1\\\n    }\\\n  }\\\n}\n# end\n";
+
+    const LAYOUT_ONE_FIELD: &str =
+        "models={\\\n  \"tiny\": {\\\n    \"1.0\": {\\\n      \"batchSize\": 1\\\n    }\\\n  }\\\n}\n";
+
+    /// `text` with `sets` applied.
+    fn apply(text: &str, sets: &[&str]) -> String {
+        let mut props = Properties::parse(text.as_bytes().to_vec()).unwrap();
+        let assignments: Vec<Assignment> = sets.iter().map(|s| s.parse().unwrap()).collect();
+        apply_assignments(&mut props, &assignments).unwrap();
+        String::from_utf8(props.into_bytes()).unwrap()
+    }
+
+    /// Asserts that the `models=` JSON of `edited` is that of `text` with the
+    /// model fields in `sets` set structurally (`Models::set_field`).
+    fn assert_models_edited(text: &str, sets: &[&str], edited: &str) {
+        let before = Properties::parse(text.as_bytes().to_vec()).unwrap();
+        let mut want = Models::parse(before.get(MODELS_KEY).unwrap()).unwrap();
+        for set in sets {
+            let assignment: Assignment = set.parse().unwrap();
+            if let SettingKey::ModelField { model, field } = assignment.key {
+                want.set_field(&model, field, field.parse_value(&assignment.value).unwrap())
+                    .unwrap();
+            }
+        }
+        let after = Properties::parse(edited.as_bytes().to_vec()).unwrap();
+        let got = Models::parse(after.get(MODELS_KEY).unwrap()).unwrap();
+        assert_eq!(got.to_lines(), want.to_lines(), "{edited}");
+    }
+
+    #[test]
+    fn setting_a_model_field_changes_only_its_line() {
+        for eol in ["\n", "\r\n"] {
+            let text = LAYOUT.replace('\n', eol);
+            let edited = apply(&text, &["models.tiny.batchSize=8"]);
+            assert_eq!(edited, text.replace("\"batchSize\": 1", "\"batchSize\": 8"), "{eol:?}");
+            let changed = text.lines().zip(edited.lines()).filter(|(a, b)| a != b).count();
+            assert_eq!(changed, 1, "{edited}");
+            assert_models_edited(&text, &["models.tiny.batchSize=8"], &edited);
+        }
+    }
+
+    #[test]
+    fn adding_a_model_field_inserts_one_line_with_the_same_indentation() {
+        for eol in ["\n", "\r\n"] {
+            let text = LAYOUT.replace('\n', eol);
+            let edited = apply(&text, &["models.tiny.maxBatchDelay=5"]);
+            let last = format!("      \"batchSize\": 1\\{eol}");
+            let added = format!("      \"batchSize\": 1,\\{eol}      \"maxBatchDelay\": 5\\{eol}");
+            assert_eq!(edited, text.replace(&last, &added), "{eol:?}");
+            assert_eq!(edited.lines().count(), text.lines().count() + 1);
+            assert_models_edited(&text, &["models.tiny.maxBatchDelay=5"], &edited);
+        }
+    }
+
+    #[test]
+    fn several_model_fields_and_properties_in_one_call() {
+        let sets = [
+            "models.tiny.minWorkers=2",
+            "a=2",
+            "models.tiny.maxBatchDelay=5",
+            "models.tiny.marName=t.mar",
+            "models.tiny.maxBatchDelay=7",
+        ];
+        let edited = apply(LAYOUT, &sets);
+        let want = LAYOUT
+            .replace("a=1", "a=2")
+            .replace("\"minWorkers\": 1", "\"minWorkers\": 2")
+            .replace("tiny.mar", "t.mar")
+            .replace(
+                "\"batchSize\": 1\\",
+                "\"batchSize\": 1,\\\n      \"maxBatchDelay\": 7\\",
+            );
+        assert_eq!(edited, want);
+        assert_models_edited(LAYOUT, &sets, &edited);
+    }
+
+    #[test]
+    fn a_one_line_models_value_stays_one_line() {
+        let text = "models={\"tiny\":{\"1.0\":{\"batchSize\":1}}}\n";
+        let edited = apply(text, &["models.tiny.batchSize=8"]);
+        assert_eq!(edited, "models={\"tiny\":{\"1.0\":{\"batchSize\":8}}}\n");
+        let text = "models = {\"tiny\": {\"1.0\": {\"batchSize\": 1, \"marName\": \"t.mar\"}}}";
+        let edited = apply(text, &["models.tiny.minWorkers=3"]);
+        assert_eq!(
+            edited,
+            "models = {\"tiny\": {\"1.0\": {\"batchSize\": 1, \"marName\": \"t.mar\", \"minWorkers\": 3}}}"
+        );
+    }
+
+    #[test]
+    fn the_default_version_is_the_one_edited_in_place() {
+        let text =
+            "models={\"m\": {\"1.0\": {\"batchSize\": 1}, \"2.0\": {\"defaultVersion\": true, \"batchSize\": 1}}}\n";
+        let edited = apply(text, &["models.m.batchSize=4"]);
+        assert_eq!(
+            edited,
+            "models={\"m\": {\"1.0\": {\"batchSize\": 1}, \"2.0\": {\"defaultVersion\": true, \"batchSize\": 4}}}\n"
+        );
+    }
+
+    #[test]
+    fn falls_back_to_re_rendering_what_it_cannot_edit_in_place() {
+        let cases: [(&str, &[&str]); 6] = [
+            // a properties escape in the value
+            (
+                "models={\"tiny\"\\: {\"1.0\": {\"batchSize\": 1}}}\n",
+                &["models.tiny.batchSize=8"],
+            ),
+            (
+                "models={\"tiny\": {\"1.0\": {\"batchSize\": \\u0031}}}\n",
+                &["models.tiny.batchSize=8"],
+            ),
+            // a continuation inside a JSON string
+            (
+                "models={\"tiny\": {\"1.0\": {\"marName\": \"t\\\n  .mar\", \"batchSize\": 1}}}\n",
+                &["models.tiny.batchSize=8"],
+            ),
+            // a field to add with no layout to copy
+            (LAYOUT_ONE_FIELD, &["models.tiny.maxBatchDelay=5"]),
+            // a value that needs escaping
+            (LAYOUT, &["models.tiny.batchSize=2", "models.tiny.marName=\u{e9}.mar"]),
+            // the value begins on a later line than the key
+            (
+                "models\\\n  ={\"tiny\": {\"1.0\": {\"batchSize\": 1}}}\n",
+                &["models.tiny.batchSize=8"],
+            ),
+        ];
+        for (text, sets) in cases {
+            let edited = apply(text, sets);
+            assert!(edited.contains("{\\\n  \"tiny\": {\\\n"), "not re-rendered: {edited}");
+            assert_models_edited(text, sets, &edited);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod escape;
 pub mod file;
 pub mod models;
+mod models_text;
 pub mod properties;
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! Structured editing of TorchServe's `models={…}` property: a JSON object
 //! `{ model: { version: { field: value } } }` holding per-model settings.
 //!
-//! Edits keep the object's key order (serde_json `preserve_order`) and are
-//! written back pretty-printed as continuation lines, so the value stays
-//! readable in `config.properties`.
+//! Edits keep the object's key order (serde_json `preserve_order`). They are
+//! written back in place in the user's layout where `models_text` can, and
+//! otherwise pretty-printed as continuation lines ([`Models::to_lines`]), so
+//! the value stays readable in `config.properties`.
 
 use serde_json::{Map, Value};
 

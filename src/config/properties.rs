@@ -40,6 +40,17 @@ pub struct ParseError {
     pub error: EscapeError,
 }
 
+/// Why [`Properties::set_raw_value`] left the document as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RawEditError {
+    #[error("no entry for '{key}' whose value begins on its first line, after a separator")]
+    NoRawValue { key: String },
+    #[error("the edited raw value of '{key}' does not parse: {error}")]
+    Parse { key: String, error: ParseError },
+    #[error("the edited raw value of '{key}' would change other entries")]
+    Reshaped { key: String },
+}
+
 /// A `.properties` document: the exact bytes and the entries found in them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Properties {
@@ -290,6 +301,61 @@ impl Properties {
         !spans.is_empty()
     }
 
+    /// The raw bytes of `key`'s value as the file holds them: from the end
+    /// of its key and separator to the end of its last natural line, escapes
+    /// and continuations (`\` + line end + indentation) included, the final
+    /// line terminator excluded. `None` when there is no such entry, or its
+    /// value does not begin on its first line after a separator.
+    pub(crate) fn raw_value(&self, key: &str) -> Option<&[u8]> {
+        let entry = self.entry(key)?;
+        Some(&self.bytes[self.raw_value_range(entry)?])
+    }
+
+    /// Replaces the bytes [`Properties::raw_value`] returns for `key` by
+    /// `raw` and re-parses. The edit must change that value only: if the
+    /// document would not parse, or other entries would come or go or change
+    /// value, the document is left as it was.
+    pub(crate) fn set_raw_value(&mut self, key: &str, raw: &[u8]) -> Result<(), RawEditError> {
+        let no_raw_value = || RawEditError::NoRawValue { key: key.to_string() };
+        let index = self
+            .entries
+            .iter()
+            .rposition(|entry| entry.key == key)
+            .ok_or_else(no_raw_value)?;
+        let range = self.raw_value_range(&self.entries[index]).ok_or_else(no_raw_value)?;
+        let mut bytes = self.bytes.clone();
+        bytes.splice(range, raw.iter().copied());
+        let entries = parse_entries(&bytes).map_err(|error| RawEditError::Parse {
+            key: key.to_string(),
+            error,
+        })?;
+        let others_kept = entries.len() == self.entries.len()
+            && entries
+                .iter()
+                .zip(&self.entries)
+                .enumerate()
+                .all(|(i, (new, old))| new.key == old.key && (i == index || new.value == old.value));
+        if !others_kept {
+            return Err(RawEditError::Reshaped { key: key.to_string() });
+        }
+        self.bytes = bytes;
+        self.entries = entries;
+        Ok(())
+    }
+
+    /// Where `entry`'s raw value lies (see [`Properties::raw_value`]).
+    fn raw_value_range(&self, entry: &Entry) -> Option<Range<usize>> {
+        let prefix = entry.prefix.as_ref().filter(|_| entry.has_separator)?;
+        let span = &self.bytes[entry.span.clone()];
+        let terminator = if span.ends_with(b"\r\n") {
+            2
+        } else {
+            usize::from(span.last().is_some_and(|&b| is_eol(b)))
+        };
+        let end = entry.span.end - terminator;
+        (prefix.end <= end).then_some(prefix.end..end)
+    }
+
     /// Whether the file ends inside an entry whose last line ends in a
     /// continuation backslash: a line appended after it would be read as
     /// part of that entry.
@@ -452,6 +518,35 @@ mod tests {
         assert!(props.remove("a"));
         assert_eq!(text(&props), "b=2\nc=4\n");
         assert!(!props.remove("a"));
+    }
+
+    #[test]
+    fn raw_value_is_the_value_as_written() {
+        let props = parse("a = x\\\r\n  y\r\nb:{}\\\n\nc\nd\\\n  =1\n");
+        assert_eq!(props.raw_value("a"), Some(&b"x\\\r\n  y"[..]));
+        assert_eq!(props.raw_value("b"), Some(&b"{}\\\n"[..]));
+        // a bare key, and a value that begins on a later line
+        assert_eq!(props.raw_value("c"), None);
+        assert_eq!(props.raw_value("d"), None);
+        assert_eq!(props.raw_value("missing"), None);
+    }
+
+    #[test]
+    fn set_raw_value_changes_only_that_value() {
+        let mut props = parse("a=1\nb = x\\\n  y\r\nc=3");
+        props.set_raw_value("b", b"x\\\n  z").unwrap();
+        assert_eq!(text(&props), "a=1\nb = x\\\n  z\r\nc=3");
+        assert_eq!(props.get("b"), Some("xz"));
+        for (raw, reshapes) in [(&b"1\nd=4"[..], true), (b"\\u12", false)] {
+            let before = props.clone();
+            let error = props.set_raw_value("b", raw).unwrap_err();
+            assert_eq!(matches!(error, RawEditError::Reshaped { .. }), reshapes, "{error}");
+            assert_eq!(props, before);
+        }
+        assert!(matches!(
+            props.set_raw_value("missing", b"1"),
+            Err(RawEditError::NoRawValue { .. })
+        ));
     }
 
     #[test]
