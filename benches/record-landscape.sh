@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
-# Records a landscape for the replay benchmark: a grid over batch size, batch
-# delay, workers and netty threads of the example `tiny` TorchServe, each
-# config measured with `servetune bench` (closed loop), some repeated to
-# capture the noise. Netty threads (cold) is the outer loop, so the server
-# restarts once per value; the rest change live through the management API.
+# Records a landscape for the replay benchmark: every config of a grid over
+# the example `tiny` TorchServe, measured with `servetune bench` (closed
+# loop), PASSES times. Each pass walks the grid with the cold settings
+# outermost (one restart per cold config) and the live ones inside, so the
+# repeats of a config are minutes apart: they carry the drift between runs,
+# not just the noise within one. Restart and live-change times are measured
+# on the way and written in the landscape's first line, which `servetune
+# replay` charges:
 #
-# Output CSV (one row per measurement; rows with equal parameters are repeats):
-#   batch_size,max_batch_delay,workers,number_of_netty_threads,
-#   throughput_rps,p50_ms,p99_ms,error_rate,memory_mb
-# Usage: benches/record-landscape.sh [OUT.csv] [SECONDS] [USERS]
+#   # servetune-landscape cold=a,b restart_s=… hot_s=… window_s=…
+#
+# Two grids:
+#   hot    batch size, delay, workers; netty threads cold (the first landscape)
+#   cold   batch size, delay, workers; threads per worker, async logging
+#          and log level cold (the second landscape, for choosing the
+#          strategy's knobs on data other than the headline's)
+#
+# Output CSV: the grid's parameters (numbers: booleans 0/1, log level
+# 0 = debug, 1 = warn), then throughput_rps,p50_ms,p99_ms,error_rate,memory_mb.
+# Usage: benches/record-landscape.sh GRID OUT.csv [PASSES] [SECONDS] [USERS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-out="${1:-benches/landscapes/tiny-cpu.csv}"
-seconds="${2:-4}"
-users="${3:-16}"
-batch_sizes=(1 2 4 8 16)
-delays=(1 5 20 50)
-workers=(1 2 3)
-netty=(1 2 4)
-repeat_every=5   # every 5th config is measured twice
+grid="${1:?grid: hot or cold}"
+out="${2:?output csv}"
+passes="${3:-3}"
+seconds="${4:-3}"
+users="${5:-16}"
+warmup=1
+
+case "$grid" in
+hot)
+    batch_sizes=(1 2 4 8 16); delays=(1 5 20 50); workers=(1 2 3)
+    threads=(unset); asyncs=(false); levels=(debug); netty=(1 2 4)
+    columns="batch_size,max_batch_delay,workers,number_of_netty_threads"
+    cold="number_of_netty_threads" ;;
+cold)
+    batch_sizes=(1 4 16); delays=(2 10); workers=(1 2 3)
+    threads=(1 2); asyncs=(false true); levels=(debug warn); netty=(2)
+    columns="batch_size,max_batch_delay,workers,threads_per_worker,async_logging,log_level"
+    cold="threads_per_worker,async_logging,log_level" ;;
+*) echo "unknown grid '$grid' (hot or cold)" >&2; exit 2 ;;
+esac
 
 source scripts/example-deployment.sh
 provision_and_build
@@ -28,10 +50,14 @@ mkdir -p "$(dirname "$out")"
 target="$deployment/target.toml"
 config="$deployment/config.properties"
 trap '"$servetune" server stop --target "$target" >/dev/null 2>&1 || true' EXIT
+rows="$(mktemp)"
+costs="$(mktemp)"
+
+now() { date +%s.%N; }
 
 measure() {
     "$servetune" bench --target "$target" --body examples/deployment/bodies/tiny --users "$users" \
-        --duration "${seconds}s" --warmup 1s --json --no-save \
+        --duration "${seconds}s" --warmup "${warmup}s" --fixed-window --json --no-save \
         | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -40,33 +66,65 @@ lat = r["latency_ms"]
 print("%.2f,%.3f,%.3f,%.5f,%.1f" % (r["throughput_rps"], lat["p50"], lat["p99"], r["error_rate"], m.get("pss_mean", 0)))'
 }
 
-echo "batch_size,max_batch_delay,workers,number_of_netty_threads,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb" >"$out"
-count=0
-for n in "${netty[@]}"; do
-    "$servetune" apply --config "$config" --target "$target" --restart --set "number_of_netty_threads=$n" >/dev/null 2>&1 \
-        || "$servetune" server start --target "$target" >/dev/null
-    # The JVM's JIT needs a few seconds of traffic after each start.
+restart_on() { # threads async level netty
+    local started; started="$(now)"
+    local env=()
+    if [[ "$1" != unset ]]; then env=(--set "env.OMP_NUM_THREADS=$1"); fi
+    "$servetune" apply --config "$config" --target "$target" --restart "${env[@]}" \
+        --set "async_logging=$2" --set "log4j.level=$3" --set "number_of_netty_threads=$4" >/dev/null 2>&1 \
+        || { "$servetune" server stop --target "$target" >/dev/null 2>&1 || true
+             "$servetune" apply --config "$config" --target "$target" --restart "${env[@]}" \
+                 --set "async_logging=$2" --set "log4j.level=$3" --set "number_of_netty_threads=$4" >/dev/null; }
+    # The JIT needs a few seconds of traffic after each start: part of the
+    # restart's cost, as a study pays it too.
     "$servetune" bench --target "$target" --body examples/deployment/bodies/tiny --users "$users" \
-        --duration 5s --warmup 0s --no-save --json >/dev/null
-    for b in "${batch_sizes[@]}"; do
-        for d in "${delays[@]}"; do
-            # Workers innermost: a batch change re-registers the model, a
-            # workers change only scales it.
-            for w in "${workers[@]}"; do
-                "$servetune" apply --config "$config" --target "$target" --hot \
-                    --set "models.tiny.batchSize=$b" --set "models.tiny.maxBatchDelay=$d" \
-                    --set "models.tiny.minWorkers=$w" --set "models.tiny.maxWorkers=$w" >/dev/null
+        --duration 5s --warmup 0s --fixed-window --no-save --json >/dev/null
+    echo "restart $(python3 -c "print($(now) - $started)")" >>"$costs"
+}
+
+hot_to() { # batch delay workers
+    local started; started="$(now)"
+    "$servetune" apply --config "$config" --target "$target" --hot \
+        --set "models.tiny.batchSize=$1" --set "models.tiny.maxBatchDelay=$2" \
+        --set "models.tiny.minWorkers=$3" --set "models.tiny.maxWorkers=$3" >/dev/null
+    echo "hot $(python3 -c "print($(now) - $started)")" >>"$costs"
+}
+
+count=0
+for ((pass = 1; pass <= passes; pass++)); do
+    for t in "${threads[@]}"; do for a in "${asyncs[@]}"; do for l in "${levels[@]}"; do for n in "${netty[@]}"; do
+        restart_on "$t" "$a" "$l" "$n"
+        for b in "${batch_sizes[@]}"; do
+            ds=("${delays[@]}")
+            # The delay does not matter without batching: one level only.
+            if ((b == 1)); then ds=("${delays[0]}"); fi
+            for d in "${ds[@]}"; do for w in "${workers[@]}"; do
+                hot_to "$b" "$d" "$w"
                 count=$((count + 1))
-                times=1
-                if ((count % repeat_every == 0)); then times=2; fi
-                for ((r = 0; r < times; r++)); do
-                    row="$b,$d,$w,$n,$(measure)"
-                    echo "$row" >>"$out"
-                    echo "[$count] $row" >&2
-                done
-            done
+                case "$grid" in
+                hot) params="$b,$d,$w,$n" ;;
+                cold) params="$b,$d,$w,${t/unset/0},$([[ $a == true ]] && echo 1 || echo 0),$([[ $l == warn ]] && echo 1 || echo 0)" ;;
+                esac
+                row="$params,$(measure)"
+                echo "$row" >>"$rows"
+                echo "[pass $pass, $count] $row" >&2
+            done; done
         done
-    done
+    done; done; done; done
 done
-"$servetune" restore --config "$config" >/dev/null
-echo "wrote $out" >&2
+"$servetune" restore --config "$config" >/dev/null 2>&1 || true
+python3 - "$costs" "$rows" "$out" "$columns" "$cold" "$((seconds + warmup))" <<'PY'
+import statistics, sys
+costs, rows, out, columns, cold, window = sys.argv[1:7]
+kinds = {"restart": [], "hot": []}
+for line in open(costs):
+    kind, seconds = line.split()
+    kinds[kind].append(float(seconds))
+restart = statistics.median(kinds["restart"])
+hot = statistics.median(kinds["hot"])
+with open(out, "w") as f:
+    f.write(f"# servetune-landscape cold={cold} restart_s={restart:.1f} hot_s={hot:.1f} window_s={window}\n")
+    f.write(columns + ",throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n")
+    f.write(open(rows).read())
+print(f"wrote {out}: restart {restart:.1f} s, live change {hot:.1f} s (medians)", file=sys.stderr)
+PY

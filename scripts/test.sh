@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin_dir="$(scripts/setup-torchserve.sh | tail -n 1)"
 export SERVETUNE_TORCHSERVE="$bin_dir/torchserve"
-cargo test --all-targets "$@"
+cargo test --all-targets --features failpoints "$@"

@@ -17,3 +17,4 @@ pub mod search;
 pub mod server;
 pub mod space;
 pub mod study;
+pub mod trial;

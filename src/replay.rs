@@ -4,10 +4,21 @@
 //! A landscape CSV has one column per parameter (named as in the search
 //! space), then `throughput_rps`, `p50_ms`, `p99_ms`, `error_rate`,
 //! `memory_mb`; rows with equal parameters are repeats (the noise). An
-//! evaluation returns one recorded repeat of the point, drawn at random. A
-//! seed reaches the target at the first trial after which some evaluated
-//! point has a landscape mean that is feasible (p99 ≤ SLO, errors ≤ limit)
-//! and within the target regret of the best feasible mean throughput.
+//! optional first line says which parameters are cold and what moves cost
+//! where it was recorded:
+//!
+//! ```text
+//! # servetune-landscape cold=number_of_netty_threads restart_s=9.5 hot_s=1.8 window_s=5
+//! ```
+//!
+//! An evaluation returns one recorded repeat of the point, drawn at random,
+//! and is charged the time the study would spend: the window, plus a restart
+//! when a cold parameter differs from the running config, or a live change
+//! when only hot ones do (the run starts on the first row's config). A seed
+//! reaches the target at the first trial after which some evaluated point
+//! has a landscape mean that is feasible (the study's constraints: p99 ≤
+//! SLO, errors ≤ limit) and within the target regret of the best feasible
+//! mean throughput; both trials and seconds to that trial are reported.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -16,8 +27,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::search::{make_strategy, History, StrategyKind, Trial, FAILED_LOSS};
-use crate::space::{Apply, Parameter, Point, Space, Value};
+use crate::objective::{Constraints, Figures};
+use crate::search::{make_strategy, History, Strategy, StrategyKind, SwitchCosts, Trial, FAILED_LOSS};
+use crate::space::{Apply, Parameter, Point, Space, Target, Value};
 
 /// The measurement columns, in order.
 pub const MEASUREMENTS: [&str; 5] = ["throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb"];
@@ -32,11 +44,51 @@ pub struct Sample {
     pub memory_mb: f64,
 }
 
+impl Sample {
+    fn figures(&self) -> Figures {
+        Figures {
+            throughput_rps: self.throughput_rps,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            error_rate: self.error_rate,
+            memory_mb: self.memory_mb,
+        }
+    }
+}
+
 /// A recorded landscape.
 #[derive(Debug, Clone)]
 pub struct Landscape {
     pub space: Space,
     pub samples: HashMap<Point, Vec<Sample>>,
+    /// What moves cost where it was recorded (defaults when not recorded).
+    pub costs: SwitchCosts,
+}
+
+/// The `# servetune-landscape …` line: cold parameters and costs.
+fn parse_header_comment(line: &str) -> Result<(Vec<String>, SwitchCosts), String> {
+    let mut cold = Vec::new();
+    let mut costs = SwitchCosts::default();
+    for field in line.trim_start_matches('#').split_whitespace().skip(1) {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("'{field}': expected key=value"))?;
+        let seconds = || {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| format!("{key} = '{value}' is not a number of seconds"))
+        };
+        match key {
+            "cold" => cold = value.split(',').map(str::to_string).filter(|c| !c.is_empty()).collect(),
+            "restart_s" => costs.restart_s = seconds()?,
+            "hot_s" => costs.hot_s = seconds()?,
+            "window_s" => costs.window_s = seconds()?,
+            _ => return Err(format!("unknown field '{key}'")),
+        }
+    }
+    Ok((cold, costs))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +115,18 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         line,
         reason,
     };
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let mut cold: Vec<String> = Vec::new();
+    let mut costs = SwitchCosts::default();
+    while let Some((index, line)) = lines.next_if(|(_, l)| l.trim_start().starts_with('#')) {
+        if line.trim_start().starts_with("# servetune-landscape") {
+            (cold, costs) = parse_header_comment(line).map_err(|e| error(index + 1, e))?;
+        }
+    }
     let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
     let columns: Vec<&str> = header.split(',').map(str::trim).collect();
     let measurement_at: Vec<usize> = MEASUREMENTS
@@ -91,7 +154,9 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         let number = |i: usize| {
             cells[i]
                 .parse::<f64>()
-                .map_err(|_| error(index + 1, format!("{} = '{}' is not a number", columns[i], cells[i])))
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| error(index + 1, format!("{} = '{}' is not a number", columns[i], cells[i])))
         };
         let params = parameter_columns
             .iter()
@@ -122,14 +187,18 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             .iter()
             .position(|&x| x == first[d])
             .expect("the first row's value is a level");
+        let name = columns[column].to_string();
         parameters.push(Parameter {
-            name: columns[column].to_string(),
+            apply: if cold.contains(&name) { Apply::Cold } else { Apply::Hot },
+            targets: vec![Target::Config(name.clone())],
+            name,
             levels: levels.into_iter().map(value_of).collect(),
             default_level,
-            targets: vec![columns[column].to_string()],
-            apply: Apply::Hot,
             when: None,
         });
+    }
+    if let Some(unknown) = cold.iter().find(|c| !parameters.iter().any(|p| p.name == **c)) {
+        return Err(error(1, format!("cold={unknown}: no such parameter column")));
     }
     let space = Space { parameters };
     let mut samples: HashMap<Point, Vec<Sample>> = HashMap::new();
@@ -146,7 +215,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             .collect();
         samples.entry(point).or_default().push(sample);
     }
-    Ok(Landscape { space, samples })
+    Ok(Landscape { space, samples, costs })
 }
 
 pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
@@ -158,26 +227,14 @@ pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
     parse_landscape(&text, &path.display().to_string())
 }
 
-/// The scalar objective: maximize throughput subject to p99 ≤ SLO and
-/// error rate ≤ limit, as a loss (feasible: −throughput; infeasible: the
-/// size of the violation, ≥ 1).
-#[derive(Debug, Clone, Copy)]
-pub struct ThroughputUnderSlo {
-    pub slo_p99_ms: f64,
-    pub max_error_rate: f64,
-}
-
-impl ThroughputUnderSlo {
-    pub fn feasible(&self, p99_ms: f64, error_rate: f64) -> bool {
-        p99_ms <= self.slo_p99_ms && error_rate <= self.max_error_rate
-    }
-
-    pub fn loss(&self, throughput_rps: f64, p99_ms: f64, error_rate: f64) -> f64 {
-        if self.feasible(p99_ms, error_rate) {
-            -throughput_rps
-        } else {
-            (p99_ms / self.slo_p99_ms).max(1.0) + 100.0 * (error_rate - self.max_error_rate).max(0.0)
-        }
+/// The study's objective "maximum throughput with p99 ≤ SLO and errors ≤
+/// limit", as the study's own constraints and loss.
+pub fn throughput_under_slo(slo_p99_ms: f64, max_error_rate: f64) -> Constraints {
+    Constraints {
+        p99_ms: slo_p99_ms,
+        error_rate: max_error_rate,
+        memory_mb: None,
+        throughput_rps: None,
     }
 }
 
@@ -195,6 +252,14 @@ pub struct ReplayReport {
     pub best_feasible_throughput_rps: f64,
     pub slo_p99_ms: f64,
     pub target_regret: f64,
+    /// Median study time (moves and windows) to reach the target; null when
+    /// the median seed failed.
+    pub median_seconds_to_target: Option<f64>,
+    pub p90_seconds_to_target: Option<f64>,
+    pub seconds_per_seed: Vec<Option<f64>>,
+    /// Median restarts a seed made before reaching the target (or the end).
+    pub median_restarts: f64,
+    pub costs: SwitchCosts,
 }
 
 fn mean(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
@@ -212,89 +277,155 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// Runs `strategy` over `seeds` seeds against `landscape`.
+/// How one seed went: trials, seconds and restarts until the target (or the end).
+#[derive(Debug, Clone, Copy)]
+struct SeedRun {
+    reached: Option<(usize, f64)>,
+    restarts: usize,
+}
+
+/// The points whose landscape mean is feasible and within the regret of
+/// the best feasible mean, and that best mean.
+fn targets<'a>(
+    landscape: &'a Landscape,
+    objective: &Constraints,
+    target_regret: f64,
+) -> (HashMap<&'a Point, bool>, f64) {
+    let means: Vec<(&Point, f64, bool)> = landscape
+        .samples
+        .iter()
+        .map(|(p, s)| {
+            let mean_figures = Figures {
+                throughput_rps: mean(s, |x| x.throughput_rps),
+                p50_ms: mean(s, |x| x.p50_ms),
+                p99_ms: mean(s, |x| x.p99_ms),
+                error_rate: mean(s, |x| x.error_rate),
+                memory_mb: mean(s, |x| x.memory_mb),
+            };
+            (p, mean_figures.throughput_rps, objective.feasible(&mean_figures))
+        })
+        .collect();
+    let best = means.iter().filter(|m| m.2).map(|m| m.1).fold(0.0, f64::max);
+    let good = means
+        .iter()
+        .map(|(p, t, f)| (*p, *f && *t >= (1.0 - target_regret) * best))
+        .collect();
+    (good, best)
+}
+
+/// Builds a strategy for a seed.
+pub type MakeStrategy<'a> = &'a dyn Fn(u64) -> Box<dyn Strategy>;
+
+/// One seed of a strategy against the landscape.
+fn run_seed(
+    landscape: &Landscape,
+    make: MakeStrategy<'_>,
+    seed: u64,
+    objective: &Constraints,
+    costs: SwitchCosts,
+    good: &HashMap<&Point, bool>,
+) -> SeedRun {
+    let space = &landscape.space;
+    let mut strategy = make(seed);
+    let mut noise = SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17));
+    let mut history = History::default();
+    history.set_costs(costs);
+    history.set_running(space.default_point().into_iter().map(Some).collect());
+    let (mut seconds, mut restarts) = (0.0, 0);
+    for trial_number in 1..=landscape.samples.len() {
+        let point = match strategy.ask(space, &history) {
+            Ok(Some(point)) => space.normalize(&point),
+            _ => break,
+        };
+        seconds += costs.of_move(space, history.running(), &point);
+        restarts += usize::from(history.needs_restart(space, &point));
+        let loss = match landscape.samples.get(&point) {
+            Some(samples) => objective.loss(&samples[noise.random_range(0..samples.len())].figures()),
+            None => FAILED_LOSS,
+        };
+        let trial = Trial {
+            point: point.clone(),
+            loss,
+        };
+        history.set_running(point.iter().map(|&l| Some(l)).collect());
+        history.push(trial.clone());
+        strategy.tell(space, &trial);
+        if good.get(&point).copied().unwrap_or(false) {
+            return SeedRun {
+                reached: Some((trial_number, seconds)),
+                restarts,
+            };
+        }
+    }
+    SeedRun {
+        reached: None,
+        restarts,
+    }
+}
+
+/// Runs `strategy` over `seeds` seeds against `landscape`, charging `costs`.
 pub fn replay(
     landscape: &Landscape,
     strategy: StrategyKind,
     seeds: u64,
-    objective: ThroughputUnderSlo,
+    objective: Constraints,
     target_regret: f64,
+    costs: SwitchCosts,
 ) -> ReplayReport {
-    let good: HashMap<&Point, bool> = {
-        let means: Vec<(&Point, f64, bool)> = landscape
-            .samples
-            .iter()
-            .map(|(p, s)| {
-                let feasible = objective.feasible(mean(s, |x| x.p99_ms), mean(s, |x| x.error_rate));
-                (p, mean(s, |x| x.throughput_rps), feasible)
-            })
-            .collect();
-        let best = means
-            .iter()
-            .filter(|m| m.2)
-            .map(|m| m.1)
-            .fold(f64::NEG_INFINITY, f64::max);
-        means
-            .iter()
-            .map(|(p, t, f)| (*p, *f && *t >= (1.0 - target_regret) * best))
-            .collect()
+    let name = match strategy {
+        StrategyKind::Default => format!("default ({})", strategy.resolve().label()),
+        other => other.label().to_string(),
     };
-    let best_feasible = landscape
-        .samples
-        .values()
-        .filter(|s| objective.feasible(mean(s, |x| x.p99_ms), mean(s, |x| x.error_rate)))
-        .map(|s| mean(s, |x| x.throughput_rps))
-        .fold(0.0, f64::max);
-    let points = landscape.samples.len();
-    let trials_per_seed: Vec<Option<usize>> = (0..seeds)
-        .map(|seed| {
-            let mut strategy = make_strategy(strategy, seed);
-            let mut noise = SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17));
-            let mut history = History::default();
-            for trial_number in 1..=points {
-                let point = match strategy.ask(&landscape.space, &history) {
-                    Ok(Some(point)) => landscape.space.normalize(&point),
-                    _ => return None,
-                };
-                let loss = match landscape.samples.get(&point) {
-                    Some(samples) => {
-                        let s = samples[noise.random_range(0..samples.len())];
-                        objective.loss(s.throughput_rps, s.p99_ms, s.error_rate)
-                    }
-                    None => FAILED_LOSS,
-                };
-                let trial = Trial {
-                    point: point.clone(),
-                    loss,
-                };
-                history.push(trial.clone());
-                strategy.tell(&landscape.space, &trial);
-                if good.get(&point).copied().unwrap_or(false) {
-                    return Some(trial_number);
-                }
-            }
-            None
-        })
+    let make = |seed: u64| make_strategy(strategy, seed);
+    replay_with(landscape, name, &make, seeds, objective, target_regret, costs)
+}
+
+/// Runs the strategies `make` builds (one per seed) against `landscape`.
+pub fn replay_with(
+    landscape: &Landscape,
+    name: String,
+    make: MakeStrategy<'_>,
+    seeds: u64,
+    objective: Constraints,
+    target_regret: f64,
+    costs: SwitchCosts,
+) -> ReplayReport {
+    let (good, best_feasible) = targets(landscape, &objective, target_regret);
+    let runs: Vec<SeedRun> = (0..seeds)
+        .map(|seed| run_seed(landscape, make, seed, &objective, costs, &good))
         .collect();
-    let mut sorted: Vec<f64> = trials_per_seed
-        .iter()
-        .map(|t| t.map_or(f64::INFINITY, |n| n as f64))
-        .collect();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = |values: Vec<f64>| {
+        let mut values = values;
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let trials = sorted(
+        runs.iter()
+            .map(|r| r.reached.map_or(f64::INFINITY, |(n, _)| n as f64))
+            .collect(),
+    );
+    let seconds = sorted(
+        runs.iter()
+            .map(|r| r.reached.map_or(f64::INFINITY, |(_, s)| s))
+            .collect(),
+    );
+    let restarts = sorted(runs.iter().map(|r| r.restarts as f64).collect());
     ReplayReport {
-        strategy: match strategy {
-            StrategyKind::Default => format!("default ({})", strategy.resolve().label()),
-            other => other.label().to_string(),
-        },
+        strategy: name,
         seeds,
-        median_trials_to_target: quantile(&sorted, 0.5),
-        p90_trials_to_target: quantile(&sorted, 0.9),
-        failed_seeds: trials_per_seed.iter().filter(|t| t.is_none()).count(),
-        trials_per_seed,
-        points,
+        median_trials_to_target: quantile(&trials, 0.5),
+        p90_trials_to_target: quantile(&trials, 0.9),
+        failed_seeds: runs.iter().filter(|r| r.reached.is_none()).count(),
+        trials_per_seed: runs.iter().map(|r| r.reached.map(|(n, _)| n)).collect(),
+        points: landscape.samples.len(),
         best_feasible_throughput_rps: best_feasible,
-        slo_p99_ms: objective.slo_p99_ms,
+        slo_p99_ms: objective.p99_ms,
         target_regret,
+        median_seconds_to_target: quantile(&seconds, 0.5),
+        p90_seconds_to_target: quantile(&seconds, 0.9),
+        seconds_per_seed: runs.iter().map(|r| r.reached.map(|(_, s)| s)).collect(),
+        median_restarts: quantile(&restarts, 0.5).unwrap_or(0.0),
+        costs,
     }
 }
 
@@ -349,11 +480,8 @@ mod tests {
     #[test]
     fn grid_reaches_the_target_and_medians_count_failures() {
         let landscape = parse_landscape(&synthetic(), "s.csv").unwrap();
-        let objective = ThroughputUnderSlo {
-            slo_p99_ms: 80.0,
-            max_error_rate: 0.01,
-        };
-        let report = replay(&landscape, StrategyKind::Grid, 5, objective, 0.0);
+        let objective = throughput_under_slo(80.0, 0.01);
+        let report = replay(&landscape, StrategyKind::Grid, 5, objective, 0.0, landscape.costs);
         assert_eq!(report.failed_seeds, 0);
         assert_eq!(
             report.best_feasible_throughput_rps, 440.0,
@@ -363,5 +491,29 @@ mod tests {
         assert_eq!(report.median_trials_to_target, Some(28.0));
         assert_eq!(quantile(&[1.0, 2.0, f64::INFINITY], 0.5), Some(2.0));
         assert_eq!(quantile(&[1.0, f64::INFINITY, f64::INFINITY], 0.5), None);
+    }
+
+    #[test]
+    fn moves_are_charged_as_the_landscape_says() {
+        let csv = "# servetune-landscape cold=b restart_s=10 hot_s=1 window_s=4\n\
+                   a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n\
+                   0,0,100,1,5,0,1\n1,0,200,1,5,0,1\n0,1,300,1,5,0,1\n1,1,400,1,5,0,1\n";
+        let landscape = parse_landscape(csv, "l.csv").unwrap();
+        assert_eq!(landscape.space.cold_dimensions(), vec![1]);
+        assert_eq!(landscape.costs.restart_s, 10.0);
+        let report = replay(
+            &landscape,
+            StrategyKind::Grid,
+            1,
+            throughput_under_slo(50.0, 0.01),
+            0.0,
+            landscape.costs,
+        );
+        // (0,0) as running: 4; (1,0) live: 5; (0,1) restart: 14; (1,1) live: 5.
+        assert_eq!(report.trials_per_seed, vec![Some(4)]);
+        assert_eq!(report.seconds_per_seed, vec![Some(28.0)]);
+        assert_eq!(report.median_restarts, 1.0);
+        let e = parse_landscape(&csv.replace("cold=b", "cold=z"), "l.csv").unwrap_err();
+        assert!(e.to_string().contains("cold=z"), "{e}");
     }
 }

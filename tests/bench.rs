@@ -66,6 +66,7 @@ fn assert_complete(report: &serde_json::Value, min_requests: f64) {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
     let provisioned = require_torchserve!();
     let tiny = common::Deployment::new(&provisioned);
@@ -133,6 +134,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn capacity_at_slo_and_stress_run_end_to_end() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
@@ -163,6 +165,7 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
             threads: 1,
             seed: 3,
             tls: None,
+            stability: None,
         };
         let probe = ServerProbe {
             pid: deployment.jvm(),

@@ -160,6 +160,7 @@ fn missing_files_and_flags_are_named() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn operator_round_trip_on_a_real_torchserve() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);

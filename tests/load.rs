@@ -114,6 +114,7 @@ fn plan(address: SocketAddr, schedule: Schedule, warmup: Duration, duration: Dur
         threads: 1,
         seed: 42,
         tls: None,
+        stability: None,
     }
 }
 

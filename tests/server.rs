@@ -27,6 +27,7 @@ async fn predict(server: &TorchServe, key: &str) -> reqwest::StatusCode {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn cold_and_hot_changes_reach_the_running_server() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
@@ -116,6 +117,7 @@ fn cold_and_hot_changes_reach_the_running_server() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn a_port_in_use_is_refused_and_the_server_stays_up() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
@@ -153,6 +155,7 @@ fn a_port_in_use_is_refused_and_the_server_stays_up() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn a_change_that_breaks_start_is_rolled_back_and_the_server_comes_back() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
@@ -180,6 +183,7 @@ fn a_change_that_breaks_start_is_rolled_back_and_the_server_comes_back() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn production_mode_restarts_through_the_configured_argv() {
     let provisioned = require_torchserve!();
     // The restart command is a script standing in for `systemctl restart

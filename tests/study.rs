@@ -1,7 +1,10 @@
 //! `servetune tune` end to end against a real TorchServe: the journal holds
-//! the trials, the recommended configs are exported and start a real
-//! TorchServe, the original config is byte-identical afterwards, the budget
-//! holds, and a study killed mid-run resumes where it stopped.
+//! the trials (most moves live, the confirmation in alternating rounds), the
+//! recommended configs are exported and start a real TorchServe, the
+//! original config is byte-identical afterwards, the budget holds, a study
+//! killed mid-run resumes where it stopped, and every other way out (SIGTERM,
+//! an export that fails, a journal that cannot be written, a panic) leaves
+//! the original config and a ready server on it.
 
 mod common;
 
@@ -16,21 +19,61 @@ fn servetune() -> Command {
 }
 
 fn write_study(deployment: &common::Deployment, name: &str, budget: &str) -> PathBuf {
+    write_study_with(deployment, name, budget, "")
+}
+
+/// A study of the test deployment; `top` lines go before the tables. The
+/// SLO is generous: these tests are about the loop's mechanics, on two cores
+/// shared with other tests, not about how fast TorchServe is.
+fn write_study_with(deployment: &common::Deployment, name: &str, budget: &str, top: &str) -> PathBuf {
     let space = common::repo_root().join("search-spaces/torchserve-cpu.toml");
     let bodies = common::repo_root().join("examples/deployment/bodies/tiny");
     let path = deployment.dir.path().join("study.toml");
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\ntarget = \"target.toml\"\nspace = \"{}\"\nmodel = \"tiny\"\nbudget = \"{budget}\"\n\
-             [workload]\nbody = \"{}\"\nusers = 8\nduration = \"2s\"\nwarmup = \"1s\"\nconfirm_duration = \"3s\"\nconfirm_top = 1\n\
-             [constraints]\np99_ms = 80.0\n",
+            "name = \"{name}\"\ntarget = \"target.toml\"\nspace = \"{}\"\nmodel = \"tiny\"\nbudget = \"{budget}\"\n{top}\n\
+             [workload]\nbody = \"{}\"\nusers = 8\nduration = \"2s\"\nwarmup = \"1s\"\nmax_window = \"4s\"\n\
+             confirm_duration = \"2s\"\nconfirm_top = 1\nconfirm_rounds = 2\n\
+             [constraints]\np99_ms = 2000.0\n",
             space.display(),
             bodies.display()
         ),
     )
     .unwrap();
     path
+}
+
+fn tune(study: &Path, results: &Path) -> Command {
+    let mut command = servetune();
+    command.args([
+        "tune",
+        "--study",
+        study.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ]);
+    command
+}
+
+/// The deployment's config is byte-identical to `original` and its server
+/// is ready on the original settings.
+fn assert_restored(deployment: &common::Deployment, original: &[u8]) {
+    assert_eq!(
+        deployment.config_bytes(),
+        original,
+        "the original config.properties is byte-identical"
+    );
+    common::runtime().block_on(async {
+        let server = deployment.server();
+        assert!(server.is_ready().await, "the server is ready after the study");
+        let tiny = server.api().unwrap().describe_model("tiny").await.unwrap();
+        assert_eq!(
+            (tiny.batch_size, tiny.min_workers),
+            (1, 1),
+            "the server runs the original settings"
+        );
+    });
 }
 
 fn journal(results: &Path, name: &str) -> Vec<serde_json::Value> {
@@ -42,11 +85,12 @@ fn journal(results: &Path, name: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
     let original = deployment.config_bytes();
-    let study = write_study(&deployment, "e2e", "100s");
+    let study = write_study(&deployment, "e2e", "150s");
     let results = deployment.dir.path().join("results");
     let started = Instant::now();
     let output = servetune()
@@ -69,10 +113,28 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // Budget: the run ends within about one trial of it.
-    assert!(took < Duration::from_secs(100 + 25), "took {took:?} on a 100 s budget");
+    assert!(took < Duration::from_secs(150 + 25), "took {took:?} on a 150 s budget");
     let entries = journal(&results, "e2e");
     assert!(entries.len() >= 4, "baseline, defaults and more: {}", entries.len());
     assert_eq!(entries[0]["kind"], "baseline");
+    let moves: Vec<&str> = entries[1..].iter().filter_map(|e| e["switch"].as_str()).collect();
+    let live = moves.iter().filter(|m| matches!(**m, "register" | "scale")).count();
+    assert!(live >= 2, "live changes instead of restarts: {moves:?}");
+    assert_eq!(
+        entries[1]["switch"], "scale",
+        "the defaults differ from the test config only in workers: a live move"
+    );
+    let confirmations: Vec<&serde_json::Value> = entries.iter().filter(|e| e["kind"] == "confirm").collect();
+    assert!(
+        confirmations.iter().any(|e| e["round"] == 2) && confirmations.iter().any(|e| e["point"].is_null()),
+        "the confirmation ran two rounds, the baseline among its candidates: {confirmations:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["failure"].is_string() || e["latency_histogram"].is_string()),
+        "each measured trial keeps its latencies for merging"
+    );
     assert!(
         entries.iter().enumerate().all(|(i, e)| e["number"] == i),
         "numbered in order"
@@ -109,13 +171,30 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
         assert!(dir.join(file).exists(), "{file} exported");
     }
     let balanced = dir.join("recommended/balanced");
-    assert!(balanced.join("model-config.yaml").exists());
+    assert!(
+        balanced.join("model-config.yaml").exists(),
+        "a balanced recommendation; summary:\n{}\njournal:\n{}",
+        std::fs::read_to_string(dir.join("summary.md")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("trials.csv")).unwrap_or_default()
+    );
     let recommended = std::fs::read(balanced.join("config.properties")).expect("a balanced recommendation");
-    assert!(report["recommendations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["tier"] == "balanced"));
+    let recommendations = report["recommendations"].as_array().unwrap();
+    assert!(recommendations.iter().any(|r| r["tier"] == "balanced"));
+    assert!(
+        recommendations
+            .iter()
+            .all(|r| r["confirmed"] == true && r["runs"].as_u64() >= Some(2)),
+        "only confirmed candidates are recommended: {recommendations:?}"
+    );
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Not searched") && summary.contains("job_queue_size"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("log level") && summary.contains("threads per worker"),
+        "{summary}"
+    );
 
     // The recommended config starts a real TorchServe (on other ports).
     let second = common::Deployment::new(&provisioned);
@@ -145,6 +224,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
 }
 
 #[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn a_killed_study_resumes_where_it_stopped() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
@@ -212,4 +292,81 @@ fn a_killed_study_resumes_where_it_stopped() {
         "byte-identical after the resumed run"
     );
     assert!(results.join("resumable/recommended").exists());
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn sigterm_stops_the_study_and_restores_the_server() {
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::new(&provisioned);
+    let original = deployment.config_bytes();
+    let study = write_study(&deployment, "terminated", "300s");
+    let results = deployment.dir.path().join("results");
+    let mut child = tune(&study, &results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while journal(&results, "terminated").len() < 3 {
+        assert!(Instant::now() < deadline, "the study never journaled three trials");
+        assert!(child.try_wait().unwrap().is_none(), "the study ended on its own");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a normal way to stop: {status:?}");
+    assert_restored(&deployment, &original);
+    assert!(
+        results.join("terminated/summary.md").exists(),
+        "what there is was exported"
+    );
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn a_failing_export_still_restores_the_server() {
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::new(&provisioned);
+    let original = deployment.config_bytes();
+    let study = write_study_with(&deployment, "unwritable", "120s", "max_trials = 2");
+    let results = deployment.dir.path().join("results");
+    // A folder where the summary must go: the export fails mid-way.
+    std::fs::create_dir_all(results.join("unwritable/summary.md/blocked")).unwrap();
+    let output = tune(&study, &results).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an export that fails is an error");
+    assert!(stderr.contains("summary.md"), "the error names the file: {stderr}");
+    assert_restored(&deployment, &original);
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fault injection: cargo test --features failpoints (make test does)"
+)]
+fn a_panic_or_a_journal_failure_mid_study_restores_the_server() {
+    let provisioned = require_torchserve!();
+    for (name, fault, expected) in [
+        ("panicked", "study::after-trial=2*off->panic", "internal error"),
+        ("unjournaled", "journal::append=3*off->return", "injected write failure"),
+    ] {
+        let deployment = common::Deployment::new(&provisioned);
+        let original = deployment.config_bytes();
+        let study = write_study(&deployment, name, "300s");
+        let results = deployment.dir.path().join("results");
+        let output = tune(&study, &results).env("FAILPOINTS", fault).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}: the fault is an error");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(
+            journal(&results, name).len() <= 4,
+            "{name}: the study stopped at the fault"
+        );
+        assert_restored(&deployment, &original);
+    }
 }

@@ -3,7 +3,11 @@
 //! reusable measurements built on it: the highest rate within an SLO
 //! (`capacity`) and the stress test (`stress`).
 //!
-//! Called by the `bench` command and, later, by the study loop.
+//! `torchserve_endpoint` resolves what a managed TorchServe is loaded
+//! through (URL, bearer key, process tree, metrics), for `bench --target`
+//! and the study alike.
+//!
+//! Called by the `bench` command and by the study's runner.
 
 pub mod capacity;
 pub mod stress;
@@ -16,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::load::{run_load, LoadError, LoadPlan, Progress};
 use crate::measure::metrics::{scrape, ServerLatency};
-use crate::measure::process::{MemoryReport, TreeSampler};
+use crate::measure::process::{MemoryReport, ObserverCost, TreeSampler, SAMPLE_INTERVAL};
 use crate::measure::LoadReport;
+use crate::server::{ServerError, TorchServe};
 
 /// What to watch on the server side while load runs.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +31,42 @@ pub struct ServerProbe {
     pub pid: Option<i32>,
     /// Base URL of TorchServe's metrics endpoint (prometheus mode).
     pub metrics_url: Option<String>,
+}
+
+/// Where load goes for one model of a managed TorchServe, and what to watch.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    pub url: String,
+    /// The bearer key when token authorization is on.
+    pub headers: Vec<(String, String)>,
+    pub probe: ServerProbe,
+}
+
+/// The inference URL of `model` (default: the first registered), the
+/// bearer key, and the server's process tree and metrics endpoint.
+pub async fn torchserve_endpoint(server: &TorchServe, model: Option<&str>) -> Result<ServedModel, ServerError> {
+    let api = server.api()?;
+    let model = match model {
+        Some(model) => model.to_string(),
+        None => api
+            .list_models()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServerError::Unsupported("the target serves no model".into()))?,
+    };
+    let mut headers = Vec::new();
+    if let Some(key) = api.inference_key()? {
+        headers.push(("Authorization".to_string(), format!("Bearer {key}")));
+    }
+    Ok(ServedModel {
+        url: format!("{}/predictions/{model}", api.endpoints().inference.base_url()),
+        headers,
+        probe: ServerProbe {
+            pid: server.running_jvm(),
+            metrics_url: Some(api.endpoints().metrics.base_url()),
+        },
+    })
 }
 
 /// One load run with everything measured alongside.
@@ -39,10 +80,10 @@ pub struct Measurement {
     /// TorchServe's own inference and queue latency over the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerLatency>,
+    /// What the memory sampling cost (None when nothing was sampled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer: Option<ObserverCost>,
 }
-
-/// Sampling interval of the process tree.
-const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs `plan` while sampling the server named by `probe`.
 pub async fn measure_once(
@@ -68,15 +109,18 @@ pub async fn measure_once(
         let token = token.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(warmup) => Some(TreeSampler::start(pid, MEMORY_SAMPLE_INTERVAL)),
+                _ = tokio::time::sleep(warmup) => Some(TreeSampler::start(pid, SAMPLE_INTERVAL)),
                 _ = token.cancelled() => None,
             }
         })
     });
     let load = run_load(plan, token, progress).await;
-    let memory_mb = match sampler {
-        Some(handle) => handle.await.ok().flatten().map(TreeSampler::finish),
-        None => None,
+    let (memory_mb, observer) = match sampler {
+        Some(handle) => match handle.await.ok().flatten().map(TreeSampler::finish) {
+            Some((memory, cost)) => (Some(memory), Some(cost)),
+            None => (None, None),
+        },
+        None => (None, None),
     };
     let load = load?;
     let server = match (&probe.metrics_url, before) {
@@ -87,5 +131,6 @@ pub async fn measure_once(
         load,
         memory_mb,
         server,
+        observer,
     })
 }

@@ -15,11 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bench::capacity::{find_capacity, Capacity, CapacitySearch};
 use crate::bench::stress::{run_stress, StressPlan, StressResult};
-use crate::bench::{measure_once, Measurement, ServerProbe};
+use crate::bench::{measure_once, torchserve_endpoint, Measurement, ServerProbe};
 use crate::load::request::{parse_header, read_bodies};
-use crate::load::run::resolve;
-use crate::load::tls::{tls_target, Verification};
-use crate::load::{Arrival, Endpoint, LoadPlan, Progress, Protocol, RenderedRequests, RequestSpec, Schedule, Stages};
+use crate::load::tls::Verification;
+use crate::load::{Arrival, LoadPlan, Progress, Protocol, Schedule, StabilityRule, Stages, Workload};
 use crate::server::{TargetSpec, TorchServe};
 
 #[derive(Debug, clap::Args)]
@@ -65,9 +64,23 @@ pub struct BenchArgs {
     /// Measured window (after the warm-up). Default 10s; with --stages, the stages' length.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Warm-up before the window, excluded from the figures.
+    /// Warm-up before the window, excluded from the figures (the least
+    /// warm-up unless --fixed-window).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     warmup: Duration,
+    /// Measure exactly --duration after --warmup. By default the window goes
+    /// on until throughput is steady: three sub-windows of a third of
+    /// --duration within ±10 %, earlier ones counted as warm-up (a JVM that
+    /// just started compiles for a while), at most --max-duration.
+    #[arg(long)]
+    fixed_window: bool,
+    /// Longest measured time when waiting for steady throughput (default: 3x --duration).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_duration: Option<Duration>,
+    /// Load only: no memory sampling or metrics scrapes of the server (to
+    /// measure what observing it costs).
+    #[arg(long)]
+    no_observe: bool,
     /// Per-request timeout.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     timeout: Duration,
@@ -147,7 +160,6 @@ struct Resolved {
 }
 
 async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
-    let mut headers = args.headers.clone();
     let mut probe = ServerProbe {
         pid: args.pid,
         metrics_url: args.metrics_url.clone(),
@@ -155,69 +167,27 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
     let Some(target) = &args.target else {
         return Ok(Resolved {
             url: args.url.clone().expect("clap requires --url or --target"),
-            headers,
+            headers: Vec::new(),
             probe,
         });
     };
     let server = TorchServe::new(TargetSpec::load(target)?);
-    let api = server.api()?;
     server
         .wait_ready()
         .await
         .context("the target's TorchServe is not ready; start it with `servetune server start`")?;
-    let url = match &args.url {
-        Some(url) => url.clone(),
-        None => {
-            let model = match &args.model {
-                Some(model) => model.clone(),
-                None => api
-                    .list_models()
-                    .await?
-                    .into_iter()
-                    .next()
-                    .context("the target serves no model")?,
-            };
-            format!("{}/predictions/{model}", api.endpoints().inference.base_url())
-        }
-    };
-    if let Some(key) = api.inference_key()? {
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-        {
-            headers.push(("Authorization".into(), format!("Bearer {key}")));
-        }
-    }
-    probe.pid = probe.pid.or_else(|| server.running_jvm());
-    probe.metrics_url = probe.metrics_url.or_else(|| Some(api.endpoints().metrics.base_url()));
-    Ok(Resolved { url, headers, probe })
+    let served = torchserve_endpoint(&server, args.model.as_deref()).await?;
+    probe.pid = probe.pid.or(served.probe.pid);
+    probe.metrics_url = probe.metrics_url.or(served.probe.metrics_url);
+    Ok(Resolved {
+        url: args.url.clone().unwrap_or(served.url),
+        headers: served.headers,
+        probe,
+    })
 }
 
-async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
-    let endpoint = Endpoint::parse(&resolved.url)?;
-    let bodies = match &args.body {
-        Some(path) => read_bodies(path)?,
-        None => args
-            .protocol
-            .default_body()
-            .map(|b| vec![b.to_vec()])
-            .unwrap_or_default(),
-    };
-    let method = args
-        .method
-        .clone()
-        .unwrap_or_else(|| if bodies.is_empty() { "GET" } else { "POST" }.to_string());
-    let spec = RequestSpec {
-        method: method.to_ascii_uppercase(),
-        endpoint: endpoint.clone(),
-        headers: resolved.headers.clone(),
-        content_type: Some(
-            args.content_type
-                .clone()
-                .unwrap_or_else(|| args.protocol.default_content_type().to_string()),
-        ),
-        bodies,
-    };
+/// The workload the flags describe.
+fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
     let (schedule, duration) = match (&args.rate, &args.users, &args.stages) {
         (Some(rate), _, _) => (
             Schedule::Open {
@@ -262,28 +232,35 @@ async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<Loa
         ),
         _ => bail!("say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"),
     };
-    let verification = if args.insecure_tls {
-        Verification::Insecure
-    } else {
-        Verification::WebPki
-    };
-    let tls = endpoint
-        .tls
-        .then(|| tls_target(&endpoint.host, verification))
-        .transpose()?
-        .map(Arc::new);
-    Ok(LoadPlan {
-        tls,
-        address: resolve(&endpoint.host, endpoint.port).await?,
-        requests: Arc::new(RenderedRequests::render(&spec)),
+    // Stages shape the load over time: measure them as given.
+    let steady = !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress;
+    Ok(Workload {
+        method: args.method.clone(),
+        bodies: match &args.body {
+            Some(path) => read_bodies(path)?,
+            None => Vec::new(),
+        },
+        protocol: args.protocol,
+        content_type: args.content_type.clone(),
+        headers: args.headers.clone(),
         schedule,
         warmup: args.warmup,
         duration,
+        stability: steady.then(|| StabilityRule::within(args.max_duration.unwrap_or(duration * 3))),
         request_timeout: args.timeout,
         max_in_flight: args.max_in_flight,
         threads: args.threads,
         seed: args.seed,
+        verification: if args.insecure_tls {
+            Verification::Insecure
+        } else {
+            Verification::WebPki
+        },
     })
+}
+
+async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
+    Ok(workload_of(args)?.plan(&resolved.url, &resolved.headers).await?)
 }
 
 fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
@@ -316,7 +293,10 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
                 ctrl_c.cancel();
             }
         });
-        let resolved = resolve_target(&args).await?;
+        let mut resolved = resolve_target(&args).await?;
+        if args.no_observe {
+            resolved.probe = ServerProbe::default();
+        }
         let plan = build_plan(&args, &resolved).await?;
         let mode = describe(&plan.schedule, &args);
         let mut output = BenchOutput {
@@ -410,7 +390,7 @@ fn save(dir: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
     let kind = output.mode.split_whitespace().next().unwrap_or("bench");
     let path = dir.join(format!("{stamp}-{kind}.json"));
     let json = serde_json::to_string_pretty(output).expect("the output serialises");
-    crate::config::file::write_atomically(&path, json.as_bytes(), &dir)
+    crate::config::file::write_data_atomically(&path, json.as_bytes())
         .with_context(|| format!("saving {}", path.display()))?;
     Ok(path)
 }
@@ -454,6 +434,26 @@ fn print_measurement(m: &Measurement) {
         println!(
             "server        inference {:.2} ms mean  queue {:.2} ms mean  ({} requests)",
             server.inference_ms_mean, server.queue_ms_mean, server.requests
+        );
+    }
+    if let Some(s) = &l.stability {
+        let rates: Vec<String> = s.sub_window_rps.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "steadiness    {} (spread {:.1}% of the last three {:.0}s sub-windows, tolerance ±{:.1}%): req/s {}",
+            if s.stable { "steady" } else { "NOT steady at the cap" },
+            s.spread_pct,
+            s.sub_window_s,
+            s.tolerance_pct,
+            rates.join(" ")
+        );
+    }
+    if let Some(o) = &m.observer {
+        println!(
+            "observer      {:.3} CPU s for {} samples ({} with PSS): {:.2}% of one core",
+            o.cpu_s,
+            o.samples,
+            o.pss_samples,
+            o.cpu_share * 100.0
         );
     }
 }

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::apply::{self, Edit};
 use crate::config::{self, Assignment, RestoreOutcome};
 use crate::server::{TargetSpec, TorchServe};
+use crate::space::Target;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,10 +57,13 @@ struct ApplyArgs {
     /// The config.properties to edit.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// KEY=VALUE: a property (job_queue_size=200) or a model field of the
-    /// model's default version (models.tiny.batchSize=8). Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE", required = true, value_parser = parse_assignment)]
-    assignments: Vec<Assignment>,
+    /// KEY=VALUE: a property (job_queue_size=200), a model field of the
+    /// model's default version (models.tiny.batchSize=8), TorchServe's log
+    /// level (log4j.level=info) or a variable of its environment
+    /// (env.OMP_NUM_THREADS=1, written to the target file; needs --target).
+    /// Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", required = true, value_parser = parse_setting)]
+    settings: Vec<Setting>,
     /// Restart the server on the new config and wait until it is ready;
     /// roll back if it does not come up.
     #[arg(long, requires = "target", conflicts_with = "hot")]
@@ -104,6 +108,15 @@ struct ReplayArgs {
     target_regret: f64,
     #[arg(long, default_value_t = 0.01)]
     max_error_rate: f64,
+    /// Seconds charged for a restart (default: the landscape's, else 12).
+    #[arg(long)]
+    restart_s: Option<f64>,
+    /// Seconds charged for a live change (default: the landscape's, else 2).
+    #[arg(long)]
+    hot_s: Option<f64>,
+    /// Seconds charged for each measurement (default: the landscape's, else 5).
+    #[arg(long)]
+    window_s: Option<f64>,
     #[arg(long)]
     json: bool,
 }
@@ -124,8 +137,84 @@ struct TargetArg {
     target: PathBuf,
 }
 
-fn parse_assignment(text: &str) -> Result<Assignment, String> {
-    text.parse()
+/// One `--set`: where it lands and the value.
+#[derive(Debug, Clone)]
+struct Setting {
+    target: Target,
+    value: String,
+}
+
+fn parse_setting(text: &str) -> Result<Setting, String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_string())?;
+    if value.contains(['\n', '\r', '\0']) {
+        return Err(format!("{key}: a value must be one line"));
+    }
+    let target = Target::parse(key.trim())?;
+    if let Target::Config(_) = target {
+        text.parse::<Assignment>()?;
+    }
+    Ok(Setting {
+        target,
+        value: value.to_string(),
+    })
+}
+
+/// The `--set`s split by destination.
+struct SplitSettings {
+    /// Config edits (the log level among them, as a `vmargs` edit).
+    assignments: Vec<Assignment>,
+    environment: std::collections::BTreeMap<String, String>,
+    /// The log level, whose log4j2 file must be written.
+    log_level: Option<String>,
+}
+
+fn split_settings(settings: &[Setting], config: &Path) -> anyhow::Result<SplitSettings> {
+    let mut assignments = Vec::new();
+    let mut environment = std::collections::BTreeMap::new();
+    let mut log_level = None;
+    for setting in settings {
+        match &setting.target {
+            Target::Config(key) => assignments.push(
+                format!("{key}={}", setting.value)
+                    .parse::<Assignment>()
+                    .map_err(|e| anyhow::anyhow!("--set {key}={}: {e}", setting.value))?,
+            ),
+            Target::Env(name) => {
+                environment.insert(name.clone(), setting.value.clone());
+            }
+            Target::LogLevel => {
+                let level = setting.value.trim().to_ascii_lowercase();
+                if !crate::space::LOG_LEVELS.contains(&level.as_str()) {
+                    bail!(
+                        "--set log4j.level={}: one of {}",
+                        setting.value,
+                        crate::space::LOG_LEVELS.join(", ")
+                    );
+                }
+                log_level = Some(level);
+            }
+        }
+    }
+    if let Some(level) = &log_level {
+        let (_, props) = config::read_properties(config)?;
+        let config_dir = config.parent().unwrap_or(Path::new("."));
+        if crate::server::logging::level_of(props.get("vmargs")).is_none() {
+            bail!(
+                "{}: vmargs names a log4j2 config of the deployment's own; servetune will not replace it",
+                config.display()
+            );
+        }
+        let vmargs = crate::server::logging::vmargs_with(props.get("vmargs"), level, config_dir).unwrap_or_default();
+        assignments.push(Assignment {
+            key: config::SettingKey::Property("vmargs".into()),
+            value: vmargs,
+        });
+    }
+    Ok(SplitSettings {
+        assignments,
+        environment,
+        log_level,
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -141,19 +230,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
-    if args.slo_p99_ms.is_nan()
-        || args.slo_p99_ms <= 0.0
-        || !(0.0..1.0).contains(&args.target_regret)
-        || args.seeds == 0
-    {
-        bail!("--slo-p99-ms must be positive, --target-regret in [0, 1), --seeds at least 1");
+    if !(args.slo_p99_ms.is_finite() && args.slo_p99_ms > 0.0) {
+        bail!("--slo-p99-ms must be a positive number of milliseconds");
+    }
+    if !(0.0..1.0).contains(&args.target_regret) {
+        bail!("--target-regret must be within [0, 1)");
+    }
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        bail!("--max-error-rate must be within [0, 1]");
+    }
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    for (flag, value) in [
+        ("--restart-s", args.restart_s),
+        ("--hot-s", args.hot_s),
+        ("--window-s", args.window_s),
+    ] {
+        if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            bail!("{flag} must be a number of seconds ≥ 0");
+        }
     }
     let landscape = crate::replay::load_landscape(&args.landscape)?;
-    let objective = crate::replay::ThroughputUnderSlo {
-        slo_p99_ms: args.slo_p99_ms,
-        max_error_rate: args.max_error_rate,
-    };
-    let report = crate::replay::replay(&landscape, args.strategy, args.seeds, objective, args.target_regret);
+    let mut costs = landscape.costs;
+    costs.restart_s = args.restart_s.unwrap_or(costs.restart_s);
+    costs.hot_s = args.hot_s.unwrap_or(costs.hot_s);
+    costs.window_s = args.window_s.unwrap_or(costs.window_s);
+    let objective = crate::replay::throughput_under_slo(args.slo_p99_ms, args.max_error_rate);
+    let report = crate::replay::replay(
+        &landscape,
+        args.strategy,
+        args.seeds,
+        objective,
+        args.target_regret,
+        costs,
+    );
     if args.json {
         println!(
             "{}",
@@ -163,15 +274,22 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let show = |v: Option<f64>| v.map_or("failed".to_string(), |v| format!("{v:.1}"));
     println!(
-        "{}: median {} trials, p90 {}, failed seeds {}/{} (landscape: {} configs, best feasible {:.1} req/s at p99 <= {} ms)",
+        "{}: median {} trials ({} s), p90 {} trials ({} s), median restarts {:.0}, failed seeds {}/{} \
+         (landscape: {} configs, best feasible {:.1} req/s at p99 <= {} ms; restart {} s, live change {} s, window {} s)",
         report.strategy,
         show(report.median_trials_to_target),
+        show(report.median_seconds_to_target),
         show(report.p90_trials_to_target),
+        show(report.p90_seconds_to_target),
+        report.median_restarts,
         report.failed_seeds,
         report.seeds,
         report.points,
         report.best_feasible_throughput_rps,
-        report.slo_p99_ms
+        report.slo_p99_ms,
+        costs.restart_s,
+        costs.hot_s,
+        costs.window_s
     );
     Ok(())
 }
@@ -223,7 +341,12 @@ fn load_server(target: &Path, config: Option<&Path>) -> anyhow::Result<TorchServ
 }
 
 fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
-    for assignment in &args.assignments {
+    let SplitSettings {
+        assignments,
+        environment,
+        log_level,
+    } = split_settings(&args.settings, &args.config)?;
+    for assignment in &assignments {
         if let config::SettingKey::Property(key) = &assignment.key {
             if !config::assignment::is_known_property(key) {
                 tracing::warn!("--set {assignment}: TorchServe 0.12 does not document '{key}'; check the spelling");
@@ -234,28 +357,67 @@ fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
         Some(target) => Some(load_server(target, Some(&args.config))?),
         None => None,
     };
-    let mut edit = Edit::prepare(&args.config, &args.assignments)?;
+    let new_environment = match (&server, environment.is_empty()) {
+        (_, true) => None,
+        (None, false) => bail!("--set env.NAME=VALUE needs --target: the environment is the target file's"),
+        (Some(server), false) => {
+            if !matches!(server.spec().control, crate::server::Control::Managed { .. }) {
+                bail!(
+                    "--set env.*: {} restarts TorchServe through its restart_command; set the environment in the service",
+                    server.spec().source.display()
+                );
+            }
+            if args.hot {
+                bail!("--set env.*: the environment is read only at start; use --restart");
+            }
+            let mut all = server.environment();
+            all.extend(environment.clone());
+            Some(all)
+        }
+    };
+    if args.hot && log_level.is_some() {
+        bail!("--set log4j.level: the log level is read only at start; use --restart");
+    }
+    let mut edit = Edit::prepare(&args.config, &assignments)?;
     let changes = edit.changes();
-    if changes.is_empty() {
+    for (name, value) in &environment {
+        println!(
+            "{}: env {name}={value}",
+            args.target.as_deref().unwrap_or(Path::new("")).display()
+        );
+    }
+    if changes.is_empty() && environment.is_empty() {
         println!("{}: already set, nothing to change", args.config.display());
     }
     for change in &changes {
         println!("{}: {change}", args.config.display());
     }
+    if let Some(level) = &log_level {
+        let config_dir = args.config.parent().unwrap_or(Path::new("."));
+        crate::server::logging::ensure_written(config_dir, level)
+            .with_context(|| format!("writing the log4j2 config for level {level}"))?;
+    }
     match server {
         Some(server) if args.restart => {
-            runtime()?.block_on(apply::apply_with_restart(&server, edit))?;
+            let environment = new_environment.clone().unwrap_or_else(|| server.environment());
+            runtime()?.block_on(apply::apply_with_restart_in(&server, edit, environment))?;
+            if let Some(environment) = &new_environment {
+                server.spec().write_environment(environment)?;
+            }
             println!("TorchServe restarted on the new config and ready");
             print_status(&server)?;
         }
         Some(server) if args.hot => {
-            runtime()?.block_on(apply::apply_hot(&server, edit, &args.assignments))?;
+            runtime()?.block_on(apply::apply_hot(&server, edit, &assignments))?;
             println!("TorchServe changed live and ready");
             print_status(&server)?;
         }
-        _ => {
+        server => {
             if !changes.is_empty() {
                 edit.write()?;
+            }
+            if let (Some(server), Some(environment)) = (server, &new_environment) {
+                server.spec().write_environment(environment)?;
             }
         }
     }

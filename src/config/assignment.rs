@@ -49,13 +49,13 @@ fn is_property_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-impl FromStr for Assignment {
+impl FromStr for SettingKey {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_string())?;
+    /// A key alone: `job_queue_size` or `models.<model>.<field>`.
+    fn from_str(key: &str) -> Result<Self, String> {
         let key = key.trim();
-        let key = if let Some(rest) = key.strip_prefix("models.") {
+        if let Some(rest) = key.strip_prefix("models.") {
             let (model, field) = rest
                 .rsplit_once('.')
                 .filter(|(model, field)| !model.is_empty() && !field.is_empty())
@@ -64,20 +64,31 @@ impl FromStr for Assignment {
                 let known: Vec<&str> = ModelField::ALL.iter().map(|f| f.name()).collect();
                 format!("unknown model field '{field}' (known: {})", known.join(", "))
             })?;
-            SettingKey::ModelField {
+            Ok(SettingKey::ModelField {
                 model: model.to_string(),
                 field,
-            }
+            })
         } else if key == MODELS_KEY {
-            return Err("set one model field at a time: models.<model>.<field>=VALUE".to_string());
+            Err("set one model field at a time: models.<model>.<field>=VALUE".to_string())
         } else if is_property_key(key) {
-            check_property_value(key, value)?;
-            SettingKey::Property(key.to_string())
+            Ok(SettingKey::Property(key.to_string()))
         } else {
-            return Err(format!(
+            Err(format!(
                 "'{key}' is not a property key (letters, digits, '_', '.', '-')"
-            ));
-        };
+            ))
+        }
+    }
+}
+
+impl FromStr for Assignment {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (key, value) = text.split_once('=').ok_or_else(|| "expected KEY=VALUE".to_string())?;
+        let key: SettingKey = key.parse()?;
+        if let SettingKey::Property(property) = &key {
+            check_property_value(property, value)?;
+        }
         Ok(Assignment {
             key,
             value: value.to_string(),

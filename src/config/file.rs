@@ -153,9 +153,28 @@ pub fn restore(path: &Path, force: bool) -> Result<RestoreOutcome, ConfigError> 
     Ok(outcome)
 }
 
+/// A data file (results, servetune's own files): written atomically, mode
+/// 0644 — readable, not executable, whatever the folder's mode.
+pub fn write_data_atomically(destination: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    write_atomically_with(destination, bytes, Some(fs::Permissions::from_mode(0o644)))
+}
+
 /// Temp file in the destination's directory, fsync, permissions of
 /// `permissions_from`, rename, fsync of the directory.
 pub fn write_atomically(destination: &Path, bytes: &[u8], permissions_from: &Path) -> Result<(), ConfigError> {
+    write_atomically_with(
+        destination,
+        bytes,
+        fs::metadata(permissions_from).ok().map(|m| m.permissions()),
+    )
+}
+
+fn write_atomically_with(
+    destination: &Path,
+    bytes: &[u8],
+    permissions: Option<fs::Permissions>,
+) -> Result<(), ConfigError> {
     let directory = destination
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -165,8 +184,8 @@ pub fn write_atomically(destination: &Path, bytes: &[u8], permissions_from: &Pat
         .tempfile_in(directory)
         .map_err(|e| write_error(destination, e))?;
     temporary.write_all(bytes).map_err(|e| write_error(destination, e))?;
-    if let Ok(metadata) = fs::metadata(permissions_from) {
-        fs::set_permissions(temporary.path(), metadata.permissions()).map_err(|e| write_error(destination, e))?;
+    if let Some(permissions) = permissions {
+        fs::set_permissions(temporary.path(), permissions).map_err(|e| write_error(destination, e))?;
     }
     temporary
         .as_file()
@@ -198,6 +217,16 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"a=1\r\n# keep\n");
         assert!(!dir.path().join(".servetune").exists());
         assert!(matches!(restore(&path, false), Err(ConfigError::NoBackup { .. })));
+    }
+
+    #[test]
+    fn data_files_are_not_executable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("summary.md");
+        write_data_atomically(&path, b"# x\n").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
     }
 
     #[test]

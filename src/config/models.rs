@@ -54,6 +54,15 @@ impl ModelField {
         Self::ALL.into_iter().find(|field| field.name() == name)
     }
 
+    /// Whether the management API changes this field on a running server
+    /// (re-registering the model, or scaling its workers).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            ModelField::BatchSize | ModelField::MaxBatchDelay | ModelField::MinWorkers | ModelField::MaxWorkers
+        )
+    }
+
     /// Parses a command-line value into the JSON this field holds.
     pub fn parse_value(self, text: &str) -> Result<Value, String> {
         match self {
@@ -147,6 +156,12 @@ impl Models {
     pub fn field(&self, model: &str, field: ModelField) -> Result<Option<&Value>, ModelsError> {
         let version = self.default_version(model)?;
         Ok(self.versions(model)?[version].get(field.name()))
+    }
+
+    /// Every field of the model's default version (None: no such model).
+    pub fn default_version_fields(&self, model: &str) -> Option<Map<String, Value>> {
+        let version = self.default_version(model).ok()?;
+        self.versions(model).ok()?.get(version)?.as_object().cloned()
     }
 
     /// Sets a field of the model's default version.

@@ -11,10 +11,14 @@ pub mod request;
 pub mod run;
 pub mod stages;
 pub mod tls;
+pub mod window;
+pub mod workload;
 
 pub use request::{Endpoint, Protocol, RenderedRequests, RequestSpec};
 pub use run::{run_load, Arrival, LoadPlan, Progress, Schedule};
 pub use stages::Stages;
+pub use window::StabilityRule;
+pub use workload::Workload;
 
 /// Why a load run could not start.
 #[derive(Debug, thiserror::Error)]

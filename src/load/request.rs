@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use super::LoadError;
 
 /// The API a body is meant for (decides the default content type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// TorchServe `/predictions/{model}`: raw bytes.
     Torchserve,

@@ -36,6 +36,7 @@ use super::http::{Connection, Failure};
 use super::request::RenderedRequests;
 use super::stages::Stages;
 use super::tls::TlsTarget;
+use super::window::{self, StabilityRule, WindowShape, WindowTokens};
 use super::LoadError;
 use crate::measure::{ErrorClass, LoadReport, Recorder};
 
@@ -62,8 +63,14 @@ pub struct LoadPlan {
     pub address: SocketAddr,
     pub requests: Arc<RenderedRequests>,
     pub schedule: Schedule,
+    /// Warm-up before the window (rounded up to whole seconds); with a
+    /// stability rule, the least warm-up.
     pub warmup: Duration,
+    /// The window; with a stability rule, three sub-windows of a third of it.
     pub duration: Duration,
+    /// Go on until throughput is steady (see `window`), or measure exactly
+    /// `duration` when None.
+    pub stability: Option<StabilityRule>,
     pub request_timeout: Duration,
     /// Open loop: connections, hence requests in flight, at most.
     pub max_in_flight: usize,
@@ -131,28 +138,59 @@ pub async fn run_load(
     }
     let plan = Arc::new(plan);
     let start = Instant::now() + Duration::from_millis(20);
+    let shape = WindowShape {
+        warmup: plan.warmup,
+        duration: plan.duration,
+        rule: plan.stability,
+        drain: DRAIN.min(plan.request_timeout),
+    };
+    let tokens = Arc::new(WindowTokens::new(start, shape.latest_end(start)));
+    let (decided, outcome) = tokio::sync::oneshot::channel();
+    let monitor = tokio::spawn(window::drive(
+        shape,
+        start,
+        Arc::clone(&tokens),
+        Arc::clone(&progress),
+        token.clone(),
+        decided,
+    ));
     let mut handles = Vec::new();
     for thread_index in 0..plan.threads {
         let plan = Arc::clone(&plan);
         let token = token.clone();
         let progress = Arc::clone(&progress);
+        let tokens = Arc::clone(&tokens);
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("servetune-load-{thread_index}"))
             .spawn(move || {
-                let _ = sender.send(run_thread(&plan, thread_index, start, token, progress));
-            })
-            .map_err(|e| LoadError::Thread(e.to_string()))?;
+                let _ = sender.send(run_thread(&plan, thread_index, start, token, tokens, progress));
+            });
+        if let Err(e) = spawned {
+            monitor.abort();
+            return Err(LoadError::Thread(e.to_string()));
+        }
         handles.push(receiver);
     }
-    let mut merged = Recorder::new(start, plan.warmup, plan.duration);
+    let mut merged = Recorder::new(start);
+    let mut failure = None;
     for handle in handles {
-        let recorder = handle
-            .await
-            .map_err(|_| LoadError::Thread("a load thread panicked".into()))??;
-        merged.merge(recorder);
+        match handle.await {
+            Ok(Ok(recorder)) => merged.merge(recorder),
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(LoadError::Thread("a load thread panicked".into())),
+        }
     }
-    Ok(merged.report())
+    let outcome = outcome.await;
+    monitor.abort();
+    tokens.hard_stop.cancel();
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let outcome = outcome.map_err(|_| LoadError::Thread("the window monitor stopped".into()))?;
+    let mut report = merged.report(outcome.from_s, outcome.end_s);
+    report.stability = outcome.stability;
+    Ok(report)
 }
 
 fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
@@ -177,10 +215,9 @@ fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
 /// What one thread's tasks share.
 struct ThreadContext {
     plan: Arc<LoadPlan>,
-    /// No request is sent after this.
-    end: Instant,
-    /// Requests still in flight at this moment are cut and counted unfinished.
-    hard_stop: Instant,
+    /// When sending stops (`closed`) and in-flight requests are cut
+    /// (`hard_stop`, counted unfinished): decided by the window monitor.
+    window: Arc<WindowTokens>,
     token: CancellationToken,
     recorder: RefCell<Recorder>,
     progress: Arc<Progress>,
@@ -192,6 +229,7 @@ fn run_thread(
     thread_index: usize,
     start: Instant,
     token: CancellationToken,
+    window: Arc<WindowTokens>,
     progress: Arc<Progress>,
 ) -> Result<Recorder, LoadError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -200,10 +238,9 @@ fn run_thread(
         .map_err(|e| LoadError::Thread(e.to_string()))?;
     let context = Rc::new(ThreadContext {
         plan: Arc::clone(plan),
-        end: start + plan.warmup + plan.duration,
-        hard_stop: start + plan.warmup + plan.duration + DRAIN.min(plan.request_timeout),
+        window,
         token,
-        recorder: RefCell::new(Recorder::new(start, plan.warmup, plan.duration)),
+        recorder: RefCell::new(Recorder::new(start)),
         progress,
         request_counter: Cell::new(thread_index as u64),
     });
@@ -236,7 +273,8 @@ enum Step {
 struct Lane {
     connection: Option<Connection>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    hard_stop: Pin<Box<Sleep>>,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+    hard_stop: Pin<Box<WaitForCancellationFutureOwned>>,
     timeout: Pin<Box<Sleep>>,
     /// The pacing timer (open-loop due times, think time).
     pace: Pin<Box<Sleep>>,
@@ -247,13 +285,14 @@ impl Lane {
         Self {
             connection: None,
             cancelled: Box::pin(context.token.clone().cancelled_owned()),
-            hard_stop: Box::pin(sleep_until(context.hard_stop.into())),
-            timeout: Box::pin(sleep_until(context.hard_stop.into())),
+            closed: Box::pin(context.window.closed.clone().cancelled_owned()),
+            hard_stop: Box::pin(context.window.hard_stop.clone().cancelled_owned()),
+            timeout: Box::pin(sleep_until(Instant::now().into())),
             pace: Box::pin(sleep_until(Instant::now().into())),
         }
     }
 
-    /// Waits until `deadline` (false when cancelled or past the window).
+    /// Waits until `deadline` (false when cancelled or the window closed).
     async fn pace_until(&mut self, deadline: Instant, end: Instant) -> bool {
         if deadline >= end {
             return false;
@@ -262,7 +301,19 @@ impl Lane {
         tokio::select! {
             biased;
             _ = self.cancelled.as_mut() => false,
+            _ = self.closed.as_mut() => false,
             _ = self.pace.as_mut() => true,
+        }
+    }
+
+    /// Waits until `deadline` unless cancelled (the window may be closed).
+    async fn pause_until(&mut self, deadline: Instant) {
+        self.pace.as_mut().reset(deadline.into());
+        tokio::select! {
+            biased;
+            _ = self.cancelled.as_mut() => {}
+            _ = self.hard_stop.as_mut() => {}
+            _ = self.pace.as_mut() => {}
         }
     }
 }
@@ -324,15 +375,13 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
     context.progress.errors.fetch_add(1, Ordering::Relaxed);
     lane.connection = None;
     if failure == ErrorClass::Connect {
-        let _ = lane
-            .pace_until(Instant::now() + CONNECT_BACKOFF, context.hard_stop)
-            .await;
+        lane.pause_until(Instant::now() + CONNECT_BACKOFF).await;
     }
     Step::Done
 }
 
 fn window_open(context: &ThreadContext) -> bool {
-    Instant::now() < context.end && !context.token.is_cancelled()
+    !context.window.closed.is_cancelled() && !context.token.is_cancelled()
 }
 
 /// This thread's share of `total` users (users are dealt round-robin).
@@ -366,7 +415,7 @@ async fn run_closed(
         }
         tokio::select! {
             _ = context.token.cancelled() => break,
-            _ = sleep_until(context.end.into()) => break,
+            _ = context.window.closed.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
@@ -382,7 +431,7 @@ async fn virtual_user(context: Rc<ThreadContext>, stop: Rc<Cell<bool>>, think_ti
         if let Step::WindowClosed = send_one(&context, &mut lane, intended).await {
             return;
         }
-        if !think_time.is_zero() && !lane.pace_until(Instant::now() + think_time, context.end).await {
+        if !think_time.is_zero() && !lane.pace_until(Instant::now() + think_time, context.window.end()).await {
             return;
         }
     }
@@ -453,7 +502,7 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
         tasks.push(tokio::task::spawn_local(async move {
             let mut lane = Lane::new(&context);
             while window_open(&context) {
-                let Some(due) = slots.borrow_mut().take(context.end) else {
+                let Some(due) = slots.borrow_mut().take(context.window.end()) else {
                     break;
                 };
                 // Idle until due: any delay past it is the timer's (1 ms ticks),
@@ -461,7 +510,7 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
                 // Busy past due: the server held this connection, so latency
                 // counts from the due time (coordinated omission corrected).
                 let idle_until_due = Instant::now() < due;
-                if idle_until_due && !lane.pace_until(due, context.end).await {
+                if idle_until_due && !lane.pace_until(due, context.window.end()).await {
                     break;
                 }
                 let now = Instant::now();
@@ -481,7 +530,7 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
     // Slots due before the end that no connection was free to take.
     let mut slots = slots.borrow_mut();
     let mut recorder = context.recorder.borrow_mut();
-    while let Some(due) = slots.take(context.end) {
+    while let Some(due) = slots.take(context.window.end()) {
         recorder.record_dropped(due);
     }
 }

@@ -9,4 +9,6 @@ pub mod metrics;
 pub mod process;
 pub mod recorder;
 
-pub use recorder::{ErrorClass, ErrorCounts, LatencySummary, LoadReport, Recorder, SecondStats};
+pub use recorder::{
+    latency_histogram, ErrorClass, ErrorCounts, LatencySummary, LoadReport, Recorder, SecondStats, Stability,
+};

@@ -1,7 +1,16 @@
 //! Memory and CPU of the server's whole process tree (JVM + Python workers),
-//! sampled on a thread of its own while the load runs: RSS, and PSS from
-//! `/proc/<pid>/smaps_rollup` (shared pages split among the processes that
-//! map them, so workers forked from one parent are not counted twice).
+//! sampled on a thread of its own while the load runs: RSS and CPU from
+//! `/proc/<pid>/stat`, and PSS from `/proc/<pid>/smaps_rollup` (shared pages
+//! split among the processes that map them, so workers forked from one
+//! parent are not counted twice).
+//!
+//! The observer must not move what it observes: `smaps_rollup` makes the
+//! kernel walk every mapping of a process (measured here: 3–7 ms per process
+//! of a TorchServe tree, a JVM and torch workers), and finding the tree reads
+//! every `/proc/*/stat`. So RSS and CPU (cheap) are read every
+//! `SAMPLE_INTERVAL`, PSS only every `PSS_INTERVAL` (a steady server's PSS
+//! moves slowly), the tree is looked up again every `TREE_REFRESH`, and the
+//! sampler's own CPU time is measured and reported (`ObserverCost`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,9 +33,14 @@ pub struct TreeSample {
 
 /// Reads the tree rooted at `root` once.
 pub fn sample_tree(root: i32) -> TreeSample {
+    sample_processes(&process_tree(root), true)
+}
+
+/// Reads `pids` once; PSS only when `with_pss` (it is the costly part).
+fn sample_processes(pids: &[i32], with_pss: bool) -> TreeSample {
     let page_size = procfs::page_size();
     let mut sample = TreeSample::default();
-    for pid in process_tree(root) {
+    for &pid in pids {
         let Ok(process) = procfs::process::Process::new(pid) else {
             continue;
         };
@@ -34,6 +48,9 @@ pub fn sample_tree(root: i32) -> TreeSample {
             sample.rss_bytes += stat.rss * page_size;
             sample.cpu_ticks += stat.utime + stat.stime;
             sample.processes += 1;
+        }
+        if !with_pss {
+            continue;
         }
         if let Ok(rollup) = process.smaps_rollup() {
             if let Some(pss) = rollup
@@ -60,10 +77,39 @@ pub struct MemoryReport {
     pub samples: usize,
 }
 
+/// What watching the server cost, measured on the sampler thread itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ObserverCost {
+    /// CPU seconds the sampler thread used.
+    pub cpu_s: f64,
+    /// That CPU as a share of one core over the window.
+    pub cpu_share: f64,
+    pub samples: usize,
+    pub pss_samples: usize,
+}
+
+/// How often the sampler reads RSS and CPU.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often it reads PSS (and on its first sample).
+const PSS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the tree (new workers) is looked up again.
+const TREE_REFRESH: Duration = Duration::from_secs(2);
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+}
+
 /// Samples a process tree every `interval` until stopped.
 pub struct TreeSampler {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<(Vec<TreeSample>, Duration)>,
+    handle: JoinHandle<(Vec<TreeSample>, Duration, ObserverCost)>,
 }
 
 impl TreeSampler {
@@ -71,27 +117,50 @@ impl TreeSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
+            let cpu_before = thread_cpu_time();
             let started = Instant::now();
-            let mut samples = vec![sample_tree(root)];
-            while !flag.load(Ordering::Relaxed) {
+            let mut tree = process_tree(root);
+            let mut tree_read = Instant::now();
+            let mut pss_read: Option<Instant> = None;
+            let mut samples = Vec::new();
+            let mut cost = ObserverCost::default();
+            loop {
+                if tree_read.elapsed() >= TREE_REFRESH {
+                    tree = process_tree(root);
+                    tree_read = Instant::now();
+                }
+                let with_pss = pss_read.is_none_or(|at| at.elapsed() >= PSS_INTERVAL);
+                if with_pss {
+                    pss_read = Some(Instant::now());
+                }
+                samples.push(sample_processes(&tree, with_pss));
+                cost.pss_samples += usize::from(with_pss);
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
                 std::thread::sleep(interval);
-                samples.push(sample_tree(root));
             }
-            (samples, started.elapsed())
+            let elapsed = started.elapsed();
+            cost.samples = samples.len();
+            cost.cpu_s = thread_cpu_time().saturating_sub(cpu_before).as_secs_f64();
+            cost.cpu_share = cost.cpu_s / elapsed.as_secs_f64().max(1e-9);
+            (samples, elapsed, cost)
         });
         Self { stop, handle }
     }
 
-    pub fn finish(self) -> MemoryReport {
+    pub fn finish(self) -> (MemoryReport, ObserverCost) {
         self.stop.store(true, Ordering::Relaxed);
-        let (samples, elapsed) = self.handle.join().unwrap_or_default();
-        summarize(&samples, elapsed)
+        let (samples, elapsed, cost) = self.handle.join().unwrap_or_default();
+        (summarize(&samples, elapsed), cost)
     }
 }
 
 fn summarize(samples: &[TreeSample], elapsed: Duration) -> MemoryReport {
     let mb = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let count = samples.len().max(1) as f64;
+    let pss: Vec<u64> = samples.iter().map(|s| s.pss_bytes).filter(|&b| b > 0).collect();
+    let pss_count = pss.len().max(1) as f64;
     let ticks_per_s = procfs::ticks_per_second() as f64;
     let cpu_ticks = match (samples.first(), samples.last()) {
         (Some(first), Some(last)) => last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64,
@@ -100,8 +169,8 @@ fn summarize(samples: &[TreeSample], elapsed: Duration) -> MemoryReport {
     MemoryReport {
         rss_peak: mb(samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0)),
         rss_mean: samples.iter().map(|s| mb(s.rss_bytes)).sum::<f64>() / count,
-        pss_peak: mb(samples.iter().map(|s| s.pss_bytes).max().unwrap_or(0)),
-        pss_mean: samples.iter().map(|s| mb(s.pss_bytes)).sum::<f64>() / count,
+        pss_peak: mb(pss.iter().copied().max().unwrap_or(0)),
+        pss_mean: pss.iter().map(|&b| mb(b)).sum::<f64>() / pss_count,
         cpu_cores: if elapsed.is_zero() {
             0.0
         } else {
@@ -123,12 +192,15 @@ mod tests {
         assert!(sample.pss_bytes > 0);
         let sampler = TreeSampler::start(std::process::id() as i32, Duration::from_millis(20));
         let spin = Instant::now();
-        while spin.elapsed() < Duration::from_millis(200) {
+        while spin.elapsed() < Duration::from_millis(600) {
             std::hint::black_box(0u64);
         }
-        let report = sampler.finish();
+        let (report, cost) = sampler.finish();
         assert!(report.samples >= 3);
         assert!(report.pss_peak >= report.pss_mean && report.pss_mean > 0.0);
         assert!(report.cpu_cores > 0.2, "a spinning thread shows up as CPU: {report:?}");
+        assert_eq!(cost.samples, report.samples);
+        assert!(cost.pss_samples >= 1 && cost.pss_samples < cost.samples, "{cost:?}");
+        assert!(cost.cpu_s > 0.0 && cost.cpu_share < 0.5, "{cost:?}");
     }
 }

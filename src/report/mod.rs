@@ -5,31 +5,27 @@
 //! the baseline and over TorchServe's defaults, `trials.csv`, SVG plots
 //! (`plots.rs`) and `report.json`.
 
+//! What a study leaves behind in `results/<study>/`: the recommended files
+//! per tier (`recommended/<tier>/config.properties`, written with the
+//! lossless editor from the original, the `model-config.yaml` fields that
+//! belong in a model archive, the `environment` TorchServe must start with,
+//! and servetune's log4j2 file when the tier changes the log level),
+//! `summary.md` (the table, each recommendation's interval and gain over the
+//! baseline with its interval, what the measurements cannot tell apart, what
+//! logging and threads the recommendation runs with, what was not searched
+//! and why, what moves cost), `trials.csv`, SVG plots (`plots.rs`) and
+//! `report.json`. The study decides; this module only renders and writes.
+
 mod plots;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::config::{apply_assignments, Assignment, ModelField, Models, Properties, MODELS_KEY};
-use crate::objective::{choose_tiers, pareto_front, Figures, Tier};
-use crate::space::{Point, Space};
-use crate::study::journal::{Entry, TrialKind};
-use crate::study::settings::Settings;
-use crate::study::StopReason;
-
-/// One evaluated point with its best estimate.
-#[derive(Debug, Clone, Serialize)]
-pub struct Candidate {
-    pub point: Point,
-    pub description: String,
-    pub figures: Figures,
-    pub throughput_ci95: Option<f64>,
-    pub confirmed: bool,
-}
+use crate::objective::{pareto_front, Figures, Tier};
+use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason};
 
 /// Relative changes in percent (positive throughput gain is good; negative
 /// p99 and memory changes are good).
@@ -41,7 +37,7 @@ pub struct Gains {
 }
 
 impl Gains {
-    fn between(new: &Figures, old: &Figures) -> Self {
+    pub fn between(new: &Figures, old: &Figures) -> Self {
         let pct = |a: f64, b: f64| if b > 0.0 { (a / b - 1.0) * 100.0 } else { 0.0 };
         Self {
             throughput_pct: pct(new.throughput_rps, old.throughput_rps),
@@ -57,15 +53,40 @@ pub struct Recommendation {
     pub tier: Tier,
     pub description: String,
     pub values: BTreeMap<String, String>,
+    /// Confirmed figures: mean throughput and memory over the runs, p50/p99
+    /// of the runs' merged latencies.
     pub figures: Figures,
+    /// Half-width of the 95 % interval of mean throughput (Student t over runs).
     pub throughput_ci95: Option<f64>,
+    pub throughput: Option<Interval>,
+    pub runs: usize,
     pub confirmed: bool,
+    /// Nothing beat the current config beyond the noise: keep it.
+    pub keep_current: bool,
+    /// Confirmed candidates this one cannot be told apart from.
+    pub indistinguishable_from: Vec<String>,
+    pub reason: String,
     pub gain_vs_baseline: Option<Gains>,
+    /// The same gains as 95 % intervals (Welch, on logarithms).
+    pub gain_vs_baseline_ci95: Option<GainIntervals>,
     pub gain_vs_defaults: Option<Gains>,
+    /// TorchServe's logging as this config runs it.
+    pub logging: String,
+    /// Intra-op threads each worker runs with.
+    pub threads_per_worker: String,
+    /// Environment variables TorchServe must start with.
+    pub environment: BTreeMap<String, String>,
     #[serde(skip)]
+    pub files: RecommendedFiles,
+}
+
+/// The deployable files of one tier.
+#[derive(Debug, Clone, Default)]
+pub struct RecommendedFiles {
     pub config: Vec<u8>,
-    #[serde(skip)]
     pub model_config_yaml: String,
+    /// servetune's log4j2 file the config names (file name, text).
+    pub log4j: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +95,8 @@ pub struct Report {
     pub strategy: String,
     pub stop: StopReason,
     pub trials: usize,
+    pub screening_trials: usize,
+    pub confirmation_runs: usize,
     pub failed_trials: usize,
     pub elapsed_s: f64,
     pub budget_s: f64,
@@ -82,6 +105,14 @@ pub struct Report {
     pub defaults: Option<Figures>,
     pub recommendations: Vec<Recommendation>,
     pub pareto_front: Vec<String>,
+    /// What moves cost in this study.
+    pub costs: MeasuredCosts,
+    /// Share of moves that were live (no restart).
+    pub hot_share: f64,
+    pub not_searched: Vec<NotSearched>,
+    /// Why nothing is recommended, when nothing is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_recommendation: Option<String>,
     #[serde(skip)]
     pub candidates: Vec<Candidate>,
     #[serde(skip)]
@@ -94,32 +125,25 @@ impl Report {
     pub fn recommendation(&self, tier: Tier) -> Option<&Recommendation> {
         self.recommendations.iter().find(|r| r.tier == tier)
     }
+
+    /// The feasible candidates' descriptions on the Pareto front.
+    pub fn front_of(candidates: &[Candidate], feasible: impl Fn(&Figures) -> bool) -> Vec<String> {
+        let kept: Vec<&Candidate> = candidates.iter().filter(|c| feasible(&c.figures)).collect();
+        let figures: Vec<Figures> = kept.iter().map(|c| c.figures).collect();
+        pareto_front(&figures)
+            .into_iter()
+            .map(|i| kept[i].description.clone())
+            .collect()
+    }
 }
 
-pub struct Inputs<'a> {
-    pub settings: &'a Settings,
-    pub space: &'a Space,
-    pub original_config: &'a [u8],
-    pub config_name: String,
-    pub entries: &'a [Entry],
-    pub candidates: Vec<Candidate>,
-    pub baseline: Option<Figures>,
-    pub defaults: Option<Figures>,
-    pub stop: StopReason,
-    pub elapsed: Duration,
-}
-
-/// The original config with `point` applied, and the model-config.yaml
-/// fields of the tuned model.
-pub fn config_for(space: &Space, point: &[usize], model: &str, original: &[u8]) -> anyhow::Result<(Vec<u8>, String)> {
-    let mut props = Properties::parse(original.to_vec()).map_err(|e| anyhow::anyhow!("original config: {e}"))?;
-    let assignments: Vec<Assignment> = space
-        .assignments(point, model)
-        .iter()
-        .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("{a}: {e}")))
-        .collect::<Result<_, _>>()?;
-    apply_assignments(&mut props, &assignments).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The `model-config.yaml` fields of `model` in a config's `models={…}`.
+pub fn model_config_yaml(config: &[u8], model: &str) -> String {
+    use crate::config::{ModelField, Models, Properties, MODELS_KEY};
     let mut yaml = format!("# Frontend settings of model '{model}' (model-config.yaml in its archive).\n");
+    let Ok(props) = Properties::parse(config.to_vec()) else {
+        return yaml;
+    };
     if let Some(models) = props.get(MODELS_KEY).and_then(|v| Models::parse(v).ok()) {
         for field in [
             ModelField::MinWorkers,
@@ -133,67 +157,7 @@ pub fn config_for(space: &Space, point: &[usize], model: &str, original: &[u8]) 
             }
         }
     }
-    Ok((props.into_bytes(), yaml))
-}
-
-pub fn build(inputs: Inputs<'_>) -> anyhow::Result<Report> {
-    let s = inputs.settings;
-    let figures: Vec<Figures> = inputs.candidates.iter().map(|c| c.figures).collect();
-    let reference = inputs.baseline.or(inputs.defaults).unwrap_or(Figures {
-        throughput_rps: 1.0,
-        p50_ms: 1.0,
-        p99_ms: 1.0,
-        error_rate: 0.0,
-        memory_mb: 1.0,
-    });
-    let mut recommendations = Vec::new();
-    for (tier, chosen) in choose_tiers(&figures, &s.constraints, &s.weights, &reference) {
-        let Some(index) = chosen else { continue };
-        let candidate = &inputs.candidates[index];
-        let (config, model_config_yaml) = config_for(inputs.space, &candidate.point, &s.model, inputs.original_config)?;
-        recommendations.push(Recommendation {
-            tier,
-            description: candidate.description.clone(),
-            values: inputs
-                .space
-                .values(&candidate.point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            figures: candidate.figures,
-            throughput_ci95: candidate.throughput_ci95,
-            confirmed: candidate.confirmed,
-            gain_vs_baseline: inputs.baseline.map(|b| Gains::between(&candidate.figures, &b)),
-            gain_vs_defaults: inputs.defaults.map(|d| Gains::between(&candidate.figures, &d)),
-            config,
-            model_config_yaml,
-        });
-    }
-    let feasible: Vec<usize> = (0..figures.len())
-        .filter(|&i| s.constraints.feasible(&figures[i]))
-        .collect();
-    let feasible_figures: Vec<Figures> = feasible.iter().map(|&i| figures[i]).collect();
-    let pareto = pareto_front(&feasible_figures)
-        .into_iter()
-        .map(|i| inputs.candidates[feasible[i]].description.clone())
-        .collect();
-    Ok(Report {
-        study: s.name.clone(),
-        strategy: s.strategy.resolve().label().to_string(),
-        stop: inputs.stop,
-        trials: inputs.entries.len(),
-        failed_trials: inputs.entries.iter().filter(|e| e.failure.is_some()).count(),
-        elapsed_s: inputs.elapsed.as_secs_f64(),
-        budget_s: s.budget.as_secs_f64(),
-        slo_p99_ms: s.constraints.p99_ms,
-        baseline: inputs.baseline,
-        defaults: inputs.defaults,
-        recommendations,
-        pareto_front: pareto,
-        candidates: inputs.candidates,
-        entries: inputs.entries.to_vec(),
-        config_name: inputs.config_name,
-    })
+    yaml
 }
 
 /// Writes everything under `dir`.
@@ -202,7 +166,7 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        crate::config::file::write_atomically(path, bytes, dir).with_context(|| format!("writing {}", path.display()))
+        crate::config::file::write_data_atomically(path, bytes).with_context(|| format!("writing {}", path.display()))
     };
     let recommended = dir.join("recommended");
     if recommended.exists() {
@@ -215,8 +179,16 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
         } else {
             &report.config_name
         };
-        write(&tier_dir.join(name), &r.config)?;
-        write(&tier_dir.join("model-config.yaml"), r.model_config_yaml.as_bytes())?;
+        write(&tier_dir.join(name), &r.files.config)?;
+        write(
+            &tier_dir.join("model-config.yaml"),
+            r.files.model_config_yaml.as_bytes(),
+        )?;
+        let environment: String = r.environment.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write(&tier_dir.join("environment"), environment.as_bytes())?;
+        if let Some((file, text)) = &r.files.log4j {
+            write(&tier_dir.join(file), text.as_bytes())?;
+        }
     }
     write(&dir.join("summary.md"), summary_markdown(report).as_bytes())?;
     write(&dir.join("trials.csv"), trials_csv(report).as_bytes())?;
@@ -236,13 +208,20 @@ fn signed(x: f64) -> String {
     format!("{}{x:.1}%", if x >= 0.0 { "+" } else { "" })
 }
 
+fn interval_pct(i: &Option<Interval>) -> String {
+    i.map_or("n/a".into(), |i| {
+        format!("{} [{}, {}]", signed(i.estimate), signed(i.low), signed(i.high))
+    })
+}
+
 pub fn summary_markdown(report: &Report) -> String {
     let mut md = format!(
-        "# servetune study `{}`\n\nStrategy {}, {} trials ({} failed) in {:.0} s of a {:.0} s budget; stopped: {:?}. \
-         Objective: maximum throughput with p99 ≤ {} ms.\n\n",
+        "# servetune study `{}`\n\nStrategy {}: {} screening trials and {} confirmation runs ({} failed) in {:.0} s \
+         of a {:.0} s budget; search stopped: {:?}. Objective: maximum throughput with p99 ≤ {} ms.\n\n",
         report.study,
         report.strategy,
-        report.trials,
+        report.screening_trials,
+        report.confirmation_runs,
         report.failed_trials,
         report.elapsed_s,
         report.budget_s,
@@ -271,33 +250,69 @@ pub fn summary_markdown(report: &Report) -> String {
     for r in &report.recommendations {
         md.push_str(&row(&format!("**{}**: {}", r.tier.label(), r.description), &r.figures));
     }
-    md.push_str("\n## Recommendations\n\n| tier | throughput ± 95% CI | vs baseline (throughput, p99, memory) | vs defaults | confirmed |\n|---|---|---|---|---|\n");
+    md.push_str(
+        "\n## Recommendations\n\nOnly configs re-measured in the confirmation rounds (alternating on one server) are \
+         recommended; intervals are 95 % Student-t intervals over those independent runs.\n\n\
+         | tier | throughput req/s [95% CI] | runs | gain over baseline: throughput [95% CI] | p99 [95% CI] | memory [95% CI] | logging | threads per worker |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
     for r in &report.recommendations {
-        let ci = r.throughput_ci95.map_or(String::from("n/a"), |ci| {
-            format!("{:.1} ± {ci:.1}", r.figures.throughput_rps)
+        let throughput = r.throughput.map_or(format!("{:.1}", r.figures.throughput_rps), |i| {
+            format!("{:.1} [{:.1}, {:.1}]", i.estimate, i.low, i.high)
         });
-        let gains = |g: &Option<Gains>| {
-            g.map_or("n/a".into(), |g| {
-                format!(
-                    "{} / {} / {}",
-                    signed(g.throughput_pct),
-                    signed(g.p99_pct),
-                    signed(g.memory_pct)
-                )
-            })
-        };
+        let gains = r.gain_vs_baseline_ci95;
         md.push_str(&format!(
-            "| {} | {ci} | {} | {} | {} |\n",
+            "| {}{} | {throughput} | {} | {} | {} | {} | {} | {} |\n",
             r.tier.label(),
-            gains(&r.gain_vs_baseline),
-            gains(&r.gain_vs_defaults),
-            if r.confirmed { "yes" } else { "screening only" }
+            if r.keep_current { " (keep current)" } else { "" },
+            r.runs,
+            interval_pct(&gains.and_then(|g| g.throughput_pct)),
+            interval_pct(&gains.and_then(|g| g.p99_pct)),
+            interval_pct(&gains.and_then(|g| g.memory_pct)),
+            r.logging,
+            r.threads_per_worker
         ));
     }
-    if report.recommendations.is_empty() {
-        md.push_str("\nNo candidate met the constraints: nothing is recommended.\n");
+    for r in &report.recommendations {
+        md.push_str(&format!("\n**{}**: {}. {}", r.tier.label(), r.description, r.reason));
+        if !r.indistinguishable_from.is_empty() {
+            md.push_str(&format!(
+                " Cannot be told apart from: {}.",
+                r.indistinguishable_from.join("; ")
+            ));
+        }
+        md.push('\n');
     }
-    md.push_str("\nEach tier's deployable files are in `recommended/<tier>/`. Pareto front (throughput, p99, memory), feasible only:\n\n");
+    if let Some(why) = &report.no_recommendation {
+        md.push_str(&format!("\nNothing is recommended: {why}\n"));
+    }
+    md.push_str(
+        "\nEach tier's deployable files are in `recommended/<tier>/`: the config file, the model-config.yaml fields, \
+         `environment` (variables TorchServe must start with, e.g. in a systemd unit's `EnvironmentFile=`), and \
+         servetune's log4j2 file when the tier changes TorchServe's log level (the config's `vmargs` names it in \
+         `.servetune/` beside the config file).\n",
+    );
+    if !report.not_searched.is_empty() {
+        md.push_str("\n## Not searched\n\n");
+        for n in &report.not_searched {
+            md.push_str(&format!("- `{}`: {}\n", n.parameter, n.reason));
+        }
+    }
+    let c = &report.costs;
+    let seconds = |s: Option<f64>| s.map_or("n/a".into(), |s| format!("{s:.1} s"));
+    md.push_str(&format!(
+        "\n## Moves\n\n{:.0}% of moves were live. Median cost until every worker was READY: restart {} ({}×), \
+         re-register {} ({}×), scale workers {} ({}×); {} trials needed no change.\n",
+        report.hot_share * 100.0,
+        seconds(c.restart_s),
+        c.restarts,
+        seconds(c.register_s),
+        c.registers,
+        seconds(c.scale_s),
+        c.scales,
+        c.unchanged
+    ));
+    md.push_str("\nPareto front (throughput, p99, memory), feasible only:\n\n");
     for p in &report.pareto_front {
         md.push_str(&format!("- {p}\n"));
     }
@@ -314,7 +329,7 @@ pub fn trials_csv(report: &Report) -> String {
         .into_iter()
         .collect();
     let mut csv = format!(
-        "number,kind,{},throughput_rps,p50_ms,p99_ms,error_rate,memory_mb,feasible,restarted,failure\n",
+        "number,kind,round,{},throughput_rps,p50_ms,p99_ms,error_rate,memory_mb,feasible,switch,switch_s,warmup_s,duration_s,steady,failure\n",
         names.join(",")
     );
     for e in &report.entries {
@@ -324,9 +339,10 @@ pub fn trials_csv(report: &Report) -> String {
             .collect();
         let f = e.figures;
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{:?},{:.2},{:.1},{:.1},{},\"{}\"\n",
             e.number,
-            kind_label(e.kind),
+            e.kind.label(),
+            e.round.map_or(String::new(), |r| r.to_string()),
             values.join(","),
             f.map_or(String::new(), |f| format!("{:.2}", f.throughput_rps)),
             f.map_or(String::new(), |f| format!("{:.3}", f.p50_ms)),
@@ -334,7 +350,11 @@ pub fn trials_csv(report: &Report) -> String {
             f.map_or(String::new(), |f| format!("{:.5}", f.error_rate)),
             f.map_or(String::new(), |f| format!("{:.1}", f.memory_mb)),
             e.feasible,
-            e.restarted,
+            e.switch,
+            e.switch_s,
+            e.warmup_s,
+            e.duration_s,
+            e.stability.as_ref().map_or(String::new(), |s| s.stable.to_string()),
             e.failure
                 .clone()
                 .unwrap_or_default()
@@ -343,12 +363,4 @@ pub fn trials_csv(report: &Report) -> String {
         ));
     }
     csv
-}
-
-fn kind_label(kind: TrialKind) -> &'static str {
-    match kind {
-        TrialKind::Baseline => "baseline",
-        TrialKind::Screen => "screen",
-        TrialKind::Confirm => "confirm",
-    }
 }

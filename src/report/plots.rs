@@ -155,8 +155,7 @@ fn draw<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Candidate;
-    use crate::study::StopReason;
+    use crate::trial::{Candidate, StopReason};
 
     fn figures(throughput_rps: f64, p99_ms: f64) -> Figures {
         Figures {
@@ -174,11 +173,15 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(t, p))| Candidate {
-                point: vec![i],
+                point: Some(vec![i]),
                 description: format!("c{i}"),
                 figures: figures(t, p),
-                throughput_ci95: None,
+                runs: 1,
+                throughput: None,
                 confirmed: false,
+                throughput_runs: vec![t],
+                p99_runs: vec![p],
+                memory_runs: vec![500.0 + p],
             })
             .collect();
         let report = Report {
@@ -186,6 +189,8 @@ mod tests {
             strategy: "grid".into(),
             stop: StopReason::Budget,
             trials: 3,
+            screening_trials: 3,
+            confirmation_runs: 0,
             failed_trials: 0,
             elapsed_s: 1.0,
             budget_s: 2.0,
@@ -194,6 +199,10 @@ mod tests {
             defaults: None,
             recommendations: Vec::new(),
             pareto_front: Vec::new(),
+            costs: Default::default(),
+            hot_share: 1.0,
+            not_searched: Vec::new(),
+            no_recommendation: None,
             candidates,
             entries: Vec::new(),
             config_name: "config.properties".into(),

@@ -6,11 +6,17 @@
 //! better: the study maps its objective and constraints onto it (feasible
 //! trials negative, infeasible ones positive, failed ones `FAILED_LOSS`), so
 //! infeasible and failed trials inform the strategy instead of being dropped.
+//!
+//! The `History` also says where the server is now (the level each
+//! parameter runs at) and what a move costs (`SwitchCosts`, measured by the
+//! study or recorded with a landscape), so a strategy can weigh a restart
+//! against a live change: `staged` does (cold outer, hot inner).
 
 mod grid;
 mod hill_climb;
 mod nelder_mead;
 mod random;
+mod staged;
 mod tpe;
 
 use std::collections::HashMap;
@@ -21,6 +27,7 @@ pub use grid::Grid;
 pub use hill_climb::HillClimb;
 pub use nelder_mead::NelderMeadSearch;
 pub use random::RandomSearch;
+pub use staged::{Knobs, Staged, KNOBS};
 pub use tpe::Tpe;
 
 /// The loss of a trial whose server failed (did not start, crashed).
@@ -33,14 +40,74 @@ pub struct Trial {
     pub loss: f64,
 }
 
-/// Every trial so far, with the mean loss per distinct point.
+/// What moving the server and measuring costs, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SwitchCosts {
+    /// A full restart until every worker is READY (JIT warm-up included).
+    pub restart_s: f64,
+    /// A live change (re-register or scale) until READY.
+    pub hot_s: f64,
+    /// One screening measurement: warm-up and window.
+    pub window_s: f64,
+}
+
+impl Default for SwitchCosts {
+    /// Typical of the example TorchServe on two cores, until measured.
+    fn default() -> Self {
+        Self {
+            restart_s: 12.0,
+            hot_s: 2.0,
+            window_s: 5.0,
+        }
+    }
+}
+
+impl SwitchCosts {
+    /// Seconds to move from `running` (None: unknown) to `to` and measure it.
+    pub fn of_move(&self, space: &Space, running: &[Option<usize>], to: &[usize]) -> f64 {
+        let mut seconds = self.window_s;
+        if space.needs_restart_from(running, to) {
+            seconds += self.restart_s;
+        } else if space.hot_change(running, to) {
+            seconds += self.hot_s;
+        }
+        seconds
+    }
+}
+
+/// Every trial so far, with the mean loss per distinct point; where the
+/// server runs now, and what moves cost.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     trials: Vec<Trial>,
     by_point: HashMap<Point, (f64, usize)>,
+    running: Vec<Option<usize>>,
+    costs: SwitchCosts,
 }
 
 impl History {
+    /// The level each parameter runs at now (empty or None: unknown).
+    pub fn running(&self) -> &[Option<usize>] {
+        &self.running
+    }
+
+    pub fn set_running(&mut self, levels: Vec<Option<usize>>) {
+        self.running = levels;
+    }
+
+    pub fn costs(&self) -> SwitchCosts {
+        self.costs
+    }
+
+    pub fn set_costs(&mut self, costs: SwitchCosts) {
+        self.costs = costs;
+    }
+
+    /// Whether moving to `point` needs a restart from where the server runs.
+    pub fn needs_restart(&self, space: &Space, point: &[usize]) -> bool {
+        space.needs_restart_from(&self.running, point)
+    }
+
     pub fn push(&mut self, trial: Trial) {
         let entry = self.by_point.entry(trial.point.clone()).or_insert((0.0, 0));
         entry.0 += trial.loss;
@@ -117,13 +184,21 @@ pub enum StrategyKind {
     Tpe,
     /// TPE, two proposals in three a hill-climb step around the best so far.
     TpeLocal,
+    /// TPE with local steps, each proposal ranked by expected improvement
+    /// per second of study time (a restart must promise more).
+    TpeCost,
+    /// Cold outer, hot inner: a restart is paid once, then the live settings
+    /// are searched under it (TPE over them, warm-started from the best so
+    /// far) for as long as the restart cost; the next cold config is a
+    /// neighbour of the best one, ranked by TPE over the cold settings.
+    Staged,
 }
 
 /// The strategy the `default` name stands for, chosen by the replay
 /// benchmark on `benches/landscapes/tiny-cpu.csv` (README: median 22 trials
 /// to within 3% of the best, vs 30 for plain TPE, 38 for hill-climb, 74.5
 /// for Optuna's TPE and 91 for random search).
-pub const DEFAULT_STRATEGY: StrategyKind = StrategyKind::TpeLocal;
+pub const DEFAULT_STRATEGY: StrategyKind = StrategyKind::Staged;
 
 impl StrategyKind {
     /// The name as on the command line.
@@ -136,6 +211,8 @@ impl StrategyKind {
             StrategyKind::NelderMead => "nelder-mead",
             StrategyKind::Tpe => "tpe",
             StrategyKind::TpeLocal => "tpe-local",
+            StrategyKind::TpeCost => "tpe-cost",
+            StrategyKind::Staged => "staged",
         }
     }
 
@@ -156,6 +233,8 @@ pub fn make_strategy(kind: StrategyKind, seed: u64) -> Box<dyn Strategy> {
         StrategyKind::NelderMead => Box::new(NelderMeadSearch::new(seed)),
         StrategyKind::Tpe => Box::new(Tpe::new(seed)),
         StrategyKind::TpeLocal => Box::new(Tpe::with_local_steps(seed)),
+        StrategyKind::TpeCost => Box::new(Tpe::cost_aware(seed)),
+        StrategyKind::Staged => Box::new(Staged::new(seed)),
         StrategyKind::Default => unreachable!("resolved above"),
     }
 }
@@ -199,8 +278,8 @@ pub(crate) mod test_support {
     /// A 3-parameter space with a known optimum, for strategy tests.
     pub fn space() -> Space {
         parse_space(
-            "[[parameter]]\nname = \"a\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"x.a\"\napply = \"hot\"\n\
-             [[parameter]]\nname = \"b\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"x.b\"\napply = \"hot\"\n\
+            "[[parameter]]\nname = \"a\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"models.{model}.minWorkers\"\napply = \"hot\"\n\
+             [[parameter]]\nname = \"b\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"models.{model}.maxBatchDelay\"\napply = \"hot\"\n\
              [[parameter]]\nname = \"c\"\nkind = \"int\"\nmin = 0\nmax = 3\ndefault = 0\ntarget = \"x.c\"\napply = \"cold\"\n",
             "synthetic.toml",
         )
@@ -225,6 +304,7 @@ pub(crate) mod test_support {
                 point,
             };
             let found = trial.loss == 0.0;
+            history.set_running(trial.point.iter().map(|&l| Some(l)).collect());
             history.push(trial.clone());
             strategy.tell(&space, &trial);
             if found {
@@ -232,6 +312,29 @@ pub(crate) mod test_support {
             }
         }
         None
+    }
+
+    /// Restarts (cold changes) a strategy makes in its first `trials` proposals.
+    pub fn restarts_in(strategy: &mut dyn Strategy, trials: usize) -> usize {
+        let space = space();
+        let mut history = History::default();
+        let mut restarts = 0;
+        for _ in 0..trials {
+            let Some(point) = strategy.ask(&space, &history).unwrap() else {
+                break;
+            };
+            if !history.running().is_empty() && history.needs_restart(&space, &point) {
+                restarts += 1;
+            }
+            let trial = Trial {
+                loss: loss(&point),
+                point,
+            };
+            history.set_running(trial.point.iter().map(|&l| Some(l)).collect());
+            history.push(trial.clone());
+            strategy.tell(&space, &trial);
+        }
+        restarts
     }
 }
 
@@ -248,12 +351,25 @@ mod tests {
             StrategyKind::HillClimb,
             StrategyKind::NelderMead,
             StrategyKind::Tpe,
+            StrategyKind::TpeLocal,
+            StrategyKind::TpeCost,
+            StrategyKind::Staged,
         ] {
             let mut strategy = make_strategy(kind, 7);
             let found = trials_to_optimum(strategy.as_mut(), 400);
             assert!(found.is_some(), "{kind:?} never found the optimum in 400 trials");
             eprintln!("{kind:?}: {found:?}");
         }
+    }
+
+    #[test]
+    fn the_staged_strategy_pays_for_few_restarts() {
+        let staged = restarts_in(&mut Staged::new(3), 40);
+        let tpe_local = restarts_in(&mut Tpe::with_local_steps(3), 40);
+        assert!(
+            staged * 2 <= tpe_local,
+            "staged restarted {staged} times in 40 trials, tpe-local {tpe_local}"
+        );
     }
 
     #[test]

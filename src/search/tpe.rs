@@ -7,6 +7,13 @@
 //! keeps the running config's cold parameters, to save a restart). `with_local_steps` mixes
 //! in hill-climb steps around the incumbent: TPE finds the right region,
 //! the local steps refine it (batch size, delay and workers act smoothly).
+//!
+//! `cost_aware` is the same with what each move costs weighed in: it starts
+//! with a Latin hypercube over the live parameters under the running cold
+//! config, and ranks every proposal (TPE draws and local steps alike) by
+//! expected improvement per second — TPE's EI is proportional to
+//! r / (γ·r + 1 − γ) with r = l(x)/g(x) — so a restart is proposed only when
+//! the model expects enough from it to pay for it.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +30,18 @@ pub struct Tpe {
     /// (local refinement) instead of a TPE draw (the ratio the replay
     /// benchmark preferred over one in two and one in three).
     local_steps: bool,
+    /// Rank proposals by expected improvement per second of study time.
+    cost_aware: bool,
     asks: usize,
+}
+
+/// The share of points the model counts as good.
+const GAMMA: f64 = 0.2;
+
+/// TPE's expected improvement, up to a constant, from log l(x)/g(x).
+fn expected_improvement(log_ratio: f64) -> f64 {
+    let r = log_ratio.clamp(-50.0, 50.0).exp();
+    r / (GAMMA * r + 1.0 - GAMMA)
 }
 
 impl Tpe {
@@ -33,8 +51,65 @@ impl Tpe {
             start: None,
             candidates: 32,
             local_steps: false,
+            cost_aware: false,
             asks: 0,
         }
+    }
+
+    /// TPE with local steps, every proposal ranked by expected improvement
+    /// per second of study time (moves and window).
+    pub fn cost_aware(seed: u64) -> Self {
+        Self {
+            local_steps: true,
+            cost_aware: true,
+            ..Self::new(seed)
+        }
+    }
+
+    /// The opening design: the defaults and a Latin hypercube; when cost
+    /// aware, over the live parameters under the running cold config.
+    fn opening(&mut self, space: &Space, history: &History) -> Vec<Point> {
+        let count = (space.dimensions() + 2).max(6);
+        let mut points = latin_hypercube(space, count, &mut self.rng);
+        points.insert(0, space.default_point());
+        let running = history.running();
+        if self.cost_aware && running.len() == space.dimensions() {
+            let pin = |point: &Point| -> Point {
+                let pinned: Point = point
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &level)| match (space.parameters[d].apply, running[d]) {
+                        (crate::space::Apply::Cold, Some(now)) => now,
+                        _ => level,
+                    })
+                    .collect();
+                space.normalize(&pinned)
+            };
+            points = points.iter().map(pin).collect();
+            points.dedup();
+        }
+        points.reverse();
+        points
+    }
+
+    /// The best of `candidates` by expected improvement per second.
+    fn cheapest_gain(
+        &self,
+        space: &Space,
+        history: &History,
+        model: &TpeModel,
+        candidates: Vec<Point>,
+    ) -> Option<Point> {
+        let costs = history.costs();
+        candidates
+            .into_iter()
+            .map(|point| {
+                let gain = expected_improvement(model.score(&point, None));
+                let seconds = costs.of_move(space, history.running(), &point).max(1e-3);
+                (gain / seconds, point)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)))
+            .map(|(_, point)| point)
     }
 
     /// TPE interleaved with hill-climb steps around the best point so far:
@@ -61,7 +136,7 @@ fn density(levels: usize, observed: &[usize], bandwidth: f64) -> Vec<f64> {
     weights.iter().map(|w| w / total).collect()
 }
 
-fn sample(weights: &[f64], rng: &mut SmallRng) -> usize {
+pub(crate) fn sample(weights: &[f64], rng: &mut SmallRng) -> usize {
     let mut u = rng.random::<f64>();
     for (index, w) in weights.iter().enumerate() {
         if u < *w {
@@ -72,47 +147,23 @@ fn sample(weights: &[f64], rng: &mut SmallRng) -> usize {
     weights.len() - 1
 }
 
-impl Strategy for Tpe {
-    fn name(&self) -> &'static str {
-        if self.local_steps {
-            "tpe-local"
-        } else {
-            "tpe"
-        }
-    }
+/// The Parzen model of one history: per parameter, the level density of
+/// the best γ of the points (l) and of the rest (g).
+pub(crate) struct TpeModel {
+    densities: Vec<(Vec<f64>, Vec<f64>)>,
+}
 
-    fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
-        let start = self.start.get_or_insert_with(|| {
-            let count = (space.dimensions() + 2).max(6);
-            let mut points = latin_hypercube(space, count, &mut self.rng);
-            points.insert(0, space.default_point());
-            points.reverse();
-            points
-        });
-        while let Some(point) = start.pop() {
-            if !history.contains(&point) {
-                return Ok(Some(point));
-            }
-        }
-        self.asks += 1;
-        if self.local_steps && self.asks % 3 != 0 {
-            if let Some((best, _)) = history.best() {
-                if let Some(next) = super::neighbours(space, &best)
-                    .into_iter()
-                    .find(|p| !history.contains(p))
-                {
-                    return Ok(Some(next));
-                }
-            }
-        }
+impl TpeModel {
+    /// Fits the model; None with fewer than two distinct points.
+    pub(crate) fn fit(space: &Space, history: &History) -> Option<Self> {
         let mut ranked: Vec<(&Point, f64)> = history.points().collect();
         if ranked.len() < 2 {
-            return Ok(unseen_uniform(space, history, &mut self.rng));
+            return None;
         }
-        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
         let good_count = ((ranked.len() as f64 * 0.2).ceil() as usize).clamp(1, 25);
         let (good, bad) = ranked.split_at(good_count);
-        let models: Vec<(Vec<f64>, Vec<f64>)> = space
+        let densities = space
             .parameters
             .iter()
             .enumerate()
@@ -126,15 +177,97 @@ impl Strategy for Tpe {
                 )
             })
             .collect();
+        Some(Self { densities })
+    }
+
+    /// log l(x)/g(x) over the dimensions in `over` (all when None).
+    pub(crate) fn score(&self, point: &[usize], over: Option<&[usize]>) -> f64 {
+        let term = |d: usize| {
+            let (l, g) = &self.densities[d];
+            (l[point[d]] / g[point[d]]).ln()
+        };
+        match over {
+            Some(dimensions) => dimensions.iter().map(|&d| term(d)).sum(),
+            None => (0..point.len()).map(term).sum(),
+        }
+    }
+
+    /// Unseen points drawn from the good density, with `pinned` dimensions
+    /// (Some level) held fixed, each with its score; best first.
+    pub(crate) fn candidates(
+        &self,
+        space: &Space,
+        history: &History,
+        pinned: &[Option<usize>],
+        draws: usize,
+        rng: &mut SmallRng,
+    ) -> Vec<(Point, f64)> {
         let mut scored: Vec<(Point, f64)> = Vec::new();
-        for _ in 0..self.candidates * 4 {
-            let raw: Vec<usize> = models.iter().map(|(l, _)| sample(l, &mut self.rng)).collect();
+        for _ in 0..draws {
+            let raw: Vec<usize> = self
+                .densities
+                .iter()
+                .enumerate()
+                .map(|(d, (l, _))| pinned.get(d).copied().flatten().unwrap_or_else(|| sample(l, rng)))
+                .collect();
             let point = space.normalize(&raw);
             if history.contains(&point) || scored.iter().any(|(p, _)| *p == point) {
                 continue;
             }
-            let score: f64 = models.iter().zip(&point).map(|((l, g), &x)| (l[x] / g[x]).ln()).sum();
+            let score = self.score(&point, None);
             scored.push((point, score));
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored
+    }
+}
+
+impl Strategy for Tpe {
+    fn name(&self) -> &'static str {
+        match (self.cost_aware, self.local_steps) {
+            (true, _) => "tpe-cost",
+            (false, true) => "tpe-local",
+            (false, false) => "tpe",
+        }
+    }
+
+    fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+        if self.start.is_none() {
+            self.start = Some(self.opening(space, history));
+        }
+        let start = self.start.as_mut().expect("set above");
+        while let Some(point) = start.pop() {
+            if !history.contains(&point) {
+                return Ok(Some(point));
+            }
+        }
+        self.asks += 1;
+        let model = TpeModel::fit(space, history);
+        if self.local_steps && self.asks % 3 != 0 {
+            if let Some((best, _)) = history.best() {
+                let unseen: Vec<Point> = super::neighbours(space, &best)
+                    .into_iter()
+                    .filter(|p| !history.contains(p))
+                    .collect();
+                let next = match (&model, self.cost_aware) {
+                    (Some(model), true) => self.cheapest_gain(space, history, model, unseen),
+                    _ => unseen.into_iter().next(),
+                };
+                if next.is_some() {
+                    return Ok(next);
+                }
+            }
+        }
+        let Some(model) = model else {
+            return Ok(unseen_uniform(space, history, &mut self.rng));
+        };
+        let scored = model.candidates(space, history, &[], self.candidates * 4, &mut self.rng);
+        if self.cost_aware {
+            let drawn: Vec<Point> = scored.into_iter().map(|(p, _)| p).collect();
+            return match self.cheapest_gain(space, history, &model, drawn) {
+                Some(point) => Ok(Some(point)),
+                None => Ok(unseen_uniform(space, history, &mut self.rng)),
+            };
         }
         let best = prefer_without_restart(space, history.trials().last().map(|t| &t.point), scored);
         match best {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod endpoints;
+pub mod logging;
 pub mod process;
 pub mod spec;
 pub mod torchserve;

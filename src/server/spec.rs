@@ -8,8 +8,12 @@
 //! # torchserve = "/opt/ts/bin/torchserve"   # default: $SERVETUNE_TORCHSERVE, else PATH
 //! # restart_command = ["systemctl", "restart", "torchserve"]   # production mode
 //! ready_timeout = "120s"
+//!
+//! [environment]                       # set for TorchServe and its workers (managed mode)
+//! OMP_NUM_THREADS = "1"
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +37,8 @@ struct TargetFile {
     ready_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     stop_timeout: Option<Duration>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
 }
 
 /// How servetune controls the server's lifecycle.
@@ -60,6 +66,8 @@ pub struct TargetSpec {
     pub key_file: PathBuf,
     pub ready_timeout: Duration,
     pub stop_timeout: Duration,
+    /// Environment variables servetune starts TorchServe with (managed mode).
+    pub environment: BTreeMap<String, String>,
 }
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -94,10 +102,14 @@ impl TargetSpec {
                 if argv.is_empty() || argv[0].is_empty() {
                     return Err(invalid("restart_command must name a program".into()));
                 }
-                if file.model_store.is_some() || file.torchserve.is_some() || !file.extra_args.is_empty() {
+                if file.model_store.is_some()
+                    || file.torchserve.is_some()
+                    || !file.extra_args.is_empty()
+                    || !file.environment.is_empty()
+                {
                     return Err(invalid(
-                        "restart_command (production mode) excludes model_store, torchserve and extra_args: \
-                         the service manager starts TorchServe"
+                        "restart_command (production mode) excludes model_store, torchserve, extra_args and \
+                         [environment]: the service manager starts TorchServe (set its environment there)"
                             .into(),
                     ));
                 }
@@ -129,14 +141,62 @@ impl TargetSpec {
             (None, Control::Managed { work_dir, .. }) => work_dir.join("key_file.json"),
             (None, Control::RestartCommand { .. }) => work_dir.join("key_file.json"),
         };
+        if let Some((name, _)) = file
+            .environment
+            .iter()
+            .find(|(name, value)| name.is_empty() || name.contains(['=', '\0']) || value.contains(['\0', '\n']))
+        {
+            return Err(invalid(format!("[environment] {name}: not a usable variable")));
+        }
         Ok(Self {
             source: path.to_path_buf(),
             config,
             control,
             key_file,
+            environment: file.environment,
             ready_timeout: file.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
             stop_timeout: file.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
         })
+    }
+}
+
+impl TargetSpec {
+    /// Writes `environment` as the target file's `[environment]` table,
+    /// editing the file losslessly (comments and layout kept) and safely
+    /// (temp file, rename, backup in `.servetune/`).
+    pub fn write_environment(&self, environment: &BTreeMap<String, String>) -> Result<(), ServerError> {
+        if self.environment == *environment {
+            return Ok(());
+        }
+        let path = &self.source;
+        let invalid = |reason: String| ServerError::Spec {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let mut document: toml_edit::DocumentMut =
+            text.parse().map_err(|e: toml_edit::TomlError| invalid(e.to_string()))?;
+        let table = document
+            .entry("environment")
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .ok_or_else(|| invalid("environment is not a table".into()))?;
+        let stale: Vec<String> = table
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| !environment.contains_key(k))
+            .collect();
+        for name in stale {
+            table.remove(&name);
+        }
+        for (name, value) in environment {
+            if table.get(name).and_then(|v| v.as_str()) != Some(value.as_str()) {
+                table[name.as_str()] = toml_edit::value(value.as_str());
+            }
+        }
+        let mut file = crate::config::ConfigFile::read(path)?;
+        file.write(document.to_string().as_bytes())?;
+        Ok(())
     }
 }
 
@@ -178,6 +238,32 @@ mod tests {
             }
         );
         assert_eq!(spec.key_file, PathBuf::from("/var/lib/ts/key_file.json"));
+    }
+
+    #[test]
+    fn the_environment_is_written_losslessly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.toml");
+        let text = "# my deployment\nconfig = \"c.properties\"  # the config\nmodel_store = \"s\"\n\n[environment]\nKEEP = \"1\"  # why\nDROP = \"x\"\n";
+        std::fs::write(&path, text).unwrap();
+        let spec = TargetSpec::load(&path).unwrap();
+        assert_eq!(spec.environment.get("KEEP").map(String::as_str), Some("1"));
+        let wanted: BTreeMap<String, String> = [
+            ("KEEP".to_string(), "1".to_string()),
+            ("OMP_NUM_THREADS".to_string(), "2".to_string()),
+        ]
+        .into();
+        spec.write_environment(&wanted).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            written.starts_with("# my deployment\nconfig = \"c.properties\"  # the config\n"),
+            "{written}"
+        );
+        assert!(
+            written.contains("KEEP = \"1\"  # why") && !written.contains("DROP"),
+            "{written}"
+        );
+        assert_eq!(TargetSpec::load(&path).unwrap().environment, wanted);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! Readiness is `/ping` healthy **and** every registered model having all
 //! its workers `READY` (`/ping` is healthy while workers still start).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
@@ -35,18 +37,47 @@ enum Probe {
 }
 
 /// One TorchServe deployment, as its target file describes it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TorchServe {
     spec: TargetSpec,
+    /// The environment the next (managed) start uses; the target file's
+    /// until a study sets another.
+    environment: Mutex<BTreeMap<String, String>>,
+}
+
+impl Clone for TorchServe {
+    fn clone(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            environment: Mutex::new(self.environment()),
+        }
+    }
 }
 
 impl TorchServe {
     pub fn new(spec: TargetSpec) -> Self {
-        Self { spec }
+        let environment = Mutex::new(spec.environment.clone());
+        Self { spec, environment }
     }
 
     pub fn spec(&self) -> &TargetSpec {
         &self.spec
+    }
+
+    /// The variables the next start sets for TorchServe and its workers.
+    pub fn environment(&self) -> BTreeMap<String, String> {
+        self.environment
+            .lock()
+            .expect("no panics while the lock is held")
+            .clone()
+    }
+
+    /// Sets the environment of the next start; returns the previous one.
+    pub fn set_environment(&self, environment: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        std::mem::replace(
+            &mut *self.environment.lock().expect("no panics while the lock is held"),
+            environment,
+        )
     }
 
     /// The addresses and switches of the config file as it is now.
@@ -145,6 +176,7 @@ impl TorchServe {
             .arg(model_store)
             .args(extra_args)
             .current_dir(work_dir)
+            .envs(self.environment())
             .env("TMPDIR", &tmp_dir)
             .env("LOG_LOCATION", &log_dir)
             .env("METRICS_LOCATION", &log_dir)

@@ -7,11 +7,16 @@
 //! min = 1
 //! max = 32                 # or: values = [1, 2, 4] (int, float, choice)
 //! default = 1
-//! target = "models.{model}.batchSize"   # or a list of keys
+//! target = "models.{model}.batchSize"   # or a list; see target.rs for kinds
 //! apply = "hot"            # hot | cold
 //! when = "batch_size > 1"  # optional
 //! ```
-//! Errors name the file and the line of the offending parameter.
+//! `min`, `max` and `default` of int and pow2 parameters may be `"cpus"`: the
+//! number of logical CPUs of the machine servetune runs on (TorchServe sizes
+//! its default workers and netty threads by it). A default that is not a level
+//! becomes the nearest level. Every level is checked against what its targets
+//! accept, and whether the target really is hot or cold. Errors name the file
+//! and the line of the offending parameter.
 
 use std::ops::Range;
 use std::path::Path;
@@ -19,7 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Apply, Condition, Parameter, Space, Value};
+use super::{Apply, Condition, Parameter, Space, Target, Value};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {reason}")]
@@ -101,7 +106,28 @@ fn to_value(value: &toml::Value, kind: Kind) -> Result<Value, String> {
     }
 }
 
-fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
+/// The machine a space is resolved for (`"cpus"` in min/max/default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    pub cpus: i64,
+}
+
+/// Logical CPUs of this machine.
+pub fn logical_cpus() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
+}
+
+/// `"cpus"` as a number; other values as they are.
+fn resolve_cpus(value: &toml::Value, machine: Machine) -> toml::Value {
+    match value {
+        toml::Value::String(s) if s == "cpus" => toml::Value::Integer(machine.cpus),
+        other => other.clone(),
+    }
+}
+
+fn levels_of(p: &ParameterFile, machine: Machine) -> Result<Vec<Value>, String> {
+    let resolved = |v: &Option<toml::Value>| v.as_ref().map(|v| resolve_cpus(v, machine));
+    let (min, max) = (resolved(&p.min), resolved(&p.max));
     if let Some(values) = &p.values {
         if p.kind == Kind::Bool || p.kind == Kind::Pow2 {
             return Err("values = […] is for int, float and choice; bool and pow2 take min/max".into());
@@ -123,7 +149,7 @@ fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
         Kind::Bool => Ok(vec![Value::Bool(false), Value::Bool(true)]),
         Kind::Choice => Err("a choice needs values = […]".into()),
         Kind::Int => {
-            let (min, max, step) = (int(&p.min, "min")?, int(&p.max, "max")?, p.step.unwrap_or(1));
+            let (min, max, step) = (int(&min, "min")?, int(&max, "max")?, p.step.unwrap_or(1));
             if step < 1 {
                 return Err("step must be at least 1".into());
             }
@@ -133,7 +159,7 @@ fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
             Ok((0..=(max - min) / step).map(|i| Value::Int(min + i * step)).collect())
         }
         Kind::Pow2 => {
-            let (min, max) = (int(&p.min, "min")?, int(&p.max, "max")?);
+            let (min, max) = (int(&min, "min")?, int(&max, "max")?);
             if min < 1 {
                 return Err("pow2 needs min ≥ 1".into());
             }
@@ -148,7 +174,7 @@ fn levels_of(p: &ParameterFile) -> Result<Vec<Value>, String> {
             Ok(levels)
         }
         Kind::Float => {
-            let (min, max) = (float(&p.min, "min")?, float(&p.max, "max")?);
+            let (min, max) = (float(&min, "min")?, float(&max, "max")?);
             let count = p.levels.unwrap_or(8);
             if min.is_nan() || max.is_nan() || min >= max || !(2..=MAX_LEVELS).contains(&count) || (p.log && min <= 0.0)
             {
@@ -190,18 +216,43 @@ fn parse_condition(text: &str) -> Result<Condition, String> {
     })
 }
 
-fn check_target(target: &str) -> Result<(), String> {
-    let probe = target.replace("{model}", "m");
-    let assignment = format!("{probe}=1");
-    match assignment.parse::<crate::config::Assignment>() {
-        Ok(_) => Ok(()),
-        Err(e) if e.contains("takes") => Ok(()), // value checks happen per candidate
-        Err(e) => Err(format!("target '{target}': {e}")),
+/// The level nearest to `default` (its own when it is a level).
+fn default_level_of(levels: &[Value], default: &Value) -> Option<usize> {
+    if let Some(exact) = levels.iter().position(|level| level == default) {
+        return Some(exact);
     }
+    let x = default.as_f64()?;
+    levels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, level)| level.as_f64().map(|l| (i, (l - x).abs())))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
 }
 
-/// Parses a space file's text; `file` names it in errors.
+/// Checks that the declared `apply` matches what the targets need, and that
+/// every level is a value each target accepts.
+fn check_targets(targets: &[Target], apply: Apply, levels: &[Value]) -> Result<(), String> {
+    for target in targets {
+        if apply == Apply::Hot && target.needs_restart() {
+            return Err(format!(
+                "target '{target}' is read only when TorchServe starts: declare apply = \"cold\""
+            ));
+        }
+        for level in levels {
+            target.check_value(level).map_err(|e| format!("level {level}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Parses a space file's text for this machine; `file` names it in errors.
 pub fn parse_space(text: &str, file: &str) -> Result<Space, SpaceError> {
+    parse_space_for(text, file, Machine { cpus: logical_cpus() })
+}
+
+/// Parses a space file's text for `machine`; `file` names it in errors.
+pub fn parse_space_for(text: &str, file: &str, machine: Machine) -> Result<Space, SpaceError> {
     let error = |line: usize, reason: String| SpaceError {
         file: file.to_string(),
         line,
@@ -223,25 +274,32 @@ pub fn parse_space(text: &str, file: &str) -> Result<Space, SpaceError> {
         if parameters.iter().any(|q| q.name == p.name) {
             return Err(fail("defined twice".into()));
         }
-        let levels = levels_of(p).map_err(fail)?;
+        let levels = levels_of(p, machine).map_err(fail)?;
         if levels.is_empty() {
             return Err(fail("its domain is empty".into()));
         }
-        let default = to_value(&p.default, p.kind).map_err(|e| fail(format!("default: {e}")))?;
-        let default_level = levels
-            .iter()
-            .position(|level| *level == default)
-            .ok_or_else(|| fail(format!("default {default} is outside its domain")))?;
-        let targets = match &p.target {
+        let machine_default = matches!(&p.default, toml::Value::String(s) if s == "cpus");
+        let default =
+            to_value(&resolve_cpus(&p.default, machine), p.kind).map_err(|e| fail(format!("default: {e}")))?;
+        let default_level = if machine_default {
+            default_level_of(&levels, &default)
+        } else {
+            levels.iter().position(|level| *level == default)
+        }
+        .ok_or_else(|| fail(format!("default {default} is outside its domain")))?;
+        let target_texts = match &p.target {
             Targets::One(t) => vec![t.clone()],
             Targets::Many(ts) => ts.clone(),
         };
-        if targets.is_empty() {
+        if target_texts.is_empty() {
             return Err(fail("target names no key".into()));
         }
-        for target in &targets {
-            check_target(target).map_err(fail)?;
-        }
+        let targets = target_texts
+            .iter()
+            .map(|t| Target::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        check_targets(&targets, p.apply, &levels).map_err(fail)?;
         let when = p.when.as_deref().map(parse_condition).transpose().map_err(fail)?;
         parameters.push(Parameter {
             name: p.name.clone(),
@@ -323,5 +381,47 @@ mod tests {
         let e = error_of(&OK.replace("job_queue_size", "models.x"));
         assert!(e.contains("target"), "{e}");
         assert!(error_of("").contains("no [[parameter]]"));
+    }
+
+    #[test]
+    fn the_bundled_spaces_are_valid_and_follow_the_machine() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search-spaces");
+        for (name, cpus) in [
+            ("torchserve-cpu.toml", 2),
+            ("torchserve-cpu.toml", 16),
+            ("torchserve-gpu.toml", 4),
+        ] {
+            let text = std::fs::read_to_string(root.join(name)).unwrap();
+            let space = parse_space_for(&text, name, Machine { cpus }).unwrap();
+            if let Some(workers) = space.index_of("workers").filter(|_| name.contains("cpu")) {
+                let p = &space.parameters[workers];
+                let default = p.levels[p.default_level].as_f64().unwrap();
+                assert_eq!(
+                    default,
+                    (cpus as f64).min(4.0),
+                    "{name}: workers default to the CPUs (within the domain)"
+                );
+            }
+            if let Some(threads) = space.index_of("threads_per_worker") {
+                let p = &space.parameters[threads];
+                assert_eq!(p.levels.last().and_then(Value::as_f64), Some(cpus as f64));
+            }
+        }
+    }
+
+    #[test]
+    fn a_level_torchserve_refuses_or_a_wrong_apply_is_an_error() {
+        let e = error_of(
+            &OK.replace("min = 1\nmax = 3", "values = [-1, 2]")
+                .replace("default = 1", "default = 2"),
+        );
+        assert!(e.contains("level -1") && e.contains("job_queue_size"), "{e}");
+        let e = error_of(&OK.replace("apply = \"cold\"", "apply = \"hot\""));
+        assert!(e.contains("read only when TorchServe starts"), "{e}");
+        let e = error_of(
+            &OK.replace("job_queue_size", "env.OMP_NUM_THREADS")
+                .replace("min = 1\nmax = 3", "values = [0, 1]"),
+        );
+        assert!(e.contains("env.OMP_NUM_THREADS"), "{e}");
     }
 }

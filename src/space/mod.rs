@@ -1,21 +1,27 @@
 //! Search spaces: the parameters a study may change, each with a finite,
-//! ordered list of levels (its domain), a default, where its value lands
-//! (`config.properties` key or a field of a model in `models={…}`), whether
-//! it changes hot (management API) or cold (restart), and an optional
-//! condition under which it matters (`when = "batch_size > 1"`).
+//! ordered list of levels (its domain), a default (TorchServe's own, which
+//! may follow the machine: `"cpus"`), where its value lands (`target.rs`:
+//! a `config.properties` key, a field of the model in `models={…}`, the
+//! server's environment, its log level), whether it changes hot (management
+//! API) or cold (restart), and an optional condition under which it matters
+//! (`when = "batch_size > 1"`).
 //!
 //! Strategies see a point as one level index per parameter; this module
-//! turns points into candidates' assignments. It is pure: no I/O besides
-//! reading the file, no server.
+//! turns points into what they set (`Realization`) and reads which levels a
+//! deployment runs now (`running_levels`), so a move is hot whenever the
+//! running config already has the point's cold values. It is pure: no I/O
+//! besides reading the file, no server.
 
 mod file;
+mod target;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use file::{load_space, parse_space, SpaceError};
+pub use file::{load_space, logical_cpus, parse_space, parse_space_for, Machine, SpaceError};
+pub use target::{same_value, Current, Realization, Running, Target, LOG_LEVELS};
 
 /// A parameter value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +45,7 @@ impl fmt::Display for Value {
 }
 
 impl Value {
-    fn as_f64(&self) -> Option<f64> {
+    pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),
             Value::Float(x) => Some(*x),
@@ -90,8 +96,8 @@ pub struct Parameter {
     pub name: String,
     pub levels: Vec<Value>,
     pub default_level: usize,
-    /// Keys it sets: `number_of_netty_threads` or `models.{model}.batchSize`.
-    pub targets: Vec<String>,
+    /// Where its value lands (one parameter may set several keys).
+    pub targets: Vec<Target>,
     pub apply: Apply,
     pub when: Option<Condition>,
 }
@@ -164,19 +170,70 @@ impl Space {
             .collect()
     }
 
-    /// `KEY=VALUE` assignments that realise `point` (`{model}` filled in).
-    pub fn assignments(&self, point: &[usize], model: &str) -> Vec<String> {
-        let mut out = Vec::new();
+    /// What `point` sets, by destination (`{model}` filled in). With
+    /// `from`, a parameter at its default level leaves a target that is
+    /// unset there unset (TorchServe's default is that level): the config
+    /// stays minimal, and an unchanged setting never costs a restart.
+    pub fn realize(&self, point: &[usize], model: &str, from: Option<&Running<'_>>) -> Result<Realization, String> {
+        let mut realization = Realization::default();
         for (parameter, &level) in self.parameters.iter().zip(point) {
+            let value = &parameter.levels[level];
             for target in &parameter.targets {
-                out.push(format!(
-                    "{}={}",
-                    target.replace("{model}", model),
-                    parameter.levels[level]
-                ));
+                let stays_unset = level == parameter.default_level
+                    && from.is_some_and(|running| running.value_of(target) == Current::Unset);
+                if stays_unset {
+                    continue;
+                }
+                match target {
+                    Target::Config(_) => realization.assignments.push(
+                        target
+                            .assignment(model, value)
+                            .expect("a config target")
+                            .map_err(|e| format!("parameter '{}': {e}", parameter.name))?,
+                    ),
+                    Target::Env(name) => {
+                        realization.environment.insert(name.clone(), value.to_string());
+                    }
+                    Target::LogLevel => realization.log_level = Some(value.to_string()),
+                }
             }
         }
-        out
+        Ok(realization)
+    }
+
+    /// The level each parameter runs at now: `Some(level)` when the
+    /// deployment's value is one of the levels (an unset value runs at
+    /// TorchServe's default, the parameter's default level), `None` when it
+    /// is off the grid or unknown.
+    pub fn running_levels(&self, running: &Running<'_>) -> Vec<Option<usize>> {
+        self.parameters
+            .iter()
+            .map(|parameter| {
+                let mut level = None;
+                for (index, target) in parameter.targets.iter().enumerate() {
+                    let here = match running.value_of(target) {
+                        Current::Unset => Some(parameter.default_level),
+                        Current::Set(text) => parameter.levels.iter().position(|l| same_value(l, &text)),
+                        Current::Unknown => None,
+                    };
+                    if index == 0 {
+                        level = here;
+                    } else if level != here {
+                        return None;
+                    }
+                }
+                level
+            })
+            .collect()
+    }
+
+    /// Whether moving from what runs now (`running`, per parameter; None:
+    /// unknown) to `to` needs a restart: some cold parameter differs.
+    pub fn needs_restart_from(&self, running: &[Option<usize>], to: &[usize]) -> bool {
+        self.parameters
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.apply == Apply::Cold && running.get(i).copied().flatten() != Some(to[i]))
     }
 
     /// Whether moving from `from` to `to` needs a restart.
@@ -185,6 +242,31 @@ impl Space {
             .iter()
             .enumerate()
             .any(|(i, p)| p.apply == Apply::Cold && from[i] != to[i])
+    }
+
+    /// Whether any hot parameter differs between `from` and `to`.
+    pub fn hot_change(&self, from: &[Option<usize>], to: &[usize]) -> bool {
+        self.parameters
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.apply == Apply::Hot && from.get(i).copied().flatten() != Some(to[i]))
+    }
+
+    /// The cold part of a point (hot levels blanked): points with equal cold
+    /// keys run on one server start.
+    pub fn cold_key(&self, point: &[usize]) -> Vec<Option<usize>> {
+        self.parameters
+            .iter()
+            .zip(point)
+            .map(|(p, &level)| (p.apply == Apply::Cold).then_some(level))
+            .collect()
+    }
+
+    /// Indices of the cold parameters.
+    pub fn cold_dimensions(&self) -> Vec<usize> {
+        (0..self.dimensions())
+            .filter(|&i| self.parameters[i].apply == Apply::Cold)
+            .collect()
     }
 
     /// A readable `name=value …` rendering of a point.
@@ -244,8 +326,10 @@ apply = "cold"
             "delay is inactive at batch size 1"
         );
         assert_eq!(space.normalize(&[1, 0, 3]), vec![1, 0, 3]);
+        let realization = space.realize(&[2, 1, 3], "tiny", None).unwrap();
+        let assignments: Vec<String> = realization.assignments.iter().map(|a| a.to_string()).collect();
         assert_eq!(
-            space.assignments(&[2, 1, 3], "tiny"),
+            assignments,
             vec![
                 "models.tiny.batchSize=4",
                 "models.tiny.maxBatchDelay=20",

@@ -7,43 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::objective::Figures;
-use crate::space::Point;
-
-/// What a journal line records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrialKind {
-    /// The config as it was before the study (not a point of the space).
-    Baseline,
-    /// A short screening measurement of a candidate.
-    Screen,
-    /// A longer re-measurement of one of the best candidates.
-    Confirm,
-}
-
-/// One finished trial.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub number: usize,
-    pub kind: TrialKind,
-    /// None for the baseline.
-    pub point: Option<Point>,
-    /// Parameter name → value, for people reading the journal.
-    pub values: std::collections::BTreeMap<String, String>,
-    /// None when the trial failed (server did not come up, …).
-    pub figures: Option<Figures>,
-    pub failure: Option<String>,
-    pub loss: f64,
-    pub feasible: bool,
-    pub restarted: bool,
-    /// Throughput 95% confidence half-width from per-second batch means.
-    pub throughput_ci95: Option<f64>,
-    pub duration_s: f64,
-    pub elapsed_s: f64,
-}
+pub use crate::trial::{Entry, TrialKind};
 
 pub struct Journal {
     path: PathBuf,
@@ -99,6 +63,10 @@ impl Journal {
             path: self.path.clone(),
             reason: e.to_string(),
         };
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("journal::append", |_| Err(fail(std::io::Error::other(
+            "injected write failure"
+        ))));
         let mut line = serde_json::to_vec(entry).expect("entries serialise");
         line.push(b'\n');
         self.file.write_all(&line).map_err(fail)?;
@@ -142,6 +110,14 @@ mod tests {
             throughput_ci95: None,
             duration_s: 1.0,
             elapsed_s: 2.0,
+            switch: Default::default(),
+            switch_s: 0.0,
+            warmup_s: 0.0,
+            stability: None,
+            round: None,
+            latency_histogram: None,
+            server_cpu_cores: None,
+            observer_cpu_share: None,
         }
     }
 
@@ -165,6 +141,21 @@ mod tests {
         let (_, all) = Journal::open(&path).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[2], entry(2));
+    }
+
+    #[test]
+    fn journals_of_the_first_release_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trials.jsonl");
+        std::fs::write(
+            &path,
+            "{\"number\":0,\"kind\":\"baseline\",\"point\":null,\"values\":{},\"figures\":null,\"failure\":\"x\",\
+             \"loss\":1.0,\"feasible\":false,\"restarted\":false,\"throughput_ci95\":null,\"duration_s\":3.0,\"elapsed_s\":9.0}\n",
+        )
+        .unwrap();
+        let (_, entries) = Journal::open(&path).unwrap();
+        assert_eq!(entries[0].switch, crate::trial::Switch::None);
+        assert_eq!(entries[0].round, None);
     }
 
     #[test]

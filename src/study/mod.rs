@@ -1,57 +1,55 @@
 //! The study: the tuning loop that ties every stage together.
 //!
-//! Order per trial (fixed): ask → apply (restart when a cold parameter
-//! changes, else live) → wait ready → load → measure → score → journal
-//! (fsync) → tell. The current config is measured first (the baseline), then
-//! TorchServe's defaults (the space's default point), then whatever the
-//! strategy proposes, until the budget, the trial limit, the space or a
-//! Ctrl-C stops it. The best few are then re-measured longer (confirmation),
-//! recommendations are exported, and the server is put back on the original
-//! config (or, with `--apply`, on the balanced recommendation).
+//! Phases: the config as it is (the baseline) → TorchServe's defaults →
+//! whatever the strategy proposes, until the budget (kept back for what
+//! follows), the trial limit, the space or a signal stops it → confirmation
+//! (`scheduler`): the baseline, the best candidates and each tier's leader
+//! re-measured in alternating rounds on one server, grouped by cold config →
+//! tier decisions among the confirmed only (`estimator`) → export → the
+//! server back on the original config (or, with `--apply`, the balanced
+//! recommendation).
 //!
-//! Failed trials (server did not come up, …) are journaled and told to the
-//! strategy with `FAILED_LOSS`; only infrastructure faults abort the study.
+//! Order per trial (fixed, `runner`): ask → move (nothing, live, or restart,
+//! by parsed difference) → wait ready → load → measure → score → journal
+//! (fsync) → tell. Failed trials are journaled and told to the strategy with
+//! `FAILED_LOSS`; only infrastructure faults abort the study.
+//!
+//! Every way out restores: done, budget, Ctrl-C, SIGTERM, an error, a panic
+//! in the loop — the phases run under a guard, and whatever they return, the
+//! export is attempted and then the final config is put back and the server
+//! restarted on it (`run_study`).
 
+pub mod estimator;
 pub mod journal;
+pub mod runner;
+pub mod scheduler;
 pub mod settings;
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, Edit};
-use crate::bench::{measure_once, Measurement, ServerProbe};
-use crate::config::{self, Assignment};
+use crate::apply::state::Deployment;
+use crate::config::{self, Properties};
 use crate::load::request::read_bodies;
-use crate::load::run::resolve;
-use crate::load::tls::{tls_target, Verification};
-use crate::load::{Arrival, Endpoint, LoadPlan, Progress, RenderedRequests, RequestSpec, Schedule, Stages};
-use crate::objective::Figures;
-use crate::report::{self, Candidate, Report};
-use crate::search::{make_strategy, History, Strategy, Trial, FAILED_LOSS};
-use crate::server::{TargetSpec, TorchServe};
-use crate::space::{load_space, Point, Space};
-use journal::{Entry, Journal, TrialKind};
+use crate::load::{Schedule, StabilityRule, Stages, Workload};
+use crate::objective::{Figures, Tier};
+use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
+use crate::search::{make_strategy, History, Strategy, Trial};
+use crate::server::{logging, Control, TargetSpec, TorchServe};
+use crate::space::{load_space, Current, Space, Target};
+use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TierDecision, TrialKind};
+use journal::Journal;
+use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
+use scheduler::Budget;
 use settings::{Offered, Settings};
 
-/// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
-/// during the first seconds of traffic (measured: the first run after a
-/// start is ~25% slower; see README, repeatability).
-const RESTART_WARMUP: Duration = Duration::from_secs(5);
-
-/// Why the search phase ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Budget,
-    MaxTrials,
-    Exhausted,
-    Interrupted,
-}
+pub use crate::trial::StopReason;
 
 /// What the caller sees after each trial.
 #[derive(Debug, Clone)]
@@ -75,28 +73,12 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
-struct Loop<'a> {
-    settings: &'a Settings,
-    space: Space,
-    server: TorchServe,
-    config_path: PathBuf,
-    original: Vec<u8>,
-    journal: Journal,
-    entries: Vec<Entry>,
-    history: History,
-    strategy: Box<dyn Strategy>,
-    /// The point the server runs now (None: the original config).
-    current: Option<Point>,
-    bodies: Vec<Vec<u8>>,
-    started: Instant,
-    elapsed_before: Duration,
-    token: CancellationToken,
-    /// Time spent in trials of this run, and their count (for estimates).
-    trial_time: Duration,
-    trials_run: u32,
-}
+/// Time kept for the export and the final restart.
+const FINISH_RESERVE: Duration = Duration::from_secs(10);
 
-/// Runs (or resumes) a study; returns the report that was exported.
+/// Runs (or resumes) a study; returns the report that was exported. Every
+/// exit puts the original config (or, with `apply_best`, the balanced
+/// recommendation) back and leaves the server ready on it.
 pub async fn run_study(
     settings: &Settings,
     results: &Path,
@@ -105,73 +87,135 @@ pub async fn run_study(
     token: CancellationToken,
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
-    let started = Instant::now();
-    let space = load_space(&settings.space)?;
-    let spec = TargetSpec::load(&settings.target)?;
-    let config_path = spec.config.clone();
-    let server = TorchServe::new(spec);
-    let dir = study_dir(results, &settings.name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let journal_path = dir.join("trials.jsonl");
-    let (journal, entries) = Journal::open(&journal_path)?;
-    if !resume && !entries.is_empty() {
-        anyhow::bail!(
-            "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
-            settings.name,
-            entries.len(),
-            journal_path.display(),
-            settings.name
-        );
-    }
-    let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
-    std::fs::write(source_marker(&dir), source.display().to_string()).context("writing the study's source marker")?;
-    // The original config: servetune's backup when a run was cut short.
-    let backup = config::file::BackupPaths::of(&config_path).original;
-    let original = match std::fs::read(&backup) {
-        Ok(bytes) if resume => bytes,
-        _ => std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
+    let mut study = Study::open(settings, results, resume, token)?;
+    let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
+    let (stop, failure) = match phases {
+        Ok(Ok(stop)) => (stop, None),
+        Ok(Err(error)) => (StopReason::Interrupted, Some(error)),
+        Err(panic) => (
+            StopReason::Interrupted,
+            Some(anyhow::anyhow!(
+                "the study stopped on an internal error: {}",
+                panic_text(&panic)
+            )),
+        ),
     };
-    config::read_properties(&config_path)?;
-    let bodies = match &settings.body {
-        Some(path) => read_bodies(path)?,
-        None => Vec::new(),
+    let report = study.report(stop);
+    let exported = match &report {
+        Ok(report) => {
+            report::export(report, &study.dir).with_context(|| format!("exporting to {}", study.dir.display()))
+        }
+        Err(e) => Err(anyhow::anyhow!("building the report: {e:#}")),
     };
-    let elapsed_before = Duration::from_secs_f64(entries.last().map_or(0.0, |e| e.elapsed_s));
-    let mut state = Loop {
-        settings,
-        space,
-        server,
-        config_path,
-        original,
-        journal,
-        entries: Vec::new(),
-        history: History::default(),
-        strategy: make_strategy(settings.strategy, settings.seed),
-        current: None,
-        bodies,
-        started,
-        elapsed_before,
-        token,
-        trial_time: Duration::ZERO,
-        trials_run: 0,
+    let final_state = match (&report, apply_best) {
+        (Ok(report), true) => study.balanced_deployment(report),
+        _ => None,
     };
-    for entry in entries {
-        state.replay(entry);
+    let restored = study.restore(final_state).await;
+    if let Err(restore_error) = restored {
+        let first = failure.or(exported.err());
+        return Err(match first {
+            Some(e) => e.context(format!("and putting the server back also failed: {restore_error:#}")),
+            None => restore_error,
+        });
     }
-    if resume {
-        tracing::info!("resuming study {} after {} trials", settings.name, state.entries.len());
+    if let Some(failure) = failure {
+        return Err(failure.context("the study failed; the server is back on its original config"));
     }
-    state.ensure_server_up().await?;
-    let stop = state.search(on_trial).await?;
-    tracing::info!(?stop, trials = state.entries.len(), "search finished");
-    state.confirm(on_trial).await?;
-    let report = state.finish(&dir, stop, apply_best).await?;
-    Ok(report)
+    exported?;
+    report
 }
 
-impl Loop<'_> {
-    fn elapsed(&self) -> Duration {
-        self.elapsed_before + self.started.elapsed()
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+struct Study<'a> {
+    settings: &'a Settings,
+    space: Space,
+    not_searched: Vec<NotSearched>,
+    runner: Runner,
+    journal: Journal,
+    entries: Vec<Entry>,
+    history: History,
+    strategy: Box<dyn Strategy>,
+    budget: Budget,
+    token: CancellationToken,
+    dir: PathBuf,
+    /// Whether the study moved the server (else nothing needs restoring).
+    touched: bool,
+}
+
+impl<'a> Study<'a> {
+    /// Reads and checks everything before any server is touched.
+    fn open(settings: &'a Settings, results: &Path, resume: bool, token: CancellationToken) -> anyhow::Result<Self> {
+        let space = load_space(&settings.space)?;
+        let spec = TargetSpec::load(&settings.target)?;
+        let config_path = spec.config.clone();
+        // The original config: servetune's backup when a run was cut short.
+        let backup = config::file::BackupPaths::of(&config_path).original;
+        let original_bytes = match std::fs::read(&backup) {
+            Ok(bytes) if resume => bytes,
+            _ => std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
+        };
+        let original_props = config::read_properties(&config_path).map(|(_, p)| p)?;
+        let original_props = if original_bytes == original_props.as_bytes() {
+            original_props
+        } else {
+            Properties::parse(original_bytes.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", backup.display()))?
+        };
+        check_model_served(&original_props, &settings.model, &config_path)?;
+        check_targets_reachable(&space, &spec, &settings.space)?;
+        let bodies = match &settings.body {
+            Some(path) => read_bodies(path)?,
+            None => Vec::new(),
+        };
+        let workload = workload_of(settings, bodies);
+        let (space, not_searched) = prune(space, &workload, &original_props);
+        let dir = study_dir(results, &settings.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let journal_path = dir.join("trials.jsonl");
+        let (journal, entries) = Journal::open(&journal_path)?;
+        if !resume && !entries.is_empty() {
+            anyhow::bail!(
+                "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
+                settings.name,
+                entries.len(),
+                journal_path.display(),
+                settings.name
+            );
+        }
+        let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
+        config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
+            .context("writing the study's source marker")?;
+        let original = Deployment {
+            config: original_bytes,
+            environment: spec.environment.clone(),
+        };
+        let elapsed_before = Duration::from_secs_f64(entries.last().map_or(0.0, |e| e.elapsed_s));
+        let server = TorchServe::new(spec);
+        let mut study = Self {
+            settings,
+            not_searched,
+            runner: Runner::new(server, &settings.model, original, workload, token.clone()),
+            journal,
+            entries: Vec::new(),
+            history: History::default(),
+            strategy: make_strategy(settings.strategy, settings.seed),
+            budget: Budget::new(settings.budget, elapsed_before),
+            token,
+            dir,
+            touched: false,
+            space,
+        };
+        for entry in entries {
+            study.replay(entry);
+        }
+        Ok(study)
     }
 
     /// Rebuilds history and strategy state from a journaled trial.
@@ -181,54 +225,83 @@ impl Loop<'_> {
                 point: point.clone(),
                 loss: entry.loss,
             };
+            self.history.set_running(point.iter().map(|&l| Some(l)).collect());
             self.history.push(trial.clone());
             self.strategy.tell(&self.space, &trial);
         }
         self.entries.push(entry);
     }
 
-    async fn ensure_server_up(&mut self) -> anyhow::Result<()> {
-        if self.server.is_ready().await {
-            return Ok(());
+    async fn phases(&mut self, resume: bool, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+        if resume {
+            tracing::info!(
+                "resuming study {} after {} trials",
+                self.settings.name,
+                self.entries.len()
+            );
         }
-        match self.server.spec().control {
-            // Not ready: not running, starting, or stopping (a study killed
-            // mid-restart). A restart waits for any JVM left and starts afresh.
-            crate::server::Control::Managed { .. } => {
-                self.server
-                    .restart()
-                    .await
-                    .context("starting TorchServe for the study")?;
-            }
-            crate::server::Control::RestartCommand { .. } => {
-                self.server.wait_ready().await.context("TorchServe is not ready")?;
-            }
+        self.touched = true;
+        self.runner.start(resume).await?;
+        let stop = self.search(on_trial).await?;
+        tracing::info!(?stop, trials = self.entries.len(), "search finished");
+        if stop != StopReason::Interrupted {
+            self.confirm(on_trial).await?;
         }
-        Ok(())
+        Ok(stop)
     }
 
-    /// Time kept back for confirmation runs (2k at the confirmation window,
-    /// k at twice it), the export and the final restart.
-    fn reserve_for_confirmation(&self) -> Duration {
-        let k = self.settings.confirm_top as u32;
-        let overhead = self.settings.warmup + Duration::from_secs(5);
-        let first = (self.settings.confirm_duration + overhead) * (2 * k);
-        let second = (self.settings.confirm_duration * 2 + overhead) * k;
-        first + second + Duration::from_secs(15)
+    fn costs(&self) -> crate::search::SwitchCosts {
+        scheduler::switch_costs(
+            &MeasuredCosts::of(&self.entries),
+            RESTART_WARMUP,
+            self.settings.warmup + self.settings.duration,
+        )
     }
 
-    /// The expected length of the next trial: the mean so far, or a guess.
-    fn expected_trial(&self) -> Duration {
-        match self.trials_run {
-            0 => self.settings.duration + self.settings.warmup + Duration::from_secs(5),
-            n => self.trial_time / n,
-        }
+    /// Time kept back for the confirmation rounds and the finish: the
+    /// confirmation plan the screening results so far would give (at least
+    /// the baseline and `confirm_top` candidates, every round), a restart
+    /// for the final config, and the export.
+    fn reserve(&self) -> Duration {
+        let s = self.settings;
+        let costs = self.costs();
+        let (pool_size, groups) = self.planned_pool();
+        let members = pool_size.max(s.confirm_top + 1) as f64;
+        let per_run = costs.hot_s + (s.warmup + s.confirm_duration).as_secs_f64();
+        let restarts = groups.saturating_sub(1) + 1;
+        Duration::from_secs_f64(members * f64::from(s.confirm_rounds) * per_run + restarts as f64 * costs.restart_s)
+            + FINISH_RESERVE
+    }
+
+    /// The size of the confirmation pool the screening so far gives, and
+    /// how many cold configs it spans.
+    fn planned_pool(&self) -> (usize, usize) {
+        let s = self.settings;
+        let screened: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind != TrialKind::Confirm)
+            .cloned()
+            .collect();
+        let candidates = estimator::candidates(&screened, &self.space);
+        let pool = scheduler::confirmation_pool(&candidates, &s.constraints, &s.weights, s.confirm_top);
+        let groups: std::collections::BTreeSet<Vec<Option<usize>>> = pool
+            .iter()
+            .map(|&i| match &candidates[i].point {
+                Some(point) => self.space.cold_key(point),
+                None => self.baseline_cold_key(),
+            })
+            .collect();
+        (pool.len(), groups.len().max(1))
     }
 
     async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
-        if !self.entries.iter().any(|e| e.kind == TrialKind::Baseline) {
-            self.run_trial(None, TrialKind::Baseline, self.settings.duration, on_trial)
-                .await?;
+        if !self.entries.iter().any(|e| e.kind == TrialKind::Baseline)
+            && !self
+                .trial(Subject::Baseline, TrialKind::Baseline, None, on_trial)
+                .await?
+        {
+            return Ok(StopReason::Interrupted);
         }
         loop {
             if self.token.is_cancelled() {
@@ -238,9 +311,13 @@ impl Loop<'_> {
             if screened >= self.settings.max_trials {
                 return Ok(StopReason::MaxTrials);
             }
-            if self.elapsed() + self.expected_trial() + self.reserve_for_confirmation() > self.settings.budget {
+            let costs = self.costs();
+            let next = Duration::from_secs_f64(costs.window_s + costs.hot_s);
+            if !self.budget.fits(next, self.reserve()) {
                 return Ok(StopReason::Budget);
             }
+            self.history.set_running(self.runner.running_levels(&self.space));
+            self.history.set_costs(costs);
             let defaults = self.space.default_point();
             let point = if !self.history.contains(&defaults) {
                 defaults
@@ -251,7 +328,7 @@ impl Loop<'_> {
                 }
             };
             if !self
-                .run_trial(Some(point), TrialKind::Screen, self.settings.duration, on_trial)
+                .trial(Subject::Point(point), TrialKind::Screen, None, on_trial)
                 .await?
             {
                 return Ok(StopReason::Interrupted);
@@ -259,165 +336,217 @@ impl Loop<'_> {
         }
     }
 
-    /// Successive halving over measurement length: the best 2k feasible
-    /// points (k = `confirm_top`) are re-measured with the confirmation
-    /// window, then the best k of those again with twice that window, so the
-    /// incumbent and its close challengers are compared on longer runs before
-    /// one is recommended. Measurements already journaled (a resumed study)
-    /// are not repeated.
+    /// Re-measures the baseline, the best candidates and each tier's leader
+    /// in alternating rounds, grouped by cold config, as the budget allows.
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
-        let k = self.settings.confirm_top;
-        if k == 0 {
+        let s = self.settings;
+        let screened: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind != TrialKind::Confirm)
+            .cloned()
+            .collect();
+        let candidates = estimator::candidates(&screened, &self.space);
+        let mut pool = scheduler::confirmation_pool(&candidates, &s.constraints, &s.weights, s.confirm_top);
+        if pool.len() < 2 {
+            tracing::info!("nothing to confirm against the baseline");
             return Ok(());
         }
-        let mut ranked: Vec<(Point, f64)> = self
-            .history
-            .points()
-            .filter(|(_, loss)| *loss < 0.0)
-            .map(|(p, l)| (p.clone(), l))
-            .collect();
-        ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        let mut pool: Vec<Point> = ranked.into_iter().take(2 * k).map(|(p, _)| p).collect();
-        for (round, keep) in [(1u32, k), (2, 1)] {
-            let duration = self.settings.confirm_duration * round;
-            for point in pool.clone() {
-                if self.token.is_cancelled() {
-                    return Ok(());
-                }
-                if self.confirmed_loss(&point, duration).is_some() {
-                    continue;
-                }
-                let needed = duration + self.settings.warmup + RESTART_WARMUP + Duration::from_secs(15);
-                if self.elapsed() + needed > self.settings.budget {
-                    tracing::info!("no budget left to confirm more candidates");
-                    return Ok(());
-                }
-                if !self
-                    .run_trial(Some(point), TrialKind::Confirm, duration, on_trial)
-                    .await?
-                {
-                    return Ok(());
-                }
+        let group_of = |i: usize| -> Vec<Option<usize>> {
+            match &candidates[i].point {
+                Some(point) => self.space.cold_key(point),
+                None => self.baseline_cold_key(),
             }
-            pool.sort_by(|a, b| {
-                let loss = |p: &Point| self.confirmed_loss(p, duration).unwrap_or(FAILED_LOSS);
-                loss(a).total_cmp(&loss(b))
-            });
-            pool.truncate(keep.max(1));
-            if pool.len() <= 1 && round > 1 {
-                break;
+        };
+        let running = self.runner.deployed().map(|_| {
+            let levels = self.runner.running_levels(&self.space);
+            self.space
+                .parameters
+                .iter()
+                .zip(levels)
+                .map(|(p, l)| if p.apply == crate::space::Apply::Cold { l } else { None })
+                .collect::<Vec<_>>()
+        });
+        let costs = self.costs();
+        let window = s.warmup + s.confirm_duration;
+        let available = s
+            .budget
+            .saturating_sub(self.budget.elapsed() + FINISH_RESERVE + Duration::from_secs_f64(costs.restart_s));
+        let mut rounds = s.confirm_rounds;
+        let steps = loop {
+            let steps = scheduler::confirmation_order(&pool, group_of, running.as_ref(), rounds);
+            let groups = pool
+                .iter()
+                .map(|&i| group_of(i))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            if scheduler::plan_seconds(&steps, groups, &costs, window) <= available.as_secs_f64() {
+                break steps;
+            }
+            if rounds > 2 {
+                rounds -= 1;
+            } else if pool.len() > 2 {
+                pool.pop();
+            } else {
+                tracing::warn!("no budget left to confirm: nothing will be recommended");
+                return Ok(());
+            }
+        };
+        for step in steps {
+            if self.token.is_cancelled() {
+                return Ok(());
+            }
+            let candidate = &candidates[step.candidate];
+            let subject = match &candidate.point {
+                Some(point) => Subject::Point(point.clone()),
+                None => Subject::Baseline,
+            };
+            let done = self
+                .entries
+                .iter()
+                .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(step.round));
+            if done {
+                continue;
+            }
+            if !self
+                .trial(subject, TrialKind::Confirm, Some(step.round), on_trial)
+                .await?
+            {
+                return Ok(());
             }
         }
         Ok(())
     }
 
-    /// The loss of a confirmation run of `point` with window `duration`.
-    fn confirmed_loss(&self, point: &Point, duration: Duration) -> Option<f64> {
-        self.entries
+    /// The cold levels of the config as it was (None where off the grid).
+    fn baseline_cold_key(&self) -> Vec<Option<usize>> {
+        let original = &self.runner.original;
+        let levels = match original.properties() {
+            Ok(props) => self
+                .space
+                .running_levels(&original.running(&props, &self.settings.model)),
+            Err(_) => vec![None; self.space.dimensions()],
+        };
+        self.space
+            .parameters
             .iter()
-            .rev()
-            .find(|e| {
-                e.kind == TrialKind::Confirm
-                    && e.point.as_ref() == Some(point)
-                    && (e.duration_s - duration.as_secs_f64()).abs() < 0.01
-            })
-            .map(|e| e.loss)
+            .zip(levels)
+            .map(|(p, l)| if p.apply == crate::space::Apply::Cold { l } else { None })
+            .collect()
     }
 
-    /// Applies `point` (None: the original config), measures it, journals and
-    /// tells. Returns false when interrupted mid-trial (nothing journaled).
-    async fn run_trial(
+    /// Runs one trial: moves, measures, journals, tells. Returns false when
+    /// interrupted mid-trial (nothing journaled).
+    async fn trial(
         &mut self,
-        point: Option<Point>,
+        subject: Subject,
         kind: TrialKind,
-        duration: Duration,
+        round: Option<u32>,
         on_trial: &(dyn Fn(&TrialUpdate) + Sync),
     ) -> anyhow::Result<bool> {
-        let trial_started = Instant::now();
-        let number = self.entries.len();
-        let mut restarted = false;
-        let mut failure = None;
-        if let Some(point) = &point {
-            match self.move_to(point).await {
-                Ok(restart) => restarted = restart,
-                Err(e) => failure = Some(format!("{e:#}")),
-            }
+        let s = self.settings;
+        let (duration, max_window) = match kind {
+            TrialKind::Confirm => (
+                s.confirm_duration,
+                s.max_window
+                    .map(|m| m.mul_f64(s.confirm_duration.as_secs_f64() / s.duration.as_secs_f64())),
+            ),
+            _ => (s.duration, s.max_window),
+        };
+        let target = match self.runner.deployment_of(&self.space, &subject) {
+            Ok(target) => target,
+            Err(reason) => anyhow::bail!("{}: {reason}", s.space.display()),
+        };
+        let warmup = s.warmup
+            + if kind == TrialKind::Baseline {
+                RESTART_WARMUP
+            } else {
+                Duration::ZERO
+            };
+        let result = self.runner.run(&target, warmup, duration, max_window).await;
+        if self.token.is_cancelled() {
+            return Ok(false);
         }
-        let mut figures = None;
-        let mut ci95 = None;
-        if failure.is_none() {
-            // After a (re)start the JVM's JIT needs extra warm-up; the
-            // baseline gets it too, since the server may have just started.
-            let cold = restarted || kind == TrialKind::Baseline;
-            let warmup = self.settings.warmup + if cold { RESTART_WARMUP } else { Duration::ZERO };
-            match self.measure(warmup, duration).await {
-                Ok(measurement) => {
-                    if self.token.is_cancelled() {
-                        return Ok(false);
-                    }
-                    ci95 = throughput_ci95(&measurement);
-                    figures = Some(figures_of(&measurement));
-                }
-                Err(e) => failure = Some(format!("measuring: {e:#}")),
-            }
-        }
-        let (loss, feasible) = match &figures {
-            Some(f) => (self.settings.constraints.loss(f), self.settings.constraints.feasible(f)),
-            None => (FAILED_LOSS, false),
-        };
-        let values: BTreeMap<String, String> = match &point {
-            Some(p) => self
-                .space
-                .values(p)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            None => BTreeMap::new(),
-        };
-        let entry = Entry {
-            number,
-            kind,
-            point: point.clone(),
-            values,
-            figures,
-            failure: failure.clone(),
-            loss,
-            feasible,
-            restarted,
-            throughput_ci95: ci95,
-            duration_s: duration.as_secs_f64(),
-            elapsed_s: self.elapsed().as_secs_f64(),
-        };
+        let values = self.values_of(&subject);
+        let entry = entry_of(
+            EntryContext {
+                number: self.entries.len(),
+                kind,
+                subject: &subject,
+                values,
+                round,
+                elapsed: self.budget.elapsed(),
+            },
+            &result,
+            s,
+        );
         self.journal.append(&entry)?;
-        if let (TrialKind::Screen, Some(point)) = (kind, &point) {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("study::after-trial", |_| Err(anyhow::anyhow!(
+            "injected fault after a trial"
+        )));
+        if let (TrialKind::Screen, Some(point)) = (kind, subject.point()) {
             let trial = Trial {
                 point: point.clone(),
-                loss,
+                loss: entry.loss,
             };
             self.history.push(trial.clone());
             self.strategy.tell(&self.space, &trial);
         }
-        self.entries.push(entry);
-        self.trial_time += trial_started.elapsed();
-        self.trials_run += 1;
-        let description = match (&point, kind) {
-            (Some(p), TrialKind::Confirm) => format!("confirm {}", self.space.describe(p)),
-            (Some(p), _) => self.space.describe(p),
-            (None, _) => "baseline (the config as it was)".to_string(),
+        let description = match (&subject, kind) {
+            (Subject::Point(p), TrialKind::Confirm) => {
+                format!("confirm r{} {}", round.unwrap_or(0), self.space.describe(p))
+            }
+            (Subject::Point(p), _) => self.space.describe(p),
+            (Subject::Baseline, TrialKind::Confirm) => format!("confirm r{} baseline", round.unwrap_or(0)),
+            (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
         };
-        if let Some(reason) = &failure {
-            tracing::warn!(trial = number, "{description}: failed: {reason}");
+        if let Some(reason) = &entry.failure {
+            tracing::warn!(trial = entry.number, "{description}: failed: {reason}");
         }
-        on_trial(&TrialUpdate {
-            number,
+        let update = TrialUpdate {
+            number: entry.number,
             description,
-            figures,
-            feasible,
+            figures: entry.figures,
+            feasible: entry.feasible,
             best: self.best_figures(),
-            elapsed: self.elapsed(),
-            budget: self.settings.budget,
-        });
+            elapsed: self.budget.elapsed(),
+            budget: self.budget.total(),
+        };
+        self.entries.push(entry);
+        on_trial(&update);
         Ok(true)
+    }
+
+    /// Parameter → value of a subject, for the journal's readers.
+    fn values_of(&self, subject: &Subject) -> BTreeMap<String, String> {
+        match subject {
+            Subject::Point(point) => self
+                .space
+                .values(point)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+            Subject::Baseline => {
+                let original = &self.runner.original;
+                let Ok(props) = original.properties() else {
+                    return BTreeMap::new();
+                };
+                let running = original.running(&props, &self.settings.model);
+                self.space
+                    .parameters
+                    .iter()
+                    .filter_map(|p| {
+                        let value = match running.value_of(&p.targets[0]) {
+                            Current::Set(text) => text,
+                            Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
+                            Current::Unknown => return None,
+                        };
+                        Some((p.name.clone(), value))
+                    })
+                    .collect()
+            }
+        }
     }
 
     fn best_figures(&self) -> Option<Figures> {
@@ -431,274 +560,343 @@ impl Loop<'_> {
         })?
     }
 
-    /// Moves the server to `point`: a restart when a cold parameter changes
-    /// (or nothing is known of the running config), live changes otherwise.
-    async fn move_to(&mut self, point: &Point) -> anyhow::Result<bool> {
-        let assignments: Vec<Assignment> = self
-            .space
-            .assignments(point, &self.settings.model)
-            .iter()
-            .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("space target {a}: {e}")))
-            .collect::<Result<_, _>>()?;
-        let restart = match &self.current {
-            None => true,
-            Some(current) => self.space.needs_restart(current, point),
-        };
-        let edit = Edit::prepare(&self.config_path, &assignments)?;
-        if restart {
-            apply::apply_with_restart(&self.server, edit).await?;
-        } else {
-            let current = self.current.clone().expect("restart when unknown");
-            let model = &self.settings.model;
-            let changed: Vec<Assignment> = self
-                .space
-                .parameters
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| current[*i] != point[*i])
-                .flat_map(|(i, parameter)| {
-                    let value = parameter.levels[point[i]].to_string();
-                    parameter
-                        .targets
-                        .iter()
-                        .map(move |t| format!("{}={value}", t.replace("{model}", model)))
-                })
-                .map(|a| a.parse().map_err(|e: String| anyhow::anyhow!("space target {a}: {e}")))
-                .collect::<Result<_, _>>()?;
-            if changed.is_empty() {
-                edit_only(edit)?;
-            } else {
-                apply::apply_hot(&self.server, edit, &changed).await?;
-            }
-        }
-        self.current = Some(point.clone());
-        Ok(restart)
-    }
-
-    async fn measure(&self, warmup: Duration, duration: Duration) -> anyhow::Result<Measurement> {
-        let api = self.server.api()?;
-        let endpoint = Endpoint::parse(&format!(
-            "{}/predictions/{}",
-            api.endpoints().inference.base_url(),
-            self.settings.model
-        ))?;
-        let mut headers = Vec::new();
-        if let Some(key) = api.inference_key()? {
-            headers.push(("Authorization".to_string(), format!("Bearer {key}")));
-        }
-        let spec = RequestSpec {
-            method: "POST".into(),
-            endpoint: endpoint.clone(),
-            headers,
-            content_type: Some("application/octet-stream".into()),
-            bodies: self.bodies.clone(),
-        };
-        let schedule = match self.settings.offered {
-            Offered::Users(users) => Schedule::Closed {
-                stages: Stages::constant(users, warmup + duration),
-                think_time: Duration::ZERO,
-            },
-            Offered::Rate(rate) => Schedule::Open {
-                rate_per_s: rate,
-                arrival: Arrival::Constant,
-            },
-        };
-        // servetune manages this server: a self-signed certificate is expected.
-        let tls = endpoint
-            .tls
-            .then(|| tls_target(&endpoint.host, Verification::Insecure))
-            .transpose()?
-            .map(Arc::new);
-        let plan = LoadPlan {
-            tls,
-            address: resolve(&endpoint.host, endpoint.port).await?,
-            requests: Arc::new(RenderedRequests::render(&spec)),
-            schedule,
-            warmup,
-            duration,
-            request_timeout: Duration::from_secs(30),
-            max_in_flight: 256,
-            threads: 1,
-            seed: self.settings.seed,
-        };
-        let probe = ServerProbe {
-            pid: self.server.running_jvm(),
-            metrics_url: Some(api.endpoints().metrics.base_url()),
-        };
-        Ok(measure_once(plan, &probe, self.token.clone(), Arc::new(Progress::default())).await?)
-    }
-
-    /// Exports the report, then puts the server back on the original config
-    /// (or the balanced recommendation with `apply_best`).
-    async fn finish(&mut self, dir: &Path, stop: StopReason, apply_best: bool) -> anyhow::Result<Report> {
-        let candidates = self.candidates();
-        let baseline = self
-            .entries
-            .iter()
-            .find(|e| e.kind == TrialKind::Baseline)
-            .and_then(|e| e.figures);
+    /// The report of what the journal holds.
+    fn report(&self, stop: StopReason) -> anyhow::Result<Report> {
+        let s = self.settings;
+        let candidates = estimator::candidates(&self.entries, &self.space);
+        let baseline = candidates.iter().find(|c| c.is_baseline());
         let defaults_point = self.space.default_point();
-        let defaults = candidates.iter().find(|c| c.point == defaults_point).map(|c| c.figures);
-        let report = report::build(report::Inputs {
-            settings: self.settings,
-            space: &self.space,
-            original_config: &self.original,
+        let defaults = candidates.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
+        let reference = baseline.or(defaults).map_or(
+            Figures {
+                throughput_rps: 1.0,
+                p50_ms: 1.0,
+                p99_ms: 1.0,
+                error_rate: 0.0,
+                memory_mb: 1.0,
+            },
+            |c| c.figures,
+        );
+        let decisions = estimator::decide_tiers(&candidates, &s.constraints, &s.weights, &reference);
+        let mut recommendations = Vec::new();
+        for decision in &decisions {
+            recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
+        }
+        let costs = MeasuredCosts::of(&self.entries);
+        let no_recommendation = recommendations.is_empty().then(|| {
+            if candidates.iter().any(|c| c.confirmed) {
+                "no confirmed candidate met the constraints".to_string()
+            } else {
+                "nothing was confirmed (the budget ran out or the study was interrupted before the confirmation rounds)"
+                    .to_string()
+            }
+        });
+        Ok(Report {
+            study: s.name.clone(),
+            strategy: s.strategy.resolve().label().to_string(),
+            stop,
+            trials: self.entries.len(),
+            screening_trials: self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count(),
+            confirmation_runs: self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count(),
+            failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
+            elapsed_s: self.budget.elapsed().as_secs_f64(),
+            budget_s: s.budget.as_secs_f64(),
+            slo_p99_ms: s.constraints.p99_ms,
+            baseline: baseline.map(|c| c.figures),
+            defaults: defaults.map(|c| c.figures),
+            recommendations,
+            pareto_front: Report::front_of(&candidates, |f| s.constraints.feasible(f)),
+            hot_share: costs.hot_share(),
+            costs,
+            not_searched: self.not_searched.clone(),
+            no_recommendation,
+            candidates,
+            entries: self.entries.clone(),
             config_name: self
-                .config_path
+                .runner
+                .server
+                .spec()
+                .config
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            entries: &self.entries,
-            candidates,
-            baseline,
-            defaults,
-            stop,
-            elapsed: self.elapsed(),
-        })?;
-        report::export(&report, dir)?;
-        let balanced = report
-            .recommendation(crate::objective::Tier::Balanced)
-            .map(|r| r.config.clone());
-        let mut file = config::ConfigFile::read(&self.config_path)?;
-        match (apply_best, balanced) {
-            (true, Some(config)) => {
-                file.write(&config)?;
-                tracing::info!("applying the balanced recommendation to {}", self.config_path.display());
-            }
-            (true, None) => {
-                tracing::warn!("no feasible recommendation to apply; restoring the original config")
-            }
-            _ => {}
-        }
-        if !apply_best || report.recommendation(crate::objective::Tier::Balanced).is_none() {
-            file.write(&self.original)?;
-            let _ = config::restore(&self.config_path, false);
-        }
-        self.server
-            .restart()
-            .await
-            .context("restarting TorchServe on the final config")?;
-        self.current = None;
-        Ok(report)
+        })
     }
 
-    /// Each evaluated point with its best estimate: the window-weighted mean
-    /// of its confirmation runs if there are any, else of its screening runs.
-    fn candidates(&self) -> Vec<Candidate> {
-        let mut by_point: BTreeMap<Point, Estimates> = BTreeMap::new();
-        for entry in &self.entries {
-            let (Some(point), Some(figures)) = (&entry.point, entry.figures) else {
-                continue;
-            };
-            let slot = by_point.entry(point.clone()).or_default();
-            let run = (figures, entry.throughput_ci95, entry.duration_s);
-            match entry.kind {
-                TrialKind::Confirm => slot.1.push(run),
-                _ => slot.0.push(run),
+    fn recommendation(
+        &self,
+        decision: &TierDecision,
+        candidates: &[Candidate],
+        baseline: Option<&Candidate>,
+        defaults: Option<&Candidate>,
+    ) -> anyhow::Result<Recommendation> {
+        let chosen = &candidates[decision.chosen];
+        let subject = match &chosen.point {
+            Some(p) => Subject::Point(p.clone()),
+            None => Subject::Baseline,
+        };
+        let deployment = self
+            .runner
+            .deployment_of(&self.space, &subject)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let props = deployment.properties().map_err(|e| anyhow::anyhow!(e))?;
+        let level = logging::level_of(props.get("vmargs"));
+        let log4j = level
+            .as_deref()
+            .filter(|l| *l != logging::DEFAULT_LEVEL)
+            .map(|l| (format!("log4j2-{l}.xml"), logging::render(l)));
+        let async_logging = props.get("async_logging").is_some_and(|v| v.trim() == "true");
+        let logging_text = format!(
+            "{}, async_logging={async_logging}",
+            match &level {
+                Some(l) => format!("TorchServe log level {l}"),
+                None => "the deployment's own log4j2 config".to_string(),
             }
-        }
-        by_point
-            .into_iter()
-            .filter_map(|(point, (screens, confirms))| {
-                let confirmed = !confirms.is_empty();
-                let runs = if confirmed { confirms } else { screens };
-                if runs.is_empty() {
-                    return None;
-                }
-                let (figures, ci95) = combine(&runs);
-                Some(Candidate {
-                    description: self.space.describe(&point),
-                    point,
-                    figures,
-                    throughput_ci95: ci95,
-                    confirmed,
+        );
+        let threads = match deployment.environment.get("OMP_NUM_THREADS") {
+            Some(n) => format!("{n} (OMP_NUM_THREADS={n})"),
+            None => match std::env::var("OMP_NUM_THREADS") {
+                Ok(n) => format!("{n} (inherited OMP_NUM_THREADS)"),
+                Err(_) => format!(
+                    "unset: torch's default, one per core ({} here)",
+                    crate::space::logical_cpus()
+                ),
+            },
+        };
+        Ok(Recommendation {
+            tier: decision.tier,
+            description: if decision.keep_current {
+                format!("keep the current config ({})", chosen.description)
+            } else {
+                chosen.description.clone()
+            },
+            values: chosen
+                .point
+                .as_ref()
+                .map(|p| {
+                    self.space
+                        .values(p)
+                        .into_iter()
+                        .map(|(k, v)| (k, v.to_string()))
+                        .collect()
                 })
-            })
-            .collect()
+                .unwrap_or_default(),
+            figures: chosen.figures,
+            throughput_ci95: chosen.throughput.map(|i| i.half_width()),
+            throughput: chosen.throughput,
+            runs: chosen.runs,
+            confirmed: chosen.confirmed,
+            keep_current: decision.keep_current,
+            indistinguishable_from: decision
+                .indistinguishable_from
+                .iter()
+                .map(|&i| candidates[i].description.clone())
+                .collect(),
+            reason: decision.reason.clone(),
+            gain_vs_baseline: baseline.map(|b| Gains::between(&chosen.figures, &b.figures)),
+            gain_vs_baseline_ci95: baseline.map(|b| estimator::gains_over(chosen, b)),
+            gain_vs_defaults: defaults.map(|d| Gains::between(&chosen.figures, &d.figures)),
+            logging: logging_text,
+            threads_per_worker: threads,
+            environment: deployment.environment.clone(),
+            files: RecommendedFiles {
+                model_config_yaml: report::model_config_yaml(&deployment.config, &self.settings.model),
+                config: deployment.config,
+                log4j,
+            },
+        })
+    }
+
+    /// The balanced recommendation's state, unless it keeps the current config.
+    fn balanced_deployment(&self, report: &Report) -> Option<Deployment> {
+        let balanced = report.recommendation(Tier::Balanced)?;
+        if balanced.keep_current {
+            return None;
+        }
+        Some(Deployment {
+            config: balanced.files.config.clone(),
+            environment: balanced.environment.clone(),
+        })
+    }
+
+    /// Puts `target` (default: the original) on disk and the server on it.
+    async fn restore(&mut self, target: Option<Deployment>) -> anyhow::Result<()> {
+        if !self.touched {
+            return Ok(());
+        }
+        let config_path = self.runner.server.spec().config.clone();
+        let applying = target.is_some();
+        let target = target.unwrap_or_else(|| self.runner.original.clone());
+        self.runner.finish_on(&target).await?;
+        if applying {
+            tracing::info!("left {} on the balanced recommendation", config_path.display());
+            self.runner
+                .server
+                .spec()
+                .write_environment(&target.environment)
+                .context("writing the recommendation's environment into the target file")?;
+        } else {
+            // The file is the original again: drop servetune's backup of it.
+            let _ = config::restore(&config_path, false);
+        }
+        Ok(())
     }
 }
 
-/// One run of a point: its figures, throughput CI and window (s).
-type Run = (Figures, Option<f64>, f64);
-/// A point's screening runs and its confirmation runs.
-type Estimates = (Vec<Run>, Vec<Run>);
-
-/// The window-weighted mean of runs, and the CI of that mean (runs'
-/// intervals combined as independent estimates).
-fn combine(runs: &[Run]) -> (Figures, Option<f64>) {
-    let total: f64 = runs.iter().map(|r| r.2).sum::<f64>().max(1e-9);
-    let mean = |f: fn(&Figures) -> f64| runs.iter().map(|r| f(&r.0) * r.2).sum::<f64>() / total;
-    let figures = Figures {
-        throughput_rps: mean(|f| f.throughput_rps),
-        p50_ms: mean(|f| f.p50_ms),
-        p99_ms: mean(|f| f.p99_ms),
-        error_rate: mean(|f| f.error_rate),
-        memory_mb: mean(|f| f.memory_mb),
+/// The study's workload, as `bench` would build it from the same settings.
+fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload {
+    let mut workload = Workload::closed(1, settings.warmup, settings.duration);
+    workload.bodies = bodies;
+    workload.protocol = settings.protocol;
+    workload.content_type = settings.content_type.clone();
+    workload.schedule = match settings.offered {
+        Offered::Users(users) => Schedule::Closed {
+            stages: Stages::constant(users, settings.warmup + settings.duration),
+            think_time: Duration::ZERO,
+        },
+        Offered::Rate(rate) => Schedule::Open {
+            rate_per_s: rate,
+            arrival: crate::load::Arrival::Constant,
+        },
     };
-    let variance: Option<f64> = runs.iter().map(|r| r.1.map(|ci| (ci * r.2 / total).powi(2))).sum();
-    (figures, variance.map(f64::sqrt))
+    workload.stability = settings.max_window.map(StabilityRule::within);
+    workload.seed = settings.seed;
+    // servetune manages this server: a self-signed certificate is expected.
+    workload.verification = crate::load::tls::Verification::Insecure;
+    workload
 }
 
-fn edit_only(mut edit: Edit) -> anyhow::Result<()> {
-    edit.write()?;
+/// Refuses a study of a model the config does not serve.
+fn check_model_served(props: &Properties, model: &str, config: &Path) -> anyhow::Result<()> {
+    if let Some(models) = props.get(config::MODELS_KEY) {
+        let models = config::Models::parse(models).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        if models.model_names().any(|m| m == model) {
+            return Ok(());
+        }
+    }
+    let load_models = props.get("load_models").unwrap_or("");
+    let listed = load_models.split(',').map(str::trim).any(|entry| {
+        let (name, archive) = entry.split_once('=').unwrap_or(("", entry));
+        name == model || archive.trim_end_matches(".mar") == model || entry == model
+    });
+    if listed || load_models.trim().eq_ignore_ascii_case("all") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{}: the study's model '{model}' is neither in models={{…}} nor in load_models ({})",
+        config.display(),
+        if load_models.is_empty() { "unset" } else { load_models }
+    )
+}
+
+/// Refuses environment parameters when servetune does not start the server.
+fn check_targets_reachable(space: &Space, spec: &TargetSpec, space_file: &Path) -> anyhow::Result<()> {
+    if matches!(spec.control, Control::Managed { .. }) {
+        return Ok(());
+    }
+    for parameter in &space.parameters {
+        if let Some(Target::Env(name)) = parameter.targets.iter().find(|t| matches!(t, Target::Env(_))) {
+            anyhow::bail!(
+                "{}: parameter '{}' sets {name} in TorchServe's environment, which servetune cannot set when \
+                 a service manager starts TorchServe (restart_command in {}); set it there (e.g. Environment= \
+                 in the unit) and remove the parameter from the space",
+                space_file.display(),
+                parameter.name,
+                spec.source.display()
+            );
+        }
+    }
     Ok(())
 }
 
-fn figures_of(m: &Measurement) -> Figures {
-    Figures {
-        throughput_rps: m.load.throughput_rps,
-        p50_ms: m.load.latency_ms.p50,
-        p99_ms: m.load.latency_ms.p99,
-        error_rate: m.load.error_rate,
-        memory_mb: m.memory_mb.map_or(0.0, |mem| mem.pss_mean),
-    }
-}
-
-/// 95% half-width of throughput from per-second batch means of the window.
-fn throughput_ci95(m: &Measurement) -> Option<f64> {
-    let seconds: Vec<f64> = m
-        .load
-        .timeline
+/// Drops parameters the workload cannot exercise, or servetune must not
+/// touch, and says why.
+fn prune(space: Space, workload: &Workload, original: &Properties) -> (Space, Vec<NotSearched>) {
+    let concurrency = workload.max_concurrency();
+    let foreign_logging = logging::level_of(original.get("vmargs")).is_none();
+    let referenced: Vec<String> = space
+        .parameters
         .iter()
-        .filter(|s| !s.warmup)
-        .map(|s| s.ok as f64)
+        .filter_map(|p| p.when.as_ref().map(|w| w.parameter.clone()))
         .collect();
-    // The last second may be partial (the drain); leave it out.
-    let seconds = &seconds[..seconds.len().saturating_sub(1)];
-    if seconds.len() < 3 {
-        return None;
+    let mut kept = Vec::new();
+    let mut not_searched = Vec::new();
+    for parameter in space.parameters {
+        let queue = parameter
+            .targets
+            .iter()
+            .any(|t| *t == Target::Config("job_queue_size".into()));
+        let all_above = parameter
+            .levels
+            .iter()
+            .all(|l| l.as_f64().is_some_and(|x| x >= concurrency as f64));
+        let reason = if queue && all_above && !referenced.contains(&parameter.name) {
+            Some(format!(
+                "the workload never has more than {concurrency} requests in flight, so a queue of {} or more \
+                 never fills: every level measures the same",
+                parameter
+                    .levels
+                    .iter()
+                    .filter_map(|l| l.as_f64())
+                    .fold(f64::INFINITY, f64::min)
+            ))
+        } else if parameter.targets.contains(&Target::LogLevel) && foreign_logging {
+            Some("the deployment's vmargs name a log4j2 config of its own; servetune does not replace it".into())
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => not_searched.push(NotSearched {
+                parameter: parameter.name.clone(),
+                reason,
+            }),
+            None => kept.push(parameter),
+        }
     }
-    let n = seconds.len() as f64;
-    let mean = seconds.iter().sum::<f64>() / n;
-    let variance = seconds.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    Some(1.96 * variance.sqrt() / n.sqrt())
+    (Space { parameters: kept }, not_searched)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::space::parse_space;
 
-    fn figures(throughput_rps: f64, p99_ms: f64) -> Figures {
-        Figures {
-            throughput_rps,
-            p50_ms: p99_ms / 2.0,
-            p99_ms,
-            error_rate: 0.0,
-            memory_mb: 100.0,
-        }
+    #[test]
+    fn a_queue_the_workload_cannot_fill_is_not_searched() {
+        let space = parse_space(
+            "[[parameter]]\nname = \"job_queue_size\"\nkind = \"int\"\nvalues = [50, 100]\ndefault = 100\n\
+             target = \"job_queue_size\"\napply = \"cold\"\n\
+             [[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
+             target = \"models.{model}.batchSize\"\napply = \"hot\"\n",
+            "s.toml",
+        )
+        .unwrap();
+        let props = Properties::parse(b"a=1\n".to_vec()).unwrap();
+        let closed = Workload::closed(16, Duration::from_secs(1), Duration::from_secs(3));
+        let (kept, dropped) = prune(space.clone(), &closed, &props);
+        assert_eq!(kept.dimensions(), 1);
+        assert_eq!(dropped[0].parameter, "job_queue_size");
+        assert!(dropped[0].reason.contains("16 requests"), "{}", dropped[0].reason);
+        let crowded = Workload::closed(64, Duration::from_secs(1), Duration::from_secs(3));
+        let (kept, dropped) = prune(space, &crowded, &props);
+        assert_eq!(
+            (kept.dimensions(), dropped.len()),
+            (2, 0),
+            "64 users can fill a queue of 50"
+        );
     }
 
     #[test]
-    fn runs_combine_by_window_length() {
-        let (f, ci) = combine(&[
-            (figures(100.0, 10.0), Some(10.0), 5.0),
-            (figures(200.0, 20.0), Some(6.0), 15.0),
-        ]);
-        assert!((f.throughput_rps - 175.0).abs() < 1e-9);
-        assert!((f.p99_ms - 17.5).abs() < 1e-9);
-        // sqrt((10 * 0.25)^2 + (6 * 0.75)^2)
-        assert!((ci.unwrap() - (6.25f64 + 20.25).sqrt()).abs() < 1e-9);
-        let (_, none) = combine(&[(figures(1.0, 1.0), None, 1.0), (figures(1.0, 1.0), Some(1.0), 1.0)]);
-        assert_eq!(none, None, "a run without an interval leaves the mean without one");
+    fn a_model_the_config_does_not_serve_is_refused() {
+        let props = Properties::parse(b"load_models=tiny.mar\n".to_vec()).unwrap();
+        assert!(check_model_served(&props, "tiny", Path::new("c.properties")).is_ok());
+        let e = check_model_served(&props, "big", Path::new("c.properties")).unwrap_err();
+        assert!(
+            e.to_string().contains("'big'") && e.to_string().contains("c.properties"),
+            "{e}"
+        );
+        let with_models =
+            Properties::parse(b"models={\"resnet\": {\"1\": {\"marName\": \"r.mar\"}}}\n".to_vec()).unwrap();
+        assert!(check_model_served(&with_models, "resnet", Path::new("c")).is_ok());
     }
 }

@@ -13,12 +13,17 @@
 //!
 //! [workload]
 //! body = "bodies/tiny"                    # file or directory (round-robin)
+//! # protocol = "torchserve"               # torchserve | kserve-v2 | openai (content type)
+//! # content_type = "application/octet-stream"
 //! users = 16                              # closed loop …
 //! # rate = 300                            # … or open loop (requests/s)
 //! duration = "5s"                         # screening window
-//! warmup = "2s"
-//! confirm_duration = "10s"                # re-measurement of the best few
-//! confirm_top = 3
+//! warmup = "2s"                           # the least warm-up before a window
+//! steady = true                           # windows go on until throughput is steady …
+//! # max_window = "15s"                    # … for at most this long (default 3x the window)
+//! confirm_duration = "10s"                # confirmation window
+//! confirm_top = 3                         # best screening candidates re-measured
+//! confirm_rounds = 3                      # A B A B … rounds (independent repeats)
 //!
 //! [objectives]                            # weights of the balanced tier
 //! throughput = 1.0
@@ -37,6 +42,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::load::Protocol;
 use crate::objective::{Constraints, Weights};
 use crate::search::StrategyKind;
 
@@ -65,15 +71,22 @@ pub struct StudyFile {
 #[serde(deny_unknown_fields)]
 pub struct WorkloadFile {
     pub body: Option<PathBuf>,
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    pub content_type: Option<String>,
     pub users: Option<u32>,
     pub rate: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     pub duration: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub warmup: Option<Duration>,
+    pub steady: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_window: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub confirm_duration: Option<Duration>,
     pub confirm_top: Option<usize>,
+    pub confirm_rounds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -107,11 +120,16 @@ pub struct Settings {
     pub budget: Duration,
     pub max_trials: usize,
     pub body: Option<PathBuf>,
+    pub protocol: Protocol,
+    pub content_type: Option<String>,
     pub offered: Offered,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Windows go on until throughput is steady, for at most this long (None: fixed windows).
+    pub max_window: Option<Duration>,
     pub confirm_duration: Duration,
     pub confirm_top: usize,
+    pub confirm_rounds: u32,
     pub weights: Weights,
     pub constraints: Constraints,
 }
@@ -178,6 +196,28 @@ impl Settings {
         if duration < Duration::from_secs(1) {
             return Err("[workload] duration must be at least 1s".into());
         }
+        let confirm_duration = w.confirm_duration.unwrap_or(duration * 2);
+        if confirm_duration < Duration::from_secs(1) {
+            return Err("[workload] confirm_duration must be at least 1s".into());
+        }
+        let confirm_rounds = w.confirm_rounds.unwrap_or(3);
+        if confirm_rounds < 2 {
+            return Err("[workload] confirm_rounds must be at least 2: an interval needs independent repeats".into());
+        }
+        let max_window = match (w.steady.unwrap_or(true), w.max_window) {
+            (false, Some(_)) => return Err("[workload] max_window needs steady = true".into()),
+            (false, None) => None,
+            (true, Some(max)) if max < duration => {
+                return Err("[workload] max_window must be at least the duration".into())
+            }
+            (true, max) => Some(max.unwrap_or(duration * 3)),
+        };
+        if w.content_type
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n']))
+        {
+            return Err("[workload] content_type must be a one-line media type".into());
+        }
         let constraints = Constraints {
             p99_ms: f.constraints.p99_ms,
             error_rate: f.constraints.error_rate.unwrap_or(0.01),
@@ -198,7 +238,24 @@ impl Settings {
         {
             return Err("[objectives] weights must be ≥ 0".into());
         }
+        if weights.throughput + weights.p99 + weights.memory <= 0.0 {
+            return Err("[objectives] at least one weight must be above 0".into());
+        }
+        if constraints.memory_mb.is_some_and(|m| !(m.is_finite() && m > 0.0))
+            || constraints.throughput_rps.is_some_and(|t| !(t.is_finite() && t >= 0.0))
+        {
+            return Err("[constraints] memory_mb must be > 0 and throughput_rps ≥ 0".into());
+        }
         let budget = overrides.budget.or(f.budget).unwrap_or(Duration::from_secs(30 * 60));
+        if budget < Duration::from_secs(10) {
+            return Err(format!(
+                "budget {} is too short for even one trial (at least 10s)",
+                humantime::format_duration(budget)
+            ));
+        }
+        if f.model.trim().is_empty() || f.model.contains(['/', ' ', '\n']) {
+            return Err(format!("model '{}': name one model the config serves", f.model));
+        }
         let max_trials = overrides.max_trials.or(f.max_trials).unwrap_or(10_000);
         if max_trials == 0 {
             return Err("max_trials must be at least 1".into());
@@ -214,11 +271,15 @@ impl Settings {
             budget,
             max_trials,
             body: w.body.as_deref().map(resolve),
+            protocol: w.protocol.unwrap_or(Protocol::Torchserve),
+            content_type: w.content_type.clone(),
             offered,
             duration,
             warmup: w.warmup.unwrap_or(Duration::from_secs(2)),
-            confirm_duration: w.confirm_duration.unwrap_or(duration * 2),
+            max_window,
+            confirm_duration,
             confirm_top: w.confirm_top.unwrap_or(3),
+            confirm_rounds,
             weights,
             constraints,
         })

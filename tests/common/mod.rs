@@ -39,9 +39,11 @@ fn default_torchserve() -> PathBuf {
     cache.join("venv-ts-0.12.0/bin/torchserve")
 }
 
-/// The provisioned TorchServe, or `None` (with a clear message) outside CI.
-/// Under `CI=true` a missing TorchServe fails the test.
-pub fn provisioned() -> Option<Provisioned> {
+/// The provisioned TorchServe. Tests that need it carry
+/// `#[cfg_attr(torchserve_missing, ignore = "…")]` (set by `build.rs` when it
+/// is missing outside CI), so a missing TorchServe shows as an ignored test
+/// with the reason, and under `CI=true` as a failure, never as a pass.
+pub fn provisioned() -> Provisioned {
     let torchserve = default_torchserve();
     let model_store = repo_root().join("examples/deployment/model-store");
     let missing: Vec<String> = [
@@ -53,31 +55,22 @@ pub fn provisioned() -> Option<Provisioned> {
     .filter(|path| !path.exists())
     .map(|path| path.display().to_string())
     .collect();
-    if missing.is_empty() {
-        return Some(Provisioned {
-            torchserve,
-            model_store,
-        });
-    }
-    let message = format!(
+    assert!(
+        missing.is_empty(),
         "TorchServe is not provisioned (missing: {}). Run `make test`, or `scripts/setup-torchserve.sh` then `cargo test`.",
         missing.join(", ")
     );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{message}");
+    Provisioned {
+        torchserve,
+        model_store,
     }
-    eprintln!("SKIPPED: {message}");
-    None
 }
 
-/// Returns from the test (loudly) when TorchServe is not provisioned.
+/// The provisioned TorchServe (the test fails when it is missing).
 #[macro_export]
 macro_rules! require_torchserve {
     () => {
-        match common::provisioned() {
-            Some(provisioned) => provisioned,
-            None => return,
-        }
+        common::provisioned()
     };
 }
 

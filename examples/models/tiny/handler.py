@@ -2,7 +2,9 @@
 
 A request body is any bytes: they are read as pixel values of a 3x32x32 image
 (cycled or cut to 3072 bytes), so a load generator can send small binary
-files. Batching is supported: one tensor per request, stacked.
+files. Batching is supported: one tensor per request, stacked. torch's
+intra-op threads follow OMP_NUM_THREADS (unset: one per core), which
+servetune's CPU space tunes.
 A handler module may define exactly one class: helpers are functions.
 """
 import torch
@@ -29,10 +31,6 @@ def pixels_of(body: bytes) -> torch.Tensor:
 
 
 class TinyHandler(BaseHandler):
-    def initialize(self, context):
-        torch.set_num_threads(1)
-        super().initialize(context)
-
     def preprocess(self, data):
         return torch.stack([pixels_of(body_of(row)) for row in data])
 

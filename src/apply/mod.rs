@@ -3,8 +3,12 @@
 //! (hot), and roll back when the server does not come up.
 //!
 //! The promise to the operator: on failure the config file is back to its
-//! previous bytes and the server is running on it again; when even that
-//! fails, the error says so plainly. Called by `cli` (and later `study`).
+//! previous bytes and the server is running on it again (with its previous
+//! environment); when even that fails, the error says so plainly. Called by
+//! `cli` and by the study's runner; `state` says what a whole deployment
+//! state is and which of these a move between two states needs.
+
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +54,17 @@ impl Edit {
         let (file, before) = config::read_properties(path)?;
         let mut after = before.clone();
         config::apply_to(path, &mut after, assignments)?;
+        Ok(Self { file, before, after })
+    }
+
+    /// Reads `path` and replaces its bytes with `bytes` in memory.
+    pub fn replace(path: &Path, bytes: &[u8]) -> Result<Self, ConfigError> {
+        let (file, before) = config::read_properties(path)?;
+        let after = Properties::parse(bytes.to_vec()).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: e.line,
+            reason: e.error.to_string(),
+        })?;
         Ok(Self { file, before, after })
     }
 
@@ -118,13 +133,26 @@ fn shorten(value: &str) -> String {
 }
 
 /// Edits the file and restarts the server on it; rolls back on failure.
-pub async fn apply_with_restart(server: &TorchServe, mut edit: Edit) -> Result<(), ApplyError> {
+pub async fn apply_with_restart(server: &TorchServe, edit: Edit) -> Result<(), ApplyError> {
+    let environment = server.environment();
+    apply_with_restart_in(server, edit, environment).await
+}
+
+/// Edits the file and restarts the server on it with `environment`; on
+/// failure puts back the file and the previous environment and restarts.
+pub async fn apply_with_restart_in(
+    server: &TorchServe,
+    mut edit: Edit,
+    environment: BTreeMap<String, String>,
+) -> Result<(), ApplyError> {
     check_new_ports_free(server, &edit)?;
     edit.write()?;
+    let previous = server.set_environment(environment);
     let Err(cause) = server.restart().await else {
         return Ok(());
     };
     tracing::warn!("TorchServe did not come up on the new config; rolling back");
+    server.set_environment(previous);
     Err(roll_back(&mut edit, cause, server.restart()).await)
 }
 
@@ -217,13 +245,6 @@ struct LiveChange {
     to: LiveSettings,
 }
 
-fn is_live_field(field: ModelField) -> bool {
-    matches!(
-        field,
-        ModelField::BatchSize | ModelField::MaxBatchDelay | ModelField::MinWorkers | ModelField::MaxWorkers
-    )
-}
-
 /// Checks that every assignment can be applied live and works out, per
 /// model, the settings to move to.
 async fn plan_live_changes(api: &TorchServeApi, assignments: &[Assignment]) -> Result<Vec<LiveChange>, ApplyError> {
@@ -234,7 +255,7 @@ async fn plan_live_changes(api: &TorchServeApi, assignments: &[Assignment]) -> R
                 "--set {assignment}: a top-level property is read only at start; use --restart"
             )));
         };
-        if !is_live_field(*field) {
+        if !field.is_live() {
             return Err(ApplyError::Refused(format!(
                 "--set {assignment}: only batchSize, maxBatchDelay, minWorkers and maxWorkers change live; use --restart"
             )));

@@ -1,0 +1,48 @@
+//! Tells the integration tests whether a TorchServe is provisioned, so that
+//! the ones that need it show as *ignored, with the reason* when it is not,
+//! instead of passing without running. Under `CI=true` they always run (and
+//! fail loudly when TorchServe is missing): CI must provision it.
+//!
+//! Where TorchServe is looked for (as `tests/common/mod.rs` does):
+//! `$SERVETUNE_TORCHSERVE`, else `$SERVETUNE_CACHE`/`$XDG_CACHE_HOME/servetune`/
+//! `~/.cache/servetune`, `venv-ts-0.12.0/bin/torchserve`.
+
+use std::path::PathBuf;
+
+fn torchserve() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SERVETUNE_TORCHSERVE") {
+        return Some(PathBuf::from(path));
+    }
+    let cache = match std::env::var_os("SERVETUNE_CACHE") {
+        Some(cache) => PathBuf::from(cache),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?
+            .join("servetune"),
+    };
+    Some(cache.join("venv-ts-0.12.0/bin/torchserve"))
+}
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(torchserve_missing)");
+    for variable in [
+        "SERVETUNE_TORCHSERVE",
+        "SERVETUNE_CACHE",
+        "XDG_CACHE_HOME",
+        "HOME",
+        "CI",
+    ] {
+        println!("cargo::rerun-if-env-changed={variable}");
+    }
+    let store = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("examples/deployment/model-store/tiny.mar");
+    let binary = torchserve();
+    for path in binary.iter().chain([&store]) {
+        println!("cargo::rerun-if-changed={}", path.display());
+    }
+    let present = binary.is_some_and(|b| b.exists()) && store.exists();
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    if !present && !in_ci {
+        println!("cargo::rustc-cfg=torchserve_missing");
+    }
+}

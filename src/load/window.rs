@@ -1,0 +1,307 @@
+//! The measurement window of one load run: which seconds are warm-up, when
+//! sending stops, and when requests still in flight are cut.
+//!
+//! One monitor task decides; the load lanes only watch its two tokens
+//! (`closed`: send nothing more; `hard_stop`: cut what is in flight). Two
+//! kinds of window, one code path:
+//!
+//! - **Fixed**: warm-up W (rounded up to whole seconds), then D.
+//! - **Until stable** (`StabilityRule`): after the warm-up, throughput is
+//!   read every sub-window (D/3 rounded up to whole seconds, at least 1 s). The window is the last three
+//!   sub-windows once they agree: each within the tolerance of their mean
+//!   (±10 %, perf_analyzer's rule for its windows, widened to 3/√n when a
+//!   sub-window holds only n completions, so that counting noise alone does
+//!   not keep a slow model from ever being stable). Until they agree, the
+//!   oldest sub-window is counted as warm-up and one more is measured (a
+//!   JIT still compiling, a cache still filling), up to `max_window`; a
+//!   window that hit the cap is reported as not stable.
+//!
+//! Sub-window rates come from completions as they happen (the `Progress`
+//! counters); the figures themselves are computed afterwards from the
+//! recorder's per-second buckets over the chosen seconds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+
+use super::run::Progress;
+use crate::measure::Stability;
+
+/// When an adaptive window counts as stable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StabilityRule {
+    /// Relative half-width the last sub-windows must agree within (0.10 = ±10 %).
+    pub tolerance: f64,
+    /// Longest measured time (extra warm-up included) before giving up.
+    pub max_window: Duration,
+}
+
+impl StabilityRule {
+    /// ±10 % over three sub-windows, at most `max_window`.
+    pub fn within(max_window: Duration) -> Self {
+        Self {
+            tolerance: 0.10,
+            max_window,
+        }
+    }
+}
+
+/// Sub-windows that must agree.
+pub const SUB_WINDOWS: usize = 3;
+
+/// The tokens the lanes watch, and the end once known.
+#[derive(Debug)]
+pub struct WindowTokens {
+    pub closed: CancellationToken,
+    pub hard_stop: CancellationToken,
+    start: Instant,
+    end_us: AtomicU64,
+}
+
+impl WindowTokens {
+    pub fn new(start: Instant, latest_end: Instant) -> Self {
+        Self {
+            closed: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            start,
+            end_us: AtomicU64::new(latest_end.saturating_duration_since(start).as_micros() as u64),
+        }
+    }
+
+    /// The end of sending: the latest possible one until the window closes.
+    pub fn end(&self) -> Instant {
+        self.start + Duration::from_micros(self.end_us.load(Ordering::Acquire))
+    }
+
+    fn close_at(&self, end: Instant) {
+        self.end_us.store(
+            end.saturating_duration_since(self.start).as_micros() as u64,
+            Ordering::Release,
+        );
+        self.closed.cancel();
+    }
+}
+
+/// What the monitor decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowOutcome {
+    /// First measured second (seconds before it are warm-up).
+    pub from_s: u64,
+    /// End of the window, in seconds since the start.
+    pub end_s: f64,
+    pub stability: Option<Stability>,
+}
+
+/// The shape of the window, as the monitor needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowShape {
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub rule: Option<StabilityRule>,
+    pub drain: Duration,
+}
+
+impl WindowShape {
+    fn warmup_s(&self) -> u64 {
+        self.warmup.as_secs() + u64::from(self.warmup.subsec_nanos() > 0)
+    }
+
+    fn sub_window_s(&self) -> u64 {
+        ((self.duration.as_secs_f64() / SUB_WINDOWS as f64).ceil() as u64).max(1)
+    }
+
+    /// The latest moment sending may go on.
+    pub fn latest_end(&self, start: Instant) -> Instant {
+        let warmup = Duration::from_secs(self.warmup_s());
+        match self.rule {
+            None => start + warmup + self.duration,
+            Some(rule) => {
+                let window = Duration::from_secs(self.sub_window_s() * SUB_WINDOWS as u64);
+                start + warmup + rule.max_window.max(window)
+            }
+        }
+    }
+}
+
+/// Drives the window: closes it, reports the outcome, then cuts what is
+/// still in flight after the drain. `decided` gets the outcome at close.
+pub async fn drive(
+    shape: WindowShape,
+    start: Instant,
+    tokens: Arc<WindowTokens>,
+    progress: Arc<Progress>,
+    token: CancellationToken,
+    decided: tokio::sync::oneshot::Sender<WindowOutcome>,
+) {
+    let outcome = tokio::select! {
+        outcome = decide(shape, start, &progress) => outcome,
+        _ = token.cancelled() => WindowOutcome {
+            from_s: shape.warmup_s(),
+            end_s: start.elapsed().as_secs_f64(),
+            stability: None,
+        },
+    };
+    let end = start + Duration::from_secs_f64(outcome.end_s);
+    tokens.close_at(end.min(Instant::now().max(start)));
+    let _ = decided.send(outcome);
+    tokio::select! {
+        _ = sleep_until((end + shape.drain).into()) => {}
+        _ = token.cancelled() => {}
+    }
+    tokens.hard_stop.cancel();
+}
+
+async fn decide(shape: WindowShape, start: Instant, progress: &Progress) -> WindowOutcome {
+    let warmup_s = shape.warmup_s();
+    let Some(rule) = shape.rule else {
+        let end = start + Duration::from_secs(warmup_s) + shape.duration;
+        sleep_until(end.into()).await;
+        return WindowOutcome {
+            from_s: warmup_s,
+            end_s: end.duration_since(start).as_secs_f64(),
+            stability: None,
+        };
+    };
+    let sub = shape.sub_window_s();
+    let cap_s = warmup_s + (rule.max_window.as_secs_f64().ceil() as u64).max(sub * SUB_WINDOWS as u64);
+    sleep_until((start + Duration::from_secs(warmup_s)).into()).await;
+    let mut previous = progress.ok.load(Ordering::Relaxed);
+    let mut counts: Vec<u64> = Vec::new();
+    let mut boundary_s = warmup_s;
+    loop {
+        boundary_s += sub;
+        sleep_until((start + Duration::from_secs(boundary_s)).into()).await;
+        let now = progress.ok.load(Ordering::Relaxed);
+        counts.push(now - previous);
+        previous = now;
+        if counts.len() < SUB_WINDOWS {
+            continue;
+        }
+        let verdict = judge(&counts[counts.len() - SUB_WINDOWS..], rule.tolerance);
+        if verdict.stable || boundary_s + sub > cap_s {
+            let from_s = boundary_s - sub * SUB_WINDOWS as u64;
+            return WindowOutcome {
+                from_s,
+                end_s: boundary_s as f64,
+                stability: Some(Stability {
+                    sub_window_s: sub as f64,
+                    sub_window_rps: counts.iter().map(|&n| n as f64 / sub as f64).collect(),
+                    spread_pct: verdict.spread * 100.0,
+                    tolerance_pct: verdict.tolerance * 100.0,
+                    stable: verdict.stable,
+                }),
+            };
+        }
+    }
+}
+
+/// Whether sub-window counts agree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    pub stable: bool,
+    /// (max − min) / mean.
+    pub spread: f64,
+    /// The tolerance applied: the rule's, or wider for small counts.
+    pub tolerance: f64,
+}
+
+/// Each count within `tolerance` (or 3/√mean, if wider) of the counts' mean.
+pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
+    let mean = counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64;
+    if mean <= 0.0 {
+        return Verdict {
+            stable: false,
+            spread: 0.0,
+            tolerance,
+        };
+    }
+    let tolerance = tolerance.max(3.0 / mean.sqrt());
+    let max = counts.iter().copied().max().unwrap_or(0) as f64;
+    let min = counts.iter().copied().min().unwrap_or(0) as f64;
+    let stable = counts.iter().all(|&n| (n as f64 - mean).abs() <= tolerance * mean);
+    Verdict {
+        stable,
+        spread: (max - min) / mean,
+        tolerance,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreeing_counts_are_stable_and_small_counts_get_room() {
+        assert!(judge(&[1000, 1040, 980], 0.10).stable);
+        assert!(!judge(&[700, 1000, 1020], 0.10).stable, "a JIT still warming up");
+        let few = judge(&[10, 14, 8], 0.10);
+        assert!(few.stable, "counting noise of ~10 requests is not instability: {few:?}");
+        assert!((few.tolerance - 3.0 / (32.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        assert!(!judge(&[0, 0, 0], 0.10).stable);
+    }
+
+    #[test]
+    fn shapes_round_and_cap() {
+        let fixed = WindowShape {
+            warmup: Duration::from_millis(1500),
+            duration: Duration::from_secs(3),
+            rule: None,
+            drain: Duration::from_secs(2),
+        };
+        let start = Instant::now();
+        assert_eq!(fixed.warmup_s(), 2);
+        assert_eq!(fixed.latest_end(start), start + Duration::from_secs(5));
+        let adaptive = WindowShape {
+            rule: Some(StabilityRule::within(Duration::from_secs(12))),
+            duration: Duration::from_secs(10),
+            ..fixed
+        };
+        assert_eq!(adaptive.sub_window_s(), 4);
+        assert_eq!(adaptive.latest_end(start), start + Duration::from_secs(14));
+    }
+
+    #[test]
+    fn an_unsteady_start_becomes_warm_up() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let progress = Arc::new(Progress::default());
+            let start = Instant::now();
+            let shape = WindowShape {
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs(3),
+                rule: Some(StabilityRule::within(Duration::from_secs(20))),
+                drain: Duration::ZERO,
+            };
+            // A ramp after the warm-up (400/s, 700/s), then 1000/s.
+            let feeder = {
+                let progress = Arc::clone(&progress);
+                tokio::spawn(async move {
+                    for second in 0..30u64 {
+                        let rate = match second {
+                            1 => 400,
+                            2 => 700,
+                            _ => 1000,
+                        };
+                        tokio::time::sleep(Duration::from_millis(999)).await;
+                        progress.ok.fetch_add(rate, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+            };
+            let outcome = decide(shape, start, &progress).await;
+            feeder.abort();
+            let stability = outcome.stability.unwrap();
+            assert!(stability.stable, "{stability:?}");
+            assert_eq!(outcome.from_s, 3, "the ramp counts as warm-up");
+            assert_eq!(outcome.end_s, 6.0);
+            assert_eq!(stability.sub_window_rps, vec![400.0, 700.0, 1000.0, 1000.0, 1000.0]);
+        });
+    }
+}

@@ -1,0 +1,301 @@
+//! Where a parameter's value lands, and what a point of the space sets.
+//!
+//! A target is one of three kinds, written in a space file as a string:
+//! - a `config.properties` key (`job_queue_size`) or a field of the study's
+//!   model in `models={…}` (`models.{model}.batchSize`): edited in the file;
+//! - `env.NAME`: an environment variable of the TorchServe process, which its
+//!   workers inherit (`env.OMP_NUM_THREADS`: torch's intra-op threads per
+//!   worker); set when servetune starts the server;
+//! - `log4j.level`: TorchServe's own log level, through a log4j2 config that
+//!   servetune writes and names in `vmargs` (see `server::logging`).
+//!
+//! This module only says what a point sets (`Realization`) and reads back
+//! what a deployment runs now; `apply` and `server` make it so.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::{Assignment, Properties, SettingKey};
+
+use super::Value;
+
+/// The log levels the `log4j.level` target takes (TorchServe's default first).
+pub const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+
+/// Where one parameter's value goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A properties key or `models.{model}.FIELD` (`{model}`: the study's model).
+    Config(String),
+    /// An environment variable of the server process.
+    Env(String),
+    /// TorchServe's frontend log level.
+    LogLevel,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Config(key) => f.write_str(key),
+            Target::Env(name) => write!(f, "env.{name}"),
+            Target::LogLevel => f.write_str("log4j.level"),
+        }
+    }
+}
+
+impl Target {
+    /// Parses a space file's target string.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(name) = text.strip_prefix("env.") {
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !valid {
+                return Err(format!(
+                    "'{text}': env.NAME needs a variable name (letters, digits, '_')"
+                ));
+            }
+            return Ok(Target::Env(name.to_string()));
+        }
+        if text == "log4j.level" {
+            return Ok(Target::LogLevel);
+        }
+        if text.starts_with("log4j.") {
+            return Err(format!("'{text}': the only log4j target is log4j.level"));
+        }
+        match text.replace("{model}", "m").parse::<SettingKey>() {
+            Ok(_) => Ok(Target::Config(text.to_string())),
+            Err(e) => Err(format!("target '{text}': {e}")),
+        }
+    }
+
+    /// The config assignment of `value` for `model` (config targets only).
+    pub fn assignment(&self, model: &str, value: &Value) -> Option<Result<Assignment, String>> {
+        let Target::Config(template) = self else {
+            return None;
+        };
+        let key = template.replace("{model}", model);
+        Some(
+            format!("{key}={value}")
+                .parse::<Assignment>()
+                .map_err(|e| format!("{key}={value}: {e}")),
+        )
+    }
+
+    /// Whether TorchServe reads this target's value only at start.
+    pub fn needs_restart(&self) -> bool {
+        match self {
+            Target::Config(template) => {
+                let Ok(key) = template.replace("{model}", "m").parse::<SettingKey>() else {
+                    return true;
+                };
+                match key {
+                    SettingKey::Property(_) => true,
+                    SettingKey::ModelField { field, .. } => !field.is_live(),
+                }
+            }
+            Target::Env(_) | Target::LogLevel => true,
+        }
+    }
+
+    /// Checks that `value` is one TorchServe accepts here.
+    pub fn check_value(&self, value: &Value) -> Result<(), String> {
+        match self {
+            Target::Config(_) => {
+                let readable = |e: String| e.replace("models.m.", "models.{model}.");
+                let assignment = self
+                    .assignment("m", value)
+                    .expect("a config target")
+                    .map_err(readable)?;
+                match assignment.key {
+                    SettingKey::ModelField { field, .. } => field
+                        .parse_value(&assignment.value)
+                        .map(drop)
+                        .map_err(|e| readable(format!("{}: {e}", assignment.key))),
+                    SettingKey::Property(_) => Ok(()),
+                }
+            }
+            Target::Env(name) => {
+                let text = value.to_string();
+                if text.is_empty() || text.contains(['\n', '\r', '\0']) {
+                    return Err(format!("env.{name}: '{text}' is not a usable value"));
+                }
+                if name.ends_with("_NUM_THREADS") && !matches!(value, Value::Int(n) if *n >= 1) {
+                    return Err(format!("env.{name} takes a whole number ≥ 1, not '{text}'"));
+                }
+                Ok(())
+            }
+            Target::LogLevel => {
+                let text = value.to_string();
+                if LOG_LEVELS.contains(&text.as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "log4j.level takes one of {}, not '{text}'",
+                        LOG_LEVELS.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// What a point sets, by destination.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Realization {
+    /// Edits of `config.properties` (properties and model fields).
+    pub assignments: Vec<Assignment>,
+    /// The server's environment variables (set at start).
+    pub environment: BTreeMap<String, String>,
+    /// TorchServe's log level (set at start).
+    pub log_level: Option<String>,
+}
+
+/// What a deployment runs now, as far as a space's targets can see it.
+#[derive(Debug, Clone, Default)]
+pub struct Running<'a> {
+    pub properties: Option<&'a Properties>,
+    pub environment: BTreeMap<String, String>,
+    /// None: a log4j2 config servetune does not manage.
+    pub log_level: Option<String>,
+    pub model: &'a str,
+}
+
+/// A target's value in a running deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    /// Set to this text.
+    Set(String),
+    /// Not set: TorchServe runs at its own default.
+    Unset,
+    /// Cannot be told (no config read, a log4j2 config servetune did not write).
+    Unknown,
+}
+
+impl Running<'_> {
+    /// `target`'s current value.
+    pub fn value_of(&self, target: &Target) -> Current {
+        match target {
+            Target::Env(name) => self.environment.get(name).cloned().map_or(Current::Unset, Current::Set),
+            Target::LogLevel => self.log_level.clone().map_or(Current::Unknown, Current::Set),
+            Target::Config(template) => self.config_value(template),
+        }
+    }
+
+    fn config_value(&self, template: &str) -> Current {
+        let Some(properties) = self.properties else {
+            return Current::Unknown;
+        };
+        let Ok(key) = template.replace("{model}", self.model).parse::<SettingKey>() else {
+            return Current::Unknown;
+        };
+        match key {
+            SettingKey::Property(key) => properties
+                .get(&key)
+                .map_or(Current::Unset, |v| Current::Set(v.trim().to_string())),
+            SettingKey::ModelField { model, field } => {
+                let Some(models) = properties.get(crate::config::MODELS_KEY) else {
+                    return Current::Unset;
+                };
+                let Ok(models) = crate::config::Models::parse(models) else {
+                    return Current::Unknown;
+                };
+                match models.field(&model, field) {
+                    Ok(Some(serde_json::Value::String(s))) => Current::Set(s.clone()),
+                    Ok(Some(other)) => Current::Set(other.to_string()),
+                    Ok(None) => Current::Unset,
+                    Err(_) => Current::Unknown,
+                }
+            }
+        }
+    }
+}
+
+/// Whether a level's value equals a value read from a file or environment.
+pub fn same_value(level: &Value, text: &str) -> bool {
+    match level {
+        Value::Int(i) => text.trim().parse::<i64>().is_ok_and(|x| x == *i),
+        Value::Float(f) => text.trim().parse::<f64>().is_ok_and(|x| x == *f),
+        Value::Bool(b) => text.trim().eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+        Value::Text(t) => t == text.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_by_kind() {
+        assert_eq!(
+            Target::parse("env.OMP_NUM_THREADS"),
+            Ok(Target::Env("OMP_NUM_THREADS".into()))
+        );
+        assert_eq!(Target::parse("log4j.level"), Ok(Target::LogLevel));
+        assert_eq!(
+            Target::parse("models.{model}.batchSize"),
+            Ok(Target::Config("models.{model}.batchSize".into()))
+        );
+        assert!(Target::parse("env.").is_err());
+        assert!(Target::parse("env.1X").is_err());
+        assert!(Target::parse("log4j.root").is_err());
+        assert!(Target::parse("models.x").is_err());
+        assert!(Target::parse("models.{model}.bogusField").is_err());
+    }
+
+    #[test]
+    fn restart_needs_follow_torchserve() {
+        assert!(!Target::parse("models.{model}.batchSize").unwrap().needs_restart());
+        assert!(!Target::parse("models.{model}.minWorkers").unwrap().needs_restart());
+        assert!(Target::parse("models.{model}.responseTimeout").unwrap().needs_restart());
+        assert!(Target::parse("number_of_netty_threads").unwrap().needs_restart());
+        assert!(Target::parse("env.OMP_NUM_THREADS").unwrap().needs_restart());
+        assert!(Target::LogLevel.needs_restart());
+    }
+
+    #[test]
+    fn values_are_checked_against_what_torchserve_takes() {
+        let workers = Target::parse("models.{model}.minWorkers").unwrap();
+        assert!(workers.check_value(&Value::Int(2)).is_ok());
+        let e = workers.check_value(&Value::Int(-1)).unwrap_err();
+        assert!(e.contains("models.{model}.minWorkers"), "{e}");
+        assert!(Target::parse("job_queue_size")
+            .unwrap()
+            .check_value(&Value::Int(0))
+            .is_err());
+        assert!(Target::parse("async_logging")
+            .unwrap()
+            .check_value(&Value::Bool(true))
+            .is_ok());
+        let threads = Target::parse("env.OMP_NUM_THREADS").unwrap();
+        assert!(threads.check_value(&Value::Int(0)).is_err());
+        assert!(Target::LogLevel.check_value(&Value::Text("info".into())).is_ok());
+        assert!(Target::LogLevel.check_value(&Value::Text("loud".into())).is_err());
+    }
+
+    #[test]
+    fn running_values_are_read_from_the_config() {
+        let props = Properties::parse(
+            b"number_of_netty_threads=4\nasync_logging=true\nmodels={\"tiny\": {\"1.0\": {\"batchSize\": 8, \"marName\": \"t.mar\"}}}\n".to_vec(),
+        )
+        .unwrap();
+        let running = Running {
+            properties: Some(&props),
+            environment: [("OMP_NUM_THREADS".to_string(), "1".to_string())].into(),
+            log_level: Some("debug".into()),
+            model: "tiny",
+        };
+        let get = |t: &str| running.value_of(&Target::parse(t).unwrap());
+        let set = |v: &str| Current::Set(v.into());
+        assert_eq!(get("number_of_netty_threads"), set("4"));
+        assert_eq!(get("job_queue_size"), Current::Unset);
+        assert_eq!(get("async_logging"), set("true"), "a bool key reads like any other");
+        assert_eq!(get("models.{model}.batchSize"), set("8"));
+        assert_eq!(get("models.{model}.maxBatchDelay"), Current::Unset);
+        assert_eq!(get("env.OMP_NUM_THREADS"), set("1"));
+        assert_eq!(get("log4j.level"), set("debug"));
+        assert!(same_value(&Value::Int(4), "4"));
+        assert!(same_value(&Value::Bool(true), "true"));
+        assert!(!same_value(&Value::Int(4), "four"));
+    }
+}

@@ -1,0 +1,325 @@
+//! Running one trial: move the server to a deployment state (nothing, a live
+//! change, or a restart — whichever the parsed difference needs), wait until
+//! it is ready, drive the study's workload through it, measure, and turn the
+//! measurement into a journal entry. Also the server's final state when the
+//! study ends.
+//!
+//! The runner knows what the server runs (`deployed`); None means unknown
+//! (a resumed study, a server found down), and the next move restarts.
+//! Before each move the server's readiness is checked, so a server that died
+//! between trials is started again rather than sent live changes it cannot
+//! take. A failed move is a failed trial, not an error of the study.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::state::{Deployment, Transition};
+use crate::apply::{self, Edit};
+use crate::bench::{measure_once, torchserve_endpoint, Measurement};
+use crate::load::{Progress, Workload};
+use crate::objective::Figures;
+use crate::server::{logging, Control, TorchServe};
+use crate::space::{Point, Space};
+use crate::trial::{Entry, Switch, TrialKind};
+
+use super::estimator::encode_histogram;
+use super::settings::Settings;
+
+/// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
+/// during the first seconds of traffic (measured: the first run after a
+/// start is 25–40 % slower; see README, repeatability).
+pub const RESTART_WARMUP: Duration = Duration::from_secs(5);
+
+/// What a trial is of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The config as it was before the study.
+    Baseline,
+    Point(Point),
+}
+
+impl Subject {
+    pub fn point(&self) -> Option<&Point> {
+        match self {
+            Subject::Baseline => None,
+            Subject::Point(p) => Some(p),
+        }
+    }
+}
+
+/// What one trial measured (or why it could not).
+pub struct TrialResult {
+    pub switch: Switch,
+    pub switch_s: f64,
+    pub measurement: Result<Measurement, String>,
+}
+
+pub struct Runner {
+    pub server: TorchServe,
+    config_path: PathBuf,
+    model: String,
+    /// The deployment before the study.
+    pub original: Deployment,
+    /// What the server runs now (None: unknown).
+    deployed: Option<Deployment>,
+    workload: Workload,
+    token: CancellationToken,
+}
+
+impl Runner {
+    pub fn new(
+        server: TorchServe,
+        model: &str,
+        original: Deployment,
+        workload: Workload,
+        token: CancellationToken,
+    ) -> Self {
+        Self {
+            config_path: server.spec().config.clone(),
+            server,
+            model: model.to_string(),
+            original,
+            deployed: None,
+            workload,
+            token,
+        }
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.config_path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// What runs now, if known.
+    pub fn deployed(&self) -> Option<&Deployment> {
+        self.deployed.as_ref()
+    }
+
+    /// The level each parameter of `space` runs at now (all None when unknown).
+    pub fn running_levels(&self, space: &Space) -> Vec<Option<usize>> {
+        let Some(deployed) = &self.deployed else {
+            return vec![None; space.dimensions()];
+        };
+        match deployed.properties() {
+            Ok(props) => space.running_levels(&deployed.running(&props, &self.model)),
+            Err(_) => vec![None; space.dimensions()],
+        }
+    }
+
+    /// The deployment state that runs `subject`.
+    pub fn deployment_of(&self, space: &Space, subject: &Subject) -> Result<Deployment, String> {
+        match subject {
+            Subject::Baseline => Ok(self.original.clone()),
+            Subject::Point(point) => Deployment::realize(&self.original, space, point, &self.model, self.config_dir()),
+        }
+    }
+
+    /// Makes sure the server is up before the study. A fresh study takes a
+    /// ready server to run the config file as it is; a resumed one does not
+    /// know what runs, so its first move restarts.
+    pub async fn start(&mut self, resumed: bool) -> anyhow::Result<()> {
+        if self.server.is_ready().await {
+            self.deployed = (!resumed).then(|| self.original.clone());
+            return Ok(());
+        }
+        match self.server.spec().control {
+            Control::Managed { .. } => {
+                let edit = Edit::replace(&self.config_path, &self.original.config)?;
+                apply::apply_with_restart_in(&self.server, edit, self.original.environment.clone())
+                    .await
+                    .context("starting TorchServe for the study")?;
+                self.deployed = Some(self.original.clone());
+            }
+            Control::RestartCommand { .. } => {
+                self.server.wait_ready().await.context("TorchServe is not ready")?;
+                self.deployed = (!resumed).then(|| self.original.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the server to `target`; returns how, and how long it took.
+    pub async fn move_to(&mut self, target: &Deployment) -> anyhow::Result<(Switch, Duration)> {
+        let started = Instant::now();
+        if self.deployed.is_some() && !self.server.is_ready().await {
+            tracing::warn!("TorchServe is not ready before the move (it may have died); restarting it");
+            self.deployed = None;
+        }
+        if let Some(level) = logging::level_of(target.properties().map_err(|e| anyhow::anyhow!(e))?.get("vmargs")) {
+            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
+        }
+        let transition = match &self.deployed {
+            Some(deployed) => deployed.transition_to(target),
+            None => Transition::Restart,
+        };
+        let edit = Edit::replace(&self.config_path, &target.config)?;
+        let moved = match &transition {
+            Transition::Nothing => edit_only(edit),
+            Transition::Live { assignments, .. } => apply::apply_hot(&self.server, edit, assignments)
+                .await
+                .map_err(anyhow::Error::from),
+            Transition::Restart => apply::apply_with_restart_in(&self.server, edit, target.environment.clone())
+                .await
+                .map_err(anyhow::Error::from),
+        };
+        match moved {
+            Ok(()) => {
+                self.deployed = Some(target.clone());
+                Ok((transition.switch(), started.elapsed()))
+            }
+            Err(error) => {
+                // apply rolled back to what ran before; when even that failed
+                // the state is unknown and the next move restarts.
+                if !self.server.is_ready().await {
+                    self.deployed = None;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Measures what runs now with the study's workload.
+    pub async fn measure(
+        &self,
+        warmup: Duration,
+        duration: Duration,
+        max_window: Option<Duration>,
+    ) -> anyhow::Result<Measurement> {
+        let served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
+        let mut workload = self.workload.with_window(warmup, duration);
+        if let (Some(rule), Some(max)) = (workload.stability.as_mut(), max_window) {
+            rule.max_window = max;
+        }
+        let plan = workload.plan(&served.url, &served.headers).await?;
+        Ok(measure_once(plan, &served.probe, self.token.clone(), Arc::new(Progress::default())).await?)
+    }
+
+    /// Moves to `target` and measures it; a failure of either is the trial's.
+    pub async fn run(
+        &mut self,
+        target: &Deployment,
+        warmup: Duration,
+        duration: Duration,
+        max_window: Option<Duration>,
+    ) -> TrialResult {
+        let (switch, switch_time) = match self.move_to(target).await {
+            Ok(moved) => moved,
+            Err(e) => {
+                return TrialResult {
+                    switch: Switch::Restart,
+                    switch_s: 0.0,
+                    measurement: Err(format!("{e:#}")),
+                }
+            }
+        };
+        let warmup = warmup
+            + if switch == Switch::Restart {
+                RESTART_WARMUP
+            } else {
+                Duration::ZERO
+            };
+        TrialResult {
+            switch,
+            switch_s: switch_time.as_secs_f64(),
+            measurement: self
+                .measure(warmup, duration, max_window)
+                .await
+                .map_err(|e| format!("measuring: {e:#}")),
+        }
+    }
+
+    /// Puts `target` on disk and the server on it (a restart unless it
+    /// already runs it and is ready).
+    pub async fn finish_on(&mut self, target: &Deployment) -> anyhow::Result<()> {
+        let ready = self.server.is_ready().await;
+        let same = ready
+            && self
+                .deployed
+                .as_ref()
+                .is_some_and(|d| d.transition_to(target) == Transition::Nothing);
+        if let Some(level) = target
+            .properties()
+            .ok()
+            .and_then(|p| logging::level_of(p.get("vmargs")))
+        {
+            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
+        }
+        let mut file = crate::config::ConfigFile::read(&self.config_path)?;
+        if file.bytes() != target.config.as_slice() {
+            file.write(&target.config)?;
+        }
+        self.server.set_environment(target.environment.clone());
+        if !same {
+            self.server
+                .restart()
+                .await
+                .context("restarting TorchServe on the final config")?;
+        }
+        self.deployed = Some(target.clone());
+        Ok(())
+    }
+}
+
+fn edit_only(mut edit: Edit) -> anyhow::Result<()> {
+    if edit.before.as_bytes() != edit.after.as_bytes() {
+        edit.write()?;
+    }
+    Ok(())
+}
+
+/// The figures the objective judges.
+pub fn figures_of(m: &Measurement) -> Figures {
+    Figures {
+        throughput_rps: m.load.throughput_rps,
+        p50_ms: m.load.latency_ms.p50,
+        p99_ms: m.load.latency_ms.p99,
+        error_rate: m.load.error_rate,
+        memory_mb: m.memory_mb.map_or(0.0, |mem| mem.pss_mean),
+    }
+}
+
+/// What identifies a journal line besides its measurement.
+pub struct EntryContext<'a> {
+    pub number: usize,
+    pub kind: TrialKind,
+    pub subject: &'a Subject,
+    pub values: BTreeMap<String, String>,
+    pub round: Option<u32>,
+    pub elapsed: Duration,
+}
+
+/// The journal line of a trial.
+pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, settings: &Settings) -> Entry {
+    let measurement = result.measurement.as_ref().ok();
+    let figures = measurement.map(figures_of);
+    let (loss, feasible) = match &figures {
+        Some(f) => (settings.constraints.loss(f), settings.constraints.feasible(f)),
+        None => (crate::search::FAILED_LOSS, false),
+    };
+    Entry {
+        number: context.number,
+        kind: context.kind,
+        point: context.subject.point().cloned(),
+        values: context.values,
+        figures,
+        failure: result.measurement.as_ref().err().cloned(),
+        loss,
+        feasible,
+        restarted: result.switch == Switch::Restart,
+        throughput_ci95: None,
+        duration_s: measurement.map_or(0.0, |m| m.load.duration_s),
+        elapsed_s: context.elapsed.as_secs_f64(),
+        switch: result.switch,
+        switch_s: result.switch_s,
+        warmup_s: measurement.map_or(0.0, |m| m.load.warmup_s),
+        stability: measurement.and_then(|m| m.load.stability.clone()),
+        round: context.round,
+        latency_histogram: measurement.and_then(|m| encode_histogram(&m.load.histogram)),
+        server_cpu_cores: measurement.and_then(|m| m.memory_mb.map(|mem| mem.cpu_cores)),
+        observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
+    }
+}
