@@ -439,11 +439,12 @@ fn print_measurement(m: &Measurement) {
     if let Some(s) = &l.stability {
         let rates: Vec<String> = s.sub_window_rps.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "steadiness    {} (spread {:.1}% of the last three {:.0}s sub-windows, tolerance ±{:.1}%): req/s {}",
+            "steadiness    {} (last three {:.0}s sub-windows: spread {:.1}%; limits: trend {:.1}%, spread {:.1}%): req/s {}",
             if s.stable { "steady" } else { "NOT steady at the cap" },
-            s.spread_pct,
             s.sub_window_s,
+            s.spread_pct,
             s.tolerance_pct,
+            s.tolerance_pct * 3.0,
             rates.join(" ")
         );
     }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod init;
 mod tune;
 
 use anyhow::{bail, Context as _};
@@ -33,6 +34,9 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read the deployment in this folder (config.properties, model store, running
+    /// server) and write servetune/{target,study,space}.toml for `tune`; changes nothing.
+    Init(init::InitArgs),
     /// Set properties or model fields in config.properties, optionally
     /// restarting the server (cold) or changing it live (hot).
     Apply(ApplyArgs),
@@ -220,6 +224,7 @@ fn split_settings(settings: &[Setting], config: &Path) -> anyhow::Result<SplitSe
 pub fn run(args: Args) -> anyhow::Result<()> {
     init_logging(args.verbose);
     match args.command {
+        Command::Init(init) => init::run(init),
         Command::Apply(apply) => run_apply(apply),
         Command::Restore(restore) => run_restore(restore),
         Command::Bench(bench) => bench::run(*bench, runtime()?),

@@ -13,13 +13,9 @@ use crate::study::{run_study, source_marker, study_dir, TrialUpdate};
 
 #[derive(Debug, clap::Args)]
 pub struct TuneArgs {
-    /// The study file (target, space, workload, objectives, constraints).
-    #[arg(
-        long,
-        value_name = "STUDY.toml",
-        required_unless_present = "resume",
-        conflicts_with = "resume"
-    )]
+    /// The study file (target, space, workload, objectives, constraints);
+    /// default: servetune/study.toml, as `servetune init` writes it.
+    #[arg(long, value_name = "STUDY.toml", conflicts_with = "resume")]
     study: Option<PathBuf>,
     /// Continue the study of this name where it stopped.
     #[arg(long, value_name = "NAME")]
@@ -53,6 +49,17 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
     };
     let (study_file, resume) = match (&args.study, &args.resume) {
         (Some(file), None) => (file.clone(), false),
+        (None, None) => {
+            let written = PathBuf::from(super::init::DEFAULT_DIR).join("study.toml");
+            if !written.is_file() {
+                bail!(
+                    "no study to run: {} does not exist. Run `servetune init` in the deployment's folder first \
+                     (it reads config.properties and writes it), or pass --study FILE",
+                    written.display()
+                );
+            }
+            (written, false)
+        }
         (None, Some(name)) => {
             let marker = source_marker(&study_dir(&args.results_dir, name));
             let source = std::fs::read_to_string(&marker)

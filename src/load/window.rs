@@ -198,7 +198,7 @@ async fn decide(shape: WindowShape, start: Instant, progress: &Progress) -> Wind
     }
 }
 
-/// Whether sub-window counts agree.
+/// Whether sub-window counts are steady.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
     pub stable: bool,
@@ -208,7 +208,8 @@ pub struct Verdict {
     pub tolerance: f64,
 }
 
-/// Each count within `tolerance` (or 3/√mean, if wider) of the counts' mean.
+/// Steady: no monotone run from first to last of more than `tolerance` of
+/// the mean, and a spread of at most three times it (both at least 3/√mean).
 pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
     let mean = counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64;
     if mean <= 0.0 {
@@ -221,10 +222,19 @@ pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
     let tolerance = tolerance.max(3.0 / mean.sqrt());
     let max = counts.iter().copied().max().unwrap_or(0) as f64;
     let min = counts.iter().copied().min().unwrap_or(0) as f64;
-    let stable = counts.iter().all(|&n| (n as f64 - mean).abs() <= tolerance * mean);
+    let spread = (max - min) / mean;
+    let rising = counts.windows(2).all(|w| w[1] > w[0]);
+    let falling = counts.windows(2).all(|w| w[1] < w[0]);
+    let first = counts.first().copied().unwrap_or(0) as f64;
+    let last = counts.last().copied().unwrap_or(0) as f64;
+    let trend = if rising || falling {
+        (last - first).abs() / mean
+    } else {
+        0.0
+    };
     Verdict {
-        stable,
-        spread: (max - min) / mean,
+        stable: trend <= tolerance && spread <= 3.0 * tolerance,
+        spread,
         tolerance,
     }
 }
@@ -234,10 +244,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agreeing_counts_are_stable_and_small_counts_get_room() {
+    fn ramps_are_unsteady_noise_is_not_and_small_counts_get_room() {
         assert!(judge(&[1000, 1040, 980], 0.10).stable);
-        assert!(!judge(&[700, 1000, 1020], 0.10).stable, "a JIT still warming up");
-        let few = judge(&[10, 14, 8], 0.10);
+        assert!(judge(&[2048, 1794, 2332], 0.10).stable, "±13 % without a trend: noise");
+        assert!(
+            !judge(&[1800, 1950, 2100], 0.10).stable,
+            "a JIT still warming up: a 15 % ramp"
+        );
+        assert!(
+            judge(&[1950, 2000, 2050], 0.10).stable,
+            "a 5 % ramp is within the tolerance"
+        );
+        assert!(!judge(&[700, 1000, 1020], 0.10).stable, "spread over 30 %");
+        assert!(!judge(&[2000, 1000, 2000], 0.10).stable, "a stall");
+        let few = judge(&[8, 10, 14], 0.10);
         assert!(few.stable, "counting noise of ~10 requests is not instability: {few:?}");
         assert!((few.tolerance - 3.0 / (32.0f64 / 3.0).sqrt()).abs() < 1e-9);
         assert!(!judge(&[0, 0, 0], 0.10).stable);

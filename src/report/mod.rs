@@ -101,6 +101,8 @@ pub struct Report {
     pub elapsed_s: f64,
     pub budget_s: f64,
     pub slo_p99_ms: f64,
+    /// The p99 limit is the baseline's own p99 ("no worse than now").
+    pub slo_from_baseline: bool,
     pub baseline: Option<Figures>,
     pub defaults: Option<Figures>,
     pub recommendations: Vec<Recommendation>,
@@ -217,7 +219,7 @@ fn interval_pct(i: &Option<Interval>) -> String {
 pub fn summary_markdown(report: &Report) -> String {
     let mut md = format!(
         "# servetune study `{}`\n\nStrategy {}: {} screening trials and {} confirmation runs ({} failed) in {:.0} s \
-         of a {:.0} s budget; search stopped: {:?}. Objective: maximum throughput with p99 ≤ {} ms.\n\n",
+         of a {:.0} s budget; search stopped: {:?}. Objective: maximum throughput with p99 ≤ {:.1} ms{}.\n\n",
         report.study,
         report.strategy,
         report.screening_trials,
@@ -226,7 +228,12 @@ pub fn summary_markdown(report: &Report) -> String {
         report.elapsed_s,
         report.budget_s,
         report.stop,
-        report.slo_p99_ms
+        report.slo_p99_ms,
+        if report.slo_from_baseline {
+            " (the baseline's own p99: no worse than the config as it was)"
+        } else {
+            ""
+        }
     );
     let row = |name: &str, f: &Figures| {
         format!(

@@ -79,7 +79,8 @@ fn draw<'a>(
     let mut all: Vec<(f64, f64)> = points.iter().map(xy).collect();
     all.extend(report.baseline.iter().map(xy));
     let (x0, mut x1) = bounds(all.iter().map(|p| p.0));
-    x1 = x1.max(report.slo_p99_ms * 1.1);
+    let slo = report.slo_p99_ms.is_finite().then_some(report.slo_p99_ms);
+    x1 = x1.max(slo.unwrap_or(0.0) * 1.1);
     let (y0, y1) = bounds(all.iter().map(|p| p.1));
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
@@ -92,18 +93,17 @@ fn draw<'a>(
         .draw_series(points.iter().map(|f| Circle::new(xy(f), 4, BLUE.mix(0.5).filled())))?
         .label("candidate")
         .legend(|(x, y)| Circle::new((x, y), 4, BLUE.mix(0.5).filled()));
-    chart
-        .draw_series(LineSeries::new(
-            [(report.slo_p99_ms, y0), (report.slo_p99_ms, y1)],
-            RED.stroke_width(2),
-        ))?
-        .label(format!("SLO p99 = {} ms", report.slo_p99_ms))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED.stroke_width(2)));
+    if let Some(slo) = slo {
+        chart
+            .draw_series(LineSeries::new([(slo, y0), (slo, y1)], RED.stroke_width(2)))?
+            .label(format!("SLO p99 = {slo:.1} ms"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], RED.stroke_width(2)));
+    }
     if frontier {
         let feasible: Vec<Figures> = points
             .iter()
             .copied()
-            .filter(|f| f.p99_ms <= report.slo_p99_ms)
+            .filter(|f| f.p99_ms <= slo.unwrap_or(f64::INFINITY))
             .collect();
         let mut front: Vec<(f64, f64)> = pareto_front(&feasible).into_iter().map(|i| xy(&feasible[i])).collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -195,6 +195,7 @@ mod tests {
             elapsed_s: 1.0,
             budget_s: 2.0,
             slo_p99_ms: 50.0,
+            slo_from_baseline: false,
             baseline: Some(figures(80.0, 40.0)),
             defaults: None,
             recommendations: Vec::new(),
@@ -209,7 +210,7 @@ mod tests {
         };
         let svg = throughput_vs_p99(&report);
         assert!(svg.starts_with("<svg") && svg.contains("Throughput vs p99"));
-        assert!(svg.contains("SLO p99 = 50 ms") && svg.contains("Pareto frontier") && svg.contains("baseline"));
+        assert!(svg.contains("SLO p99 = 50.0 ms") && svg.contains("Pareto frontier") && svg.contains("baseline"));
         assert_eq!(
             svg.matches("<circle").count(),
             3 + 1,

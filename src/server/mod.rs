@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod discover;
 pub mod endpoints;
 pub mod logging;
 pub mod process;

@@ -73,8 +73,8 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
-/// Time kept for the export and the final restart.
-const FINISH_RESERVE: Duration = Duration::from_secs(10);
+/// Time kept for the export (the final restart is counted apart).
+const EXPORT_RESERVE: Duration = Duration::from_secs(3);
 
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
@@ -148,6 +148,9 @@ struct Study<'a> {
     dir: PathBuf,
     /// Whether the study moved the server (else nothing needs restoring).
     touched: bool,
+    /// Whether the study started the server (a cold JIT: the baseline
+    /// gets the extra warm-up of a restart).
+    started_server: bool,
 }
 
 impl<'a> Study<'a> {
@@ -210,6 +213,7 @@ impl<'a> Study<'a> {
             token,
             dir,
             touched: false,
+            started_server: false,
             space,
         };
         for entry in entries {
@@ -241,13 +245,40 @@ impl<'a> Study<'a> {
             );
         }
         self.touched = true;
-        self.runner.start(resume).await?;
+        self.started_server = self.runner.start(resume).await?;
         let stop = self.search(on_trial).await?;
         tracing::info!(?stop, trials = self.entries.len(), "search finished");
         if stop != StopReason::Interrupted {
             self.confirm(on_trial).await?;
         }
         Ok(stop)
+    }
+
+    /// The constraints trials are judged by: the study's, with the p99 limit
+    /// taken from the baseline when the study asks for "no worse than the
+    /// baseline" (its confirmed p99 once confirmed, else its screening p99;
+    /// unbounded before it is measured).
+    fn constraints(&self) -> crate::objective::Constraints {
+        let mut constraints = self.settings.constraints;
+        if self.settings.p99_from_baseline {
+            let baseline = |kind: TrialKind| -> Vec<Entry> {
+                self.entries
+                    .iter()
+                    .filter(|e| e.point.is_none() && e.kind == kind && e.figures.is_some())
+                    .cloned()
+                    .collect()
+            };
+            let confirmed = baseline(TrialKind::Confirm);
+            let runs = if confirmed.is_empty() {
+                baseline(TrialKind::Baseline)
+            } else {
+                confirmed
+            };
+            if let Some(estimate) = estimator::candidates(&runs, &self.space).into_iter().next() {
+                constraints.p99_ms = estimate.figures.p99_ms;
+            }
+        }
+        constraints
     }
 
     fn costs(&self) -> crate::search::SwitchCosts {
@@ -258,19 +289,29 @@ impl<'a> Study<'a> {
         )
     }
 
-    /// Time kept back for the confirmation rounds and the finish: the
-    /// confirmation plan the screening results so far would give (at least
-    /// the baseline and `confirm_top` candidates, every round), a restart
-    /// for the final config, and the export.
+    /// Time the finish takes: the confirmation ends on the baseline's cold
+    /// config, so going back to the original is a live change at most
+    /// (a restart, when the confirmation could not run, may overrun the
+    /// budget by that restart), and the export.
+    fn finish_reserve(&self) -> Duration {
+        Duration::from_secs_f64(self.costs().hot_s) + EXPORT_RESERVE
+    }
+
+    /// Time kept back for the confirmation rounds and the finish: the plan
+    /// the screening so far would give (at least the baseline and
+    /// `confirm_top` candidates, every round), but no more than 40 % of the
+    /// budget, and never less than the smallest confirmation (two
+    /// candidates, two rounds) — plus the finish.
     fn reserve(&self) -> Duration {
         let s = self.settings;
         let costs = self.costs();
         let (pool_size, groups) = self.planned_pool();
         let members = pool_size.max(s.confirm_top + 1) as f64;
         let per_run = costs.hot_s + (s.warmup + s.confirm_duration).as_secs_f64();
-        let restarts = groups.saturating_sub(1) + 1;
-        Duration::from_secs_f64(members * f64::from(s.confirm_rounds) * per_run + restarts as f64 * costs.restart_s)
-            + FINISH_RESERVE
+        let full = members * f64::from(s.confirm_rounds) * per_run + groups.saturating_sub(1) as f64 * costs.restart_s;
+        let smallest = 2.0 * 2.0 * per_run;
+        let confirmation = full.min(s.budget.as_secs_f64() * 0.4).max(smallest);
+        Duration::from_secs_f64(confirmation) + self.finish_reserve()
     }
 
     /// The size of the confirmation pool the screening so far gives, and
@@ -284,7 +325,7 @@ impl<'a> Study<'a> {
             .cloned()
             .collect();
         let candidates = estimator::candidates(&screened, &self.space);
-        let pool = scheduler::confirmation_pool(&candidates, &s.constraints, &s.weights, s.confirm_top);
+        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
         let groups: std::collections::BTreeSet<Vec<Option<usize>>> = pool
             .iter()
             .map(|&i| match &candidates[i].point {
@@ -347,7 +388,7 @@ impl<'a> Study<'a> {
             .cloned()
             .collect();
         let candidates = estimator::candidates(&screened, &self.space);
-        let mut pool = scheduler::confirmation_pool(&candidates, &s.constraints, &s.weights, s.confirm_top);
+        let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
         if pool.len() < 2 {
             tracing::info!("nothing to confirm against the baseline");
             return Ok(());
@@ -369,12 +410,11 @@ impl<'a> Study<'a> {
         });
         let costs = self.costs();
         let window = s.warmup + s.confirm_duration;
-        let available = s
-            .budget
-            .saturating_sub(self.budget.elapsed() + FINISH_RESERVE + Duration::from_secs_f64(costs.restart_s));
+        let available = s.budget.saturating_sub(self.budget.elapsed() + self.finish_reserve());
         let mut rounds = s.confirm_rounds;
         let steps = loop {
-            let steps = scheduler::confirmation_order(&pool, group_of, running.as_ref(), rounds);
+            let baseline_group = self.baseline_cold_key();
+            let steps = scheduler::confirmation_order(&pool, group_of, running.as_ref(), Some(&baseline_group), rounds);
             let groups = pool
                 .iter()
                 .map(|&i| group_of(i))
@@ -458,7 +498,7 @@ impl<'a> Study<'a> {
             Err(reason) => anyhow::bail!("{}: {reason}", s.space.display()),
         };
         let warmup = s.warmup
-            + if kind == TrialKind::Baseline {
+            + if kind == TrialKind::Baseline && self.started_server {
                 RESTART_WARMUP
             } else {
                 Duration::ZERO
@@ -478,7 +518,7 @@ impl<'a> Study<'a> {
                 elapsed: self.budget.elapsed(),
             },
             &result,
-            s,
+            &self.constraints(),
         );
         self.journal.append(&entry)?;
         #[cfg(feature = "failpoints")]
@@ -577,7 +617,8 @@ impl<'a> Study<'a> {
             },
             |c| c.figures,
         );
-        let decisions = estimator::decide_tiers(&candidates, &s.constraints, &s.weights, &reference);
+        let constraints = self.constraints();
+        let decisions = estimator::decide_tiers(&candidates, &constraints, &s.weights, &reference);
         let mut recommendations = Vec::new();
         for decision in &decisions {
             recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
@@ -601,11 +642,12 @@ impl<'a> Study<'a> {
             failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
             elapsed_s: self.budget.elapsed().as_secs_f64(),
             budget_s: s.budget.as_secs_f64(),
-            slo_p99_ms: s.constraints.p99_ms,
+            slo_p99_ms: constraints.p99_ms,
+            slo_from_baseline: s.p99_from_baseline,
             baseline: baseline.map(|c| c.figures),
             defaults: defaults.map(|c| c.figures),
             recommendations,
-            pareto_front: Report::front_of(&candidates, |f| s.constraints.feasible(f)),
+            pareto_front: Report::front_of(&candidates, |f| constraints.feasible(f)),
             hot_share: costs.hot_share(),
             costs,
             not_searched: self.not_searched.clone(),

@@ -22,13 +22,12 @@ use crate::apply::state::{Deployment, Transition};
 use crate::apply::{self, Edit};
 use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
-use crate::objective::Figures;
+use crate::objective::{Constraints, Figures};
 use crate::server::{logging, Control, TorchServe};
 use crate::space::{Point, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
 use super::estimator::encode_histogram;
-use super::settings::Settings;
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
 /// during the first seconds of traffic (measured: the first run after a
@@ -118,13 +117,14 @@ impl Runner {
         }
     }
 
-    /// Makes sure the server is up before the study. A fresh study takes a
-    /// ready server to run the config file as it is; a resumed one does not
-    /// know what runs, so its first move restarts.
-    pub async fn start(&mut self, resumed: bool) -> anyhow::Result<()> {
+    /// Makes sure the server is up before the study; returns whether it
+    /// had to start it (its JIT is then cold). A fresh study takes a ready
+    /// server to run the config file as it is; a resumed one does not know
+    /// what runs, so its first move restarts.
+    pub async fn start(&mut self, resumed: bool) -> anyhow::Result<bool> {
         if self.server.is_ready().await {
             self.deployed = (!resumed).then(|| self.original.clone());
-            return Ok(());
+            return Ok(false);
         }
         match self.server.spec().control {
             Control::Managed { .. } => {
@@ -139,7 +139,7 @@ impl Runner {
                 self.deployed = (!resumed).then(|| self.original.clone());
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Moves the server to `target`; returns how, and how long it took.
@@ -232,15 +232,10 @@ impl Runner {
         }
     }
 
-    /// Puts `target` on disk and the server on it (a restart unless it
-    /// already runs it and is ready).
+    /// Puts `target` on disk and the server on it: nothing or a live change
+    /// when only live settings differ from what runs (and it is ready), a
+    /// restart otherwise or when the live change fails.
     pub async fn finish_on(&mut self, target: &Deployment) -> anyhow::Result<()> {
-        let ready = self.server.is_ready().await;
-        let same = ready
-            && self
-                .deployed
-                .as_ref()
-                .is_some_and(|d| d.transition_to(target) == Transition::Nothing);
         if let Some(level) = target
             .properties()
             .ok()
@@ -248,12 +243,24 @@ impl Runner {
         {
             logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
         }
-        let mut file = crate::config::ConfigFile::read(&self.config_path)?;
-        if file.bytes() != target.config.as_slice() {
-            file.write(&target.config)?;
-        }
-        self.server.set_environment(target.environment.clone());
-        if !same {
+        let ready = self.server.is_ready().await;
+        let transition = match (&self.deployed, ready) {
+            (Some(deployed), true) => deployed.transition_to(target),
+            _ => Transition::Restart,
+        };
+        let edit = Edit::replace(&self.config_path, &target.config)?;
+        let live = match &transition {
+            Transition::Nothing => edit_only(edit).map(|()| true),
+            Transition::Live { assignments, .. } => Ok(apply::apply_hot(&self.server, edit, assignments).await.is_ok()),
+            Transition::Restart => Ok(false),
+        }?;
+        if !live {
+            // (A failed live change rolled the file back: write it again.)
+            let mut file = crate::config::ConfigFile::read(&self.config_path)?;
+            if file.bytes() != target.config.as_slice() {
+                file.write(&target.config)?;
+            }
+            self.server.set_environment(target.environment.clone());
             self.server
                 .restart()
                 .await
@@ -292,12 +299,12 @@ pub struct EntryContext<'a> {
     pub elapsed: Duration,
 }
 
-/// The journal line of a trial.
-pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, settings: &Settings) -> Entry {
+/// The journal line of a trial, judged by `constraints`.
+pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &Constraints) -> Entry {
     let measurement = result.measurement.as_ref().ok();
     let figures = measurement.map(figures_of);
     let (loss, feasible) = match &figures {
-        Some(f) => (settings.constraints.loss(f), settings.constraints.feasible(f)),
+        Some(f) => (constraints.loss(f), constraints.feasible(f)),
         None => (crate::search::FAILED_LOSS, false),
     };
     Entry {

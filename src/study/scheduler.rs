@@ -128,13 +128,16 @@ pub struct Step {
 }
 
 /// The order of confirmation: groups of candidates that share a cold config
-/// (`group_of`), the group the server runs now first, then the others in
-/// pool order; inside each group `rounds` rounds, each a rotation of the
-/// group's members, so no candidate is always first after a move.
+/// (`group_of`), the group the server runs now first (no restart), the
+/// baseline's group last (going back to the original config at the end is
+/// then live at most), the others between in pool order; inside each group
+/// `rounds` rounds, each a rotation of the group's members, so no candidate
+/// is always first after a move.
 pub fn confirmation_order<K: Ord + Clone>(
     pool: &[usize],
     group_of: impl Fn(usize) -> K,
     running: Option<&K>,
+    baseline: Option<&K>,
     rounds: u32,
 ) -> Vec<Step> {
     let mut groups: Vec<(K, Vec<usize>)> = Vec::new();
@@ -152,6 +155,10 @@ pub fn confirmation_order<K: Ord + Clone>(
     if let Some(position) = running.and_then(|k| groups.iter().position(|(key, _)| key == k)) {
         let first = groups.remove(position);
         groups.insert(0, first);
+    }
+    if let Some(position) = baseline.and_then(|k| groups.iter().position(|(key, _)| key == k)) {
+        let last = groups.remove(position);
+        groups.push(last);
     }
     let mut steps = Vec::new();
     for (_, members) in groups {
@@ -230,12 +237,18 @@ mod tests {
     #[test]
     fn confirmation_groups_by_cold_config_and_alternates() {
         let cold = |c: usize| if c < 2 { 'a' } else { 'b' };
-        let steps = confirmation_order(&[0, 1, 2, 3], cold, Some(&'b'), 2);
+        let steps = confirmation_order(&[0, 1, 2, 3], cold, Some(&'b'), None, 2);
         let order: Vec<(usize, u32)> = steps.iter().map(|s| (s.candidate, s.round)).collect();
         assert_eq!(
             order,
             vec![(2, 1), (3, 1), (3, 2), (2, 2), (0, 1), (1, 1), (1, 2), (0, 2)],
             "the running group first, members rotated each round"
+        );
+        let ending_home = confirmation_order(&[0, 1, 2, 3], cold, Some(&'a'), Some(&'a'), 1);
+        assert_eq!(
+            ending_home.iter().map(|s| s.candidate).collect::<Vec<_>>(),
+            vec![2, 3, 0, 1],
+            "the baseline's group last, even when it runs now"
         );
         let costs = SwitchCosts {
             restart_s: 10.0,

@@ -17,11 +17,11 @@
 //! # content_type = "application/octet-stream"
 //! users = 16                              # closed loop …
 //! # rate = 300                            # … or open loop (requests/s)
-//! duration = "5s"                         # screening window
-//! warmup = "2s"                           # the least warm-up before a window
+//! duration = "5s"                         # screening window (default: budget/60, 3 to 10 s)
+//! warmup = "2s"                           # the least warm-up (default: 1 s, 2 s for windows over 5 s)
 //! steady = true                           # windows go on until throughput is steady …
 //! # max_window = "15s"                    # … for at most this long (default 3x the window)
-//! confirm_duration = "10s"                # confirmation window
+//! confirm_duration = "10s"                # confirmation window (default: the screening window)
 //! confirm_top = 3                         # best screening candidates re-measured
 //! confirm_rounds = 3                      # A B A B … rounds (independent repeats)
 //!
@@ -31,7 +31,7 @@
 //! memory = 0.2
 //!
 //! [constraints]
-//! p99_ms = 50.0
+//! p99_ms = 50.0                           # or "baseline": no worse than the config as it is
 //! error_rate = 0.01
 //! # memory_mb = 4000
 //! # throughput_rps = 100
@@ -89,10 +89,18 @@ pub struct WorkloadFile {
     pub confirm_rounds: Option<u32>,
 }
 
+/// A p99 limit as written: milliseconds, or `"baseline"`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum P99File {
+    Ms(f64),
+    Named(String),
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConstraintsFile {
-    pub p99_ms: f64,
+    pub p99_ms: P99File,
     #[serde(default)]
     pub error_rate: Option<f64>,
     pub memory_mb: Option<f64>,
@@ -131,7 +139,12 @@ pub struct Settings {
     pub confirm_top: usize,
     pub confirm_rounds: u32,
     pub weights: Weights,
+    /// With `p99_from_baseline`, `p99_ms` is infinite here: the study sets
+    /// it from the baseline it measures.
     pub constraints: Constraints,
+    /// The p99 limit is the baseline's p99: no candidate may be slower at
+    /// the tail than the config as it is.
+    pub p99_from_baseline: bool,
 }
 
 /// Overrides from the command line.
@@ -192,11 +205,27 @@ impl Settings {
             (None, Some(rate)) if rate > 0.0 && rate.is_finite() => Offered::Rate(rate),
             _ => return Err("[workload] needs exactly one of users = N (≥ 1) or rate = R (> 0)".into()),
         };
-        let duration = w.duration.unwrap_or(Duration::from_secs(5));
+        let budget = overrides.budget.or(f.budget).unwrap_or(Duration::from_secs(30 * 60));
+        if budget < Duration::from_secs(10) {
+            return Err(format!(
+                "budget {} is too short for even one trial (at least 10s)",
+                humantime::format_duration(budget)
+            ));
+        }
+        // Windows not given scale with the budget: short studies still get
+        // to confirm, long ones measure longer.
+        let duration = w
+            .duration
+            .unwrap_or_else(|| (budget / 60).clamp(Duration::from_secs(3), Duration::from_secs(10)));
         if duration < Duration::from_secs(1) {
             return Err("[workload] duration must be at least 1s".into());
         }
-        let confirm_duration = w.confirm_duration.unwrap_or(duration * 2);
+        let warmup = w.warmup.unwrap_or(if duration > Duration::from_secs(5) {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(1)
+        });
+        let confirm_duration = w.confirm_duration.unwrap_or(duration);
         if confirm_duration < Duration::from_secs(1) {
             return Err("[workload] confirm_duration must be at least 1s".into());
         }
@@ -218,14 +247,19 @@ impl Settings {
         {
             return Err("[workload] content_type must be a one-line media type".into());
         }
+        let (p99_ms, p99_from_baseline) = match &f.constraints.p99_ms {
+            P99File::Ms(ms) if ms.is_finite() && *ms > 0.0 => (*ms, false),
+            P99File::Named(name) if name == "baseline" => (f64::INFINITY, true),
+            _ => return Err("[constraints] p99_ms must be a number of milliseconds > 0, or \"baseline\"".into()),
+        };
         let constraints = Constraints {
-            p99_ms: f.constraints.p99_ms,
+            p99_ms,
             error_rate: f.constraints.error_rate.unwrap_or(0.01),
             memory_mb: f.constraints.memory_mb,
             throughput_rps: f.constraints.throughput_rps,
         };
-        if constraints.p99_ms.is_nan() || constraints.p99_ms <= 0.0 || !(0.0..=1.0).contains(&constraints.error_rate) {
-            return Err("[constraints] p99_ms must be > 0 and error_rate within [0, 1]".into());
+        if !(0.0..=1.0).contains(&constraints.error_rate) {
+            return Err("[constraints] error_rate must be within [0, 1]".into());
         }
         let weights = f.objectives.unwrap_or(Weights {
             throughput: 1.0,
@@ -245,13 +279,6 @@ impl Settings {
             || constraints.throughput_rps.is_some_and(|t| !(t.is_finite() && t >= 0.0))
         {
             return Err("[constraints] memory_mb must be > 0 and throughput_rps ≥ 0".into());
-        }
-        let budget = overrides.budget.or(f.budget).unwrap_or(Duration::from_secs(30 * 60));
-        if budget < Duration::from_secs(10) {
-            return Err(format!(
-                "budget {} is too short for even one trial (at least 10s)",
-                humantime::format_duration(budget)
-            ));
         }
         if f.model.trim().is_empty() || f.model.contains(['/', ' ', '\n']) {
             return Err(format!("model '{}': name one model the config serves", f.model));
@@ -275,13 +302,14 @@ impl Settings {
             content_type: w.content_type.clone(),
             offered,
             duration,
-            warmup: w.warmup.unwrap_or(Duration::from_secs(2)),
+            warmup,
             max_window,
             confirm_duration,
             confirm_top: w.confirm_top.unwrap_or(3),
             confirm_rounds,
             weights,
             constraints,
+            p99_from_baseline,
         })
     }
 }
@@ -311,9 +339,32 @@ mod tests {
         .unwrap();
         assert_eq!(s.budget, Duration::from_secs(60));
         assert_eq!(s.offered, Offered::Users(4));
-        assert_eq!(s.confirm_duration, Duration::from_secs(10));
+        assert_eq!(
+            (s.duration, s.warmup, s.confirm_duration),
+            (Duration::from_secs(3), Duration::from_secs(1), Duration::from_secs(3)),
+            "a one-minute study gets short windows"
+        );
+        let long = load(STUDY, &Default::default()).unwrap();
+        assert_eq!(
+            (long.duration, long.warmup),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
         assert!(s.target.ends_with("t.toml") && s.target.is_absolute());
         assert_eq!(s.constraints.error_rate, 0.01);
+        assert!(!s.p99_from_baseline);
+        let relative = load(
+            &STUDY.replace("p99_ms = 50", "p99_ms = \"baseline\""),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(relative.p99_from_baseline && relative.constraints.p99_ms.is_infinite());
+        let e = load(
+            &STUDY.replace("p99_ms = 50", "p99_ms = \"fast\""),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("p99_ms") && e.contains("baseline"), "{e}");
     }
 
     #[test]
