@@ -176,8 +176,7 @@ fn unit_of_cgroup(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|line| line.rsplit(':').next())
         .flat_map(|path| path.split('/'))
-        .filter(|segment| segment.ends_with(".service") && !segment.starts_with("user@"))
-        .next_back()
+        .rfind(|segment| segment.ends_with(".service") && !segment.starts_with("user@"))
         .map(str::to_string)
 }
 
