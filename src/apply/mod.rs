@@ -186,6 +186,12 @@ async fn roll_back(
 fn check_new_ports_free(server: &TorchServe, edit: &Edit) -> Result<(), ApplyError> {
     let before = Endpoints::from_properties(&edit.before).bound_ports();
     let after = Endpoints::from_properties(&edit.after);
+    if let Some((first, second, port)) = after.clash() {
+        return Err(ApplyError::Refused(format!(
+            "{}: {first} and {second} would both use port {port}",
+            server.spec().config.display()
+        )));
+    }
     for (property, host, port) in after.bound_ports() {
         if before.iter().any(|(_, _, old)| *old == port) {
             continue;

@@ -62,11 +62,11 @@ pub struct BenchArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     think_time: Duration,
     /// Measured window (after the warm-up). Default 10s; with --stages, the stages' length.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Option<Duration>,
     /// Warm-up before the window, excluded from the figures (the least
     /// warm-up unless --fixed-window).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
     warmup: Duration,
     /// Measure exactly --duration after --warmup. By default the window goes
     /// on until throughput is steady: three sub-windows of a third of
@@ -137,6 +137,14 @@ pub struct BenchArgs {
     /// Do not save the result.
     #[arg(long)]
     no_save: bool,
+}
+
+/// A duration flag: `10s`, `2m`; a negative one is named as such.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!("'{text}' is negative: give a duration like 10s or 2m"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (give a duration like 10s or 2m)"))
 }
 
 /// What `bench` measured, as saved and printed with --json.
@@ -284,6 +292,18 @@ fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
 pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
+    }
+    if args.users == Some(0) {
+        bail!("--users must be at least 1");
+    }
+    if args.duration.is_some_and(|d| d.is_zero()) {
+        bail!("--duration must be longer than 0s");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        bail!("--max-error-rate must be within [0, 1]");
     }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {

@@ -280,7 +280,7 @@ pub(crate) mod test_support {
         parse_space(
             "[[parameter]]\nname = \"a\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"models.{model}.minWorkers\"\napply = \"hot\"\n\
              [[parameter]]\nname = \"b\"\nkind = \"int\"\nmin = 0\nmax = 9\ndefault = 0\ntarget = \"models.{model}.maxBatchDelay\"\napply = \"hot\"\n\
-             [[parameter]]\nname = \"c\"\nkind = \"int\"\nmin = 0\nmax = 3\ndefault = 0\ntarget = \"x.c\"\napply = \"cold\"\n",
+             [[parameter]]\nname = \"c\"\nkind = \"int\"\nmin = 0\nmax = 3\ndefault = 0\ntarget = \"default_workers_per_model\"\napply = \"cold\"\n",
             "synthetic.toml",
         )
         .unwrap()

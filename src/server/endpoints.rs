@@ -89,11 +89,37 @@ impl Endpoints {
         }
         ports
     }
+
+    /// Two addresses of the config on one port (TorchServe would fail to
+    /// bind the second): the two properties and the port.
+    pub fn clash(&self) -> Option<(&'static str, &'static str, u16)> {
+        let ports = self.bound_ports();
+        ports.iter().enumerate().find_map(|(i, (a, _, port))| {
+            ports[i + 1..]
+                .iter()
+                .find(|(_, _, other)| other == port)
+                .map(|(b, _, _)| (*a, *b, *port))
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_addresses_on_one_port_clash() {
+        let props = Properties::parse(
+            b"inference_address=http://127.0.0.1:9000\nmetrics_address=http://127.0.0.1:9000\n".to_vec(),
+        )
+        .unwrap();
+        assert_eq!(
+            Endpoints::from_properties(&props).clash(),
+            Some(("inference_address", "metrics_address", 9000))
+        );
+        let fine = Properties::parse(b"inference_address=http://127.0.0.1:9000\n".to_vec()).unwrap();
+        assert_eq!(Endpoints::from_properties(&fine).clash(), None);
+    }
 
     #[test]
     fn defaults_and_overrides() {

@@ -99,8 +99,10 @@ impl TargetSpec {
         let work_dir = resolve(file.work_dir.as_deref().unwrap_or(Path::new("run")));
         let control = match file.restart_command {
             Some(argv) => {
-                if argv.is_empty() || argv[0].is_empty() {
-                    return Err(invalid("restart_command must name a program".into()));
+                if argv.is_empty() || argv.iter().any(|a| a.trim().is_empty()) {
+                    return Err(invalid(
+                        "restart_command must name a program, and none of its arguments may be blank".into(),
+                    ));
                 }
                 if file.model_store.is_some()
                     || file.torchserve.is_some()
@@ -279,5 +281,7 @@ mod tests {
         assert!(error.contains("model_store is required"), "{error}");
         let error = load("config = \"c\"\nrestart_command = []\n").unwrap_err().to_string();
         assert!(error.contains("restart_command"), "{error}");
+        let error = load("config = \"c\"\nrestart_command = [\"  \"]\n").unwrap_err().to_string();
+        assert!(error.contains("blank"), "{error}");
     }
 }

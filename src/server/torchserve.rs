@@ -115,8 +115,15 @@ impl TorchServe {
         process::running_jvm(&self.tmp_dir()?).or_else(|| process::jvm_in(self.work_dir()?))
     }
 
-    /// Fails with a clear error when a port the config names is taken.
+    /// Fails with a clear error when a port the config names is taken, or
+    /// named twice.
     pub fn check_ports_free(&self, endpoints: &Endpoints) -> Result<(), ServerError> {
+        if let Some((first, second, port)) = endpoints.clash() {
+            return Err(ServerError::Unsupported(format!(
+                "{}: {first} and {second} both use port {port}",
+                self.spec.config.display()
+            )));
+        }
         for (property, host, port) in endpoints.bound_ports() {
             if std::net::TcpListener::bind((host.as_str(), port)).is_err() {
                 return Err(ServerError::PortInUse {

@@ -234,6 +234,14 @@ fn default_level_of(levels: &[Value], default: &Value) -> Option<usize> {
 /// every level is a value each target accepts.
 fn check_targets(targets: &[Target], apply: Apply, levels: &[Value]) -> Result<(), String> {
     for target in targets {
+        if let Target::Config(key) = target {
+            let is_property = matches!(key.parse(), Ok(crate::config::SettingKey::Property(_)));
+            if is_property && !crate::config::assignment::is_known_property(key) {
+                return Err(format!(
+                    "target '{key}': TorchServe 0.12 has no such property (a typo?); a model field is models.{{model}}.FIELD"
+                ));
+            }
+        }
         if apply == Apply::Hot && target.needs_restart() {
             return Err(format!(
                 "target '{target}' is read only when TorchServe starts: declare apply = \"cold\""
@@ -352,7 +360,7 @@ mod tests {
         let space = parse_space(
             &format!(
                 "{OK}\n[[parameter]]\nname = \"p\"\nkind = \"pow2\"\nmin = 2\nmax = 20\ndefault = 4\ntarget = \"models.{{model}}.batchSize\"\napply = \"hot\"\n\
-                 \n[[parameter]]\nname = \"f\"\nkind = \"float\"\nmin = 1\nmax = 100\nlevels = 3\nlog = true\ndefault = 10.0\ntarget = \"x.y\"\napply = \"cold\"\n\
+                 \n[[parameter]]\nname = \"f\"\nkind = \"float\"\nmin = 1\nmax = 100\nlevels = 3\nlog = true\ndefault = 10.0\ntarget = \"metrics_mode\"\napply = \"cold\"\n\
                  \n[[parameter]]\nname = \"c\"\nkind = \"choice\"\nvalues = [\"a\", \"b\"]\ndefault = \"b\"\ntarget = \"metrics_mode\"\napply = \"cold\"\n"
             ),
             "s.toml",
@@ -380,6 +388,8 @@ mod tests {
         assert!(e.contains("unknown parameter 'zz'"), "{e}");
         let e = error_of(&OK.replace("job_queue_size", "models.x"));
         assert!(e.contains("target"), "{e}");
+        let e = error_of(&OK.replace("job_queue_size", "job_queue_sise"));
+        assert!(e.starts_with("s.toml:1:") && e.contains("no such property"), "{e}");
         assert!(error_of("").contains("no [[parameter]]"));
     }
 
