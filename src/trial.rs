@@ -112,6 +112,12 @@ pub struct Entry {
     /// CPU share of one core the memory sampling used.
     #[serde(default)]
     pub observer_cpu_share: Option<f64>,
+    /// What went wrong around the trial without failing it (a worker that
+    /// restarted mid-window, a server found down before the move). A
+    /// confirmation run with an incident is measured again and left out of
+    /// the estimates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<String>,
 }
 
 /// A two-sided 95 % interval around an estimate.

@@ -112,6 +112,9 @@ pub struct Report {
     /// Share of moves that were live (no restart).
     pub hot_share: f64,
     pub not_searched: Vec<NotSearched>,
+    /// Trials with an incident (a worker restarted mid-window, a server
+    /// found down): `trial N: what`.
+    pub incidents: Vec<String>,
     /// Why nothing is recommended, when nothing is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_recommendation: Option<String>,
@@ -299,6 +302,14 @@ pub fn summary_markdown(report: &Report) -> String {
          servetune's log4j2 file when the tier changes TorchServe's log level (the config's `vmargs` names it in \
          `.servetune/` beside the config file).\n",
     );
+    if !report.incidents.is_empty() {
+        md.push_str(
+            "\n## Incidents\n\nConfirmation runs with an incident were measured again and left out of the figures.\n\n",
+        );
+        for incident in &report.incidents {
+            md.push_str(&format!("- {incident}\n"));
+        }
+    }
     if !report.not_searched.is_empty() {
         md.push_str("\n## Not searched\n\n");
         for n in &report.not_searched {

@@ -203,6 +203,7 @@ mod tests {
             costs: Default::default(),
             hot_share: 1.0,
             not_searched: Vec::new(),
+            incidents: Vec::new(),
             no_recommendation: None,
             candidates,
             entries: Vec::new(),

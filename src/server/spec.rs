@@ -281,7 +281,9 @@ mod tests {
         assert!(error.contains("model_store is required"), "{error}");
         let error = load("config = \"c\"\nrestart_command = []\n").unwrap_err().to_string();
         assert!(error.contains("restart_command"), "{error}");
-        let error = load("config = \"c\"\nrestart_command = [\"  \"]\n").unwrap_err().to_string();
+        let error = load("config = \"c\"\nrestart_command = [\"  \"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("blank"), "{error}");
     }
 }

@@ -162,6 +162,8 @@ pub fn candidates(entries: &[Entry], space: &Space) -> Vec<Candidate> {
     for entry in entries {
         let runs = by_point.entry(entry.point.clone()).or_default();
         match entry.kind {
+            // A run during which a worker restarted measured something else.
+            TrialKind::Confirm if !entry.incidents.is_empty() => {}
             TrialKind::Confirm => runs.confirms.push(entry),
             TrialKind::Baseline | TrialKind::Screen => runs.screens.push(entry),
         }

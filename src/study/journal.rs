@@ -118,6 +118,7 @@ mod tests {
             latency_histogram: None,
             server_cpu_cores: None,
             observer_cpu_share: None,
+            incidents: Vec::new(),
         }
     }
 

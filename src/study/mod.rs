@@ -544,6 +544,9 @@ impl<'a> Study<'a> {
         if let Some(reason) = &entry.failure {
             tracing::warn!(trial = entry.number, "{description}: failed: {reason}");
         }
+        for incident in &entry.incidents {
+            tracing::warn!(trial = entry.number, "{description}: {incident}");
+        }
         let update = TrialUpdate {
             number: entry.number,
             description,
@@ -651,6 +654,11 @@ impl<'a> Study<'a> {
             hot_share: costs.hot_share(),
             costs,
             not_searched: self.not_searched.clone(),
+            incidents: self
+                .entries
+                .iter()
+                .flat_map(|e| e.incidents.iter().map(move |i| format!("trial {}: {i}", e.number)))
+                .collect(),
             no_recommendation,
             candidates,
             entries: self.entries.clone(),

@@ -56,6 +56,9 @@ pub struct TrialResult {
     pub switch: Switch,
     pub switch_s: f64,
     pub measurement: Result<Measurement, String>,
+    /// What went wrong around the measurement without failing it: a server
+    /// found down before the move, a worker that restarted during the window.
+    pub incidents: Vec<String>,
 }
 
 pub struct Runner {
@@ -206,6 +209,10 @@ impl Runner {
         duration: Duration,
         max_window: Option<Duration>,
     ) -> TrialResult {
+        let mut incidents = Vec::new();
+        if self.deployed.is_some() && !self.server.is_ready().await {
+            incidents.push("TorchServe was not ready before this trial (after the previous one); restarted".into());
+        }
         let (switch, switch_time) = match self.move_to(target).await {
             Ok(moved) => moved,
             Err(e) => {
@@ -213,6 +220,7 @@ impl Runner {
                     switch: Switch::Restart,
                     switch_s: 0.0,
                     measurement: Err(format!("{e:#}")),
+                    incidents,
                 }
             }
         };
@@ -222,14 +230,36 @@ impl Runner {
             } else {
                 Duration::ZERO
             };
+        let workers_before = self.worker_pids().await;
+        let measurement = self
+            .measure(warmup, duration, max_window)
+            .await
+            .map_err(|e| format!("measuring: {e:#}"));
+        let workers_after = self.worker_pids().await;
+        if measurement.is_ok() && workers_before != workers_after {
+            incidents.push(format!(
+                "a worker restarted during the window (worker pids {workers_before:?} -> {workers_after:?})"
+            ));
+        }
         TrialResult {
             switch,
             switch_s: switch_time.as_secs_f64(),
-            measurement: self
-                .measure(warmup, duration, max_window)
-                .await
-                .map_err(|e| format!("measuring: {e:#}")),
+            measurement,
+            incidents,
         }
+    }
+
+    /// The pids of the model's workers (empty when they cannot be read).
+    async fn worker_pids(&self) -> Vec<i64> {
+        let Ok(api) = self.server.api() else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i64> = match api.describe_model(&self.model).await {
+            Ok(status) => status.workers.iter().filter_map(|w| w.pid).collect(),
+            Err(_) => Vec::new(),
+        };
+        pids.sort_unstable();
+        pids
     }
 
     /// Puts `target` on disk and the server on it: nothing or a live change
@@ -328,5 +358,6 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         latency_histogram: measurement.and_then(|m| encode_histogram(&m.load.histogram)),
         server_cpu_cores: measurement.and_then(|m| m.memory_mb.map(|mem| mem.cpu_cores)),
         observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
+        incidents: result.incidents.clone(),
     }
 }

@@ -290,6 +290,7 @@ mod tests {
             latency_histogram: None,
             server_cpu_cores: None,
             observer_cpu_share: None,
+            incidents: Vec::new(),
         };
         let entries = vec![
             entry(Switch::Restart, 8.0),
