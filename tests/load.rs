@@ -29,6 +29,13 @@ enum Behaviour {
     QueueFull,
     /// Answers with bytes that are not HTTP.
     Garbage,
+    /// Answers in `slow` at its start, faster and faster until `fast` once
+    /// `warm` has passed: a server still warming up (a JIT compiling).
+    WarmingUp {
+        slow: Duration,
+        fast: Duration,
+        warm: Duration,
+    },
 }
 
 async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> bool {
@@ -78,6 +85,12 @@ async fn serve(listener: TcpListener, behaviour: Behaviour) {
                         unreachable!()
                     }
                     Behaviour::QueueFull => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nfull",
+                    Behaviour::WarmingUp { slow, fast, warm } => {
+                        let progress = (epoch.elapsed().as_secs_f64() / warm.as_secs_f64()).min(1.0);
+                        let service = slow.mul_f64(1.0 - progress) + fast.mul_f64(progress);
+                        tokio::time::sleep(service).await;
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    }
                     Behaviour::Garbage => b"\x16\x03\x01\x00\x02\x02\x28garbage",
                 };
                 if stream.write_all(reply).await.is_err() {
@@ -505,6 +518,69 @@ fn https_works_and_tls_mistakes_are_clear_errors() {
         assert!(
             mismatch.contains("TLS handshake failed"),
             "TLS to a plain port: {mismatch}"
+        );
+    });
+}
+
+#[test]
+fn a_window_waits_until_throughput_is_steady() {
+    runtime().block_on(async {
+        // 30 ms per request at the start, 10 ms from 5 s on: 8 users make
+        // about 270/s at first and 800/s once warm.
+        let address = start_server(Behaviour::WarmingUp {
+            slow: Duration::from_millis(30),
+            fast: Duration::from_millis(10),
+            warm: Duration::from_secs(5),
+        })
+        .await;
+        let closed = |warmup: Duration, duration: Duration| Schedule::Closed {
+            stages: Stages::constant(8, warmup + duration),
+            think_time: Duration::ZERO,
+        };
+        let fixed = run(plan(
+            address,
+            closed(Duration::from_secs(1), Duration::from_secs(3)),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        ))
+        .await;
+        let address = start_server(Behaviour::WarmingUp {
+            slow: Duration::from_millis(30),
+            fast: Duration::from_millis(10),
+            warm: Duration::from_secs(5),
+        })
+        .await;
+        let mut steady_plan = plan(
+            address,
+            closed(Duration::from_secs(1), Duration::from_secs(3)),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        );
+        steady_plan.stability = Some(servetune::load::StabilityRule::within(Duration::from_secs(12)));
+        let steady = run(steady_plan).await;
+        let stability = steady
+            .stability
+            .clone()
+            .expect("an adaptive window reports its steadiness");
+        eprintln!(
+            "fixed: {:.0}/s; steady: {:.0}/s after {:.1} s, {stability:?}",
+            fixed.throughput_rps, steady.throughput_rps, steady.warmup_s
+        );
+        assert!(stability.stable, "it became steady within the cap: {stability:?}");
+        assert!(
+            steady.warmup_s >= 3.0,
+            "the ramp counted as warm-up: {}",
+            steady.warmup_s
+        );
+        assert!(
+            within(steady.throughput_rps, 800.0, 0.15),
+            "steady throughput is the warm server's: {:.0}/s",
+            steady.throughput_rps
+        );
+        assert!(
+            fixed.throughput_rps < 0.85 * steady.throughput_rps,
+            "a fixed window right after the start measures the warm-up: {:.0}/s",
+            fixed.throughput_rps
         );
     });
 }

@@ -370,3 +370,73 @@ fn a_panic_or_a_journal_failure_mid_study_restores_the_server() {
         assert_restored(&deployment, &original);
     }
 }
+
+/// The pids of TorchServe's Python workers under `jvm`.
+fn worker_pids(jvm: i32) -> Vec<i32> {
+    servetune::server::process::process_tree(jvm)
+        .into_iter()
+        .filter(|&pid| pid != jvm)
+        .collect()
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs fault injection: cargo test --features failpoints (make test does)"
+)]
+fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::new(&provisioned);
+    let original = deployment.config_bytes();
+    let study = write_study_with(&deployment, "incidents", "240s", "max_trials = 6");
+    let results = deployment.dir.path().join("results");
+    // A 2 s pause before each move: the JVM is killed between trials, not mid-move.
+    let mut child = tune(&study, &results)
+        .env("FAILPOINTS", "study::before-move=sleep(2000)")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while journal(&results, "incidents").len() < count {
+            assert!(Instant::now() < deadline, "the study never journaled {count} trials");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The JVM dies between trials: the next move must restart it, not fail.
+    wait_for(2);
+    let jvm = deployment.jvm().expect("the study runs TorchServe");
+    servetune::server::process::kill_tree(jvm);
+    // Then workers die while later trials measure (one kill every 0.7 s for
+    // 10 s: windows are 2 to 4 s, so some kill lands in one).
+    wait_for(4);
+    for _ in 0..14 {
+        if let Some(jvm) = deployment.jvm() {
+            if let Some(&worker) = worker_pids(jvm).first() {
+                servetune::server::process::signal(worker, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the study goes on after both: {status:?}");
+    let entries = journal(&results, "incidents");
+    let after_kill = &entries[2];
+    assert!(
+        after_kill["failure"].is_null() && after_kill["figures"]["throughput_rps"].as_f64() > Some(0.0),
+        "the trial after the JVM died was measured, not failed: {after_kill}"
+    );
+    assert!(
+        after_kill["incidents"].to_string().contains("not ready"),
+        "and it says the server was found down: {after_kill}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["incidents"].to_string().contains("worker restarted")),
+        "a worker that restarted mid-window is marked: {entries:?}"
+    );
+    assert_restored(&deployment, &original);
+}

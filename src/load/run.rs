@@ -138,12 +138,7 @@ pub async fn run_load(
     }
     let plan = Arc::new(plan);
     let start = Instant::now() + Duration::from_millis(20);
-    let shape = WindowShape {
-        warmup: plan.warmup,
-        duration: plan.duration,
-        rule: plan.stability,
-        drain: DRAIN.min(plan.request_timeout),
-    };
+    let shape = window_shape(&plan);
     let tokens = Arc::new(WindowTokens::new(start, shape.latest_end(start)));
     let (decided, outcome) = tokio::sync::oneshot::channel();
     let monitor = tokio::spawn(window::drive(
@@ -172,7 +167,7 @@ pub async fn run_load(
         }
         handles.push(receiver);
     }
-    let mut merged = Recorder::new(start);
+    let mut merged = Recorder::new(start, shape.warmup, shape.slot());
     let mut failure = None;
     for handle in handles {
         match handle.await {
@@ -188,9 +183,19 @@ pub async fn run_load(
         return Err(failure);
     }
     let outcome = outcome.map_err(|_| LoadError::Thread("the window monitor stopped".into()))?;
-    let mut report = merged.report(outcome.from_s, outcome.end_s);
+    let mut report = merged.report(outcome.from, outcome.to);
     report.stability = outcome.stability;
     Ok(report)
+}
+
+/// The window `plan` asks for.
+fn window_shape(plan: &LoadPlan) -> WindowShape {
+    WindowShape {
+        warmup: plan.warmup,
+        duration: plan.duration,
+        rule: plan.stability,
+        drain: DRAIN.min(plan.request_timeout),
+    }
 }
 
 fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
@@ -240,7 +245,7 @@ fn run_thread(
         plan: Arc::clone(plan),
         window,
         token,
-        recorder: RefCell::new(Recorder::new(start)),
+        recorder: RefCell::new(Recorder::new(start, plan.warmup, window_shape(plan).slot())),
         progress,
         request_counter: Cell::new(thread_index as u64),
     });

@@ -5,9 +5,9 @@
 //! (`closed`: send nothing more; `hard_stop`: cut what is in flight). Two
 //! kinds of window, one code path:
 //!
-//! - **Fixed**: warm-up W (rounded up to whole seconds), then D.
+//! - **Fixed**: warm-up W, then D.
 //! - **Until stable** (`StabilityRule`): after the warm-up, throughput is
-//!   read every sub-window (D/3 rounded up to whole seconds, at least 1 s). The window is the last three
+//!   read every sub-window (D/3). The window is the last three
 //!   sub-windows once they agree: each within the tolerance of their mean
 //!   (±10 %, perf_analyzer's rule for its windows, widened to 3/√n when a
 //!   sub-window holds only n completions, so that counting noise alone does
@@ -85,13 +85,12 @@ impl WindowTokens {
     }
 }
 
-/// What the monitor decided.
+/// What the monitor decided, in slots (sub-windows) after the least
+/// warm-up: slots before `from` are warm-up too, `to` ends the window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowOutcome {
-    /// First measured second (seconds before it are warm-up).
-    pub from_s: u64,
-    /// End of the window, in seconds since the start.
-    pub end_s: f64,
+    pub from: usize,
+    pub to: usize,
     pub stability: Option<Stability>,
 }
 
@@ -105,24 +104,30 @@ pub struct WindowShape {
 }
 
 impl WindowShape {
-    fn warmup_s(&self) -> u64 {
-        self.warmup.as_secs() + u64::from(self.warmup.subsec_nanos() > 0)
+    /// The length of one slot: a third of the window when waiting for
+    /// steadiness, the whole window when it is fixed.
+    pub fn slot(&self) -> Duration {
+        match self.rule {
+            None => self.duration,
+            Some(_) => self.duration / SUB_WINDOWS as u32,
+        }
+        .max(Duration::from_millis(100))
     }
 
-    fn sub_window_s(&self) -> u64 {
-        ((self.duration.as_secs_f64() / SUB_WINDOWS as f64).ceil() as u64).max(1)
+    /// Slots after the warm-up that may be measured at most.
+    fn max_slots(&self) -> usize {
+        match self.rule {
+            None => 1,
+            Some(rule) => {
+                let cap = (rule.max_window.as_secs_f64() / self.slot().as_secs_f64()).floor() as usize;
+                cap.max(SUB_WINDOWS)
+            }
+        }
     }
 
     /// The latest moment sending may go on.
     pub fn latest_end(&self, start: Instant) -> Instant {
-        let warmup = Duration::from_secs(self.warmup_s());
-        match self.rule {
-            None => start + warmup + self.duration,
-            Some(rule) => {
-                let window = Duration::from_secs(self.sub_window_s() * SUB_WINDOWS as u64);
-                start + warmup + rule.max_window.max(window)
-            }
-        }
+        start + self.warmup + self.slot() * self.max_slots() as u32
     }
 }
 
@@ -139,12 +144,12 @@ pub async fn drive(
     let outcome = tokio::select! {
         outcome = decide(shape, start, &progress) => outcome,
         _ = token.cancelled() => WindowOutcome {
-            from_s: shape.warmup_s(),
-            end_s: start.elapsed().as_secs_f64(),
+            from: 0,
+            to: shape.max_slots(),
             stability: None,
         },
     };
-    let end = start + Duration::from_secs_f64(outcome.end_s);
+    let end = start + shape.warmup + shape.slot() * outcome.to as u32;
     tokens.close_at(end.min(Instant::now().max(start)));
     let _ = decided.send(outcome);
     tokio::select! {
@@ -155,25 +160,21 @@ pub async fn drive(
 }
 
 async fn decide(shape: WindowShape, start: Instant, progress: &Progress) -> WindowOutcome {
-    let warmup_s = shape.warmup_s();
     let Some(rule) = shape.rule else {
-        let end = start + Duration::from_secs(warmup_s) + shape.duration;
-        sleep_until(end.into()).await;
+        sleep_until((start + shape.warmup + shape.duration).into()).await;
         return WindowOutcome {
-            from_s: warmup_s,
-            end_s: end.duration_since(start).as_secs_f64(),
+            from: 0,
+            to: 1,
             stability: None,
         };
     };
-    let sub = shape.sub_window_s();
-    let cap_s = warmup_s + (rule.max_window.as_secs_f64().ceil() as u64).max(sub * SUB_WINDOWS as u64);
-    sleep_until((start + Duration::from_secs(warmup_s)).into()).await;
+    let slot = shape.slot();
+    let boundary = |k: usize| start + shape.warmup + slot * k as u32;
+    sleep_until(boundary(0).into()).await;
     let mut previous = progress.ok.load(Ordering::Relaxed);
     let mut counts: Vec<u64> = Vec::new();
-    let mut boundary_s = warmup_s;
     loop {
-        boundary_s += sub;
-        sleep_until((start + Duration::from_secs(boundary_s)).into()).await;
+        sleep_until(boundary(counts.len() + 1).into()).await;
         let now = progress.ok.load(Ordering::Relaxed);
         counts.push(now - previous);
         previous = now;
@@ -181,14 +182,13 @@ async fn decide(shape: WindowShape, start: Instant, progress: &Progress) -> Wind
             continue;
         }
         let verdict = judge(&counts[counts.len() - SUB_WINDOWS..], rule.tolerance);
-        if verdict.stable || boundary_s + sub > cap_s {
-            let from_s = boundary_s - sub * SUB_WINDOWS as u64;
+        if verdict.stable || counts.len() >= shape.max_slots() {
             return WindowOutcome {
-                from_s,
-                end_s: boundary_s as f64,
+                from: counts.len() - SUB_WINDOWS,
+                to: counts.len(),
                 stability: Some(Stability {
-                    sub_window_s: sub as f64,
-                    sub_window_rps: counts.iter().map(|&n| n as f64 / sub as f64).collect(),
+                    sub_window_s: slot.as_secs_f64(),
+                    sub_window_rps: counts.iter().map(|&n| n as f64 / slot.as_secs_f64()).collect(),
                     spread_pct: verdict.spread * 100.0,
                     tolerance_pct: verdict.tolerance * 100.0,
                     stable: verdict.stable,
@@ -208,8 +208,9 @@ pub struct Verdict {
     pub tolerance: f64,
 }
 
-/// Steady: no monotone run from first to last of more than `tolerance` of
-/// the mean, and a spread of at most three times it (both at least 3/√mean).
+/// Steady: no monotone run (ties allowed) from first to last of more than
+/// `tolerance` of the mean, and a spread of at most three times it (both at
+/// least 3/√mean).
 pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
     let mean = counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64;
     if mean <= 0.0 {
@@ -223,8 +224,10 @@ pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
     let max = counts.iter().copied().max().unwrap_or(0) as f64;
     let min = counts.iter().copied().min().unwrap_or(0) as f64;
     let spread = (max - min) / mean;
-    let rising = counts.windows(2).all(|w| w[1] > w[0]);
-    let falling = counts.windows(2).all(|w| w[1] < w[0]);
+    // Monotone, ties allowed: a ramp that has just levelled off
+    // ([596, 682, 682]) still counts; noise that goes up and down does not.
+    let rising = counts.windows(2).all(|w| w[1] >= w[0]);
+    let falling = counts.windows(2).all(|w| w[1] <= w[0]);
     let first = counts.first().copied().unwrap_or(0) as f64;
     let last = counts.last().copied().unwrap_or(0) as f64;
     let trend = if rising || falling {
@@ -264,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn shapes_round_and_cap() {
+    fn shapes_cut_the_window_into_slots_and_cap_it() {
         let fixed = WindowShape {
             warmup: Duration::from_millis(1500),
             duration: Duration::from_secs(3),
@@ -272,15 +275,16 @@ mod tests {
             drain: Duration::from_secs(2),
         };
         let start = Instant::now();
-        assert_eq!(fixed.warmup_s(), 2);
-        assert_eq!(fixed.latest_end(start), start + Duration::from_secs(5));
+        assert_eq!(fixed.slot(), Duration::from_secs(3));
+        assert_eq!(fixed.latest_end(start), start + Duration::from_millis(4500));
         let adaptive = WindowShape {
-            rule: Some(StabilityRule::within(Duration::from_secs(12))),
-            duration: Duration::from_secs(10),
+            rule: Some(StabilityRule::within(Duration::from_secs(6))),
+            duration: Duration::from_secs(2),
             ..fixed
         };
-        assert_eq!(adaptive.sub_window_s(), 4);
-        assert_eq!(adaptive.latest_end(start), start + Duration::from_secs(14));
+        assert_eq!(adaptive.slot(), Duration::from_secs(2) / 3);
+        assert_eq!(adaptive.max_slots(), 9);
+        assert!(adaptive.latest_end(start) <= start + Duration::from_millis(7500));
     }
 
     #[test]
@@ -319,8 +323,7 @@ mod tests {
             feeder.abort();
             let stability = outcome.stability.unwrap();
             assert!(stability.stable, "{stability:?}");
-            assert_eq!(outcome.from_s, 3, "the ramp counts as warm-up");
-            assert_eq!(outcome.end_s, 6.0);
+            assert_eq!((outcome.from, outcome.to), (2, 5), "the ramp counts as warm-up");
             assert_eq!(stability.sub_window_rps, vec![400.0, 700.0, 1000.0, 1000.0, 1000.0]);
         });
     }

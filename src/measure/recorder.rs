@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Highest latency the histograms track (longer ones are clamped). Kept
-/// per second of the run, so bounded to keep those histograms small.
-const MAX_LATENCY_US: u64 = 600_000_000;
+/// Highest latency the histograms track (longer ones are clamped).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// Classes of failed requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,20 +135,39 @@ pub struct SecondStats {
     pub p99_ms: f64,
 }
 
-/// Everything observed for requests *intended* within one second of the run.
+/// The timeline's view of one second (requests by intended send time).
 struct Second {
+    ok: u64,
+    errors: u64,
+    /// 2 significant digits: enough for the timeline's p50/p99.
+    latency: Histogram<u32>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Self {
+            ok: 0,
+            errors: 0,
+            latency: histogram(2),
+        }
+    }
+}
+
+/// Everything observed for requests *intended* within one slot of the
+/// measured window (a sub-window; the whole window when it is fixed).
+struct Slot {
     ok: u64,
     errors: ErrorCounts,
     late_sends: u64,
     dropped_sends: u64,
     unfinished: u64,
     /// Corrected latency (from the intended send), 3 significant digits.
-    latency: Histogram<u32>,
+    latency: Histogram<u64>,
     /// Latency from the actual send, 2 significant digits (informational).
     uncorrected: Histogram<u32>,
 }
 
-impl Second {
+impl Slot {
     fn new() -> Self {
         Self {
             ok: 0,
@@ -162,7 +180,7 @@ impl Second {
         }
     }
 
-    fn merge(&mut self, other: &Second) {
+    fn merge(&mut self, other: &Slot) {
         self.ok += other.ok;
         self.errors.merge(&other.errors);
         self.late_sends += other.late_sends;
@@ -182,14 +200,21 @@ pub fn latency_histogram() -> Histogram<u64> {
     histogram(3)
 }
 
-/// Observations of one load thread, bucketed by the second (since the
-/// start of the run) in which each request was meant to be sent; merged
-/// into one at the end. Which seconds are the measured window is decided
-/// when the report is made, so a window can end, or its warm-up grow, after
-/// the load has run.
+/// Observations of one load thread, merged into one at the end. Requests
+/// are filed by their *intended* send time: per second for the timeline
+/// (small histograms), and per slot of the measured window for the figures
+/// (full precision). The window starts after the warm-up and is cut into
+/// slots of equal length (sub-windows); which slots are measured is
+/// decided when the report is made, so a window can end, or its warm-up
+/// grow, after the load has run. Memory stays bounded: the slots of a
+/// window are few (a fixed window is one).
 pub struct Recorder {
     start: Instant,
+    /// Start of the first slot (the end of the least warm-up).
+    slots_from: Instant,
+    slot: Duration,
     seconds: Vec<Second>,
+    slots: Vec<Slot>,
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -197,11 +222,15 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl Recorder {
-    /// A recorder for a run starting at `start`.
-    pub fn new(start: Instant) -> Self {
+    /// A recorder for a run starting at `start` whose measured window
+    /// begins after `warmup`, cut in slots of `slot`.
+    pub fn new(start: Instant, warmup: Duration, slot: Duration) -> Self {
         Self {
             start,
+            slots_from: start + warmup,
+            slot: slot.max(Duration::from_millis(1)),
             seconds: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -213,65 +242,87 @@ impl Recorder {
         &mut self.seconds[index]
     }
 
+    /// The slot of a request intended at `intended` (None: in the warm-up).
+    fn slot(&mut self, intended: Instant) -> Option<&mut Slot> {
+        let offset = intended.checked_duration_since(self.slots_from)?;
+        let index = (offset.as_nanos() / self.slot.as_nanos()) as usize;
+        while self.slots.len() <= index {
+            self.slots.push(Slot::new());
+        }
+        Some(&mut self.slots[index])
+    }
+
     /// A complete HTTP response. Non-2xx statuses count as errors.
     pub fn record_response(&mut self, intended: Instant, sent: Instant, done: Instant, status: u16) {
         match ErrorClass::of_status(status) {
             Some(class) => self.record_failure(intended, done, class),
             None => {
+                let latency = micros(done.saturating_duration_since(intended));
                 let second = self.second(intended);
                 second.ok += 1;
-                let _ = second.latency.record(micros(done.saturating_duration_since(intended)));
-                let _ = second.uncorrected.record(micros(done.saturating_duration_since(sent)));
+                let _ = second.latency.record(latency);
+                if let Some(slot) = self.slot(intended) {
+                    slot.ok += 1;
+                    let _ = slot.latency.record(latency);
+                    let _ = slot.uncorrected.record(micros(done.saturating_duration_since(sent)));
+                }
             }
         }
     }
 
     pub fn record_failure(&mut self, intended: Instant, _done: Instant, class: ErrorClass) {
-        self.second(intended).errors.add(class);
+        self.second(intended).errors += 1;
+        if let Some(slot) = self.slot(intended) {
+            slot.errors.add(class);
+        }
     }
 
     /// A request still in flight when the window closed.
     pub fn record_unfinished(&mut self, intended: Instant) {
-        self.second(intended).unfinished += 1;
+        if let Some(slot) = self.slot(intended) {
+            slot.unfinished += 1;
+        }
     }
 
     /// A send that went out well after its intended time (open loop).
     pub fn record_late(&mut self, intended: Instant) {
-        self.second(intended).late_sends += 1;
+        if let Some(slot) = self.slot(intended) {
+            slot.late_sends += 1;
+        }
     }
 
     /// A scheduled send that never went out (open loop, all connections busy).
     pub fn record_dropped(&mut self, intended: Instant) {
-        self.second(intended).dropped_sends += 1;
+        if let Some(slot) = self.slot(intended) {
+            slot.dropped_sends += 1;
+        }
     }
 
     pub fn merge(&mut self, other: Recorder) {
         for (index, second) in other.seconds.iter().enumerate() {
-            self.second(self.start + Duration::from_secs(index as u64))
-                .merge(second);
+            let mine = self.second(self.start + Duration::from_secs(index as u64));
+            mine.ok += second.ok;
+            mine.errors += second.errors;
+            let _ = mine.latency.add(&second.latency);
+        }
+        for (index, slot) in other.slots.iter().enumerate() {
+            let at = self.slots_from + self.slot * index as u32;
+            if let Some(mine) = self.slot(at) {
+                mine.merge(slot);
+            }
         }
     }
 
-    /// Successful requests intended in each second so far (the timeline's counts).
-    pub fn ok_per_second(&self) -> Vec<u64> {
-        self.seconds.iter().map(|s| s.ok).collect()
-    }
-
-    /// The figures of the requests intended in `[from, to)` (seconds since
-    /// the start; `to` may be fractional for a window that ended mid-second).
-    pub fn report(&self, from_s: u64, to_s: f64) -> LoadReport {
-        let mut window = Second::new();
-        let last = (to_s.ceil() as usize).min(self.seconds.len());
-        for second in self.seconds.iter().take(last).skip(from_s as usize) {
-            window.merge(second);
+    /// The figures of the requests intended in slots `[from, to)`.
+    pub fn report(&self, from: usize, to: usize) -> LoadReport {
+        let mut window = Slot::new();
+        for slot in self.slots.iter().take(to).skip(from) {
+            window.merge(slot);
         }
-        let window_s = (to_s - from_s as f64).max(0.0);
+        let window_s = self.slot.as_secs_f64() * to.saturating_sub(from) as f64;
+        let warmup_s = self.slots_from.duration_since(self.start).as_secs_f64() + self.slot.as_secs_f64() * from as f64;
         let failed = window.errors.total + window.dropped_sends + window.unfinished;
         let attempted = window.ok + failed;
-        let mut latency = latency_histogram();
-        for bucket in window.latency.iter_recorded() {
-            let _ = latency.record_n(bucket.value_iterated_to(), bucket.count_at_value() as u64);
-        }
         LoadReport {
             requests: window.ok + window.errors.total,
             ok: window.ok,
@@ -285,14 +336,14 @@ impl Recorder {
             } else {
                 0.0
             },
-            latency_ms: LatencySummary::of(&latency),
+            latency_ms: LatencySummary::of(&window.latency),
             latency_uncorrected_ms: LatencySummary::of(&window.uncorrected),
             errors: window.errors,
             late_sends: window.late_sends,
             dropped_sends: window.dropped_sends,
             unfinished_at_end: window.unfinished,
             duration_s: window_s,
-            warmup_s: from_s as f64,
+            warmup_s,
             timeline: self
                 .seconds
                 .iter()
@@ -301,16 +352,16 @@ impl Recorder {
                     let summary = LatencySummary::of(&second.latency);
                     SecondStats {
                         second: index as u64,
-                        warmup: (index as u64) < from_s,
+                        warmup: ((index + 1) as f64) <= warmup_s,
                         ok: second.ok,
-                        errors: second.errors.total,
+                        errors: second.errors,
                         p50_ms: summary.p50,
                         p99_ms: summary.p99,
                     }
                 })
                 .collect(),
             stability: None,
-            histogram: latency,
+            histogram: window.latency,
         }
     }
 }
@@ -364,10 +415,12 @@ pub struct Stability {
 mod tests {
     use super::*;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[test]
     fn warmup_is_excluded_and_errors_are_classified() {
         let start = Instant::now();
-        let mut recorder = Recorder::new(start);
+        let mut recorder = Recorder::new(start, SECOND, 2 * SECOND);
         let in_warmup = start + Duration::from_millis(500);
         recorder.record_response(in_warmup, in_warmup, in_warmup + Duration::from_millis(5), 200);
         let t = start + Duration::from_millis(1500);
@@ -377,7 +430,7 @@ mod tests {
         recorder.record_failure(t, t, ErrorClass::Connect);
         recorder.record_unfinished(t);
         recorder.record_dropped(in_warmup);
-        let report = recorder.report(1, 3.0);
+        let report = recorder.report(0, 1);
         assert_eq!(report.ok, 1);
         assert_eq!(report.requests, 4);
         assert_eq!(
@@ -394,40 +447,44 @@ mod tests {
         assert!((report.latency_ms.p50 - 10.0).abs() < 0.1);
         assert_eq!(report.throughput_rps, 0.5);
         assert!((report.error_rate - 4.0 / 5.0).abs() < 1e-9);
+        assert_eq!((report.warmup_s, report.duration_s), (1.0, 2.0));
         assert!(report.timeline[0].warmup && !report.timeline[1].warmup);
         assert_eq!(report.timeline[0].ok, 1);
         assert_eq!(report.histogram.len(), 1, "the window's latencies, for merging runs");
     }
 
     #[test]
-    fn the_window_is_chosen_when_reporting() {
+    fn the_window_is_chosen_when_reporting_and_slots_may_be_fractional() {
         let start = Instant::now();
-        let mut recorder = Recorder::new(start);
-        for second in 0..6u64 {
-            let latency = if second < 2 { 50 } else { 10 };
-            for i in 0..10 {
-                let t = start + Duration::from_millis(second * 1000 + i * 90);
-                recorder.record_response(t, t, t + Duration::from_millis(latency), 200);
-            }
+        // Sub-windows of 2/3 s after a 1 s warm-up.
+        let slot = Duration::from_millis(2000) / 3;
+        let mut recorder = Recorder::new(start, SECOND, slot);
+        for tick in 0..50u64 {
+            let t = start + SECOND + Duration::from_millis(tick * 100);
+            let latency = if tick < 20 { 50 } else { 10 };
+            recorder.record_response(t, t, t + Duration::from_millis(latency), 200);
         }
-        let all = recorder.report(0, 6.0);
-        let steady = recorder.report(2, 6.0);
-        assert_eq!((all.ok, steady.ok), (60, 40));
-        assert!(all.latency_ms.p99 > 40.0 && steady.latency_ms.p99 < 11.0);
-        assert_eq!(steady.throughput_rps, 10.0);
-        assert_eq!(recorder.ok_per_second(), vec![10; 6]);
+        let all = recorder.report(0, 7);
+        let steady = recorder.report(3, 6);
+        assert!(
+            all.latency_ms.p99 > 40.0 && steady.latency_ms.p99 < 11.0,
+            "{all:?} {steady:?}"
+        );
+        assert_eq!(steady.ok, 20);
+        assert!((steady.duration_s - 2.0).abs() < 1e-6 && (steady.warmup_s - 3.0).abs() < 1e-6);
+        assert!((steady.throughput_rps - 10.0).abs() < 1e-6);
     }
 
     #[test]
     fn merging_adds_everything() {
         let start = Instant::now();
-        let mut a = Recorder::new(start);
-        let mut b = Recorder::new(start);
+        let mut a = Recorder::new(start, Duration::ZERO, SECOND);
+        let mut b = Recorder::new(start, Duration::ZERO, SECOND);
         a.record_response(start, start, start + Duration::from_millis(2), 200);
         b.record_response(start, start, start + Duration::from_millis(4), 200);
         b.record_failure(start + Duration::from_millis(1500), start, ErrorClass::Timeout);
         a.merge(b);
-        let report = a.report(0, 2.0);
+        let report = a.report(0, 2);
         assert_eq!((report.ok, report.errors.timeout), (2, 1));
         assert_eq!(report.timeline.len(), 2);
         assert_eq!(report.timeline[0].ok, 2);

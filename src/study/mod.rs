@@ -503,6 +503,8 @@ impl<'a> Study<'a> {
             } else {
                 Duration::ZERO
             };
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("study::before-move");
         let result = self.runner.run(&target, warmup, duration, max_window).await;
         if self.token.is_cancelled() {
             return Ok(false);
