@@ -138,7 +138,8 @@ impl TreeSampler {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
-                std::thread::sleep(interval);
+                // Parked, not slept: `finish` wakes it at once.
+                std::thread::park_timeout(interval);
             }
             let elapsed = started.elapsed();
             cost.samples = samples.len();
@@ -151,6 +152,7 @@ impl TreeSampler {
 
     pub fn finish(self) -> (MemoryReport, ObserverCost) {
         self.stop.store(true, Ordering::Relaxed);
+        self.handle.thread().unpark();
         let (samples, elapsed, cost) = self.handle.join().unwrap_or_default();
         (summarize(&samples, elapsed), cost)
     }
