@@ -179,6 +179,25 @@ fn a_change_that_breaks_start_is_rolled_back_and_the_server_comes_back() {
             .await
             .expect("the server is back up on the previous config");
         assert!(deployment.jvm().is_some());
+        assert!(
+            !deployment.dir.path().join(".servetune").exists(),
+            "after the rollback nothing of servetune's remains"
+        );
+
+        // The operator edits by hand, servetune changes the file, and restore
+        // gives back the hand edit (not the file before the failed apply).
+        let edited = String::from_utf8(before.clone())
+            .unwrap()
+            .replace("number_of_netty_threads=2", "number_of_netty_threads=6");
+        std::fs::write(&deployment.config, &edited).unwrap();
+        let mut edit = Edit::prepare(&deployment.config, &assignments(&["job_queue_size=200"])).unwrap();
+        edit.write().unwrap();
+        servetune::config::restore(&deployment.config, false).expect("no --force needed");
+        assert_eq!(
+            String::from_utf8(deployment.config_bytes()).unwrap(),
+            edited,
+            "restore puts back the hand edit"
+        );
     });
 }
 

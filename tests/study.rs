@@ -253,6 +253,27 @@ fn a_killed_study_resumes_where_it_stopped() {
     child.wait().unwrap();
     let before = journal(&results, "resumable");
 
+    // Until it is resumed or restored, the deployment says who holds it.
+    let refused = servetune()
+        .args([
+            "apply",
+            "--config",
+            deployment.config.to_str().unwrap(),
+            "--set",
+            "job_queue_size=200",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "apply on a deployment an interrupted study holds"
+    );
+    assert!(
+        said.contains("interrupted study 'resumable'") && said.contains("tune --resume resumable"),
+        "{said}"
+    );
+
     let output = servetune()
         .args([
             "tune",
@@ -292,6 +313,10 @@ fn a_killed_study_resumes_where_it_stopped() {
         "byte-identical after the resumed run"
     );
     assert!(results.join("resumable/recommended").exists());
+    assert!(
+        !deployment.dir.path().join(".servetune/study.lock").exists(),
+        "the resumed study released the deployment"
+    );
 }
 
 #[test]

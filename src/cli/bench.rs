@@ -180,6 +180,9 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
         });
     };
     let server = TorchServe::new(TargetSpec::load(target)?);
+    if let Some(holder) = crate::study::lock::holder(&server.spec().config) {
+        tracing::warn!("{}", crate::study::lock::refusal(&server.spec().config, &holder));
+    }
     server
         .wait_ready()
         .await

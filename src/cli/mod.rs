@@ -346,6 +346,7 @@ fn load_server(target: &Path, config: Option<&Path>) -> anyhow::Result<TorchServ
 }
 
 fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
+    crate::study::lock::check_free(&args.config).map_err(|e| anyhow::anyhow!(e))?;
     let SplitSettings {
         assignments,
         environment,
@@ -434,17 +435,38 @@ fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         Some(target) => Some(load_server(target, Some(&args.config))?),
         None => None,
     };
-    match config::restore(&args.config, args.force)? {
-        RestoreOutcome::Restored => println!("{}: restored the original", args.config.display()),
-        RestoreOutcome::AlreadyOriginal => {
+    let held = crate::study::lock::holder(&args.config);
+    if let Some(holder) = held.as_ref().filter(|h| crate::study::lock::running(h)) {
+        bail!("{}", crate::study::lock::refusal(&args.config, holder));
+    }
+    match config::restore(&args.config, args.force) {
+        Ok(RestoreOutcome::Restored) => println!("{}: restored the original", args.config.display()),
+        Ok(RestoreOutcome::AlreadyOriginal) => {
             println!("{}: already the original", args.config.display())
         }
+        // An interrupted study may have ended on the original: nothing to put back.
+        Err(config::ConfigError::NoBackup { .. }) if held.is_some() => {
+            println!("{}: already the original", args.config.display())
+        }
+        Err(e) => return Err(e.into()),
     }
     if let Some(server) = server.filter(|_| args.restart) {
         runtime()?
             .block_on(server.restart())
             .context("restarting TorchServe on the restored config")?;
         println!("TorchServe restarted on the restored config and ready");
+    }
+    if held.is_some() {
+        crate::study::lock::release(&args.config);
+        println!(
+            "{}: released the interrupted study's hold on the deployment{}",
+            args.config.display(),
+            if args.restart {
+                ""
+            } else {
+                " (the server may still run its last candidate: add --restart --target TARGET.toml)"
+            }
+        );
     }
     Ok(())
 }

@@ -98,10 +98,30 @@ impl ConfigFile {
             write_atomically(&backups.original, &current, &self.path)?;
         }
         write_atomically(&self.path, new_bytes, &self.path)?;
-        write_atomically(&backups.last_written, digest(new_bytes).as_bytes(), &self.path)?;
         self.read_bytes = new_bytes.to_vec();
-        Ok(())
+        if fs::read(&backups.original).is_ok_and(|original| original == new_bytes) {
+            // Back to the original (a rollback, a study's end): nothing of
+            // servetune's remains, so a later hand edit is the new original.
+            return forget(&backups);
+        }
+        write_atomically(&backups.last_written, digest(new_bytes).as_bytes(), &self.path)
     }
+}
+
+/// Removes the backup and digest (and their folder when it is empty).
+fn forget(backups: &BackupPaths) -> Result<(), ConfigError> {
+    for file in [&backups.original, &backups.last_written] {
+        if let Err(e) = fs::remove_file(file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(write_error(file, e));
+            }
+        }
+    }
+    if let Some(directory) = backups.original.parent() {
+        // Only removes the folder when it is empty; other files' backups stay.
+        let _ = fs::remove_dir(directory);
+    }
+    Ok(())
 }
 
 /// What `restore` did.
@@ -139,17 +159,7 @@ pub fn restore(path: &Path, force: bool) -> Result<RestoreOutcome, ConfigError> 
         write_atomically(path, &original, path)?;
         RestoreOutcome::Restored
     };
-    for file in [&backups.original, &backups.last_written] {
-        if let Err(e) = fs::remove_file(file) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(write_error(file, e));
-            }
-        }
-    }
-    if let Some(directory) = backups.original.parent() {
-        // Only removes the folder when it is empty; other files' backups stay.
-        let _ = fs::remove_dir(directory);
-    }
+    forget(&backups)?;
     Ok(outcome)
 }
 
@@ -217,6 +227,29 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"a=1\r\n# keep\n");
         assert!(!dir.path().join(".servetune").exists());
         assert!(matches!(restore(&path, false), Err(ConfigError::NoBackup { .. })));
+    }
+
+    #[test]
+    fn writing_the_original_back_forgets_the_backup_so_a_hand_edit_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.properties");
+        fs::write(&path, b"number_of_netty_threads=2\n").unwrap();
+        // A change, then its rollback (what a failed `apply --restart` does).
+        let mut file = ConfigFile::read(&path).unwrap();
+        file.write(b"number_of_netty_threads=8\n").unwrap();
+        file.write(b"number_of_netty_threads=2\n").unwrap();
+        assert!(
+            !BackupPaths::of(&path).original.exists(),
+            "nothing of servetune's remains"
+        );
+        // The operator edits by hand; servetune changes it; restore gives back the hand edit.
+        fs::write(&path, b"number_of_netty_threads=6\n").unwrap();
+        ConfigFile::read(&path)
+            .unwrap()
+            .write(b"number_of_netty_threads=4\n")
+            .unwrap();
+        assert_eq!(restore(&path, false).unwrap(), RestoreOutcome::Restored);
+        assert_eq!(fs::read(&path).unwrap(), b"number_of_netty_threads=6\n");
     }
 
     #[test]

@@ -241,7 +241,11 @@ pub fn judge(counts: &[u64], tolerance: f64) -> Verdict {
     // but its first sub-window sits well below the others.
     let rest = &counts[1.min(counts.len())..];
     let rest_mean = rest.iter().sum::<u64>() as f64 / rest.len().max(1) as f64;
-    let first_off = if rest_mean > 0.0 { (first - rest_mean).abs() / rest_mean } else { 0.0 };
+    let first_off = if rest_mean > 0.0 {
+        (first - rest_mean).abs() / rest_mean
+    } else {
+        0.0
+    };
     Verdict {
         stable: trend <= tolerance && first_off <= 2.0 * tolerance && spread <= 3.0 * tolerance,
         spread,

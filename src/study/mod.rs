@@ -21,6 +21,7 @@
 
 pub mod estimator;
 pub mod journal;
+pub mod lock;
 pub mod runner;
 pub mod scheduler;
 pub mod settings;
@@ -112,6 +113,9 @@ pub async fn run_study(
         _ => None,
     };
     let restored = study.restore(final_state).await;
+    if restored.is_ok() {
+        lock::release(&study.runner.server.spec().config);
+    }
     if let Err(restore_error) = restored {
         let first = failure.or(exported.err());
         return Err(match first {
@@ -171,7 +175,16 @@ impl<'a> Study<'a> {
         } else {
             Properties::parse(original_bytes.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", backup.display()))?
         };
+        if let Some(holder) = lock::holder(&config_path) {
+            let ours = resume && holder.study == settings.name && !lock::running(&holder);
+            if !ours {
+                anyhow::bail!("{}", lock::refusal(&config_path, &holder));
+            }
+        }
         check_model_served(&original_props, &settings.model, &config_path)?;
+        if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
+            anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
+        }
         check_targets_reachable(&space, &spec, &settings.space)?;
         let bodies = match &settings.body {
             Some(path) => read_bodies(path)?,
@@ -244,6 +257,16 @@ impl<'a> Study<'a> {
                 self.entries.len()
             );
         }
+        let config = self.runner.server.spec().config.clone();
+        lock::acquire(
+            &config,
+            &lock::Holder {
+                study: self.settings.name.clone(),
+                results_dir: std::path::absolute(self.dir.parent().unwrap_or(Path::new(".")))
+                    .unwrap_or_else(|_| self.dir.clone()),
+                pid: std::process::id(),
+            },
+        )?;
         self.touched = true;
         self.started_server = self.runner.start(resume).await?;
         let stop = self.search(on_trial).await?;
