@@ -69,7 +69,7 @@ fn assert_complete(report: &serde_json::Value, min_requests: f64) {
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
     let provisioned = require_torchserve!();
-    let tiny = common::Deployment::new(&provisioned);
+    let tiny = common::Deployment::with_target_extra(&provisioned, "[environment]\nOMP_NUM_THREADS = \"1\"");
     let resnet = common::Deployment::serving(&provisioned, "resnet50", "");
     common::runtime().block_on(async {
         let (tiny_server, resnet_server) = (tiny.server(), resnet.server());
@@ -137,7 +137,10 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn capacity_at_slo_and_stress_run_end_to_end() {
     let provisioned = require_torchserve!();
-    let deployment = common::Deployment::new(&provisioned);
+    // One torch thread per worker: with torch's default (one per core) on two
+    // cores shared with the other tests, OpenMP's spinning threads make
+    // tiny's latency jumpy, and this test is about capacity and stress.
+    let deployment = common::Deployment::with_target_extra(&provisioned, "[environment]\nOMP_NUM_THREADS = \"1\"");
     let server = deployment.server();
     common::runtime().block_on(async {
         server.start().await.unwrap();

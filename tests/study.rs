@@ -414,7 +414,7 @@ fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
     let original = deployment.config_bytes();
-    let study = write_study_with(&deployment, "incidents", "240s", "max_trials = 6");
+    let study = write_study_with(&deployment, "incidents", "300s", "max_trials = 10");
     let results = deployment.dir.path().join("results");
     // A 2 s pause before each move: the JVM is killed between trials, not mid-move.
     let mut child = tune(&study, &results)
@@ -434,16 +434,24 @@ fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
     wait_for(2);
     let jvm = deployment.jvm().expect("the study runs TorchServe");
     servetune::server::process::kill_tree(jvm);
-    // Then workers die while later trials measure (one kill every 0.7 s for
-    // 10 s: windows are 2 to 4 s, so some kill lands in one).
+    // Then a worker dies while a later trial measures: 6.2 s after a trial
+    // is journaled, the next one (2 s pause, ~2.5 s re-registration, 1 s
+    // warm-up) is in its window. Tried on up to five trials.
     wait_for(4);
-    for _ in 0..14 {
+    for _ in 0..5 {
+        let seen = journal(&results, "incidents").len();
+        wait_for(seen + 1);
+        std::thread::sleep(Duration::from_millis(6200));
         if let Some(jvm) = deployment.jvm() {
             if let Some(&worker) = worker_pids(jvm).first() {
                 servetune::server::process::signal(worker, libc::SIGKILL);
             }
         }
-        std::thread::sleep(Duration::from_millis(700));
+        let marked = |e: &serde_json::Value| e["incidents"].to_string().contains("worker restarted");
+        std::thread::sleep(Duration::from_secs(4));
+        if journal(&results, "incidents").iter().any(marked) || child.try_wait().unwrap().is_some() {
+            break;
+        }
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "the study goes on after both: {status:?}");

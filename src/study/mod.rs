@@ -20,11 +20,13 @@
 //! restarted on it (`run_study`).
 
 pub mod estimator;
+mod findings;
 pub mod journal;
 pub mod lock;
 pub mod runner;
 pub mod scheduler;
 pub mod settings;
+mod setup;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -38,17 +40,17 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::state::Deployment;
 use crate::config::{self, Properties};
 use crate::load::request::read_bodies;
-use crate::load::{Schedule, StabilityRule, Stages, Workload};
-use crate::objective::{Figures, Tier};
-use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
+use crate::objective::Figures;
+use crate::report::{self, Report};
 use crate::search::{make_strategy, History, Strategy, Trial};
-use crate::server::{logging, Control, TargetSpec, TorchServe};
-use crate::space::{load_space, Current, Space, Target};
-use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TierDecision, TrialKind};
+use crate::server::{TargetSpec, TorchServe};
+use crate::space::{load_space, Current, Space};
+use crate::trial::{Entry, MeasuredCosts, NotSearched, TrialKind};
 use journal::Journal;
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
-use settings::{Offered, Settings};
+use settings::Settings;
+use setup::{check_model_served, check_targets_reachable, prune, workload_of};
 
 pub use crate::trial::StopReason;
 
@@ -628,172 +630,6 @@ impl<'a> Study<'a> {
         })?
     }
 
-    /// The report of what the journal holds.
-    fn report(&self, stop: StopReason) -> anyhow::Result<Report> {
-        let s = self.settings;
-        let candidates = estimator::candidates(&self.entries, &self.space);
-        let baseline = candidates.iter().find(|c| c.is_baseline());
-        let defaults_point = self.space.default_point();
-        let defaults = candidates.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
-        let reference = baseline.or(defaults).map_or(
-            Figures {
-                throughput_rps: 1.0,
-                p50_ms: 1.0,
-                p99_ms: 1.0,
-                error_rate: 0.0,
-                memory_mb: 1.0,
-            },
-            |c| c.figures,
-        );
-        let constraints = self.constraints();
-        let decisions = estimator::decide_tiers(&candidates, &constraints, &s.weights, &reference);
-        let mut recommendations = Vec::new();
-        for decision in &decisions {
-            recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
-        }
-        let costs = MeasuredCosts::of(&self.entries);
-        let no_recommendation = recommendations.is_empty().then(|| {
-            if candidates.iter().any(|c| c.confirmed) {
-                "no confirmed candidate met the constraints".to_string()
-            } else {
-                "nothing was confirmed (the budget ran out or the study was interrupted before the confirmation rounds)"
-                    .to_string()
-            }
-        });
-        Ok(Report {
-            study: s.name.clone(),
-            strategy: s.strategy.resolve().label().to_string(),
-            stop,
-            trials: self.entries.len(),
-            screening_trials: self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count(),
-            confirmation_runs: self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count(),
-            failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
-            elapsed_s: self.budget.elapsed().as_secs_f64(),
-            budget_s: s.budget.as_secs_f64(),
-            slo_p99_ms: constraints.p99_ms,
-            slo_from_baseline: s.p99_from_baseline,
-            baseline: baseline.map(|c| c.figures),
-            defaults: defaults.map(|c| c.figures),
-            recommendations,
-            pareto_front: Report::front_of(&candidates, |f| constraints.feasible(f)),
-            hot_share: costs.hot_share(),
-            costs,
-            not_searched: self.not_searched.clone(),
-            incidents: self
-                .entries
-                .iter()
-                .flat_map(|e| e.incidents.iter().map(move |i| format!("trial {}: {i}", e.number)))
-                .collect(),
-            no_recommendation,
-            candidates,
-            entries: self.entries.clone(),
-            config_name: self
-                .runner
-                .server
-                .spec()
-                .config
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        })
-    }
-
-    fn recommendation(
-        &self,
-        decision: &TierDecision,
-        candidates: &[Candidate],
-        baseline: Option<&Candidate>,
-        defaults: Option<&Candidate>,
-    ) -> anyhow::Result<Recommendation> {
-        let chosen = &candidates[decision.chosen];
-        let subject = match &chosen.point {
-            Some(p) => Subject::Point(p.clone()),
-            None => Subject::Baseline,
-        };
-        let deployment = self
-            .runner
-            .deployment_of(&self.space, &subject)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let props = deployment.properties().map_err(|e| anyhow::anyhow!(e))?;
-        let level = logging::level_of(props.get("vmargs"));
-        let log4j = level
-            .as_deref()
-            .filter(|l| *l != logging::DEFAULT_LEVEL)
-            .map(|l| (format!("log4j2-{l}.xml"), logging::render(l)));
-        let async_logging = props.get("async_logging").is_some_and(|v| v.trim() == "true");
-        let logging_text = format!(
-            "{}, async_logging={async_logging}",
-            match &level {
-                Some(l) => format!("TorchServe log level {l}"),
-                None => "the deployment's own log4j2 config".to_string(),
-            }
-        );
-        let threads = match deployment.environment.get("OMP_NUM_THREADS") {
-            Some(n) => format!("{n} (OMP_NUM_THREADS={n})"),
-            None => match std::env::var("OMP_NUM_THREADS") {
-                Ok(n) => format!("{n} (inherited OMP_NUM_THREADS)"),
-                Err(_) => format!(
-                    "unset: torch's default, one per core ({} here)",
-                    crate::space::logical_cpus()
-                ),
-            },
-        };
-        Ok(Recommendation {
-            tier: decision.tier,
-            description: if decision.keep_current {
-                format!("keep the current config ({})", chosen.description)
-            } else {
-                chosen.description.clone()
-            },
-            values: chosen
-                .point
-                .as_ref()
-                .map(|p| {
-                    self.space
-                        .values(p)
-                        .into_iter()
-                        .map(|(k, v)| (k, v.to_string()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            figures: chosen.figures,
-            throughput_ci95: chosen.throughput.map(|i| i.half_width()),
-            throughput: chosen.throughput,
-            runs: chosen.runs,
-            confirmed: chosen.confirmed,
-            keep_current: decision.keep_current,
-            indistinguishable_from: decision
-                .indistinguishable_from
-                .iter()
-                .map(|&i| candidates[i].description.clone())
-                .collect(),
-            reason: decision.reason.clone(),
-            gain_vs_baseline: baseline.map(|b| Gains::between(&chosen.figures, &b.figures)),
-            gain_vs_baseline_ci95: baseline.map(|b| estimator::gains_over(chosen, b)),
-            gain_vs_defaults: defaults.map(|d| Gains::between(&chosen.figures, &d.figures)),
-            logging: logging_text,
-            threads_per_worker: threads,
-            environment: deployment.environment.clone(),
-            files: RecommendedFiles {
-                model_config_yaml: report::model_config_yaml(&deployment.config, &self.settings.model),
-                config: deployment.config,
-                log4j,
-            },
-        })
-    }
-
-    /// The balanced recommendation's state, unless it keeps the current config.
-    fn balanced_deployment(&self, report: &Report) -> Option<Deployment> {
-        let balanced = report.recommendation(Tier::Balanced)?;
-        if balanced.keep_current {
-            return None;
-        }
-        Some(Deployment {
-            config: balanced.files.config.clone(),
-            environment: balanced.environment.clone(),
-        })
-    }
-
     /// Puts `target` (default: the original) on disk and the server on it.
     async fn restore(&mut self, target: Option<Deployment>) -> anyhow::Result<()> {
         if !self.touched {
@@ -815,163 +651,5 @@ impl<'a> Study<'a> {
             let _ = config::restore(&config_path, false);
         }
         Ok(())
-    }
-}
-
-/// The study's workload, as `bench` would build it from the same settings.
-fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload {
-    let mut workload = Workload::closed(1, settings.warmup, settings.duration);
-    workload.bodies = bodies;
-    workload.protocol = settings.protocol;
-    workload.content_type = settings.content_type.clone();
-    workload.schedule = match settings.offered {
-        Offered::Users(users) => Schedule::Closed {
-            stages: Stages::constant(users, settings.warmup + settings.duration),
-            think_time: Duration::ZERO,
-        },
-        Offered::Rate(rate) => Schedule::Open {
-            rate_per_s: rate,
-            arrival: crate::load::Arrival::Constant,
-        },
-    };
-    workload.stability = settings.max_window.map(StabilityRule::within);
-    workload.seed = settings.seed;
-    // servetune manages this server: a self-signed certificate is expected.
-    workload.verification = crate::load::tls::Verification::Insecure;
-    workload
-}
-
-/// Refuses a study of a model the config does not serve.
-fn check_model_served(props: &Properties, model: &str, config: &Path) -> anyhow::Result<()> {
-    if let Some(models) = props.get(config::MODELS_KEY) {
-        let models = config::Models::parse(models).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
-        if models.model_names().any(|m| m == model) {
-            return Ok(());
-        }
-    }
-    let load_models = props.get("load_models").unwrap_or("");
-    let listed = load_models.split(',').map(str::trim).any(|entry| {
-        let (name, archive) = entry.split_once('=').unwrap_or(("", entry));
-        name == model || archive.trim_end_matches(".mar") == model || entry == model
-    });
-    if listed || load_models.trim().eq_ignore_ascii_case("all") {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "{}: the study's model '{model}' is neither in models={{…}} nor in load_models ({})",
-        config.display(),
-        if load_models.is_empty() { "unset" } else { load_models }
-    )
-}
-
-/// Refuses environment parameters when servetune does not start the server.
-fn check_targets_reachable(space: &Space, spec: &TargetSpec, space_file: &Path) -> anyhow::Result<()> {
-    if matches!(spec.control, Control::Managed { .. }) {
-        return Ok(());
-    }
-    for parameter in &space.parameters {
-        if let Some(Target::Env(name)) = parameter.targets.iter().find(|t| matches!(t, Target::Env(_))) {
-            anyhow::bail!(
-                "{}: parameter '{}' sets {name} in TorchServe's environment, which servetune cannot set when \
-                 a service manager starts TorchServe (restart_command in {}); set it there (e.g. Environment= \
-                 in the unit) and remove the parameter from the space",
-                space_file.display(),
-                parameter.name,
-                spec.source.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Drops parameters the workload cannot exercise, or servetune must not
-/// touch, and says why.
-fn prune(space: Space, workload: &Workload, original: &Properties) -> (Space, Vec<NotSearched>) {
-    let concurrency = workload.max_concurrency();
-    let foreign_logging = logging::level_of(original.get("vmargs")).is_none();
-    let referenced: Vec<String> = space
-        .parameters
-        .iter()
-        .filter_map(|p| p.when.as_ref().map(|w| w.parameter.clone()))
-        .collect();
-    let mut kept = Vec::new();
-    let mut not_searched = Vec::new();
-    for parameter in space.parameters {
-        let queue = parameter
-            .targets
-            .iter()
-            .any(|t| *t == Target::Config("job_queue_size".into()));
-        let all_above = parameter
-            .levels
-            .iter()
-            .all(|l| l.as_f64().is_some_and(|x| x >= concurrency as f64));
-        let reason = if queue && all_above && !referenced.contains(&parameter.name) {
-            Some(format!(
-                "the workload never has more than {concurrency} requests in flight, so a queue of {} or more \
-                 never fills: every level measures the same",
-                parameter
-                    .levels
-                    .iter()
-                    .filter_map(|l| l.as_f64())
-                    .fold(f64::INFINITY, f64::min)
-            ))
-        } else if parameter.targets.contains(&Target::LogLevel) && foreign_logging {
-            Some("the deployment's vmargs name a log4j2 config of its own; servetune does not replace it".into())
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => not_searched.push(NotSearched {
-                parameter: parameter.name.clone(),
-                reason,
-            }),
-            None => kept.push(parameter),
-        }
-    }
-    (Space { parameters: kept }, not_searched)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::space::parse_space;
-
-    #[test]
-    fn a_queue_the_workload_cannot_fill_is_not_searched() {
-        let space = parse_space(
-            "[[parameter]]\nname = \"job_queue_size\"\nkind = \"int\"\nvalues = [50, 100]\ndefault = 100\n\
-             target = \"job_queue_size\"\napply = \"cold\"\n\
-             [[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
-             target = \"models.{model}.batchSize\"\napply = \"hot\"\n",
-            "s.toml",
-        )
-        .unwrap();
-        let props = Properties::parse(b"a=1\n".to_vec()).unwrap();
-        let closed = Workload::closed(16, Duration::from_secs(1), Duration::from_secs(3));
-        let (kept, dropped) = prune(space.clone(), &closed, &props);
-        assert_eq!(kept.dimensions(), 1);
-        assert_eq!(dropped[0].parameter, "job_queue_size");
-        assert!(dropped[0].reason.contains("16 requests"), "{}", dropped[0].reason);
-        let crowded = Workload::closed(64, Duration::from_secs(1), Duration::from_secs(3));
-        let (kept, dropped) = prune(space, &crowded, &props);
-        assert_eq!(
-            (kept.dimensions(), dropped.len()),
-            (2, 0),
-            "64 users can fill a queue of 50"
-        );
-    }
-
-    #[test]
-    fn a_model_the_config_does_not_serve_is_refused() {
-        let props = Properties::parse(b"load_models=tiny.mar\n".to_vec()).unwrap();
-        assert!(check_model_served(&props, "tiny", Path::new("c.properties")).is_ok());
-        let e = check_model_served(&props, "big", Path::new("c.properties")).unwrap_err();
-        assert!(
-            e.to_string().contains("'big'") && e.to_string().contains("c.properties"),
-            "{e}"
-        );
-        let with_models =
-            Properties::parse(b"models={\"resnet\": {\"1\": {\"marName\": \"r.mar\"}}}\n".to_vec()).unwrap();
-        assert!(check_model_served(&with_models, "resnet", Path::new("c")).is_ok());
     }
 }

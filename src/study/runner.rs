@@ -230,15 +230,18 @@ impl Runner {
             } else {
                 Duration::ZERO
             };
-        let workers_before = self.worker_pids().await;
+        let workers_before = self.workers().await;
         let measurement = self
             .measure(warmup, duration, max_window)
             .await
             .map_err(|e| format!("measuring: {e:#}"));
-        let workers_after = self.worker_pids().await;
-        if measurement.is_ok() && workers_before != workers_after {
+        let workers_after = self.workers().await;
+        let unready: Vec<&(i64, String)> = workers_after.iter().filter(|(_, status)| status != "READY").collect();
+        let pids = |workers: &[(i64, String)]| workers.iter().map(|(pid, _)| *pid).collect::<Vec<_>>();
+        if measurement.is_ok() && (pids(&workers_before) != pids(&workers_after) || !unready.is_empty()) {
             incidents.push(format!(
-                "a worker restarted during the window (worker pids {workers_before:?} -> {workers_after:?})"
+                "a worker restarted during the window (workers {:?} -> {:?})",
+                workers_before, workers_after
             ));
         }
         TrialResult {
@@ -249,17 +252,23 @@ impl Runner {
         }
     }
 
-    /// The pids of the model's workers (empty when they cannot be read).
-    async fn worker_pids(&self) -> Vec<i64> {
+    /// The model's workers: pid and status, by pid (empty when they cannot
+    /// be read). A killed worker shows first as UNLOADING with its old pid,
+    /// and only later (TorchServe backs off) as a new pid.
+    async fn workers(&self) -> Vec<(i64, String)> {
         let Ok(api) = self.server.api() else {
             return Vec::new();
         };
-        let mut pids: Vec<i64> = match api.describe_model(&self.model).await {
-            Ok(status) => status.workers.iter().filter_map(|w| w.pid).collect(),
+        let mut workers: Vec<(i64, String)> = match api.describe_model(&self.model).await {
+            Ok(status) => status
+                .workers
+                .iter()
+                .map(|w| (w.pid.unwrap_or(0), w.status.clone()))
+                .collect(),
             Err(_) => Vec::new(),
         };
-        pids.sort_unstable();
-        pids
+        workers.sort();
+        workers
     }
 
     /// Puts `target` on disk and the server on it: nothing or a live change

@@ -1,0 +1,183 @@
+//! What a study found, as a report: every candidate's estimate, the tier
+//! decisions among the confirmed ones, and for each tier the files that
+//! realise it (config, environment, log4j2 file) with what it runs with
+//! (logging, threads per worker). The statistics are `estimator`'s; this
+//! turns them into the `report` module's types.
+
+use crate::apply::state::Deployment;
+use crate::objective::{Figures, Tier};
+use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
+use crate::server::logging;
+use crate::trial::{Candidate, MeasuredCosts, TierDecision, TrialKind};
+
+use super::estimator;
+use super::runner::Subject;
+use super::{StopReason, Study};
+
+impl Study<'_> {
+    /// The report of what the journal holds.
+    pub(super) fn report(&self, stop: StopReason) -> anyhow::Result<Report> {
+        let s = self.settings;
+        let candidates = estimator::candidates(&self.entries, &self.space);
+        let baseline = candidates.iter().find(|c| c.is_baseline());
+        let defaults_point = self.space.default_point();
+        let defaults = candidates.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
+        let reference = baseline.or(defaults).map_or(
+            Figures {
+                throughput_rps: 1.0,
+                p50_ms: 1.0,
+                p99_ms: 1.0,
+                error_rate: 0.0,
+                memory_mb: 1.0,
+            },
+            |c| c.figures,
+        );
+        let constraints = self.constraints();
+        let decisions = estimator::decide_tiers(&candidates, &constraints, &s.weights, &reference);
+        let mut recommendations = Vec::new();
+        for decision in &decisions {
+            recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
+        }
+        let costs = MeasuredCosts::of(&self.entries);
+        let no_recommendation = recommendations.is_empty().then(|| {
+            if candidates.iter().any(|c| c.confirmed) {
+                "no confirmed candidate met the constraints".to_string()
+            } else {
+                "nothing was confirmed (the budget ran out or the study was interrupted before the confirmation rounds)"
+                    .to_string()
+            }
+        });
+        Ok(Report {
+            study: s.name.clone(),
+            strategy: s.strategy.resolve().label().to_string(),
+            stop,
+            trials: self.entries.len(),
+            screening_trials: self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count(),
+            confirmation_runs: self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count(),
+            failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
+            elapsed_s: self.budget.elapsed().as_secs_f64(),
+            budget_s: s.budget.as_secs_f64(),
+            slo_p99_ms: constraints.p99_ms,
+            slo_from_baseline: s.p99_from_baseline,
+            baseline: baseline.map(|c| c.figures),
+            defaults: defaults.map(|c| c.figures),
+            recommendations,
+            pareto_front: Report::front_of(&candidates, |f| constraints.feasible(f)),
+            hot_share: costs.hot_share(),
+            costs,
+            not_searched: self.not_searched.clone(),
+            incidents: self
+                .entries
+                .iter()
+                .flat_map(|e| e.incidents.iter().map(move |i| format!("trial {}: {i}", e.number)))
+                .collect(),
+            no_recommendation,
+            candidates,
+            entries: self.entries.clone(),
+            config_name: self
+                .runner
+                .server
+                .spec()
+                .config
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn recommendation(
+        &self,
+        decision: &TierDecision,
+        candidates: &[Candidate],
+        baseline: Option<&Candidate>,
+        defaults: Option<&Candidate>,
+    ) -> anyhow::Result<Recommendation> {
+        let chosen = &candidates[decision.chosen];
+        let subject = match &chosen.point {
+            Some(p) => Subject::Point(p.clone()),
+            None => Subject::Baseline,
+        };
+        let deployment = self
+            .runner
+            .deployment_of(&self.space, &subject)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let props = deployment.properties().map_err(|e| anyhow::anyhow!(e))?;
+        let level = logging::level_of(props.get("vmargs"));
+        let log4j = level
+            .as_deref()
+            .filter(|l| *l != logging::DEFAULT_LEVEL)
+            .map(|l| (format!("log4j2-{l}.xml"), logging::render(l)));
+        let async_logging = props.get("async_logging").is_some_and(|v| v.trim() == "true");
+        let logging_text = format!(
+            "{}, async_logging={async_logging}",
+            match &level {
+                Some(l) => format!("TorchServe log level {l}"),
+                None => "the deployment's own log4j2 config".to_string(),
+            }
+        );
+        let threads = match deployment.environment.get("OMP_NUM_THREADS") {
+            Some(n) => format!("{n} (OMP_NUM_THREADS={n})"),
+            None => match std::env::var("OMP_NUM_THREADS") {
+                Ok(n) => format!("{n} (inherited OMP_NUM_THREADS)"),
+                Err(_) => format!(
+                    "unset: torch's default, one per core ({} here)",
+                    crate::space::logical_cpus()
+                ),
+            },
+        };
+        Ok(Recommendation {
+            tier: decision.tier,
+            description: if decision.keep_current {
+                format!("keep the current config ({})", chosen.description)
+            } else {
+                chosen.description.clone()
+            },
+            values: chosen
+                .point
+                .as_ref()
+                .map(|p| {
+                    self.space
+                        .values(p)
+                        .into_iter()
+                        .map(|(k, v)| (k, v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            figures: chosen.figures,
+            throughput_ci95: chosen.throughput.map(|i| i.half_width()),
+            throughput: chosen.throughput,
+            runs: chosen.runs,
+            confirmed: chosen.confirmed,
+            keep_current: decision.keep_current,
+            indistinguishable_from: decision
+                .indistinguishable_from
+                .iter()
+                .map(|&i| candidates[i].description.clone())
+                .collect(),
+            reason: decision.reason.clone(),
+            gain_vs_baseline: baseline.map(|b| Gains::between(&chosen.figures, &b.figures)),
+            gain_vs_baseline_ci95: baseline.map(|b| estimator::gains_over(chosen, b)),
+            gain_vs_defaults: defaults.map(|d| Gains::between(&chosen.figures, &d.figures)),
+            logging: logging_text,
+            threads_per_worker: threads,
+            environment: deployment.environment.clone(),
+            files: RecommendedFiles {
+                model_config_yaml: report::model_config_yaml(&deployment.config, &self.settings.model),
+                config: deployment.config,
+                log4j,
+            },
+        })
+    }
+
+    /// The balanced recommendation's state, unless it keeps the current config.
+    pub(super) fn balanced_deployment(&self, report: &Report) -> Option<Deployment> {
+        let balanced = report.recommendation(Tier::Balanced)?;
+        if balanced.keep_current {
+            return None;
+        }
+        Some(Deployment {
+            config: balanced.files.config.clone(),
+            environment: balanced.environment.clone(),
+        })
+    }
+}
