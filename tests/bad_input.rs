@@ -595,3 +595,17 @@ fn bad_input_is_refused_up_front_and_changes_nothing() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn a_missing_config_is_named_once() {
+    let folder = Folder::new();
+    std::fs::remove_file(folder.path("config.properties")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .args(["server", "status", "--target", "target.toml"])
+        .current_dir(folder.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.matches("config.properties").count(), 1, "{stderr}");
+}

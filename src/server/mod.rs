@@ -29,7 +29,7 @@ pub use torchserve::TorchServe;
 pub enum ServerError {
     #[error("{path}: {reason}", path = .path.display())]
     Spec { path: PathBuf, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("{path}: {reason}", path = .path.display())]
     KeyFile { path: PathBuf, reason: String },
