@@ -231,6 +231,8 @@ impl Runner {
                 Duration::ZERO
             };
         let workers_before = self.workers().await;
+        #[cfg(feature = "failpoints")]
+        let _chaos = kill_a_worker_midway(&workers_before, warmup + duration / 2);
         let measurement = self
             .measure(warmup, duration, max_window)
             .await
@@ -368,5 +370,41 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         server_cpu_cores: measurement.and_then(|m| m.memory_mb.map(|mem| mem.cpu_cores)),
         observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
         incidents: result.incidents.clone(),
+    }
+}
+
+/// Fault injection for the incident tests: when the failpoint
+/// `study::kill-worker-mid-window` fires (e.g. `4*off->1*return`), the first
+/// worker is SIGKILLed `after` into this trial's measurement. Done here, not
+/// by the test, so that the kill lands inside the window whatever the
+/// machine's speed. The task is aborted when the returned guard drops.
+#[cfg(feature = "failpoints")]
+fn kill_a_worker_midway(workers: &[(i64, String)], after: Duration) -> Option<AbortOnDrop> {
+    fn requested() -> bool {
+        fail::fail_point!("study::kill-worker-mid-window", |_| true);
+        false
+    }
+    let pid = workers.iter().map(|(pid, _)| *pid).find(|&pid| pid > 0)?;
+    if !requested() {
+        return None;
+    }
+    tracing::warn!(
+        pid,
+        "fault injection: killing a worker {:.1} s into the measurement",
+        after.as_secs_f64()
+    );
+    Some(AbortOnDrop(tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        crate::server::process::signal(pid as i32, libc::SIGKILL);
+    })))
+}
+
+#[cfg(feature = "failpoints")]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "failpoints")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

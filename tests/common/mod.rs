@@ -74,12 +74,24 @@ macro_rules! require_torchserve {
     };
 }
 
+/// A port for a test server to bind later: below Linux's ephemeral range
+/// (32768 and up), so no outgoing connection of another test can take it
+/// between this check and TorchServe's bind, and never handed out twice in
+/// one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(given.len());
+        let port = 10_000 + (hasher.finish() % 20_000) as u16;
+        if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
 }
 
 /// A worker port range of 500 nobody seems to use: worker sockets are
