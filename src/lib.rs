@@ -8,6 +8,7 @@ pub mod apply;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod load;
 pub mod measure;
 pub mod objective;

@@ -49,6 +49,9 @@ enum Command {
     /// Replay a strategy against a recorded landscape: trials it needs to get
     /// within the target regret of the best config (chooses the default strategy).
     Replay(ReplayArgs),
+    /// Keep deployments tuned as a service: watch production, run studies on
+    /// triggers (shadow or in place), apply with a canary and roll back.
+    Daemon(DaemonArgs),
     /// Start, stop or inspect the TorchServe a target file describes.
     Server {
         #[command(subcommand)]
@@ -79,6 +82,16 @@ struct ApplyArgs {
     /// The target file describing the deployment (needed with --restart/--hot).
     #[arg(long, value_name = "TARGET.toml")]
     target: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
+    /// The daemon's config (API, results, deployments).
+    #[arg(long, value_name = "FILE.toml")]
+    config: PathBuf,
+    /// Read and validate the config (and each deployment's study and target), then exit.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -229,6 +242,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Restore(restore) => run_restore(restore),
         Command::Bench(bench) => bench::run(*bench, runtime()?),
         Command::Tune(tune) => tune::run(*tune, runtime()?),
+        Command::Daemon(daemon) if daemon.check => {
+            println!("{}", crate::daemon::check(&daemon.config)?);
+            Ok(())
+        }
+        Command::Daemon(daemon) => runtime()?.block_on(crate::daemon::run(&daemon.config)),
         Command::Replay(replay) => run_replay(replay),
         Command::Server { action } => run_server(action),
     }

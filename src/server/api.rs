@@ -228,6 +228,22 @@ impl TorchServeApi {
         Ok(versions.swap_remove(0))
     }
 
+    /// `GET /models/{model}/all`: every registered version of the model.
+    pub async fn model_versions(&self, model: &str) -> Result<Vec<String>, ServerError> {
+        let path = format!("/models/{model}/all");
+        let body = self.call_ok(Api::Management, Method::GET, &path).await?;
+        let versions: Vec<serde_json::Value> = serde_json::from_str(&body).map_err(|e| ServerError::Protocol {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut names: Vec<String> = versions
+            .iter()
+            .filter_map(|v| v["modelVersion"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// `PUT /models/{model}?min_worker=…&max_worker=…&synchronous=true`.
     pub async fn scale_workers(&self, model: &str, min_workers: u32, max_workers: u32) -> Result<(), ServerError> {
         let path = format!("/models/{model}?min_worker={min_workers}&max_worker={max_workers}&synchronous=true");

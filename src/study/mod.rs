@@ -418,12 +418,15 @@ impl<'a> Study<'a> {
             tracing::info!("nothing to confirm against the baseline");
             return Ok(());
         }
-        let group_of = |i: usize| -> Vec<Option<usize>> {
-            match &candidates[i].point {
+        // Keys worked out up front: the future holds no borrow of the study.
+        let cold_keys: Vec<Vec<Option<usize>>> = candidates
+            .iter()
+            .map(|candidate| match &candidate.point {
                 Some(point) => self.space.cold_key(point),
                 None => self.baseline_cold_key(),
-            }
-        };
+            })
+            .collect();
+        let group_of = |i: usize| -> Vec<Option<usize>> { cold_keys[i].clone() };
         let running = self.runner.deployed().map(|_| {
             let levels = self.runner.running_levels(&self.space);
             self.space
