@@ -69,7 +69,13 @@ token="$(cat "$work/token")"
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-jvm_pid() { pgrep -f "model-server.*$work/config.properties" | head -1 || true; }
+# The production JVM: the java process whose working directory is production's.
+jvm_pid() {
+  for pid in $(pgrep java || true); do
+    [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$work/run" ]] && echo "$pid" && return
+  done
+  true
+}
 hz="$(getconf CLK_TCK)"
 echo "seconds,daemon_rss_kb,phase" >"$work/rss.csv"
 
@@ -110,8 +116,12 @@ print(f"daemon idle-watching: {float('$idle_cpu'):.2f} % of one core, RSS {int('
       f"live traffic {float('$live_rate'):.1f} req/s in the access log")
 print(f"cycles started: $cycles over {len(rows) * 10 / 60:.0f} min; decisions: "
       + open("$work/results/soak/decisions.jsonl").read().count("\n").__str__())
+seconds = [int(r["seconds"]) for r in rows if int(r["daemon_rss_kb"]) > 0]
+mean_t, mean_r = statistics.fmean(seconds), statistics.fmean(rss)
+slope = sum((t - mean_t) * (r - mean_r) for t, r in zip(seconds, rss)) / sum((t - mean_t) ** 2 for t in seconds)
 print(f"daemon RSS MiB: first 5 min median {statistics.median(first):.1f}, last 5 min median {statistics.median(last):.1f}, "
-      f"peak {max(rss):.1f}; growth {statistics.median(last) / statistics.median(first):.3f}x")
+      f"range {min(rss):.1f}-{max(rss):.1f}; growth {statistics.median(last) / statistics.median(first):.3f}x, "
+      f"trend {slope * 3600:+.2f} MiB/hour (least squares)")
 print(f"production JVM RSS (yardstick, same run): {int('$jvm_rss') / 1024:.0f} MiB; "
       f"daemon/JVM {statistics.median(last) / max(int('$jvm_rss') / 1024, 1):.3f}")
 print("daemon exit code on SIGTERM: $exit_code")

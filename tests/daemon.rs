@@ -4,7 +4,8 @@
 //! decision, rolls back when the test breaks production in probation,
 //! reloads on SIGHUP (keeping the old config on a broken file), resumes a
 //! study after kill -9, and on SIGTERM exits 0 with production's config as
-//! it was and no shadow left behind.
+//! it was and no shadow left behind. In place, it waits for the maintenance
+//! window. A broken daemon config is refused, naming the file and key.
 
 mod common;
 
@@ -568,4 +569,95 @@ fn a_broken_daemon_config_is_refused_naming_file_and_key() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// "HH:MM-HH:MM" (UTC) from `start` to `end` seconds away from now.
+fn window_from_now(start: i64, end: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let clock = |offset: i64| {
+        let of_day = (now + offset).rem_euclid(86_400);
+        format!("{:02}:{:02}", of_day / 3600, of_day % 3600 / 60)
+    };
+    format!("{}-{}", clock(start), clock(end))
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn in_place_waits_for_its_window_then_tunes_production_itself() {
+    let provisioned = require_torchserve!();
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let deployment = slow_production(&provisioned, "100s");
+    let original = deployment.config_bytes();
+    start_production(&deployment);
+    let port = common::free_port();
+    let config = write_daemon_config(deployment.dir.path(), port, "4s");
+    let shadow_mode = std::fs::read_to_string(&config).unwrap();
+    let in_place = |window: &str| {
+        shadow_mode.replace(
+            "mode = \"shadow\"\n[deployment.triggers]\n",
+            &format!(
+                "mode = \"in-place\"\n[deployment.triggers]\nmaintenance_window = \"{window}\"\nmax_live_rps = 1000.0\n"
+            ),
+        )
+    };
+    std::fs::write(&config, in_place(&window_from_now(2 * 3600, 3 * 3600))).unwrap();
+    let mut daemon = Daemon::start(&config, port, &deployment.dir.path().join("notify.sock"));
+    daemon.expect_notify("READY=1", Duration::from_secs(30));
+    let _traffic = Traffic::start(&deployment, 2);
+    let token = std::fs::read_to_string(deployment.dir.path().join("state/token")).unwrap();
+    assert_eq!(daemon.http("POST", "/deployments/prod/tune", Some(token.trim())).0, 202);
+    let status = daemon.wait_status("the study deferred", Duration::from_secs(30), |s| {
+        s["deployments"][0]["phase"] == "deferred"
+    });
+    assert!(
+        status["deployments"][0]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside the maintenance window"),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        deployment.config_bytes(),
+        original,
+        "nothing is touched outside the window"
+    );
+
+    // The window opens (a reload): the study runs on production itself.
+    std::fs::write(&config, in_place(&window_from_now(-3600, 2 * 3600))).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_status("the study runs", Duration::from_secs(60), |s| {
+        !s["deployments"][0]["running_study"].is_null()
+    });
+    let status = daemon.wait_status("a decision", Duration::from_secs(300), |s| {
+        let d = &s["deployments"][0];
+        d["phase"] == "watching" && !d["last_decision"].is_null()
+    });
+    let decision = &status["deployments"][0]["last_decision"];
+    assert!(
+        !deployment.dir.path().join("results/prod/shadow").exists(),
+        "no shadow in place"
+    );
+    assert!(
+        common::runtime().block_on(deployment.server().is_ready()),
+        "production serves"
+    );
+    let now = deployment.config_bytes();
+    match decision["action"].as_str() {
+        Some("applied") => {
+            assert_ne!(now, original, "the recommendation is on production: {decision}");
+            assert!(
+                decision["reason"].as_str().unwrap().contains("probation passed"),
+                "{decision}"
+            );
+        }
+        Some("kept") => assert_eq!(now, original, "kept: production as it was: {decision}"),
+        other => panic!("unexpected decision {other:?}: {decision}"),
+    }
+    assert!(servetune::config::Properties::parse(now).is_ok());
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(120)).success());
 }

@@ -173,10 +173,13 @@ impl Supervisor {
     }
 
     async fn cycle(&self, why: &str, resume: Option<String>, stop: &CancellationToken) -> anyhow::Result<()> {
-        let config = self.config();
-        let window_left = loop {
+        // In place: wait for the window (and quiet traffic); a reloaded
+        // config is looked at again at once.
+        let mut reloads = self.config.clone();
+        let (config, window_left) = loop {
+            let config = self.config();
             match self.in_place_gate(&config) {
-                Ok(left) => break left,
+                Ok(left) => break (config, left),
                 Err(reason) => {
                     self.set_phase("deferred");
                     self.shared.with_deployment(&self.name, |d| {
@@ -184,6 +187,7 @@ impl Supervisor {
                     });
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(()),
+                        _ = reloads.changed() => {}
                         _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                     }
                 }

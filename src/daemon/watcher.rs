@@ -23,6 +23,8 @@ pub struct Watch {
     window: LiveWindow,
     pub production_up: bool,
     metrics: Option<MetricsSample>,
+    /// One client for the metrics endpoint, kept for the daemon's life.
+    http: reqwest::Client,
     versions: Option<Vec<String>>,
     pub last_schedule: Option<SystemTime>,
     drift_since: Option<Instant>,
@@ -36,6 +38,7 @@ impl Watch {
             window: LiveWindow::new(LIVE_SPAN),
             production_up: true,
             metrics: None,
+            http: reqwest::Client::new(),
             versions: None,
             last_schedule: None,
             drift_since: None,
@@ -62,7 +65,8 @@ impl Watch {
 
     pub async fn server_times(&mut self, production: &TorchServe, model: &str) -> Option<live::ServerTimes> {
         let url = format!("{}/metrics", production.endpoints().ok()?.metrics.base_url());
-        let text = reqwest::Client::new()
+        let text = self
+            .http
             .get(url)
             .timeout(Duration::from_secs(3))
             .send()
