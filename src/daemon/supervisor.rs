@@ -21,7 +21,7 @@ use super::config::{DeploymentConfig, Mode};
 use super::live::{LiveFigures, Tally};
 use super::shadow::{self, ShadowFiles};
 use super::status::{RunningStudy, Shared};
-use super::watcher::Watch;
+use super::watcher::{ServerWatch, Watch};
 use super::Trigger;
 use crate::apply::{self, state::Deployment, Edit};
 use crate::server::TorchServe;
@@ -431,12 +431,13 @@ impl Supervisor {
     /// Follows production once a second until `stop`: live figures, and
     /// the triggers they (and the clock, and new model versions) fire.
     async fn watcher(self: Arc<Self>, queue: mpsc::UnboundedSender<Trigger>, stop: CancellationToken) {
+        let server_side = tokio::spawn(self.clone().watch_server(queue.clone(), stop.clone()));
         let mut eyes = Watch::new(self.config().access_log.clone());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for second in 0u64.. {
+        loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
             let config = self.config();
@@ -444,14 +445,6 @@ impl Supervisor {
                 eyes = Watch::new(config.access_log.clone());
             }
             let figures = eyes.read_log(&self.eyes);
-            if second % 5 == 0 {
-                self.check_production(&config, &mut eyes).await;
-            }
-            if second % 30 == 0 && config.triggers.new_model_version {
-                if let Some(trigger) = eyes.new_model_version(&config).await {
-                    self.fire(&queue, trigger);
-                }
-            }
             let next = eyes.next_scheduled(&config);
             if let Some(at) = next.filter(|at| *at <= SystemTime::now()) {
                 eyes.last_schedule = Some(at);
@@ -468,6 +461,32 @@ impl Supervisor {
                 d.next_scheduled_run = next.map(|at| humantime::format_rfc3339_seconds(at).to_string());
             });
         }
+        server_side.abort();
+    }
+
+    /// Production's health and metrics every 5 s, new model versions every
+    /// 30 s; each round bounded so a hung server cannot pile them up.
+    async fn watch_server(self: Arc<Self>, queue: mpsc::UnboundedSender<Trigger>, stop: CancellationToken) {
+        let mut server = ServerWatch::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for round in 0u64.. {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let config = self.config();
+            let checked = tokio::time::timeout(Duration::from_secs(10), self.check_production(&config, &mut server));
+            if checked.await.is_err() {
+                tracing::warn!(deployment = %self.name, "production did not answer its checks within 10 s");
+            }
+            if round % 6 == 0 && config.triggers.new_model_version {
+                let versions = tokio::time::timeout(Duration::from_secs(10), server.new_model_version(&config));
+                if let Ok(Some(trigger)) = versions.await {
+                    self.fire(&queue, trigger);
+                }
+            }
+        }
     }
 
     /// Queues `trigger`; while a cycle runs, `/status` shows it as queued.
@@ -480,7 +499,7 @@ impl Supervisor {
         let _ = queue.send(trigger);
     }
 
-    async fn check_production(&self, config: &DeploymentConfig, eyes: &mut Watch) {
+    async fn check_production(&self, config: &DeploymentConfig, eyes: &mut ServerWatch) {
         let production = TorchServe::new(config.target.clone());
         let up = production.is_ready().await;
         let in_place_study = config.mode == Mode::InPlace && self.eyes.busy.load(std::sync::atomic::Ordering::SeqCst);

@@ -21,48 +21,35 @@ pub const LIVE_SPAN: Duration = Duration::from_secs(60);
 pub struct Watch {
     pub follower: Follower,
     window: LiveWindow,
-    pub production_up: bool,
-    metrics: Option<MetricsSample>,
-    /// One client for the metrics endpoint, kept for the daemon's life.
-    http: reqwest::Client,
-    versions: Option<Vec<String>>,
     pub last_schedule: Option<SystemTime>,
     drift_since: Option<Instant>,
     slo_since: Option<Instant>,
 }
 
-impl Watch {
-    pub fn new(access_log: PathBuf) -> Self {
+/// What the server side of the watcher keeps: production's health, its
+/// last metrics sample and the model's known versions. Its calls go over
+/// the network, so it runs apart from the access-log reading, which must
+/// never wait on a busy server.
+pub struct ServerWatch {
+    pub production_up: bool,
+    metrics: Option<MetricsSample>,
+    /// One client for the metrics endpoint, kept for the daemon's life.
+    http: reqwest::Client,
+    versions: Option<Vec<String>>,
+}
+
+impl Default for ServerWatch {
+    fn default() -> Self {
         Self {
-            follower: Follower::new(access_log),
-            window: LiveWindow::new(LIVE_SPAN),
             production_up: true,
             metrics: None,
             http: reqwest::Client::new(),
             versions: None,
-            last_schedule: None,
-            drift_since: None,
-            slo_since: None,
         }
     }
+}
 
-    pub fn read_log(&mut self, eyes: &Eyes) -> LiveFigures {
-        let now = Instant::now();
-        match self.follower.poll() {
-            Ok(lines) => {
-                let mut probe = eyes.probe.lock().expect("no panics under the lock");
-                for line in &lines {
-                    self.window.record(now, line);
-                    if let Some(tally) = probe.as_mut() {
-                        tally.record(line);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("reading {}: {e}", self.follower.path().display()),
-        }
-        self.window.figures(now)
-    }
-
+impl ServerWatch {
     pub async fn server_times(&mut self, production: &TorchServe, model: &str) -> Option<live::ServerTimes> {
         let url = format!("{}/metrics", production.endpoints().ok()?.metrics.base_url());
         let text = self
@@ -87,6 +74,35 @@ impl Watch {
         let known = self.versions.replace(versions.clone())?;
         let added: Vec<&String> = versions.iter().filter(|v| !known.contains(v)).collect();
         (!added.is_empty()).then(|| Trigger::ModelVersion(format!("{} {:?}", config.settings.model, added)))
+    }
+}
+
+impl Watch {
+    pub fn new(access_log: PathBuf) -> Self {
+        Self {
+            follower: Follower::new(access_log),
+            window: LiveWindow::new(LIVE_SPAN),
+            last_schedule: None,
+            drift_since: None,
+            slo_since: None,
+        }
+    }
+
+    pub fn read_log(&mut self, eyes: &Eyes) -> LiveFigures {
+        let now = Instant::now();
+        match self.follower.poll() {
+            Ok(lines) => {
+                let mut probe = eyes.probe.lock().expect("no panics under the lock");
+                for line in &lines {
+                    self.window.record(now, line);
+                    if let Some(tally) = probe.as_mut() {
+                        tally.record(line);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reading {}: {e}", self.follower.path().display()),
+        }
+        self.window.figures(now)
     }
 
     pub fn next_scheduled(&self, config: &DeploymentConfig) -> Option<SystemTime> {

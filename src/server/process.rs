@@ -31,6 +31,25 @@ pub fn jvm_in(work_dir: &Path) -> Option<i32> {
         })
 }
 
+/// Every TorchServe JVM whose working directory lies under `dir` (a test's
+/// temporary folder, with a production server, a study's and a shadow).
+pub fn jvms_under(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            let is_server = process.cmdline().ok()?.iter().any(|arg| arg == MODEL_SERVER_CLASS);
+            let under = process.cwd().ok()?.starts_with(&dir);
+            (is_server && under && is_alive(process.pid)).then_some(process.pid)
+        })
+        .collect()
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn is_alive(pid: i32) -> bool {
     procfs::process::Process::new(pid)

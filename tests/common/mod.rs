@@ -191,8 +191,13 @@ impl Deployment {
 }
 
 impl Drop for Deployment {
+    /// Kills every TorchServe under the folder, also those a test started
+    /// elsewhere in it (init's, a daemon's shadow) and left on a panic.
     fn drop(&mut self) {
         if let Some(jvm) = self.jvm() {
+            process::kill_tree(jvm);
+        }
+        for jvm in process::jvms_under(self.dir.path()) {
             process::kill_tree(jvm);
         }
     }
