@@ -134,8 +134,11 @@ fn place_on_free_ports(props: &mut Properties) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stale socket file (a killed server's) does not count: nothing answers
+/// on it, and TorchServe replaces it.
 fn free_worker_base() -> u16 {
-    let taken = |base: u16| (base..base + 64).any(|port| Path::new(&format!("/tmp/.ts.sock.{port}")).exists());
+    let live = |port: u16| std::os::unix::net::UnixStream::connect(format!("/tmp/.ts.sock.{port}")).is_ok();
+    let taken = |base: u16| (base..base + 64).any(live);
     (0..200)
         .map(|i| 21_000 + i * 64)
         .find(|&base| !taken(base))

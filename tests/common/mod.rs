@@ -9,7 +9,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use servetune::server::{process, TargetSpec, TorchServe};
 
@@ -94,19 +94,23 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A worker port range of 500 nobody seems to use: worker sockets are
-/// `/tmp/.ts.sock.<port>` and the port grows with every worker (re)start.
+/// A worker port range of 500 no live server uses: worker sockets are
+/// `/tmp/.ts.sock.<port>` and the port grows with every worker (re)start. A
+/// socket file left by a killed server is no obstacle (nothing listens on
+/// it, and TorchServe replaces it); after 200 tries any range will do.
 fn worker_port_base() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    loop {
+    let in_use = |port: u16| std::os::unix::net::UnixStream::connect(format!("/tmp/.ts.sock.{port}")).is_ok();
+    let mut base = 20_000;
+    for _ in 0..200 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
-        let base = 20_000 + (hasher.finish() % 80) as u16 * 500;
-        let taken = (base..base + 500).any(|port| Path::new(&format!("/tmp/.ts.sock.{port}")).exists());
-        if !taken {
-            return base;
+        base = 20_000 + (hasher.finish() % 80) as u16 * 500;
+        if !(base..base + 500).any(in_use) {
+            break;
         }
     }
+    base
 }
 
 pub struct Ports {
