@@ -90,7 +90,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
     let original = deployment.config_bytes();
-    let study = write_study(&deployment, "e2e", "150s");
+    let study = write_study(&deployment, "e2e", "200s");
     let results = deployment.dir.path().join("results");
     let started = Instant::now();
     let output = servetune()
@@ -113,7 +113,7 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
     // Budget: the run ends within about one trial of it.
-    assert!(took < Duration::from_secs(150 + 25), "took {took:?} on a 150 s budget");
+    assert!(took < Duration::from_secs(200 + 25), "took {took:?} on a 200 s budget");
     let entries = journal(&results, "e2e");
     assert!(entries.len() >= 4, "baseline, defaults and more: {}", entries.len());
     assert_eq!(entries[0]["kind"], "baseline");
@@ -127,7 +127,11 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
     let confirmations: Vec<&serde_json::Value> = entries.iter().filter(|e| e["kind"] == "confirm").collect();
     assert!(
         confirmations.iter().any(|e| e["round"] == 2) && confirmations.iter().any(|e| e["point"].is_null()),
-        "the confirmation ran two rounds, the baseline among its candidates: {confirmations:?}"
+        "the confirmation ran two rounds, the baseline among its candidates: {confirmations:?}; stop {}, costs {}, \
+         no recommendation: {}",
+        report["stop"],
+        report["costs"],
+        report["no_recommendation"]
     );
     assert!(
         entries
