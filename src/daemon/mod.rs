@@ -83,6 +83,9 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
 /// STATUS or WATCHDOG supersedes them).
 static NOTIFY_PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Notifications waiting beyond which WATCHDOG and STATUS are skipped.
+const ROUTINE_BACKLOG: usize = 4;
+
 fn notify(states: &[NotifyState]) {
     static NOTIFIER: std::sync::OnceLock<std::sync::mpsc::SyncSender<Vec<String>>> = std::sync::OnceLock::new();
     let sender = NOTIFIER.get_or_init(|| {
@@ -98,6 +101,14 @@ fn notify(states: &[NotifyState]) {
         });
         sender
     });
+    // Routine pings give way when the reader lags, so that a state change
+    // (READY, RELOADING, STOPPING) always finds room in the backlog.
+    let routine = states
+        .iter()
+        .all(|state| matches!(state, NotifyState::Watchdog | NotifyState::Status(_)));
+    if routine && NOTIFY_PENDING.load(std::sync::atomic::Ordering::SeqCst) >= ROUTINE_BACKLOG {
+        return;
+    }
     let lines = states.iter().map(ToString::to_string).collect();
     NOTIFY_PENDING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     if sender.try_send(lines).is_err() {
