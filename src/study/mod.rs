@@ -45,7 +45,7 @@ use crate::report::{self, Report};
 use crate::search::{make_strategy, History, Strategy, Trial};
 use crate::server::{TargetSpec, TorchServe};
 use crate::space::{load_space, Current, Space};
-use crate::trial::{Entry, MeasuredCosts, NotSearched, TrialKind};
+use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
 use journal::Journal;
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
@@ -76,8 +76,12 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
-/// Time kept for the export (the final restart is counted apart).
+/// Time kept for the export (the move back to the original is part of the confirmation plan).
 const EXPORT_RESERVE: Duration = Duration::from_secs(3);
+/// What the search keeps back for the confirmation is its estimate and a
+/// quarter more: moves are costed from the medians of a few (a first
+/// register may cost twice a scale), and a slow machine stretches all.
+const RESERVE_MARGIN: f64 = 1.25;
 
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
@@ -314,51 +318,95 @@ impl<'a> Study<'a> {
         )
     }
 
-    /// Time the finish takes: the confirmation ends on the baseline's cold
-    /// config, so going back to the original is a live change at most
-    /// (a restart, when the confirmation could not run, may overrun the
-    /// budget by that restart), and the export.
-    fn finish_reserve(&self) -> Duration {
-        Duration::from_secs_f64(self.costs().hot_s) + EXPORT_RESERVE
-    }
-
-    /// Time kept back for the confirmation rounds and the finish: the plan
-    /// the screening so far would give (at least the baseline and
-    /// `confirm_top` candidates, every round), but no more than 40 % of the
-    /// budget, and never less than the smallest confirmation (two
-    /// candidates, two rounds) — plus the finish.
+    /// Time kept back for the confirmation rounds and the export: the plan
+    /// the screening so far would give (the baseline and the best
+    /// candidates, every round, and the move back), but no more than 40 %
+    /// of the budget, and never less than the smallest confirmation the
+    /// confirmation phase accepts (the baseline and one candidate, two
+    /// rounds). Both are costed as `confirm` will cost them, so the search
+    /// never stops at a point where that smallest plan no longer fits.
     fn reserve(&self) -> Duration {
         let s = self.settings;
         let costs = self.costs();
-        let (pool_size, groups) = self.planned_pool();
-        let members = pool_size.max(s.confirm_top + 1) as f64;
-        let per_run = costs.hot_s + (s.warmup + s.confirm_duration).as_secs_f64();
-        let full = members * f64::from(s.confirm_rounds) * per_run + groups.saturating_sub(1) as f64 * costs.restart_s;
-        let smallest = 2.0 * 2.0 * per_run;
+        let candidates = self.screened_candidates();
+        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
+        let ends = self.confirmation_ends(&candidates);
+        // The search moves on before the confirmation starts: it will start
+        // one move away from what runs now.
+        let away = if ends.running.is_some_and(|r| pool.contains(&r)) {
+            costs.hot_s
+        } else {
+            0.0
+        };
+        let full = self.confirmation_plan(&candidates, &pool, s.confirm_rounds, ends).1 + away;
+        let smallest = if pool.len() >= 2 {
+            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1 + away
+        } else {
+            // A candidate not found yet, beside the baseline: four windows,
+            // a live move before each and one back.
+            4.0 * self.confirmation_window() + 5.0 * costs.hot_s
+        };
         let confirmation = full.min(s.budget.as_secs_f64() * 0.4).max(smallest);
-        Duration::from_secs_f64(confirmation) + self.finish_reserve()
+        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
     }
 
-    /// The size of the confirmation pool the screening so far gives, and
-    /// how many cold configs it spans.
-    fn planned_pool(&self) -> (usize, usize) {
+    /// Seconds a confirmation window is expected to take: warm-up and
+    /// window, stretched as much as the screening windows were stretched
+    /// (a steady window goes on while throughput still trends).
+    fn confirmation_window(&self) -> f64 {
         let s = self.settings;
+        let nominal = (s.warmup + s.duration).as_secs_f64();
+        let stretch = (self.costs().window_s / nominal).max(1.0);
+        (s.warmup + s.confirm_duration).as_secs_f64() * stretch
+    }
+
+    /// Every candidate the screening (baseline and search) measured.
+    fn screened_candidates(&self) -> Vec<Candidate> {
         let screened: Vec<Entry> = self
             .entries
             .iter()
             .filter(|e| e.kind != TrialKind::Confirm)
             .cloned()
             .collect();
-        let candidates = estimator::candidates(&screened, &self.space);
-        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        let groups: std::collections::BTreeSet<Vec<Option<usize>>> = pool
+        estimator::candidates(&screened, &self.space)
+    }
+
+    /// The candidate the server runs now (unknown after a failed trial or
+    /// before the first move of a resumed study) and the baseline.
+    fn confirmation_ends(&self, candidates: &[Candidate]) -> scheduler::Ends {
+        let running = self
+            .runner
+            .deployed()
+            .and(self.entries.last())
+            .filter(|e| e.failure.is_none())
+            .and_then(|e| candidates.iter().position(|c| c.point == e.point));
+        scheduler::Ends {
+            running,
+            home: candidates.iter().position(Candidate::is_baseline),
+        }
+    }
+
+    /// The order in which `confirm` would measure `pool` in `rounds`
+    /// rounds, and how many seconds that takes.
+    fn confirmation_plan(
+        &self,
+        candidates: &[Candidate],
+        pool: &[usize],
+        rounds: u32,
+        ends: scheduler::Ends,
+    ) -> (Vec<scheduler::Step>, f64) {
+        let cold_keys: Vec<Vec<Option<usize>>> = candidates
             .iter()
-            .map(|&i| match &candidates[i].point {
+            .map(|candidate| match &candidate.point {
                 Some(point) => self.space.cold_key(point),
                 None => self.baseline_cold_key(),
             })
             .collect();
-        (pool.len(), groups.len().max(1))
+        let group_of = |i: usize| cold_keys[i].clone();
+        let steps = scheduler::confirmation_order(pool, group_of, ends, rounds);
+        let window = Duration::from_secs_f64(self.confirmation_window());
+        let seconds = scheduler::plan_seconds(&steps, group_of, ends, &self.costs(), window);
+        (steps, seconds)
     }
 
     async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
@@ -403,52 +451,22 @@ impl<'a> Study<'a> {
     }
 
     /// Re-measures the baseline, the best candidates and each tier's leader
-    /// in alternating rounds, grouped by cold config, as the budget allows.
+    /// in alternating rounds, grouped by cold config, as the budget allows:
+    /// fewer rounds (two at least), then fewer candidates, until the plan fits.
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
         let s = self.settings;
-        let screened: Vec<Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.kind != TrialKind::Confirm)
-            .cloned()
-            .collect();
-        let candidates = estimator::candidates(&screened, &self.space);
+        let candidates = self.screened_candidates();
         let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
         if pool.len() < 2 {
             tracing::info!("nothing to confirm against the baseline");
             return Ok(());
         }
-        // Keys worked out up front: the future holds no borrow of the study.
-        let cold_keys: Vec<Vec<Option<usize>>> = candidates
-            .iter()
-            .map(|candidate| match &candidate.point {
-                Some(point) => self.space.cold_key(point),
-                None => self.baseline_cold_key(),
-            })
-            .collect();
-        let group_of = |i: usize| -> Vec<Option<usize>> { cold_keys[i].clone() };
-        let running = self.runner.deployed().map(|_| {
-            let levels = self.runner.running_levels(&self.space);
-            self.space
-                .parameters
-                .iter()
-                .zip(levels)
-                .map(|(p, l)| if p.apply == crate::space::Apply::Cold { l } else { None })
-                .collect::<Vec<_>>()
-        });
-        let costs = self.costs();
-        let window = s.warmup + s.confirm_duration;
-        let available = s.budget.saturating_sub(self.budget.elapsed() + self.finish_reserve());
+        let ends = self.confirmation_ends(&candidates);
+        let available = s.budget.saturating_sub(self.budget.elapsed() + EXPORT_RESERVE);
         let mut rounds = s.confirm_rounds;
         let steps = loop {
-            let baseline_group = self.baseline_cold_key();
-            let steps = scheduler::confirmation_order(&pool, group_of, running.as_ref(), Some(&baseline_group), rounds);
-            let groups = pool
-                .iter()
-                .map(|&i| group_of(i))
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            if scheduler::plan_seconds(&steps, groups, &costs, window) <= available.as_secs_f64() {
+            let (steps, seconds) = self.confirmation_plan(&candidates, &pool, rounds, ends);
+            if seconds <= available.as_secs_f64() {
                 break steps;
             }
             if rounds > 2 {
@@ -456,7 +474,10 @@ impl<'a> Study<'a> {
             } else if pool.len() > 2 {
                 pool.pop();
             } else {
-                tracing::warn!("no budget left to confirm: nothing will be recommended");
+                tracing::warn!(
+                    "no budget left to confirm ({seconds:.0} s needed, {:.0} s left): nothing will be recommended",
+                    available.as_secs_f64()
+                );
                 return Ok(());
             }
         };

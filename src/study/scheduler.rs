@@ -127,17 +127,26 @@ pub struct Step {
     pub round: u32,
 }
 
+/// Where a confirmation starts and ends: the candidate the server runs now
+/// (None when unknown: the first move then restarts) and the baseline, which
+/// the study goes back to when it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    pub running: Option<usize>,
+    pub home: Option<usize>,
+}
+
 /// The order of confirmation: groups of candidates that share a cold config
-/// (`group_of`), the group the server runs now first (no restart), the
-/// baseline's group last (going back to the original config at the end is
-/// then live at most), the others between in pool order; inside each group
-/// `rounds` rounds, each a rotation of the group's members, so no candidate
-/// is always first after a move.
+/// (`group_of`), the running candidate's group first (no restart) with that
+/// candidate first in it (no move), the baseline's group last (going back
+/// to the original config at the end is then live at most), the others
+/// between in pool order; inside each group `rounds` rounds, each a
+/// rotation of the group's members, so no candidate is always first after
+/// a move.
 pub fn confirmation_order<K: Ord + Clone>(
     pool: &[usize],
     group_of: impl Fn(usize) -> K,
-    running: Option<&K>,
-    baseline: Option<&K>,
+    ends: Ends,
     rounds: u32,
 ) -> Vec<Step> {
     let mut groups: Vec<(K, Vec<usize>)> = Vec::new();
@@ -152,13 +161,22 @@ pub fn confirmation_order<K: Ord + Clone>(
             }
         }
     }
-    if let Some(position) = running.and_then(|k| groups.iter().position(|(key, _)| key == k)) {
-        let first = groups.remove(position);
-        groups.insert(0, first);
+    if let Some(running) = ends.running {
+        let key = group_of(running);
+        if let Some(position) = groups.iter().position(|(k, _)| *k == key) {
+            let mut first = groups.remove(position);
+            if let Some(at) = first.1.iter().position(|&c| c == running) {
+                first.1.rotate_left(at);
+            }
+            groups.insert(0, first);
+        }
     }
-    if let Some(position) = baseline.and_then(|k| groups.iter().position(|(key, _)| key == k)) {
-        let last = groups.remove(position);
-        groups.push(last);
+    if let Some(home) = ends.home {
+        let key = group_of(home);
+        if let Some(position) = groups.iter().position(|(k, _)| *k == key) {
+            let last = groups.remove(position);
+            groups.push(last);
+        }
     }
     let mut steps = Vec::new();
     for (_, members) in groups {
@@ -175,10 +193,34 @@ pub fn confirmation_order<K: Ord + Clone>(
     steps
 }
 
-/// Estimated seconds of a confirmation plan: one restart per group after
-/// the first, one live move and one window per step.
-pub fn plan_seconds(steps: &[Step], groups: usize, costs: &SwitchCosts, window: Duration) -> f64 {
-    groups.saturating_sub(1) as f64 * costs.restart_s + steps.len() as f64 * (costs.hot_s + window.as_secs_f64())
+/// Estimated seconds of a confirmation plan as it will run: from the
+/// running candidate, a move before every step that measures another
+/// candidate than the one before (live inside a cold group, a restart
+/// across), a window per step, and the move back to the baseline at the end.
+pub fn plan_seconds<K: PartialEq>(
+    steps: &[Step],
+    group_of: impl Fn(usize) -> K,
+    ends: Ends,
+    costs: &SwitchCosts,
+    window: Duration,
+) -> f64 {
+    let move_s = |from: Option<usize>, to: usize| match from {
+        Some(from) if from == to => 0.0,
+        Some(from) if group_of(from) == group_of(to) => costs.hot_s,
+        _ => costs.restart_s,
+    };
+    let mut at = ends.running;
+    let mut seconds = 0.0;
+    for step in steps {
+        seconds += move_s(at, step.candidate) + window.as_secs_f64();
+        at = Some(step.candidate);
+    }
+    if let Some(home) = ends.home {
+        if !steps.is_empty() {
+            seconds += move_s(at, home);
+        }
+    }
+    seconds
 }
 
 #[cfg(test)]
@@ -237,28 +279,66 @@ mod tests {
     #[test]
     fn confirmation_groups_by_cold_config_and_alternates() {
         let cold = |c: usize| if c < 2 { 'a' } else { 'b' };
-        let steps = confirmation_order(&[0, 1, 2, 3], cold, Some(&'b'), None, 2);
+        let from_three = Ends {
+            running: Some(3),
+            home: None,
+        };
+        let steps = confirmation_order(&[0, 1, 2, 3], cold, from_three, 2);
         let order: Vec<(usize, u32)> = steps.iter().map(|s| (s.candidate, s.round)).collect();
         assert_eq!(
             order,
-            vec![(2, 1), (3, 1), (3, 2), (2, 2), (0, 1), (1, 1), (1, 2), (0, 2)],
-            "the running group first, members rotated each round"
+            vec![(3, 1), (2, 1), (2, 2), (3, 2), (0, 1), (1, 1), (1, 2), (0, 2)],
+            "the running group first, the running candidate first in it, members rotated each round"
         );
-        let ending_home = confirmation_order(&[0, 1, 2, 3], cold, Some(&'a'), Some(&'a'), 1);
+        let ending_home = confirmation_order(
+            &[0, 1, 2, 3],
+            cold,
+            Ends {
+                running: Some(0),
+                home: Some(0),
+            },
+            1,
+        );
         assert_eq!(
             ending_home.iter().map(|s| s.candidate).collect::<Vec<_>>(),
             vec![2, 3, 0, 1],
             "the baseline's group last, even when it runs now"
         );
+    }
+
+    #[test]
+    fn a_plan_costs_the_moves_it_makes() {
+        let cold = |c: usize| if c < 2 { 'a' } else { 'b' };
         let costs = SwitchCosts {
             restart_s: 10.0,
             hot_s: 1.0,
             window_s: 5.0,
         };
+        let window = Duration::from_secs(4);
+        let ends = Ends {
+            running: Some(1),
+            home: Some(0),
+        };
+        // 1 1 0 0 1: stays twice, moves live twice, then live back home.
+        let steps: Vec<Step> = [1, 1, 0, 0, 1]
+            .into_iter()
+            .map(|candidate| Step { candidate, round: 1 })
+            .collect();
+        assert_eq!(plan_seconds(&steps, cold, ends, &costs, window), 5.0 * 4.0 + 3.0 * 1.0);
+        // Into the other cold group and back: two restarts.
+        let across = [Step { candidate: 2, round: 1 }];
+        assert_eq!(plan_seconds(&across, cold, ends, &costs, window), 4.0 + 2.0 * 10.0);
+        // Nothing known to run: the first move restarts.
+        let unknown = Ends { running: None, ..ends };
         assert_eq!(
-            plan_seconds(&steps, 2, &costs, Duration::from_secs(4)),
-            10.0 + 8.0 * 5.0
+            plan_seconds(&steps[..1], cold, unknown, &costs, window),
+            10.0 + 4.0 + 1.0
         );
+        assert_eq!(plan_seconds(&[], cold, ends, &costs, window), 0.0, "no plan, no move");
+        // Two members from the running one, two rounds: A B | B A then home.
+        let two = confirmation_order(&[0, 1], cold, ends, 2);
+        assert_eq!(two.iter().map(|s| s.candidate).collect::<Vec<_>>(), vec![1, 0, 0, 1]);
+        assert_eq!(plan_seconds(&two, cold, ends, &costs, window), 4.0 * 4.0 + 3.0 * 1.0);
     }
 
     #[test]
