@@ -3,6 +3,8 @@
 //! instead of passing without running. Under `CI=true` they always run (and
 //! fail loudly when TorchServe is missing): CI must provision it.
 //!
+//! The same for the TensorZero gateway and the text models (`gateway_missing`).
+//!
 //! Where TorchServe is looked for (as `tests/common/mod.rs` does):
 //! `$SERVETUNE_TORCHSERVE`, else `$SERVETUNE_CACHE`/`$XDG_CACHE_HOME/servetune`/
 //! `~/.cache/servetune`, `venv-ts-0.12.0/bin/torchserve`.
@@ -25,6 +27,7 @@ fn torchserve() -> Option<PathBuf> {
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(torchserve_missing)");
+    println!("cargo::rustc-check-cfg=cfg(gateway_missing)");
     for variable in [
         "SERVETUNE_TORCHSERVE",
         "SERVETUNE_CACHE",
@@ -40,9 +43,23 @@ fn main() {
     for path in binary.iter().chain([&store]) {
         println!("cargo::rerun-if-changed={}", path.display());
     }
-    let present = binary.is_some_and(|b| b.exists()) && store.exists();
+    // The gateway and the text models: the setup script's stamp of the
+    // venv's extras (tensorzero, transformers) and the two archives.
+    let gateway_parts: Vec<PathBuf> = binary
+        .iter()
+        .filter_map(|b| b.parent()?.parent().map(|venv| venv.join(".servetune-extras")))
+        .chain(["bert.mar", "gpt2.mar"].map(|m| store.with_file_name(m)))
+        .collect();
+    for path in &gateway_parts {
+        println!("cargo::rerun-if-changed={}", path.display());
+    }
+    let present = binary.as_ref().is_some_and(|b| b.exists()) && store.exists();
     let in_ci = std::env::var("CI").as_deref() == Ok("true");
     if !present && !in_ci {
         println!("cargo::rustc-cfg=torchserve_missing");
+    }
+    let gateway_present = present && gateway_parts.len() == 3 && gateway_parts.iter().all(|p| p.exists());
+    if !gateway_present && !in_ci {
+        println!("cargo::rustc-cfg=gateway_missing");
     }
 }

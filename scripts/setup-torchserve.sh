@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provision a real TorchServe 0.12.0 for servetune's tests and examples.
+# Provision a real TorchServe 0.12.0 and the TensorZero gateway for
+# servetune's tests and examples.
 #
 # Idempotent: the Python venv lives outside the git tree (a cache directory)
 # and is reused when it is complete; the example model archives are rebuilt
@@ -9,13 +10,13 @@
 # Environment:
 #   SERVETUNE_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/servetune)
 #   SERVETUNE_VENV    venv directory (default: $SERVETUNE_CACHE/venv-ts-0.12.0)
-#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny resnet50")
+#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny resnet50 bert gpt2")
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache_root="${SERVETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servetune}"
 venv="${SERVETUNE_VENV:-$cache_root/venv-ts-0.12.0}"
-models="${SERVETUNE_MODELS-tiny resnet50}"
+models="${SERVETUNE_MODELS-tiny resnet50 bert gpt2}"
 model_store="$repo_root/examples/deployment/model-store"
 
 log() { echo "setup-torchserve: $*" >&2; }
@@ -79,6 +80,31 @@ ensure_venv() {
     log "venv ready"
 }
 
+# --- The gateway and the text models' libraries -----------------------------
+# Installed on top of TorchServe's venv, with a stamp of their own so adding
+# them never rebuilds torch. tensorzero's wheel embeds the real Rust gateway;
+# `_start_http_gateway`, which servetune runs it with, is private: pinned.
+# transformers builds BERT and GPT-2; tokenizers trains their vocabularies.
+extras="tensorzero==2026.6.0
+transformers==4.44.2
+tokenizers==0.19.1"
+extras_stamp="$(echo "$extras" | sha256sum | cut -c1-16)"
+
+ensure_extras() {
+    if [[ -f "$venv/.servetune-extras" ]] \
+        && [[ "$(cat "$venv/.servetune-extras")" == "$extras_stamp" ]] \
+        && "$venv/bin/python" -c 'import tensorzero, transformers, tokenizers' >/dev/null 2>&1; then
+        log "gateway and text-model libraries are installed"
+        return
+    fi
+    log "installing the TensorZero gateway and transformers into $venv"
+    echo "$extras" >"$venv/requirements-extras.txt"
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir -r "$venv/requirements-extras.txt" >&2
+    "$venv/bin/python" -c 'import tensorzero; tensorzero._start_http_gateway' \
+        || die "tensorzero was installed but has no _start_http_gateway (is it 2026.6.0?)"
+    echo "$extras_stamp" >"$venv/.servetune-extras"
+}
+
 # --- Example model archives -------------------------------------------------
 build_models() {
     mkdir -p "$model_store"
@@ -103,5 +129,6 @@ build_models() {
 
 check_java
 ensure_venv
+ensure_extras
 build_models
 echo "$venv/bin"

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod daemon;
 pub mod load;

@@ -24,6 +24,10 @@ min = 1\nmax = 2\ndefault = 1\ntarget = [\"models.{model}.minWorkers\", \"models
 const STUDY: &str =
     "name = \"s\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\nbudget = \"5m\"\n\
 [workload]\nbody = \"bodies\"\nusers = 4\nduration = \"3s\"\n[constraints]\np99_ms = 50\n";
+const STACK: &str = "torchserve = \"target.toml\"\n[gateway]\nconfig = \"tensorzero.toml\"\n\
+[[models]]\nname = \"tiny\"\nroute = \"embeddings\"\nbody = \"request.json\"\np99_ms = 100\n";
+const GATEWAY: &str = "[embedding_models.tiny.providers.ts]\ntype = \"openai\"\n\
+api_base = \"http://127.0.0.1:1/predictions/tiny/1.0/v1/\"\napi_key_location = \"none\"\n";
 const LANDSCAPE: &str = "a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n1,1,10,1,2,0,100\n2,1,12,1,2,0,100\n";
 
 impl Folder {
@@ -35,6 +39,9 @@ impl Folder {
             ("space.toml", SPACE),
             ("study.toml", STUDY),
             ("landscape.csv", LANDSCAPE),
+            ("stack.toml", STACK),
+            ("tensorzero.toml", GATEWAY),
+            ("request.json", "{\"input\": \"x\"}"),
         ] {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
@@ -514,6 +521,49 @@ fn cases() -> Vec<Case> {
             &[],
             &["apply", "--config", "config.properties", "--set", "log4j.level=loud"],
             &["log4j.level"],
+        ),
+        // compare.
+        case(
+            "compare one round",
+            &[],
+            &["compare", "--stack", "stack.toml", "--rounds", "1"],
+            &["--rounds"],
+        ),
+        case(
+            "compare a model the stack does not have",
+            &[],
+            &["compare", "--stack", "stack.toml", "--models", "gpt2"],
+            &["--models", "stack.toml", "it has: tiny"],
+        ),
+        case(
+            "compare a route the gateway does not serve",
+            &[("stack.toml", "embeddings", "completions")],
+            &["compare", "--stack", "stack.toml"],
+            &["stack.toml", "route 'completions'"],
+        ),
+        case(
+            "compare through a gateway pointed at another port",
+            &[("tensorzero.toml", "127.0.0.1:1/", "127.0.0.1:9/")],
+            &["compare", "--stack", "stack.toml"],
+            &["tensorzero.toml", "embedding_models.tiny.providers.ts.api_base"],
+        ),
+        case(
+            "compare through a gateway without the model",
+            &[("tensorzero.toml", "embedding_models.tiny", "embedding_models.other")],
+            &["compare", "--stack", "stack.toml"],
+            &["tensorzero.toml", "no [embedding_models.tiny]"],
+        ),
+        case(
+            "compare with a body that is not JSON",
+            &[("request.json", "{", "")],
+            &["compare", "--stack", "stack.toml"],
+            &["request.json", "not JSON"],
+        ),
+        case(
+            "compare a stack whose TOML is broken",
+            &[("stack.toml", "[gateway]", "[gateway")],
+            &["compare", "--stack", "stack.toml"],
+            &["stack.toml", "line 2"],
         ),
         // replay.
         case(

@@ -1,16 +1,22 @@
 //! Capacity at an SLO: the highest open-loop rate whose p99 stays within the
 //! SLO and whose error rate stays within a limit, by a bounded search — the
 //! rate doubles until a probe fails, then the bracket is bisected until it is
-//! narrower than the tolerance or the probe budget is spent.
+//! narrower than the tolerance or the probe budget is spent. An overloaded
+//! probe leaves requests queued in the server; before the next probe the
+//! search waits until they are worked off (`settle`), else the next probe
+//! would be judged on the last one's backlog.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{measure_once, Measurement, ServerProbe};
-use crate::load::{Arrival, LoadError, LoadPlan, Progress, Schedule};
+use crate::load::{run_load, Arrival, LoadError, LoadPlan, Progress, Schedule, Stages};
+
+/// The longest `settle` waits for a backlog to clear.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// What the search is for and what it may spend.
 #[derive(Debug, Clone)]
@@ -70,6 +76,37 @@ pub struct Capacity {
     pub at_capacity: Option<Measurement>,
 }
 
+/// Waits until the server has worked off what an overloaded run left
+/// queued: one user sends requests back to back in 2 s windows until a
+/// window's median is within 1.5x of the best window seen (a backlog shows
+/// as a slow first window), for at most `limit`.
+pub async fn settle(base: &LoadPlan, limit: Duration, token: &CancellationToken) -> Result<(), LoadError> {
+    let started = Instant::now();
+    let window = Duration::from_secs(2);
+    let mut best = f64::INFINITY;
+    while started.elapsed() < limit && !token.is_cancelled() {
+        let mut plan = base.clone();
+        plan.schedule = Schedule::Closed {
+            stages: Stages::constant(1, window),
+            think_time: Duration::ZERO,
+        };
+        plan.warmup = Duration::ZERO;
+        plan.duration = window;
+        plan.stability = None;
+        let report = run_load(plan, token.clone(), Arc::new(Progress::default())).await?;
+        if report.ok == 0 {
+            continue;
+        }
+        let p50 = report.latency_ms.p50;
+        if best.is_finite() && p50 <= best * 1.5 {
+            return Ok(());
+        }
+        best = best.min(p50);
+    }
+    tracing::warn!("the server was still slow after {limit:?} of waiting for its backlog to clear");
+    Ok(())
+}
+
 /// Whether a measurement meets the SLO at the rate it was offered.
 pub fn is_feasible(measurement: &Measurement, rate: f64, search: &CapacitySearch) -> bool {
     let load = &measurement.load;
@@ -114,6 +151,9 @@ pub async fn find_capacity(
             p99_ms: measurement.load.latency_ms.p99,
             error_rate: measurement.load.error_rate,
         });
+        if !feasible {
+            settle(base, SETTLE_LIMIT, &token).await?;
+        }
         if feasible {
             low = rate;
             best = Some((rate, measurement));

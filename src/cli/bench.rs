@@ -310,12 +310,7 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
     }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {
-        let ctrl_c = token.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                ctrl_c.cancel();
-            }
-        });
+        super::cancel_on_ctrl_c(&token);
         let mut resolved = resolve_target(&args).await?;
         if args.no_observe {
             resolved.probe = ServerProbe::default();

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod compare;
 mod init;
 mod tune;
 
@@ -46,6 +47,9 @@ enum Command {
     Tune(Box<tune::TuneArgs>),
     /// Benchmark an endpoint or a managed TorchServe: fixed load, capacity at an SLO, or stress test.
     Bench(Box<bench::BenchArgs>),
+    /// Measure each model of a stack direct and through the TensorZero gateway,
+    /// side by side: latency, throughput at the SLO and memory, as three tables.
+    Compare(Box<compare::CompareArgs>),
     /// Replay a strategy against a recorded landscape: trials it needs to get
     /// within the target regret of the best config (chooses the default strategy).
     Replay(ReplayArgs),
@@ -242,6 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Restore(restore) => run_restore(restore),
         Command::Bench(bench) => bench::run(*bench, runtime()?),
         Command::Tune(tune) => tune::run(*tune, runtime()?),
+        Command::Compare(compare) => compare::run(*compare, runtime()?),
         Command::Daemon(daemon) if daemon.check => {
             println!("{}", crate::daemon::check(&daemon.config)?);
             Ok(())
@@ -534,4 +539,15 @@ fn print_status(server: &TorchServe) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Cancels `token` on Ctrl-C (spawned on the current runtime), so a command
+/// stops its load and cleans up instead of dying mid-measurement.
+fn cancel_on_ctrl_c(token: &tokio_util::sync::CancellationToken) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            token.cancel();
+        }
+    });
 }

@@ -1,6 +1,7 @@
-//! The server under tuning: starting, stopping and restarting TorchServe,
+//! The servers under tuning: starting, stopping and restarting TorchServe,
 //! waiting until it is ready, and changing settings live through its
-//! management API.
+//! management API; the TensorZero gateway in front of it (`gateway`) and
+//! the stack file that names both (`stack`).
 //!
 //! Owns process handling and HTTP calls to the server's control APIs. It does
 //! not edit config files (that is `config`) and does not decide what to
@@ -10,9 +11,11 @@ pub mod api;
 pub mod auth;
 pub mod discover;
 pub mod endpoints;
+pub mod gateway;
 pub mod logging;
 pub mod process;
 pub mod spec;
+pub mod stack;
 pub mod torchserve;
 
 use std::path::PathBuf;

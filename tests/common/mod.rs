@@ -142,6 +142,11 @@ impl Deployment {
 
     /// `model` from the example store, with `extra` TOML lines in the target file.
     pub fn serving(provisioned: &Provisioned, model: &str, extra: &str) -> Self {
+        Self::serving_models(provisioned, &[model], extra)
+    }
+
+    /// Several models of the example store, one worker each.
+    pub fn serving_models(provisioned: &Provisioned, models: &[&str], extra: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("servetune-test-").tempdir().unwrap();
         let store = dir.path().join("model-store");
         std::os::unix::fs::symlink(&provisioned.model_store, &store).unwrap();
@@ -153,14 +158,19 @@ impl Deployment {
             grpc_management: free_port(),
         };
         let config = dir.path().join("config.properties");
-        std::fs::write(&config, config_text(model, &ports, worker_port_base())).unwrap();
+        std::fs::write(&config, config_text(models, &ports, worker_port_base())).unwrap();
         let target = dir.path().join("target.toml");
+        let ready = if extra.contains("ready_timeout") {
+            ""
+        } else {
+            "ready_timeout = \"120s\"\n"
+        };
         let target_text = if extra.contains("restart_command") {
-            format!("config = \"config.properties\"\nwork_dir = \"run\"\nready_timeout = \"120s\"\n{extra}\n")
+            format!("config = \"config.properties\"\nwork_dir = \"run\"\n{ready}{extra}\n")
         } else {
             format!(
                 "config = \"config.properties\"\nmodel_store = \"model-store\"\nwork_dir = \"run\"\n\
-                 torchserve = \"{}\"\nready_timeout = \"120s\"\n{extra}\n",
+                 torchserve = \"{}\"\n{ready}{extra}\n",
                 provisioned.torchserve.display()
             )
         };
@@ -207,9 +217,20 @@ impl Drop for Deployment {
     }
 }
 
-fn config_text(model: &str, ports: &Ports, worker_port: u16) -> String {
+fn config_text(models: &[&str], ports: &Ports, worker_port: u16) -> String {
+    let entries: Vec<String> = models
+        .iter()
+        .map(|model| {
+            format!(
+                "  \"{model}\": {{\\\n    \"1.0\": {{\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"{model}.mar\",\\\n      \
+                 \"minWorkers\": 1,\\\n      \"maxWorkers\": 1,\\\n      \"batchSize\": 1,\\\n      \"maxBatchDelay\": 100,\\\n      \
+                 \"responseTimeout\": 120\\\n    }}\\\n  }}"
+            )
+        })
+        .collect();
+    let archives: Vec<String> = models.iter().map(|m| format!("{m}.mar")).collect();
     format!(
-        "# test deployment of the {model} model\n\
+        "# test deployment of {}\n\
          inference_address=http://127.0.0.1:{}\n\
          management_address=http://127.0.0.1:{}\n\
          metrics_address=http://127.0.0.1:{}\n\
@@ -221,11 +242,16 @@ fn config_text(model: &str, ports: &Ports, worker_port: u16) -> String {
          number_of_netty_threads=2\n\
          job_queue_size=100\n\
          default_workers_per_model=1\n\
-         load_models={model}.mar\n\
-         models={{\\\n  \"{model}\": {{\\\n    \"1.0\": {{\\\n      \"defaultVersion\": true,\\\n      \"marName\": \"{model}.mar\",\\\n      \
-         \"minWorkers\": 1,\\\n      \"maxWorkers\": 1,\\\n      \"batchSize\": 1,\\\n      \"maxBatchDelay\": 100,\\\n      \
-         \"responseTimeout\": 120\\\n    }}\\\n  }}\\\n}}\n",
-        ports.inference, ports.management, ports.metrics, ports.grpc_inference, ports.grpc_management
+         load_models={}\n\
+         models={{\\\n{}\\\n}}\n",
+        models.join(", "),
+        ports.inference,
+        ports.management,
+        ports.metrics,
+        ports.grpc_inference,
+        ports.grpc_management,
+        archives.join(","),
+        entries.join(",\\\n")
     )
 }
 

@@ -47,6 +47,7 @@ def build(name: str, directory: pathlib.Path, version: str = "1.0") -> None:
                 "--model-file", str(directory / "model.py"),
                 "--serialized-file", str(weights),
                 "--handler", str(directory / "handler.py"),
+                "--extra-files", str(pathlib.Path(__file__).resolve().parent / "openai_route.py"),
                 "--export-path", args.export_path,
                 "--force",
             ],
