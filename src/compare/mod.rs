@@ -6,11 +6,14 @@
 //!
 //! Per model: one request each way, checked (a chat answer has exactly one
 //! choice, an embeddings answer one vector per input: the gateway does not
-//! check counts); the capacity of each path at the model's p99 SLO with
-//! errors ≤ the limit (`bench::capacity`); then `rounds` rounds at a fixed
-//! moderate load — half the lower capacity — alternating which path goes
-//! first, for p50/p99 with Student-t intervals over rounds and the paired
-//! difference; memory is the PSS of TorchServe's process tree, plus the
+//! check counts); then `rounds` rounds of a capacity search on each path
+//! (the highest rate whose p99 meets the model's objective with errors ≤
+//! the limit, `bench::capacity`, each warm-started from that path's last
+//! answer), and `rounds` rounds at a fixed moderate load — half the lower
+//! mean capacity — for p50/p99, the paths alternating which goes first in
+//! every round. Figures are means over rounds with Student-t intervals; the
+//! difference is paired by round, so a gap the rounds cannot tell from zero
+//! shows as such. Memory is the PSS of TorchServe's process tree, plus the
 //! gateway's for the second column. `tables` renders the result.
 
 pub mod tables;
@@ -37,7 +40,7 @@ use crate::trial::Interval;
 pub const INFERENCE_KEY_VARIABLE: &str = "TORCHSERVE_INFERENCE_KEY";
 
 /// The machine the figures this command reproduces were published on.
-pub const REFERENCE_MACHINE: &str = "an 8-core Xeon (the published comparison's machine)";
+pub const REFERENCE_MACHINE: &str = "an 8-core Xeon";
 
 /// How long and how often to measure.
 #[derive(Debug, Clone)]
@@ -61,6 +64,8 @@ pub enum Path {
 pub struct Round {
     pub round: u32,
     pub path: Path,
+    /// This round's capacity search on this path (requests/s).
+    pub capacity_rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub throughput_rps: f64,
@@ -74,8 +79,9 @@ pub struct Round {
 pub struct Side {
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Capacity at the model's p99 SLO with errors within the limit.
+    /// Capacity at the model's p99 SLO with errors within the limit (mean of rounds).
     pub throughput_rps: f64,
+    pub throughput_ci95: Option<Interval>,
     /// PSS of TorchServe's tree (and of the gateway, through the gateway).
     pub memory_mb: f64,
     pub p50_ci95: Option<Interval>,
@@ -88,6 +94,8 @@ pub struct Difference {
     /// Paired over rounds.
     pub p50_ms: Option<Interval>,
     pub p99_ms: Option<Interval>,
+    /// Capacity, paired over rounds (requests/s).
+    pub throughput_rps: Option<Interval>,
     pub throughput_pct: f64,
     pub memory_mb: f64,
     pub memory_pct: f64,
@@ -256,48 +264,58 @@ async fn compare_model(
         probe: served.probe.clone(),
         gateway_pid: gateway.pid(),
     };
-    let ways = if gateway_first {
-        [&through, &direct]
-    } else {
-        [&direct, &through]
-    };
     let mut search = CapacitySearch::new(Duration::from_secs_f64(model.p99_ms / 1000.0), options.max_error_rate);
     search.start_rate = 2.0;
     search.tolerance = 0.1;
     search.max_probes = 10;
     search.probe_warmup = options.warmup;
     search.probe_duration = options.duration;
-    let mut capacity = [0.0; 2];
-    for way in ways {
-        let found = find_capacity(&way.plan, &way.probe, &search, token.clone()).await?;
-        tracing::info!(model = %model.name, path = ?way.path, capacity = found.capacity_rps, "capacity");
-        capacity[way.path as usize] = found.capacity_rps;
-    }
-    if capacity.iter().any(|&c| c <= 0.0) {
-        bail!(
-            "{} reached no rate within p99 {} ms (direct {:.1}/s, gateway {:.1}/s): raise p99_ms in the stack file",
-            model.name,
-            model.p99_ms,
-            capacity[0],
-            capacity[1]
-        );
-    }
-    let load_rps = (capacity[0].min(capacity[1]) / 2.0).max(0.5);
-    let mut rounds = Vec::new();
-    for round in 1..=options.rounds {
-        let order = if (round % 2 == 1) != gateway_first {
+    let order = |round: u32| {
+        if (round % 2 == 1) != gateway_first {
             [&direct, &through]
         } else {
             [&through, &direct]
-        };
-        for way in order {
+        }
+    };
+    let mut capacities: Vec<[f64; 2]> = Vec::new();
+    for round in 1..=options.rounds {
+        let mut found = [0.0; 2];
+        for way in order(round) {
+            let mut warm = search.clone();
+            if let Some(last) = capacities.last().map(|c| c[way.path as usize]).filter(|&c| c > 0.0) {
+                warm.start_rate = (last * 0.7).max(0.5);
+            }
+            let capacity = find_capacity(&way.plan, &way.probe, &warm, token.clone())
+                .await?
+                .capacity_rps;
+            tracing::info!(model = %model.name, path = ?way.path, round, capacity, "capacity");
+            found[way.path as usize] = capacity;
+        }
+        capacities.push(found);
+    }
+    let mean_capacity = |path: Path| mean(&capacities.iter().map(|c| c[path as usize]).collect::<Vec<_>>());
+    let (direct_capacity, gateway_capacity) = (mean_capacity(Path::Direct), mean_capacity(Path::Gateway));
+    if direct_capacity <= 0.0 || gateway_capacity <= 0.0 {
+        bail!(
+            "{} reached no rate within p99 {} ms (direct {direct_capacity:.1}/s, gateway {gateway_capacity:.1}/s): \
+             raise p99_ms in the stack file",
+            model.name,
+            model.p99_ms
+        );
+    }
+    let load_rps = (direct_capacity.min(gateway_capacity) / 2.0).max(0.5);
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        for way in order(round) {
             if token.is_cancelled() {
                 bail!("interrupted");
             }
-            rounds.push(measure_round(way, round, load_rps, options, token).await?);
+            let mut measured = measure_round(way, round, load_rps, options, token).await?;
+            measured.capacity_rps = capacities[round as usize - 1][way.path as usize];
+            rounds.push(measured);
         }
     }
-    Ok(summarize(model, load_rps, capacity, rounds))
+    Ok(summarize(model, load_rps, rounds))
 }
 
 async fn measure_round(
@@ -322,6 +340,7 @@ async fn measure_round(
     Ok(Round {
         round,
         path: way.path,
+        capacity_rps: 0.0,
         p50_ms: load.latency_ms.p50,
         p99_ms: load.latency_ms.p99,
         throughput_rps: load.throughput_rps,
@@ -401,7 +420,8 @@ pub fn answer_problem(route: &str, sent: &serde_json::Value, answer: &serde_json
         .then(|| "the choice has no text content".into())
 }
 
-fn side_of(rounds: &[&Round], capacity: f64, gateway: bool) -> Side {
+fn side_of(rounds: &[&Round], gateway: bool) -> Side {
+    let capacity: Vec<f64> = rounds.iter().map(|r| r.capacity_rps).collect();
     let p50: Vec<f64> = rounds.iter().map(|r| r.p50_ms).collect();
     let p99: Vec<f64> = rounds.iter().map(|r| r.p99_ms).collect();
     let memory: Vec<f64> = rounds
@@ -411,7 +431,8 @@ fn side_of(rounds: &[&Round], capacity: f64, gateway: bool) -> Side {
     Side {
         p50_ms: mean(&p50),
         p99_ms: mean(&p99),
-        throughput_rps: capacity,
+        throughput_rps: mean(&capacity),
+        throughput_ci95: mean_interval(&capacity),
         memory_mb: mean(&memory),
         p50_ci95: mean_interval(&p50),
         p99_ci95: mean_interval(&p99),
@@ -425,11 +446,11 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-fn summarize(model: &StackModel, load_rps: f64, capacity: [f64; 2], rounds: Vec<Round>) -> ModelComparison {
+fn summarize(model: &StackModel, load_rps: f64, rounds: Vec<Round>) -> ModelComparison {
     let of = |path: Path| rounds.iter().filter(|r| r.path == path).collect::<Vec<_>>();
     let (direct_rounds, gateway_rounds) = (of(Path::Direct), of(Path::Gateway));
-    let direct = side_of(&direct_rounds, capacity[0], false);
-    let gateway = side_of(&gateway_rounds, capacity[1], true);
+    let direct = side_of(&direct_rounds, false);
+    let gateway = side_of(&gateway_rounds, true);
     let paired = |figure: fn(&Round) -> f64| {
         let differences: Vec<f64> = direct_rounds
             .iter()
@@ -442,6 +463,7 @@ fn summarize(model: &StackModel, load_rps: f64, capacity: [f64; 2], rounds: Vec<
     let difference = Difference {
         p50_ms: paired(|r| r.p50_ms),
         p99_ms: paired(|r| r.p99_ms),
+        throughput_rps: paired(|r| r.capacity_rps),
         throughput_pct: percent(gateway.throughput_rps, direct.throughput_rps),
         memory_mb: gateway.memory_mb - direct.memory_mb,
         memory_pct: percent(gateway.memory_mb, direct.memory_mb),
@@ -494,9 +516,10 @@ mod tests {
             version: "1.0".into(),
             p99_ms: 100.0,
         };
-        let round = |round, path, p50| Round {
+        let round = |round, path: Path, p50| Round {
             round,
             path,
+            capacity_rps: if path == Path::Direct { 100.0 } else { 95.0 },
             p50_ms: p50,
             p99_ms: p50 * 2.0,
             throughput_rps: 10.0,
@@ -510,7 +533,7 @@ mod tests {
             round(2, Path::Gateway, 13.0),
             round(2, Path::Direct, 12.0),
         ];
-        let c = summarize(&model, 5.0, [100.0, 95.0], rounds);
+        let c = summarize(&model, 5.0, rounds);
         assert_eq!(c.direct.p50_ms, 11.0);
         assert_eq!(c.gateway.p50_ms, 12.0);
         let p50 = c.difference.p50_ms.unwrap();

@@ -19,9 +19,17 @@ fn plus_minus(interval: &Option<Interval>) -> String {
         .unwrap_or_default()
 }
 
-fn signed(interval: &Option<Interval>) -> String {
+/// A paired difference with its interval, and "(noise)" when the interval
+/// holds zero: the rounds cannot tell the two paths apart.
+fn signed(interval: &Option<Interval>, unit: &str) -> String {
     match interval {
-        Some(i) => format!("{:+.1} ms [{:+.1}, {:+.1}]", i.estimate, i.low, i.high),
+        Some(i) => format!(
+            "{:+.1} {unit} [{:+.1}, {:+.1}]{}",
+            i.estimate,
+            i.low,
+            i.high,
+            if i.low <= 0.0 && i.high >= 0.0 { " (noise)" } else { "" }
+        ),
         None => "n/a (one round)".into(),
     }
 }
@@ -38,8 +46,8 @@ fn latency_row(m: &ModelComparison) -> String {
         plus_minus(&m.gateway.p50_ci95),
         m.gateway.p99_ms,
         plus_minus(&m.gateway.p99_ci95),
-        signed(&m.difference.p50_ms),
-        signed(&m.difference.p99_ms),
+        signed(&m.difference.p50_ms, "ms"),
+        signed(&m.difference.p99_ms, "ms"),
     )
 }
 
@@ -49,11 +57,13 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(out, "# Direct TorchServe vs with TensorZero\n");
     let _ = writeln!(
         out,
-        "Measured on {} logical CPUs ({}), {:.0} GB; the published figures come from {}. \
-         Latency: {} rounds of {:.0} s at a fixed load (half the lower capacity), paths alternating; \
-         ± is the 95 % interval over rounds, the difference is paired by round. Throughput: capacity \
-         at the model's p99 SLO with errors ≤ 1 %. Memory: PSS of TorchServe's process tree, plus the \
-         gateway's in the second column.\n",
+        "Measured on {} logical CPUs ({}), {:.0} GB; the published comparison ran on {}: \
+         absolute figures differ with the machine, the differences are what carries over. \
+         Throughput: capacity at the model's p99 objective with errors ≤ 1 %, one search per path and \
+         round. Latency: {} rounds of {:.0} s windows at a fixed load (half the lower capacity). The \
+         paths alternate which goes first in every round; ± is the 95 % interval over rounds; a \
+         difference is paired by round, with its interval, and \"(noise)\" when that interval holds \
+         zero. Memory: PSS of TorchServe's process tree, plus the gateway's in the second column.\n",
         c.machine.logical_cpus, c.machine.cpu_model, c.machine.memory_gb, c.reference_machine, c.rounds, c.window_s
     );
     let _ = writeln!(out, "## Latency (p50 / p99, ms)\n");
@@ -68,8 +78,15 @@ pub fn markdown(c: &Comparison) -> String {
     for m in &c.models {
         let _ = writeln!(
             out,
-            "| {} | {:.0} ms | {:.1} | {:.1} | {:+.1} % |",
-            m.model, m.slo_p99_ms, m.direct.throughput_rps, m.gateway.throughput_rps, m.difference.throughput_pct
+            "| {} | {:.0} ms | {:.1}{} | {:.1}{} | {:+.1} %: {} |",
+            m.model,
+            m.slo_p99_ms,
+            m.direct.throughput_rps,
+            plus_minus(&m.direct.throughput_ci95),
+            m.gateway.throughput_rps,
+            plus_minus(&m.gateway.throughput_ci95),
+            m.difference.throughput_pct,
+            signed(&m.difference.throughput_rps, "req/s")
         );
     }
     let _ = writeln!(out, "\n## Memory (PSS, MB)\n");
