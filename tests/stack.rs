@@ -2,7 +2,9 @@
 //! BERT-base and GPT-2 small (the example stack's models): each answers on
 //! its plain route and on its OpenAI-style route, direct and through a real
 //! gateway started by servetune; a request on the wrong route is refused;
-//! `servetune compare --json` reports every field and writes its files.
+//! `servetune compare --json` reports every field and writes its files;
+//! a compare stopped by SIGTERM stops the TorchServe and the gateway it
+//! started.
 
 mod common;
 
@@ -16,6 +18,9 @@ use servetune::server::gateway::Gateway;
 use servetune::server::stack::StackSpec;
 
 const MODELS: [&str; 3] = ["resnet50", "bert", "gpt2"];
+
+/// One TorchServe with text models at a time: two on two cores would time each other out.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The example stack's files, pointed at this deployment's TorchServe.
 fn write_stack(deployment: &common::Deployment) -> PathBuf {
@@ -74,6 +79,7 @@ fn servetune(args: &[&str], dir: &Path) -> std::process::Output {
     ignore = "the TensorZero gateway or the text models are not provisioned: run `make test`"
 )]
 fn three_models_answer_direct_and_through_the_gateway_and_compare_reports_them() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::serving_models(&provisioned, &MODELS, "ready_timeout = \"300s\"");
     let stack_path = write_stack(&deployment);
@@ -193,5 +199,61 @@ fn three_models_answer_direct_and_through_the_gateway_and_compare_reports_them()
     assert!(
         common::runtime().block_on(server.is_ready()),
         "compare leaves a server it did not start running"
+    );
+}
+
+/// The gateway processes running on `config`.
+fn gateways_on(config: &Path) -> Vec<i32> {
+    let wanted = config.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let text = String::from_utf8_lossy(&cmdline);
+                text.contains("servetune-gateway-ready") && text.contains(&wanted)
+            })
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    gateway_missing,
+    ignore = "the TensorZero gateway or the text models are not provisioned: run `make test`"
+)]
+fn a_compare_stopped_by_sigterm_stops_what_it_started() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::serving_models(&provisioned, &["bert"], "ready_timeout = \"300s\"");
+    let stack_path = write_stack(&deployment);
+    let gateway_config = deployment.dir.path().join("tensorzero.toml");
+    let mut compare = Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .args(["compare", "--stack", stack_path.to_str().unwrap(), "--models", "bert"])
+        .args(["--rounds", "3", "--duration", "5s"])
+        .current_dir(deployment.dir.path())
+        .env("SERVETUNE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The gateway starts once TorchServe is ready: then the measurement is under way.
+    let started = std::time::Instant::now();
+    while gateways_on(&gateway_config).is_empty() {
+        assert!(started.elapsed().as_secs() < 300, "the gateway never started");
+        assert!(
+            compare.try_wait().unwrap().is_none(),
+            "compare ended before its gateway started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(deployment.jvm().is_some(), "compare started TorchServe");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    servetune::server::process::signal(compare.id() as i32, libc::SIGTERM);
+    let status = compare.wait().unwrap();
+    assert!(!status.success(), "an interrupted compare does not claim success");
+    assert!(deployment.jvm().is_none(), "the TorchServe it started is stopped");
+    assert!(
+        gateways_on(&gateway_config).is_empty(),
+        "the gateway it started is stopped"
     );
 }

@@ -310,7 +310,7 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
     }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {
-        super::cancel_on_ctrl_c(&token);
+        super::cancel_on_signal(&token);
         let mut resolved = resolve_target(&args).await?;
         if args.no_observe {
             resolved.probe = ServerProbe::default();

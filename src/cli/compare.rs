@@ -58,7 +58,7 @@ pub fn run(args: CompareArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
     };
     let token = CancellationToken::new();
     let comparison = runtime.block_on(async {
-        super::cancel_on_ctrl_c(&token);
+        super::cancel_on_signal(&token);
         compare::compare(&stack, &models, &options, token.clone()).await
     })?;
     let saved = tables::save(&args.results_dir, &comparison)?;

@@ -541,13 +541,24 @@ fn print_status(server: &TorchServe) -> anyhow::Result<()> {
     })
 }
 
-/// Cancels `token` on Ctrl-C (spawned on the current runtime), so a command
-/// stops its load and cleans up instead of dying mid-measurement.
-fn cancel_on_ctrl_c(token: &tokio_util::sync::CancellationToken) {
+/// Cancels `token` on Ctrl-C or SIGTERM (spawned on the current runtime),
+/// so a command stops its load and cleans up — stops what it started —
+/// instead of dying mid-measurement.
+fn cancel_on_signal(token: &tokio_util::sync::CancellationToken) {
     let token = token.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            token.cancel();
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
         }
+        token.cancel();
     });
 }

@@ -281,6 +281,9 @@ async fn compare_model(
     for round in 1..=options.rounds {
         let mut found = [0.0; 2];
         for way in order(round) {
+            if token.is_cancelled() {
+                bail!("interrupted");
+            }
             let mut warm = search.clone();
             if let Some(last) = capacities.last().map(|c| c[way.path as usize]).filter(|&c| c > 0.0) {
                 warm.start_rate = (last * 0.7).max(0.5);
