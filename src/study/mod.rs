@@ -44,7 +44,7 @@ use crate::objective::Figures;
 use crate::report::{self, Report};
 use crate::search::{make_strategy, History, Strategy, Trial};
 use crate::server::{TargetSpec, TorchServe};
-use crate::space::{load_space, Current, Space};
+use crate::space::{load_space, Current, Point, Space};
 use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
 use journal::Journal;
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
@@ -318,36 +318,73 @@ impl<'a> Study<'a> {
         )
     }
 
-    /// Time kept back for the confirmation rounds and the export: the plan
-    /// the screening so far would give (the baseline and the best
-    /// candidates, every round, and the move back), but no more than 40 %
-    /// of the budget, and never less than the smallest confirmation the
-    /// confirmation phase accepts (the baseline and one candidate, two
-    /// rounds). Both are costed as `confirm` will cost them, so the search
-    /// never stops at a point where that smallest plan no longer fits.
-    fn reserve(&self) -> Duration {
+    /// Time kept back for the confirmation rounds and the export when
+    /// `next` is measured first: the plan the screening so far gives (the
+    /// baseline and the best candidates, every round, and the move back),
+    /// but no more than 40 % of the budget, and never less than the
+    /// smallest confirmation the confirmation phase accepts (the baseline
+    /// and one candidate, two rounds) — whichever way `next` turns out:
+    /// then it runs, and if it is the best its cold group joins that
+    /// smallest confirmation. Costed as `confirm` will cost it, with a
+    /// margin, so a search never ends where no confirmation fits.
+    fn reserve_after(&self, next: &Point) -> Duration {
         let s = self.settings;
-        let costs = self.costs();
-        let candidates = self.screened_candidates();
+        let mut candidates = self.screened_candidates();
         let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        let ends = self.confirmation_ends(&candidates);
-        // The search moves on before the confirmation starts: it will start
-        // one move away from what runs now.
-        let away = if ends.running.is_some_and(|r| pool.contains(&r)) {
-            costs.hot_s
-        } else {
-            0.0
+        let home = candidates.iter().position(Candidate::is_baseline);
+        let running = match candidates.iter().position(|c| c.point.as_ref() == Some(next)) {
+            Some(known) => Some(known),
+            None => candidates.first().cloned().map(|template| {
+                candidates.push(Candidate {
+                    point: Some(next.clone()),
+                    ..template
+                });
+                candidates.len() - 1
+            }),
         };
-        let full = self.confirmation_plan(&candidates, &pool, s.confirm_rounds, ends).1 + away;
-        let smallest = if pool.len() >= 2 {
-            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1 + away
+        let ends = scheduler::Ends { running, home };
+        let full = self.confirmation_plan(&candidates, &pool, s.confirm_rounds, ends).1;
+        let mut smallest = if pool.len() >= 2 {
+            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1
         } else {
-            // A candidate not found yet, beside the baseline: four windows,
-            // a live move before each and one back.
-            4.0 * self.confirmation_window() + 5.0 * costs.hot_s
+            // Nothing measured yet beside the baseline: four windows, a live
+            // move before each and one back.
+            4.0 * self.confirmation_window() + 5.0 * self.costs().hot_s
         };
+        if let (Some(home), Some(running)) = (home, running) {
+            if home != running {
+                smallest = smallest.max(self.confirmation_plan(&candidates, &[home, running], 2, ends).1);
+            }
+        }
         let confirmation = full.min(s.budget.as_secs_f64() * 0.4).max(smallest);
         Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
+    }
+
+    /// What moving to `point` costs from what runs now: a live change when
+    /// the cold settings match, else a restart (also when nothing is known
+    /// to run).
+    fn move_seconds(&self, point: &Point, costs: &crate::search::SwitchCosts) -> f64 {
+        if self.runner.deployed().is_none() {
+            return costs.restart_s;
+        }
+        let running: Vec<Option<usize>> = self
+            .space
+            .parameters
+            .iter()
+            .zip(self.runner.running_levels(&self.space))
+            .map(|(p, level)| {
+                if p.apply == crate::space::Apply::Cold {
+                    level
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if running == self.space.cold_key(point) {
+            costs.hot_s
+        } else {
+            costs.restart_s
+        }
     }
 
     /// Seconds a confirmation window is expected to take: warm-up and
@@ -426,10 +463,6 @@ impl<'a> Study<'a> {
                 return Ok(StopReason::MaxTrials);
             }
             let costs = self.costs();
-            let next = Duration::from_secs_f64(costs.window_s + costs.hot_s);
-            if !self.budget.fits(next, self.reserve()) {
-                return Ok(StopReason::Budget);
-            }
             self.history.set_running(self.runner.running_levels(&self.space));
             self.history.set_costs(costs);
             let defaults = self.space.default_point();
@@ -441,6 +474,10 @@ impl<'a> Study<'a> {
                     None => return Ok(StopReason::Exhausted),
                 }
             };
+            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
+            if !self.budget.fits(next, self.reserve_after(&point)) {
+                return Ok(StopReason::Budget);
+            }
             if !self
                 .trial(Subject::Point(point), TrialKind::Screen, None, on_trial)
                 .await?
