@@ -134,11 +134,6 @@ impl Gateway {
         self.child.id().map(|p| p as i32)
     }
 
-    /// Whether it still runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Stops it: stdin closed, then SIGTERM after 5 s, then SIGKILL.
     pub async fn stop(mut self) {
         drop(self.stdin.take());
@@ -157,12 +152,6 @@ impl Gateway {
         {
             let _ = self.child.kill().await;
         }
-    }
-
-    /// Stops it and starts it again on `spec` (a new config or environment).
-    pub async fn restart(self, spec: &GatewaySpec) -> anyhow::Result<Self> {
-        self.stop().await;
-        Self::start(spec).await
     }
 }
 
