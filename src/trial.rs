@@ -50,11 +50,13 @@ pub enum Switch {
     Register,
     /// A full restart until every worker was READY.
     Restart,
+    /// Only the gateway in front restarted on a new config (TorchServe ran on).
+    Gateway,
 }
 
 impl Switch {
     pub fn is_hot(self) -> bool {
-        matches!(self, Switch::Scale | Switch::Register)
+        matches!(self, Switch::Scale | Switch::Register | Switch::Gateway)
     }
 }
 
@@ -226,6 +228,9 @@ pub struct MeasuredCosts {
     /// Scaling workers until READY.
     pub scale_s: Option<f64>,
     pub scales: usize,
+    /// Restarting only the gateway in front (a stack) until it served.
+    pub gateway_s: Option<f64>,
+    pub gateways: usize,
     /// Trials that needed no change at all.
     pub unchanged: usize,
     /// Warm-up plus window of a screening trial.
@@ -241,10 +246,11 @@ impl MeasuredCosts {
                 .map(|e| e.switch_s)
                 .collect()
         };
-        let (mut restarts, mut registers, mut scales) = (
+        let (mut restarts, mut registers, mut scales, mut gateways) = (
             of_kind(Switch::Restart),
             of_kind(Switch::Register),
             of_kind(Switch::Scale),
+            of_kind(Switch::Gateway),
         );
         let mut screening: Vec<f64> = entries
             .iter()
@@ -255,6 +261,8 @@ impl MeasuredCosts {
             restarts: restarts.len(),
             registers: registers.len(),
             scales: scales.len(),
+            gateways: gateways.len(),
+            gateway_s: median(&mut gateways),
             unchanged: entries.iter().filter(|e| e.switch == Switch::None).count(),
             restart_s: median(&mut restarts),
             register_s: median(&mut registers),
@@ -265,11 +273,11 @@ impl MeasuredCosts {
 
     /// Share of moves (trials after the baseline) that were live or none.
     pub fn hot_share(&self) -> f64 {
-        let moves = self.restarts + self.registers + self.scales;
+        let moves = self.restarts + self.registers + self.scales + self.gateways;
         if moves == 0 {
             return 1.0;
         }
-        (self.registers + self.scales) as f64 / moves as f64
+        (self.registers + self.scales + self.gateways) as f64 / moves as f64
     }
 }
 

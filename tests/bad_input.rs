@@ -559,6 +559,83 @@ fn cases() -> Vec<Case> {
             &["compare", "--stack", "stack.toml"],
             &["request.json", "not JSON"],
         ),
+        // A stack study (the gateway in front).
+        case(
+            "a study naming both a target and a stack",
+            study(
+                "target = \"target.toml\"",
+                "target = \"target.toml\"\nstack = \"stack.toml\"",
+            ),
+            TUNE,
+            &["study.toml", "exactly one of target"],
+        ),
+        case(
+            "a stack study without the gateway's python",
+            study("target = \"target.toml\"", "stack = \"stack.toml\""),
+            TUNE,
+            &["stack.toml", "no python"],
+        ),
+        case(
+            "a stack study whose gateway config is broken",
+            &[
+                ("study.toml", "target = \"target.toml\"", "stack = \"stack.toml\""),
+                (
+                    "tensorzero.toml",
+                    "[embedding_models.tiny.providers.ts]",
+                    "[embedding_models.tiny.providers.ts",
+                ),
+            ],
+            TUNE,
+            &["tensorzero.toml:1"],
+        ),
+        case(
+            "a gateway parameter in a study without a gateway",
+            space(
+                "apply = \"hot\"\n\n",
+                "apply = \"hot\"\n\n[[parameter]]\nname = \"gw\"\nkind = \"int\"\nvalues = [1, 2]\ndefault = 1\n\
+                 target = \"gateway.env.TOKIO_WORKER_THREADS\"\napply = \"hot\"\n\n",
+            ),
+            TUNE,
+            &["space.toml", "'gw'", "no gateway in front"],
+        ),
+        case(
+            "a gateway variable for a gateway a service manager starts",
+            &[
+                ("study.toml", "target = \"target.toml\"", "stack = \"stack.toml\""),
+                (
+                    "stack.toml",
+                    "config = \"tensorzero.toml\"\n",
+                    "config = \"tensorzero.toml\"\nrestart_command = [\"systemctl\", \"restart\", \"tz\"]\n\
+                     url = \"http://127.0.0.1:1\"\n",
+                ),
+                (
+                    "space.toml",
+                    "apply = \"hot\"\n\n",
+                    "apply = \"hot\"\n\n[[parameter]]\nname = \"gw\"\nkind = \"int\"\nvalues = [1, 2]\n\
+                     default = 1\ntarget = \"gateway.env.TOKIO_WORKER_THREADS\"\napply = \"hot\"\n\n",
+                ),
+            ],
+            TUNE,
+            &["space.toml", "gateway.env.TOKIO_WORKER_THREADS", "Environment="],
+        ),
+        case(
+            "a parameter in two space files",
+            study("space = \"space.toml\"", "space = [\"space.toml\", \"space.toml\"]"),
+            TUNE,
+            &["space.toml", "'batch_size' is also in"],
+        ),
+        case(
+            "apply a gateway setting",
+            &[],
+            &[
+                "apply",
+                "--config",
+                "config.properties",
+                "--set",
+                "gateway.env.RUST_LOG=warn",
+            ],
+            &["--set gateway.env.RUST_LOG", "stack study"],
+        ),
         case(
             "compare a stack whose TOML is broken",
             &[("stack.toml", "[gateway]", "[gateway")],

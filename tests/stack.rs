@@ -202,6 +202,41 @@ fn three_models_answer_direct_and_through_the_gateway_and_compare_reports_them()
     );
 }
 
+/// Space parameters of the stack tests: a key of tensorzero.toml, a
+/// variable of the gateway's environment, a live TorchServe setting.
+const GATEWAY_DEBUG: &str = "[[parameter]]\nname = \"gateway_debug\"\nkind = \"bool\"\ndefault = false\n\
+                             target = \"gateway.toml.gateway.debug\"\napply = \"hot\"\n";
+const GATEWAY_THREADS: &str = "[[parameter]]\nname = \"gateway_worker_threads\"\nkind = \"int\"\n\
+                               values = [1, 2]\ndefault = 2\ntarget = \"gateway.env.TOKIO_WORKER_THREADS\"\n\
+                               apply = \"hot\"\n";
+const BATCH_SIZE: &str = "[[parameter]]\nname = \"batch_size\"\nkind = \"int\"\nvalues = [1, 2]\ndefault = 1\n\
+                          target = \"models.{model}.batchSize\"\napply = \"hot\"\n";
+
+/// Runs `tune --json` on a short grid study of BERT through the stack in
+/// `dir` (its stack.toml), with `parameters` as the space.
+fn tune_stack(dir: &Path, name: &str, parameters: &[&str], limits: &str) -> std::process::Output {
+    std::fs::write(dir.join("space.toml"), parameters.concat()).unwrap();
+    std::fs::write(
+        dir.join("study.toml"),
+        format!(
+            "name = \"{name}\"\nstack = \"stack.toml\"\nspace = \"space.toml\"\nmodel = \"bert\"\n\
+             strategy = \"grid\"\n{limits}\
+             [workload]\nusers = 2\nduration = \"2s\"\nwarmup = \"1s\"\nsteady = false\n\
+             confirm_duration = \"2s\"\nconfirm_rounds = 2\nconfirm_top = 1\n\
+             [constraints]\np99_ms = 5000\n"
+        ),
+    )
+    .unwrap();
+    servetune(&["tune", "--study", "study.toml", "--json"], dir)
+}
+
+/// The study's journal, as text and as lines.
+fn journal_of(dir: &Path, study: &str) -> (String, Vec<Value>) {
+    let journal = std::fs::read_to_string(dir.join(format!("results/{study}/trials.jsonl"))).unwrap();
+    let trials = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (journal, trials)
+}
+
 /// The gateway processes running on `config`.
 fn gateways_on(config: &Path) -> Vec<i32> {
     let wanted = config.to_string_lossy().into_owned();
@@ -256,4 +291,195 @@ fn a_compare_stopped_by_sigterm_stops_what_it_started() {
         gateways_on(&gateway_config).is_empty(),
         "the gateway it started is stopped"
     );
+}
+
+/// A study of the stack: BERT through the gateway, with a TorchServe
+/// setting and two of the gateway's (a variable of its environment and a
+/// key of its tensorzero.toml) in one space. Moves that change only the
+/// gateway restart only the gateway; every candidate is measured through
+/// it; its recommended config is the original with the one key changed;
+/// at the end both config files are back as they were and the gateway the
+/// study started is stopped.
+#[test]
+#[cfg_attr(
+    gateway_missing,
+    ignore = "the TensorZero gateway or the text models are not provisioned: run `make test`"
+)]
+fn a_tune_of_the_stack_measures_through_the_gateway_and_restores_both_configs() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::serving_models(&provisioned, &["bert"], "ready_timeout = \"300s\"");
+    write_stack(&deployment);
+    let dir = deployment.dir.path();
+    let gateway_config = dir.join("tensorzero.toml");
+    let gateway_before = std::fs::read(&gateway_config).unwrap();
+    let config_before = deployment.config_bytes();
+    let parameters = [GATEWAY_DEBUG, GATEWAY_THREADS, BATCH_SIZE];
+    let output = tune_stack(dir, "stack", &parameters, "budget = \"150s\"\nmax_trials = 5\n");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["confirmation_runs"].as_u64() > Some(0), "{report}");
+
+    let (journal, trials) = journal_of(dir, "stack");
+    let screened: Vec<&Value> = trials.iter().filter(|t| t["kind"] == "screen").collect();
+    assert!(screened.len() >= 4, "a few trials: {journal}");
+    for trial in &trials {
+        assert!(trial["failure"].is_null(), "every trial measured: {trial}");
+        assert!(trial["figures"]["memory_mb"].as_f64() > Some(0.0), "{trial}");
+    }
+    // Where only the gateway's values change from one trial to the next,
+    // only the gateway restarted; the grid starts with such moves.
+    let mut gateway_only = 0;
+    for pair in trials.windows(2) {
+        let (before, after) = (&pair[0]["point"], &pair[1]["point"]);
+        if before.is_null() || after.is_null() {
+            continue; // the baseline's values read as set or unset, not as levels
+        }
+        let batch_size = |t: &Value| t["values"]["batch_size"].clone();
+        if batch_size(&pair[0]) == batch_size(&pair[1]) && before != after {
+            assert_eq!(pair[1]["switch"], "gateway", "{}", pair[1]);
+            gateway_only += 1;
+        }
+    }
+    assert!(gateway_only >= 2, "{journal}");
+    assert!(
+        screened.iter().any(|t| t["values"]["gateway_debug"] == "true"),
+        "the config key was searched: {journal}"
+    );
+
+    // The recommended gateway config is the original with only the key.
+    let original_text = String::from_utf8(gateway_before.clone()).unwrap();
+    let recommended = dir.join("results/stack/recommended");
+    let tiers: Vec<PathBuf> = std::fs::read_dir(&recommended)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!tiers.is_empty());
+    for tier in tiers {
+        let text = std::fs::read_to_string(tier.join("tensorzero.toml")).unwrap();
+        let without_key = text
+            .replacen("debug = true\n", "", 1)
+            .replacen("debug = false\n", "", 1);
+        assert_eq!(without_key, original_text, "{}", tier.display());
+        assert!(tier.join("gateway.environment").is_file());
+    }
+
+    // Both files are back, without servetune's backups, and the gateway is gone.
+    assert_eq!(std::fs::read(&gateway_config).unwrap(), gateway_before);
+    assert_eq!(deployment.config_bytes(), config_before);
+    for file in [&gateway_config, &deployment.config] {
+        let backup = servetune::config::file::BackupPaths::of(file).original;
+        assert!(!backup.exists(), "{} is left", backup.display());
+    }
+    assert!(
+        gateways_on(&gateway_config).is_empty(),
+        "the study's gateway is stopped"
+    );
+    assert!(common::runtime().block_on(deployment.server().is_ready()));
+    common::runtime().block_on(deployment.server().stop()).unwrap();
+}
+
+/// In production a service manager runs the gateway: a study restarts it
+/// with the stack's restart_command after each change of its config, finds
+/// it at its url (its memory counted), and leaves it running on the
+/// original config. The "service" here runs the real gateway behind a fixed
+/// port (`tests/fixtures/gateway_service.py`).
+#[test]
+#[cfg_attr(
+    gateway_missing,
+    ignore = "the TensorZero gateway or the text models are not provisioned: run `make test`"
+)]
+fn a_tune_restarts_a_service_gateway_by_its_command_and_leaves_it_on_the_original() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::serving_models(&provisioned, &["bert"], "ready_timeout = \"300s\"");
+    // The service's gateway has no key of TorchServe's to send.
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&deployment.config)
+        .unwrap();
+    std::io::Write::write_all(&mut config, b"disable_token_authorization=true\n").unwrap();
+    let stack_path = write_stack(&deployment);
+    let dir = deployment.dir.path();
+    let gateway_config = dir.join("tensorzero.toml");
+    let state = dir.join("gateway-service");
+    let port = common::free_port().to_string();
+    let python = servetune::server::gateway::GatewaySpec::python_beside(&provisioned.torchserve);
+    let fixture = common::repo_root().join("tests/fixtures/gateway_service.py");
+    let argv = [
+        python.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+        "restart",
+        gateway_config.to_str().unwrap(),
+        &port,
+        state.to_str().unwrap(),
+    ];
+    let stack = std::fs::read_to_string(&stack_path).unwrap();
+    let stack = stack.replace(
+        "[gateway.environment]\n# One tokio worker per core by default; RUST_LOG sets its log level.\nRUST_LOG = \"warn\"\n",
+        "",
+    );
+    let stack = stack.replace(
+        "config = \"tensorzero.toml\"\n",
+        &format!(
+            "config = \"tensorzero.toml\"\nrestart_command = {}\nurl = \"http://127.0.0.1:{port}\"\n",
+            serde_json::to_string(&argv).unwrap()
+        ),
+    );
+    std::fs::write(&stack_path, stack).unwrap();
+    // The operator's service runs before the study.
+    assert!(Command::new(argv[0]).args(&argv[1..]).status().unwrap().success());
+    let restarts = || {
+        std::fs::read_to_string(state.join("restarts"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let gateway_before = std::fs::read(&gateway_config).unwrap();
+    let parameters = [GATEWAY_DEBUG, BATCH_SIZE];
+    let output = tune_stack(dir, "service", &parameters, "budget = \"120s\"\nmax_trials = 3\n");
+    let said = String::from_utf8_lossy(&output.stderr);
+    let service_pid: i32 = std::fs::read_to_string(state.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stopped = scopeguard_kill(service_pid);
+    assert!(output.status.success(), "{said}");
+    let (journal, trials) = journal_of(dir, "service");
+    for trial in &trials {
+        assert!(trial["failure"].is_null(), "every trial measured: {trial}");
+    }
+    assert!(
+        trials
+            .iter()
+            .any(|t| t["switch"] == "gateway" && t["values"]["gateway_debug"] == "true"),
+        "a trial on the edited config, reached by restarting the service only: {journal}"
+    );
+    assert!(
+        restarts() >= 3,
+        "the service was restarted by its command: {}",
+        restarts()
+    );
+    // It runs again, on the original config, which is back on disk.
+    assert_eq!(std::fs::read(&gateway_config).unwrap(), gateway_before);
+    assert_eq!(std::fs::read(state.join("loaded")).unwrap(), gateway_before);
+    assert!(servetune::server::process::is_alive(service_pid));
+    // The wheel's gateway has no health route: a 404 from it says it serves.
+    let health = common::runtime()
+        .block_on(reqwest::get(format!("http://127.0.0.1:{port}/health")))
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 404);
+    drop(stopped);
+}
+
+/// Stops the test's gateway service when dropped (also on a panic).
+fn scopeguard_kill(pid: i32) -> impl Drop {
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            servetune::server::process::signal(self.0, libc::SIGTERM);
+        }
+    }
+    Kill(pid)
 }

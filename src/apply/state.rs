@@ -9,21 +9,46 @@
 //! `realize` turns a point of a search space into the state that runs it:
 //! the original config with the point's assignments (edited losslessly),
 //! its log level named in `vmargs`, its environment variables added.
+//!
+//! In a stack the state also holds the gateway's `tensorzero.toml` and
+//! environment. The gateway reads both only at start, and restarts in a
+//! fraction of a second without touching TorchServe: `gateway_changes` says
+//! whether a move must restart it, apart from TorchServe's transition.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::{apply_assignments, Assignment, ModelField, Models, Properties, SettingKey, MODELS_KEY};
+use crate::config::{
+    apply_assignments, Assignment, GatewayToml, ModelField, Models, Properties, SettingKey, TomlScalar, MODELS_KEY,
+};
 use crate::server::logging;
-use crate::space::{Running, Space};
+use crate::space::{Current, Running, RunningGateway, Space, Target, Value};
 use crate::trial::Switch;
 
-/// What servetune sets for the server: its config file and environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What servetune sets for the server: its config file and environment
+/// (and, in a stack, the gateway's).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Deployment {
     pub config: Vec<u8>,
     /// Variables set on top of servetune's own environment at start.
     pub environment: BTreeMap<String, String>,
+    /// The gateway in front of TorchServe, in a stack.
+    pub gateway: Option<GatewayState>,
+}
+
+/// The gateway's part of a stack's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayState {
+    /// The bytes of its `tensorzero.toml`.
+    pub config: Vec<u8>,
+    /// Variables set on top of servetune's own environment at its start.
+    pub environment: BTreeMap<String, String>,
+}
+
+impl GatewayState {
+    pub fn parsed(&self) -> Result<GatewayToml, String> {
+        GatewayToml::parse(&self.config, Path::new("tensorzero.toml")).map_err(|e| e.to_string())
+    }
 }
 
 /// How to move between two states.
@@ -55,15 +80,65 @@ impl Deployment {
         Properties::parse(self.config.clone()).map_err(|e| e.to_string())
     }
 
-    /// What runs now, for a space's `running_levels`.
-    pub fn running<'a>(&self, properties: &'a Properties, model: &'a str) -> Running<'a> {
-        let mut environment: BTreeMap<String, String> = std::env::vars().collect();
-        environment.extend(self.environment.clone());
+    /// What runs now, for a space's `running_levels` (`gateway`: this
+    /// state's gateway config, parsed).
+    pub fn running<'a>(
+        &self,
+        properties: &'a Properties,
+        gateway: Option<&'a GatewayToml>,
+        model: &'a str,
+    ) -> Running<'a> {
+        let with_ours = |extra: &BTreeMap<String, String>| {
+            let mut environment: BTreeMap<String, String> = std::env::vars().collect();
+            environment.extend(extra.clone());
+            environment
+        };
         Running {
             properties: Some(properties),
-            environment,
+            environment: with_ours(&self.environment),
             log_level: logging::level_of(properties.get("vmargs")),
             model,
+            gateway: match (gateway, &self.gateway) {
+                (Some(config), Some(state)) => Some(RunningGateway {
+                    config,
+                    environment: with_ours(&state.environment),
+                }),
+                _ => None,
+            },
+        }
+    }
+
+    /// The level each parameter of `space` runs at in this state (None where unknown).
+    pub fn running_levels(&self, space: &Space, model: &str) -> Vec<Option<usize>> {
+        let gateway = self.gateway.as_ref().map(GatewayState::parsed).transpose();
+        match (self.properties(), gateway) {
+            (Ok(props), Ok(gateway)) => space.running_levels(&self.running(&props, gateway.as_ref(), model)),
+            _ => vec![None; space.dimensions()],
+        }
+    }
+
+    /// A target's value in this state.
+    pub fn current(&self, target: &Target, model: &str) -> Current {
+        let gateway = self.gateway.as_ref().map(GatewayState::parsed).transpose();
+        match (self.properties(), gateway) {
+            (Ok(props), Ok(gateway)) => self.running(&props, gateway.as_ref(), model).value_of(target),
+            _ => Current::Unknown,
+        }
+    }
+
+    /// Whether moving from `self` to `to` must restart the gateway: its
+    /// environment or its config (by value) differs.
+    pub fn gateway_changes(&self, to: &Deployment) -> bool {
+        match (&self.gateway, &to.gateway) {
+            (Some(from), Some(to)) => {
+                from.environment != to.environment
+                    || match (from.parsed(), to.parsed()) {
+                        (Ok(a), Ok(b)) => !a.same_as(&b),
+                        _ => from.config != to.config,
+                    }
+            }
+            (None, None) => false,
+            _ => true,
         }
     }
 
@@ -98,7 +173,12 @@ impl Deployment {
         config_dir: &Path,
     ) -> Result<Deployment, String> {
         let mut props = original.properties()?;
-        let realization = space.realize(point, model, Some(&original.running(&props, model)))?;
+        let gateway_config = original.gateway.as_ref().map(GatewayState::parsed).transpose()?;
+        let realization = space.realize(
+            point,
+            model,
+            Some(&original.running(&props, gateway_config.as_ref(), model)),
+        )?;
         apply_assignments(&mut props, &realization.assignments).map_err(|e| e.to_string())?;
         if let Some(level) = &realization.log_level {
             match logging::vmargs_with(props.get("vmargs"), level, config_dir) {
@@ -110,11 +190,55 @@ impl Deployment {
         }
         let mut environment = original.environment.clone();
         environment.extend(realization.environment);
+        let gateway = realize_gateway(
+            original,
+            gateway_config,
+            realization.gateway_environment,
+            realization.gateway_settings,
+        )?;
         Ok(Deployment {
             config: props.into_bytes(),
             environment,
+            gateway,
         })
     }
+}
+
+/// The gateway's state with a point's gateway settings applied.
+fn realize_gateway(
+    original: &Deployment,
+    config: Option<GatewayToml>,
+    environment: BTreeMap<String, String>,
+    settings: Vec<(String, Value)>,
+) -> Result<Option<GatewayState>, String> {
+    let (Some(state), Some(mut config)) = (original.gateway.clone(), config) else {
+        if let Some((key, _)) = settings.first() {
+            return Err(format!(
+                "gateway.toml.{key}: this target has no gateway in front (tune a stack)"
+            ));
+        }
+        if let Some(name) = environment.keys().next() {
+            return Err(format!(
+                "gateway.env.{name}: this target has no gateway in front (tune a stack)"
+            ));
+        }
+        return Ok(None);
+    };
+    for (key, value) in settings {
+        let scalar = match value {
+            Value::Bool(b) => TomlScalar::Bool(b),
+            Value::Int(i) => TomlScalar::Int(i),
+            Value::Float(x) => TomlScalar::Float(x),
+            Value::Text(t) => TomlScalar::Text(t),
+        };
+        config.set(&key, scalar).map_err(|e| format!("gateway.toml.{e}"))?;
+    }
+    let mut with_point = state.environment;
+    with_point.extend(environment);
+    Ok(Some(GatewayState {
+        config: config.to_bytes(),
+        environment: with_point,
+    }))
 }
 
 /// Per model, the default version's fields with the live ones set aside.
@@ -188,7 +312,7 @@ mod tests {
     fn deployment(text: &str) -> Deployment {
         Deployment {
             config: text.as_bytes().to_vec(),
-            environment: BTreeMap::new(),
+            ..Deployment::default()
         }
     }
 
@@ -222,6 +346,60 @@ mod tests {
     }
 }
 #[cfg(test)]
+mod gateway_tests {
+    use super::*;
+
+    const SPACE: &str = "[[parameter]]\nname = \"threads\"\nkind = \"int\"\nvalues = [1, 2]\ndefault = 2\n\
+                         target = \"gateway.env.TOKIO_WORKER_THREADS\"\napply = \"hot\"\n\
+                         [[parameter]]\nname = \"debug\"\nkind = \"bool\"\ndefault = false\n\
+                         target = \"gateway.toml.gateway.debug\"\napply = \"hot\"\n";
+
+    fn stack() -> Deployment {
+        Deployment {
+            config: b"number_of_netty_threads=2\n".to_vec(),
+            environment: BTreeMap::new(),
+            gateway: Some(GatewayState {
+                config: b"# routes\n[gateway]\nobservability.enabled = false\n".to_vec(),
+                environment: [("RUST_LOG".to_string(), "warn".to_string())].into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_gateway_point_changes_only_the_gateway() {
+        let space = crate::space::parse_space_for(SPACE, "tz.toml", crate::space::Machine { cpus: 2 }).unwrap();
+        let original = stack();
+        let same = Deployment::realize(&original, &space, &space.default_point(), "m", Path::new("/x")).unwrap();
+        assert!(!original.gateway_changes(&same), "defaults that are unset stay unset");
+        let point = Deployment::realize(&original, &space, &[0, 1], "m", Path::new("/x")).unwrap();
+        assert_eq!(
+            original.transition_to(&point),
+            Transition::Nothing,
+            "TorchServe runs on"
+        );
+        assert!(original.gateway_changes(&point));
+        let gateway = point.gateway.as_ref().unwrap();
+        assert_eq!(
+            String::from_utf8(gateway.config.clone()).unwrap(),
+            "# routes\n[gateway]\nobservability.enabled = false\ndebug = true\n"
+        );
+        assert_eq!(gateway.environment["TOKIO_WORKER_THREADS"], "1");
+        assert_eq!(
+            gateway.environment["RUST_LOG"], "warn",
+            "the stack's own variables stay"
+        );
+        assert_eq!(point.running_levels(&space, "m"), vec![Some(0), Some(1)]);
+
+        let alone = Deployment {
+            gateway: None,
+            ..original
+        };
+        let e = Deployment::realize(&alone, &space, &[0, 1], "m", Path::new("/x")).unwrap_err();
+        assert!(e.contains("no gateway in front"), "{e}");
+    }
+}
+
+#[cfg(test)]
 mod example_tests {
     use super::*;
 
@@ -240,7 +418,7 @@ mod example_tests {
         .unwrap();
         let original = Deployment {
             config: std::fs::read(root.join("examples/deployment/config.properties")).unwrap(),
-            environment: BTreeMap::new(),
+            ..Deployment::default()
         };
         let defaults = Deployment::realize(&original, &space, &space.default_point(), "tiny", Path::new("/x")).unwrap();
         assert_eq!(original.transition_to(&defaults).switch(), Switch::Scale);

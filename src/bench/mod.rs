@@ -31,6 +31,9 @@ pub struct ServerProbe {
     pub pid: Option<i32>,
     /// Base URL of TorchServe's metrics endpoint (prometheus mode).
     pub metrics_url: Option<String>,
+    /// Further process trees whose memory and CPU count with the server's
+    /// (the gateway in front of it, in a stack).
+    pub also: Vec<i32>,
 }
 
 /// Where load goes for one model of a managed TorchServe, and what to watch.
@@ -65,6 +68,7 @@ pub async fn torchserve_endpoint(server: &TorchServe, model: Option<&str>) -> Re
         probe: ServerProbe {
             pid: server.running_jvm(),
             metrics_url: Some(api.endpoints().metrics.base_url()),
+            also: Vec::new(),
         },
     })
 }
@@ -107,9 +111,10 @@ pub async fn measure_once(
     // Memory is sampled over the measured window only: the warm-up is skipped.
     let sampler = probe.pid.map(|pid| {
         let token = token.clone();
+        let roots: Vec<i32> = std::iter::once(pid).chain(probe.also.iter().copied()).collect();
         tokio::spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(warmup) => Some(TreeSampler::start(pid, SAMPLE_INTERVAL)),
+                _ = tokio::time::sleep(warmup) => Some(TreeSampler::start_trees(roots, SAMPLE_INTERVAL)),
                 _ = token.cancelled() => None,
             }
         })

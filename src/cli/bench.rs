@@ -171,6 +171,7 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
     let mut probe = ServerProbe {
         pid: args.pid,
         metrics_url: args.metrics_url.clone(),
+        also: Vec::new(),
     };
     let Some(target) = &args.target else {
         return Ok(Resolved {

@@ -330,7 +330,7 @@ mod tests {
         let settings = crate::study::settings::Settings::load(&out.join("study.toml"), &Default::default()).unwrap();
         assert!(settings.p99_from_baseline);
         assert_eq!(settings.model, "tiny");
-        crate::space::load_space(&settings.space).unwrap();
+        crate::space::load_spaces(&settings.spaces).unwrap();
     }
 
     #[test]

@@ -214,6 +214,11 @@ fn split_settings(settings: &[Setting], config: &Path) -> anyhow::Result<SplitSe
                 }
                 log_level = Some(level);
             }
+            Target::GatewayEnv(_) | Target::GatewayConfig(_) => bail!(
+                "--set {}: the gateway's settings are tuned in a stack study (stack = \"stack.toml\"); \
+                 apply changes TorchServe only",
+                setting.target
+            ),
         }
     }
     if let Some(level) = &log_level {

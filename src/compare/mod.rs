@@ -36,8 +36,7 @@ use crate::server::TorchServe;
 use crate::study::estimator::mean_interval;
 use crate::trial::Interval;
 
-/// The variable the gateway's providers read TorchServe's inference key from.
-pub const INFERENCE_KEY_VARIABLE: &str = "TORCHSERVE_INFERENCE_KEY";
+pub use crate::server::gateway::INFERENCE_KEY_VARIABLE;
 
 /// The machine the figures this command reproduces were published on.
 pub const REFERENCE_MACHINE: &str = "an 8-core Xeon";
@@ -176,7 +175,11 @@ pub async fn compare(
         true
     };
     let outcome = async {
-        let gateway = Gateway::start(&gateway_spec(stack, &server)?).await?;
+        // A service's gateway is measured as it runs; a managed one is started.
+        let gateway = match &stack.gateway.service {
+            Some(service) => Gateway::attach(service).await?,
+            None => Gateway::start(&gateway_spec(stack, &server)?).await?,
+        };
         let mut compared = Vec::new();
         let mut outcome = Ok(());
         for (index, model) in models.iter().enumerate() {
@@ -215,11 +218,11 @@ pub async fn compare(
 /// "env::TORCHSERVE_INFERENCE_KEY"` (a placeholder when token authorization
 /// is off: TorchServe then ignores the header).
 pub fn gateway_spec(stack: &StackSpec, server: &TorchServe) -> anyhow::Result<GatewaySpec> {
-    let key = server.api()?.inference_key()?;
+    let key = crate::server::gateway::inference_key(server)?;
     let mut spec = stack.gateway.clone();
     spec.environment
         .entry(INFERENCE_KEY_VARIABLE.to_string())
-        .or_insert_with(|| key.unwrap_or_else(|| "token-authorization-off".into()));
+        .or_insert(key);
     Ok(spec)
 }
 

@@ -1,12 +1,13 @@
 //! Lossless editing of the server's config files.
 //!
 //! Owns: parsing and editing `config.properties` (including the `models={…}`
-//! JSON value), the `--set` assignment syntax, and safe writes with backup and
-//! restore. It never talks to a server; `apply` and `server` call it.
+//! JSON value) and the gateway's `tensorzero.toml`, the `--set` assignment
+//! syntax, and safe writes with backup and restore. It never talks to a server; `apply` and `server` call it.
 
 pub mod assignment;
 pub mod escape;
 pub mod file;
+pub mod gateway_toml;
 pub mod models;
 mod models_text;
 pub mod properties;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use assignment::{apply_assignments, Assignment, SettingKey};
 pub use file::{restore, ConfigFile, RestoreOutcome};
+pub use gateway_toml::{GatewayToml, TomlScalar};
 pub use models::{ModelField, Models, MODELS_KEY};
 pub use properties::Properties;
 

@@ -246,6 +246,12 @@ impl DeploymentConfig {
             ..Overrides::default()
         };
         let settings = Settings::load(&study_file, &overrides).context("study")?;
+        if settings.stack.is_some() {
+            bail!(
+                "{}: the daemon tunes a TorchServe target; a stack (gateway in front) is tuned with `servetune tune`",
+                study_file.display()
+            );
+        }
         let target = TargetSpec::load(&settings.target).context("the study's target")?;
         let access_log = match file.access_log {
             Some(path) => base.join(path),

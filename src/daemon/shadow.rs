@@ -184,6 +184,7 @@ pub fn to_production(recommended: &Deployment, production_config: &Path) -> anyh
     Ok(Deployment {
         config: props.into_bytes(),
         environment: recommended.environment.clone(),
+        gateway: None,
     })
 }
 
@@ -207,6 +208,7 @@ mod tests {
         let recommended = Deployment {
             config: shadow.into_bytes(),
             environment: [("OMP_NUM_THREADS".to_string(), "1".to_string())].into(),
+            gateway: None,
         };
         let back = to_production(&recommended, &production).unwrap();
         let props = back.properties().unwrap();

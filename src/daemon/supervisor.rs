@@ -268,6 +268,7 @@ impl Supervisor {
                 let recommended = Deployment {
                     config: recommendation.files.config.clone(),
                     environment: recommendation.environment.clone(),
+                    gateway: None,
                 };
                 let mut figures = DecisionFigures {
                     baseline: report.baseline,
@@ -333,6 +334,7 @@ impl Supervisor {
         let previous = Deployment {
             config: std::fs::read(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?,
             environment: production.environment(),
+            gateway: None,
         };
         let next = shadow::to_production(recommended, &config_path)?;
         let transition = previous.transition_to(&next);

@@ -114,19 +114,26 @@ pub struct TreeSampler {
 
 impl TreeSampler {
     pub fn start(root: i32, interval: Duration) -> Self {
+        Self::start_trees(vec![root], interval)
+    }
+
+    /// Samples the trees of several roots as one (a gateway and the
+    /// TorchServe behind it: memory is their sum).
+    pub fn start_trees(roots: Vec<i32>, interval: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
             let cpu_before = thread_cpu_time();
             let started = Instant::now();
-            let mut tree = process_tree(root);
+            let trees = || -> Vec<i32> { roots.iter().flat_map(|&root| process_tree(root)).collect() };
+            let mut tree = trees();
             let mut tree_read = Instant::now();
             let mut pss_read: Option<Instant> = None;
             let mut samples = Vec::new();
             let mut cost = ObserverCost::default();
             loop {
                 if tree_read.elapsed() >= TREE_REFRESH {
-                    tree = process_tree(root);
+                    tree = trees();
                     tree_read = Instant::now();
                 }
                 let with_pss = pss_read.is_none_or(|at| at.elapsed() >= PSS_INTERVAL);
@@ -213,5 +220,38 @@ mod tests {
         assert_eq!(cost.samples, report.samples);
         assert!(cost.pss_samples >= 1 && cost.pss_samples < cost.samples, "{cost:?}");
         assert!(cost.cpu_s > 0.0 && cost.cpu_share < 0.5, "{cost:?}");
+    }
+
+    #[test]
+    fn several_trees_are_sampled_as_one() {
+        // A second process holding 64 MiB (touched, so resident): what a
+        // gateway in front of TorchServe adds.
+        let mut other = std::process::Command::new("python3")
+            .args(["-c", "x = bytearray(64 << 20); import sys; sys.stdin.read()"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let pid = other.id() as i32;
+        let started = Instant::now();
+        while sample_tree(pid).rss_bytes < 64 << 20 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the allocation never showed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let me = std::process::id() as i32;
+        let alone = TreeSampler::start(me, Duration::from_millis(20)).finish().0;
+        let both = TreeSampler::start_trees(vec![me, pid], Duration::from_millis(20))
+            .finish()
+            .0;
+        drop(other.stdin.take());
+        let _ = other.wait();
+        assert!(
+            both.pss_mean > alone.pss_mean + 60.0,
+            "{} MB with the other tree, {} MB alone",
+            both.pss_mean,
+            alone.pss_mean
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! per tier (`recommended/<tier>/config.properties`, written with the
 //! lossless editor from the original, the `model-config.yaml` fields that
 //! belong in a model archive, the `environment` TorchServe must start with,
-//! and servetune's log4j2 file when the tier changes the log level),
+//! servetune's log4j2 file when the tier changes the log level, and in a
+//! stack the gateway's `tensorzero.toml` and `gateway.environment`),
 //! `summary.md` (the table, each recommendation's interval and gain over the
 //! baseline with its interval, what the measurements cannot tell apart, what
 //! logging and threads the recommendation runs with, what was not searched
@@ -76,6 +77,9 @@ pub struct Recommendation {
     pub threads_per_worker: String,
     /// Environment variables TorchServe must start with.
     pub environment: BTreeMap<String, String>,
+    /// Environment variables the gateway must start with (a stack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_environment: Option<BTreeMap<String, String>>,
     #[serde(skip)]
     pub files: RecommendedFiles,
 }
@@ -87,6 +91,8 @@ pub struct RecommendedFiles {
     pub model_config_yaml: String,
     /// servetune's log4j2 file the config names (file name, text).
     pub log4j: Option<(String, String)>,
+    /// The gateway's config (file name, bytes), in a stack.
+    pub gateway_config: Option<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,6 +199,13 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
         write(&tier_dir.join("environment"), environment.as_bytes())?;
         if let Some((file, text)) = &r.files.log4j {
             write(&tier_dir.join(file), text.as_bytes())?;
+        }
+        if let Some((file, bytes)) = &r.files.gateway_config {
+            write(&tier_dir.join(file), bytes)?;
+        }
+        if let Some(gateway) = &r.gateway_environment {
+            let environment: String = gateway.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            write(&tier_dir.join("gateway.environment"), environment.as_bytes())?;
         }
     }
     write(&dir.join("summary.md"), summary_markdown(report).as_bytes())?;
@@ -302,6 +315,12 @@ pub fn summary_markdown(report: &Report) -> String {
          servetune's log4j2 file when the tier changes TorchServe's log level (the config's `vmargs` names it in \
          `.servetune/` beside the config file).\n",
     );
+    if report.recommendations.iter().any(|r| r.gateway_environment.is_some()) {
+        md.push_str(
+            "In this stack each tier also has the gateway's config and `gateway.environment` (variables the \
+             TensorZero gateway must start with, beside the stack's own).\n",
+        );
+    }
     if !report.incidents.is_empty() {
         md.push_str(
             "\n## Incidents\n\nConfirmation runs with an incident were measured again and left out of the figures.\n\n",
@@ -320,7 +339,7 @@ pub fn summary_markdown(report: &Report) -> String {
     let seconds = |s: Option<f64>| s.map_or("n/a".into(), |s| format!("{s:.1} s"));
     md.push_str(&format!(
         "\n## Moves\n\n{:.0}% of moves were live. Median cost until every worker was READY: restart {} ({}×), \
-         re-register {} ({}×), scale workers {} ({}×); {} trials needed no change.\n",
+         re-register {} ({}×), scale workers {} ({}×){}; {} trials needed no change.\n",
         report.hot_share * 100.0,
         seconds(c.restart_s),
         c.restarts,
@@ -328,6 +347,11 @@ pub fn summary_markdown(report: &Report) -> String {
         c.registers,
         seconds(c.scale_s),
         c.scales,
+        if c.gateways > 0 {
+            format!(", the gateway alone {} ({}×)", seconds(c.gateway_s), c.gateways)
+        } else {
+            String::new()
+        },
         c.unchanged
     ));
     md.push_str("\nPareto front (throughput, p99, memory), feasible only:\n\n");

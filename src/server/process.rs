@@ -58,6 +58,25 @@ pub fn is_alive(pid: i32) -> bool {
 }
 
 /// `root` and all its descendants (the JVM and its workers).
+/// The process listening on TCP `port` (IPv4 or IPv6), if this user can see it.
+pub fn listening_pid(port: u16) -> Option<i32> {
+    const LISTEN: procfs::net::TcpState = procfs::net::TcpState::Listen;
+    let mut entries = procfs::net::tcp().unwrap_or_default();
+    entries.extend(procfs::net::tcp6().unwrap_or_default());
+    let inode = entries
+        .iter()
+        .find(|e| e.state == LISTEN && e.local_address.port() == port)?
+        .inode;
+    procfs::process::all_processes().ok()?.flatten().find_map(|process| {
+        let holds = process
+            .fd()
+            .ok()?
+            .flatten()
+            .any(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(i) if i == inode));
+        holds.then_some(process.pid)
+    })
+}
+
 pub fn process_tree(root: i32) -> Vec<i32> {
     let Ok(processes) = procfs::process::all_processes() else {
         return vec![root];

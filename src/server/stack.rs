@@ -7,7 +7,11 @@
 //! [gateway]
 //! config = "tensorzero.toml"
 //! # python = ".../bin/python"         # default: the python beside the target's torchserve
-//! [gateway.environment]
+//! # Production: a service manager runs the gateway; servetune restarts it
+//! # with this argv (never a shell) and finds it at url.
+//! # restart_command = ["systemctl", "restart", "tensorzero-gateway"]
+//! # url = "http://127.0.0.1:3000"
+//! [gateway.environment]                # (managed gateways only)
 //! TOKIO_WORKER_THREADS = "2"
 //! [[models]]
 //! name = "gpt2"
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
-use super::gateway::GatewaySpec;
+use super::gateway::{GatewayService, GatewaySpec};
 use super::{Control, TargetSpec};
 
 /// The two routes the gateway serves.
@@ -44,6 +48,8 @@ struct GatewayFile {
     python: Option<PathBuf>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
+    restart_command: Option<Vec<String>>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +65,34 @@ struct ModelFile {
 
 fn default_version() -> String {
     "1.0".into()
+}
+
+/// The gateway's service (restart_command and url), checked.
+fn service_of(gateway: &GatewayFile) -> Result<Option<GatewayService>, String> {
+    let (argv, url) = match (&gateway.restart_command, &gateway.url) {
+        (None, None) => return Ok(None),
+        (Some(argv), Some(url)) => (argv, url),
+        (Some(_), None) => return Err("restart_command needs url (where the gateway listens)".into()),
+        (None, Some(_)) => return Err("url needs restart_command (how to restart the gateway)".into()),
+    };
+    if argv.first().is_none_or(|program| program.trim().is_empty()) {
+        return Err("restart_command must name a program: [\"systemctl\", \"restart\", \"tensorzero-gateway\"]".into());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("url '{url}': {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("url '{url}': an http(s) URL such as http://127.0.0.1:3000"));
+    }
+    if !gateway.environment.is_empty() {
+        return Err(
+            "[gateway.environment] cannot be set when a service manager starts the gateway: set it in the \
+             service (e.g. Environment= in its unit)"
+                .into(),
+        );
+    }
+    Ok(Some(GatewayService {
+        restart_command: argv.clone(),
+        url: url.trim_end_matches('/').to_string(),
+    }))
 }
 
 /// One model of the stack.
@@ -101,16 +135,20 @@ impl StackSpec {
             .unwrap_or(Path::new("."));
         let resolve = |p: &Path| std::path::absolute(base.join(p)).unwrap_or_else(|_| base.join(p));
         let torchserve = TargetSpec::load(&resolve(&file.torchserve))?;
+        let service = service_of(&file.gateway).map_err(|e| anyhow::anyhow!("{}: [gateway] {e}", path.display()))?;
         let python = match (&file.gateway.python, &torchserve.control) {
             (Some(python), _) => resolve(python),
             (None, Control::Managed { torchserve, .. }) => GatewaySpec::python_beside(torchserve),
-            (None, Control::RestartCommand { .. }) => {
-                bail!(
-                    "{}: [gateway] python is needed when TorchServe is not managed",
-                    path.display()
-                )
-            }
+            (None, Control::RestartCommand { .. }) => PathBuf::from("python3"),
         };
+        if service.is_none() && file.gateway.python.is_none() && !matches!(torchserve.control, Control::Managed { .. })
+        {
+            bail!(
+                "{}: [gateway] python is needed when TorchServe is not managed (or restart_command and url, \
+                 when a service manager runs the gateway)",
+                path.display()
+            );
+        }
         let mut models = Vec::new();
         for model in file.models {
             if model.name.trim().is_empty() || model.name.contains(['/', ' ']) {
@@ -153,6 +191,7 @@ impl StackSpec {
                 python,
                 config: resolve(&file.gateway.config),
                 environment: file.gateway.environment,
+                service,
             },
             models,
         })
@@ -321,5 +360,44 @@ mod tests {
             missing.contains("tensorzero.toml: no [embedding_models.bert]"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn a_service_gateway_needs_a_command_and_a_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack_with = |gateway: &str| {
+            let path = stack_in(dir.path(), BERT, "");
+            let text = std::fs::read_to_string(&path).unwrap().replace(
+                "config = \"tensorzero.toml\"\n",
+                &format!("config = \"tensorzero.toml\"\n{gateway}"),
+            );
+            std::fs::write(&path, text).unwrap();
+            StackSpec::load(&path)
+        };
+        let good =
+            stack_with("restart_command = [\"systemctl\", \"restart\", \"tz\"]\nurl = \"http://127.0.0.1:3000/\"\n")
+                .unwrap();
+        let service = good.gateway.service.unwrap();
+        assert_eq!(service.url, "http://127.0.0.1:3000");
+        assert_eq!(service.restart_command[0], "systemctl");
+        for (gateway, says) in [
+            ("restart_command = [\"x\"]\n", "needs url"),
+            ("url = \"http://127.0.0.1:3000\"\n", "needs restart_command"),
+            (
+                "restart_command = []\nurl = \"http://127.0.0.1:3000\"\n",
+                "must name a program",
+            ),
+            ("restart_command = [\"x\"]\nurl = \"ftp://h\"\n", "http(s) URL"),
+            (
+                "restart_command = [\"x\"]\nurl = \"http://h:1\"\n[gateway.environment]\nRUST_LOG = \"warn\"\n",
+                "Environment=",
+            ),
+        ] {
+            let error = stack_with(gateway).unwrap_err().to_string();
+            assert!(
+                error.contains("stack.toml: [gateway]") && error.contains(says),
+                "{says}: {error}"
+            );
+        }
     }
 }

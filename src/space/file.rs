@@ -345,6 +345,27 @@ pub fn load_space(path: &Path) -> Result<Space, SpaceError> {
     parse_space(&text, &path.display().to_string())
 }
 
+/// Reads several space files as one space; a parameter name may appear in
+/// only one of them.
+pub fn load_spaces(paths: &[std::path::PathBuf]) -> Result<Space, SpaceError> {
+    let mut parameters: Vec<(super::Parameter, &std::path::PathBuf)> = Vec::new();
+    for path in paths {
+        for parameter in load_space(path)?.parameters {
+            if let Some((_, first)) = parameters.iter().find(|(p, _)| p.name == parameter.name) {
+                return Err(SpaceError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    reason: format!("parameter '{}' is also in {}", parameter.name, first.display()),
+                });
+            }
+            parameters.push((parameter, path));
+        }
+    }
+    Ok(Space {
+        parameters: parameters.into_iter().map(|(p, _)| p).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,12 +415,31 @@ mod tests {
     }
 
     #[test]
+    fn spaces_merge_and_a_name_may_be_in_one_only() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search-spaces");
+        let both = [root.join("torchserve-cpu.toml"), root.join("tensorzero.toml")];
+        let space = load_spaces(&both).unwrap();
+        let threads = space
+            .index_of("gateway_worker_threads")
+            .expect("the gateway's parameters follow");
+        assert!(space.parameters[threads].targets[0].is_gateway());
+        assert!(space.index_of("batch_size").is_some());
+        let twice = [root.join("tensorzero.toml"), root.join("tensorzero.toml")];
+        let e = load_spaces(&twice).unwrap_err().to_string();
+        assert!(
+            e.contains("'gateway_worker_threads' is also in") && e.contains("tensorzero.toml"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_bundled_spaces_are_valid_and_follow_the_machine() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("search-spaces");
         for (name, cpus) in [
             ("torchserve-cpu.toml", 2),
             ("torchserve-cpu.toml", 16),
             ("torchserve-gpu.toml", 4),
+            ("tensorzero.toml", 2),
         ] {
             let text = std::fs::read_to_string(root.join(name)).unwrap();
             let space = parse_space_for(&text, name, Machine { cpus }).unwrap();

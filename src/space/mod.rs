@@ -20,8 +20,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use file::{load_space, logical_cpus, parse_space, parse_space_for, Machine, SpaceError};
-pub use target::{same_value, Current, Realization, Running, Target, LOG_LEVELS};
+pub use file::{load_space, load_spaces, logical_cpus, parse_space, parse_space_for, Machine, SpaceError};
+pub use target::{same_value, Current, Realization, Running, RunningGateway, Target, LOG_LEVELS};
 
 /// A parameter value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +195,12 @@ impl Space {
                         realization.environment.insert(name.clone(), value.to_string());
                     }
                     Target::LogLevel => realization.log_level = Some(value.to_string()),
+                    Target::GatewayEnv(name) => {
+                        realization.gateway_environment.insert(name.clone(), value.to_string());
+                    }
+                    Target::GatewayConfig(template) => realization
+                        .gateway_settings
+                        .push((template.replace("{model}", model), value.clone())),
                 }
             }
         }

@@ -7,7 +7,12 @@
 //!   workers inherit (`env.OMP_NUM_THREADS`: torch's intra-op threads per
 //!   worker); set when servetune starts the server;
 //! - `log4j.level`: TorchServe's own log level, through a log4j2 config that
-//!   servetune writes and names in `vmargs` (see `server::logging`).
+//!   servetune writes and names in `vmargs` (see `server::logging`);
+//! - `gateway.env.NAME` and `gateway.toml.KEY.PATH`: the TensorZero gateway
+//!   in front of TorchServe (a stack study): a variable of its environment
+//!   (`TOKIO_WORKER_THREADS`, `RUST_LOG`) or a key of its `tensorzero.toml`.
+//!   The gateway reads both at start, and restarting it takes a fraction of
+//!   a second while TorchServe runs on: for the study these are hot.
 //!
 //! This module only says what a point sets (`Realization`) and reads back
 //! what a deployment runs now; `apply` and `server` make it so.
@@ -15,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{Assignment, Properties, SettingKey};
+use crate::config::{Assignment, GatewayToml, Properties, SettingKey};
 
 use super::Value;
 
@@ -31,6 +36,10 @@ pub enum Target {
     Env(String),
     /// TorchServe's frontend log level.
     LogLevel,
+    /// An environment variable of the gateway process.
+    GatewayEnv(String),
+    /// A dotted key of the gateway's `tensorzero.toml` (`{model}`: the study's model).
+    GatewayConfig(String),
 }
 
 impl fmt::Display for Target {
@@ -39,6 +48,8 @@ impl fmt::Display for Target {
             Target::Config(key) => f.write_str(key),
             Target::Env(name) => write!(f, "env.{name}"),
             Target::LogLevel => f.write_str("log4j.level"),
+            Target::GatewayEnv(name) => write!(f, "gateway.env.{name}"),
+            Target::GatewayConfig(key) => write!(f, "gateway.toml.{key}"),
         }
     }
 }
@@ -46,16 +57,27 @@ impl fmt::Display for Target {
 impl Target {
     /// Parses a space file's target string.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(name) = text.strip_prefix("env.") {
-            let valid = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !name.as_bytes()[0].is_ascii_digit();
+        if let Some(name) = text.strip_prefix("gateway.env.") {
+            return variable_name(name, text).map(Target::GatewayEnv);
+        }
+        if let Some(key) = text.strip_prefix("gateway.toml.") {
+            let valid = key
+                .split('.')
+                .all(|part| !part.is_empty() && !part.contains(char::is_whitespace));
             if !valid {
                 return Err(format!(
-                    "'{text}': env.NAME needs a variable name (letters, digits, '_')"
+                    "'{text}': gateway.toml.KEY needs a dotted key of tensorzero.toml"
                 ));
             }
-            return Ok(Target::Env(name.to_string()));
+            return Ok(Target::GatewayConfig(key.to_string()));
+        }
+        if text.starts_with("gateway.") {
+            return Err(format!(
+                "'{text}': a gateway target is gateway.env.NAME or gateway.toml.KEY"
+            ));
+        }
+        if let Some(name) = text.strip_prefix("env.") {
+            return variable_name(name, text).map(Target::Env);
         }
         if text == "log4j.level" {
             return Ok(Target::LogLevel);
@@ -95,7 +117,14 @@ impl Target {
                 }
             }
             Target::Env(_) | Target::LogLevel => true,
+            // Only the gateway restarts; TorchServe keeps running, warm.
+            Target::GatewayEnv(_) | Target::GatewayConfig(_) => false,
         }
+    }
+
+    /// Whether the value lands in the gateway (a stack study).
+    pub fn is_gateway(&self) -> bool {
+        matches!(self, Target::GatewayEnv(_) | Target::GatewayConfig(_))
     }
 
     /// Checks that `value` is one TorchServe accepts here.
@@ -115,16 +144,18 @@ impl Target {
                     SettingKey::Property(_) => Ok(()),
                 }
             }
-            Target::Env(name) => {
+            Target::Env(name) | Target::GatewayEnv(name) => {
                 let text = value.to_string();
                 if text.is_empty() || text.contains(['\n', '\r', '\0']) {
-                    return Err(format!("env.{name}: '{text}' is not a usable value"));
+                    return Err(format!("{self}: '{text}' is not a usable value"));
                 }
-                if name.ends_with("_NUM_THREADS") && !matches!(value, Value::Int(n) if *n >= 1) {
-                    return Err(format!("env.{name} takes a whole number ≥ 1, not '{text}'"));
+                let threads = name.ends_with("_NUM_THREADS") || name.ends_with("_WORKER_THREADS");
+                if threads && !matches!(value, Value::Int(n) if *n >= 1) {
+                    return Err(format!("{self} takes a whole number ≥ 1, not '{text}'"));
                 }
                 Ok(())
             }
+            Target::GatewayConfig(_) => Ok(()),
             Target::LogLevel => {
                 let text = value.to_string();
                 if LOG_LEVELS.contains(&text.as_str()) {
@@ -140,6 +171,20 @@ impl Target {
     }
 }
 
+/// A variable name: letters, digits and '_', not starting with a digit.
+fn variable_name(name: &str, text: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "'{text}': env.NAME needs a variable name (letters, digits, '_')"
+        ))
+    }
+}
+
 /// What a point sets, by destination.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Realization {
@@ -149,6 +194,10 @@ pub struct Realization {
     pub environment: BTreeMap<String, String>,
     /// TorchServe's log level (set at start).
     pub log_level: Option<String>,
+    /// The gateway's environment variables.
+    pub gateway_environment: BTreeMap<String, String>,
+    /// Keys of the gateway's `tensorzero.toml` (`{model}` filled in).
+    pub gateway_settings: Vec<(String, Value)>,
 }
 
 /// What a deployment runs now, as far as a space's targets can see it.
@@ -159,6 +208,16 @@ pub struct Running<'a> {
     /// None: a log4j2 config servetune does not manage.
     pub log_level: Option<String>,
     pub model: &'a str,
+    /// The gateway in front (a stack), if any.
+    pub gateway: Option<RunningGateway<'a>>,
+}
+
+/// What the gateway runs now.
+#[derive(Debug, Clone)]
+pub struct RunningGateway<'a> {
+    pub config: &'a GatewayToml,
+    /// Its whole environment (servetune's and the stack's).
+    pub environment: BTreeMap<String, String>,
 }
 
 /// A target's value in a running deployment.
@@ -179,6 +238,21 @@ impl Running<'_> {
             Target::Env(name) => self.environment.get(name).cloned().map_or(Current::Unset, Current::Set),
             Target::LogLevel => self.log_level.clone().map_or(Current::Unknown, Current::Set),
             Target::Config(template) => self.config_value(template),
+            Target::GatewayEnv(name) => match &self.gateway {
+                Some(gateway) => gateway
+                    .environment
+                    .get(name)
+                    .cloned()
+                    .map_or(Current::Unset, Current::Set),
+                None => Current::Unknown,
+            },
+            Target::GatewayConfig(template) => match &self.gateway {
+                Some(gateway) => gateway
+                    .config
+                    .get(&template.replace("{model}", self.model))
+                    .map_or(Current::Unset, Current::Set),
+                None => Current::Unknown,
+            },
         }
     }
 
@@ -244,6 +318,42 @@ mod tests {
     }
 
     #[test]
+    fn gateway_targets_parse_and_restart_only_the_gateway() {
+        let threads = Target::parse("gateway.env.TOKIO_WORKER_THREADS").unwrap();
+        assert_eq!(threads, Target::GatewayEnv("TOKIO_WORKER_THREADS".into()));
+        let debug = Target::parse("gateway.toml.gateway.debug").unwrap();
+        assert_eq!(debug, Target::GatewayConfig("gateway.debug".into()));
+        assert_eq!(debug.to_string(), "gateway.toml.gateway.debug");
+        assert!(!threads.needs_restart() && !debug.needs_restart() && threads.is_gateway());
+        assert!(Target::parse("gateway.debug").unwrap_err().contains("gateway.env.NAME"));
+        assert!(Target::parse("gateway.toml.a..b").is_err());
+        assert!(Target::parse("gateway.env.1X").is_err());
+        assert!(threads.check_value(&Value::Int(0)).is_err());
+        assert!(threads.check_value(&Value::Int(2)).is_ok());
+
+        let config = GatewayToml::parse(
+            b"[gateway]\ndebug = true\n[models.gpt2]\nrouting = [\"ts\"]\n",
+            std::path::Path::new("tz.toml"),
+        )
+        .unwrap();
+        let running = Running {
+            model: "gpt2",
+            gateway: Some(RunningGateway {
+                config: &config,
+                environment: [("RUST_LOG".to_string(), "warn".to_string())].into(),
+            }),
+            ..Running::default()
+        };
+        let get = |t: &str| running.value_of(&Target::parse(t).unwrap());
+        assert_eq!(get("gateway.toml.gateway.debug"), Current::Set("true".into()));
+        assert_eq!(get("gateway.toml.models.{model}.timeouts.x"), Current::Unset);
+        assert_eq!(get("gateway.env.RUST_LOG"), Current::Set("warn".into()));
+        assert_eq!(get("gateway.env.TOKIO_WORKER_THREADS"), Current::Unset);
+        let alone = Running::default();
+        assert_eq!(alone.value_of(&threads), Current::Unknown, "no gateway: unknown");
+    }
+
+    #[test]
     fn restart_needs_follow_torchserve() {
         assert!(!Target::parse("models.{model}.batchSize").unwrap().needs_restart());
         assert!(!Target::parse("models.{model}.minWorkers").unwrap().needs_restart());
@@ -284,6 +394,7 @@ mod tests {
             environment: [("OMP_NUM_THREADS".to_string(), "1".to_string())].into(),
             log_level: Some("debug".into()),
             model: "tiny",
+            gateway: None,
         };
         let get = |t: &str| running.value_of(&Target::parse(t).unwrap());
         let set = |v: &str| Current::Set(v.into());

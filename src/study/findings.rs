@@ -4,7 +4,7 @@
 //! (logging, threads per worker). The statistics are `estimator`'s; this
 //! turns them into the `report` module's types.
 
-use crate::apply::state::Deployment;
+use crate::apply::state::{Deployment, GatewayState};
 use crate::objective::{Figures, Tier};
 use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
 use crate::server::logging;
@@ -161,8 +161,12 @@ impl Study<'_> {
             logging: logging_text,
             threads_per_worker: threads,
             environment: deployment.environment.clone(),
+            gateway_environment: deployment.gateway.as_ref().map(|g| g.environment.clone()),
             files: RecommendedFiles {
                 model_config_yaml: report::model_config_yaml(&deployment.config, &self.settings.model),
+                gateway_config: deployment
+                    .gateway
+                    .map(|g| (self.runner.gateway_config_name(), g.config)),
                 config: deployment.config,
                 log4j,
             },
@@ -178,6 +182,13 @@ impl Study<'_> {
         Some(Deployment {
             config: balanced.files.config.clone(),
             environment: balanced.environment.clone(),
+            gateway: match (&balanced.files.gateway_config, &balanced.gateway_environment) {
+                (Some((_, config)), Some(environment)) => Some(GatewayState {
+                    config: config.clone(),
+                    environment: environment.clone(),
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod estimator;
 mod findings;
+pub mod gateway;
 pub mod journal;
 pub mod lock;
 pub mod runner;
@@ -43,14 +44,15 @@ use crate::load::request::read_bodies;
 use crate::objective::Figures;
 use crate::report::{self, Report};
 use crate::search::{make_strategy, History, Strategy, Trial};
+use crate::server::stack::StackSpec;
 use crate::server::{TargetSpec, TorchServe};
-use crate::space::{load_space, Current, Point, Space};
+use crate::space::{load_spaces, Current, Point, Space};
 use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
 use journal::Journal;
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
 use settings::Settings;
-use setup::{check_model_served, check_targets_reachable, prune, workload_of};
+use setup::{check_gateway_targets, check_model_served, check_targets_reachable, gateway_of, prune, workload_of};
 
 pub use crate::trial::StopReason;
 
@@ -166,8 +168,9 @@ struct Study<'a> {
 impl<'a> Study<'a> {
     /// Reads and checks everything before any server is touched.
     fn open(settings: &'a Settings, results: &Path, resume: bool, token: CancellationToken) -> anyhow::Result<Self> {
-        let space = load_space(&settings.space)?;
+        let space = load_spaces(&settings.spaces)?;
         let spec = TargetSpec::load(&settings.target)?;
+        let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
         let config_path = spec.config.clone();
         // The original config: servetune's backup when a run was cut short.
         let backup = config::file::BackupPaths::of(&config_path).original;
@@ -191,7 +194,15 @@ impl<'a> Study<'a> {
         if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
             anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
         }
-        check_targets_reachable(&space, &spec, &settings.space)?;
+        check_targets_reachable(&space, &spec, &settings.spaces)?;
+        check_gateway_targets(&space, stack.as_ref(), &settings.spaces)?;
+        let (gateway, study_gateway) = match &stack {
+            Some(stack) => {
+                let (state, gateway) = gateway_of(stack, &settings.model, &original_props, resume)?;
+                (Some(state), Some(gateway))
+            }
+            None => (None, None),
+        };
         let bodies = match &settings.body {
             Some(path) => read_bodies(path)?,
             None => Vec::new(),
@@ -217,13 +228,18 @@ impl<'a> Study<'a> {
         let original = Deployment {
             config: original_bytes,
             environment: spec.environment.clone(),
+            gateway,
         };
         let elapsed_before = Duration::from_secs_f64(entries.last().map_or(0.0, |e| e.elapsed_s));
         let server = TorchServe::new(spec);
+        let mut runner = Runner::new(server, &settings.model, original, workload, token.clone());
+        if let Some(gateway) = study_gateway {
+            runner = runner.with_gateway(gateway);
+        }
         let mut study = Self {
             settings,
             not_searched,
-            runner: Runner::new(server, &settings.model, original, workload, token.clone()),
+            runner,
             journal,
             entries: Vec::new(),
             history: History::default(),
@@ -547,12 +563,7 @@ impl<'a> Study<'a> {
     /// The cold levels of the config as it was (None where off the grid).
     fn baseline_cold_key(&self) -> Vec<Option<usize>> {
         let original = &self.runner.original;
-        let levels = match original.properties() {
-            Ok(props) => self
-                .space
-                .running_levels(&original.running(&props, &self.settings.model)),
-            Err(_) => vec![None; self.space.dimensions()],
-        };
+        let levels = original.running_levels(&self.space, &self.settings.model);
         self.space
             .parameters
             .iter()
@@ -581,7 +592,14 @@ impl<'a> Study<'a> {
         };
         let target = match self.runner.deployment_of(&self.space, &subject) {
             Ok(target) => target,
-            Err(reason) => anyhow::bail!("{}: {reason}", s.space.display()),
+            Err(reason) => anyhow::bail!(
+                "{}: {reason}",
+                s.spaces
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ),
         };
         let warmup = s.warmup
             + if kind == TrialKind::Baseline && self.started_server {
@@ -660,15 +678,11 @@ impl<'a> Study<'a> {
                 .collect(),
             Subject::Baseline => {
                 let original = &self.runner.original;
-                let Ok(props) = original.properties() else {
-                    return BTreeMap::new();
-                };
-                let running = original.running(&props, &self.settings.model);
                 self.space
                     .parameters
                     .iter()
                     .filter_map(|p| {
-                        let value = match running.value_of(&p.targets[0]) {
+                        let value = match original.current(&p.targets[0], &self.settings.model) {
                             Current::Set(text) => text,
                             Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
                             Current::Unknown => return None,
@@ -708,8 +722,11 @@ impl<'a> Study<'a> {
                 .write_environment(&target.environment)
                 .context("writing the recommendation's environment into the target file")?;
         } else {
-            // The file is the original again: drop servetune's backup of it.
+            // The files are the originals again: drop servetune's backups.
             let _ = config::restore(&config_path, false);
+            if let Some(gateway_config) = self.runner.gateway_config_path() {
+                let _ = config::restore(&gateway_config, false);
+            }
         }
         Ok(())
     }

@@ -9,6 +9,10 @@
 //! Before each move the server's readiness is checked, so a server that died
 //! between trials is started again rather than sent live changes it cannot
 //! take. A failed move is a failed trial, not an error of the study.
+//!
+//! In a stack study the runner also runs the gateway (`gateway.rs`): load
+//! enters through it, its memory counts with TorchServe's, and a move
+//! restarts it when its settings change or TorchServe restarted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,7 @@ use crate::space::{Point, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
 use super::estimator::encode_histogram;
+use super::gateway::StudyGateway;
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
 /// during the first seconds of traffic (measured: the first run after a
@@ -71,6 +76,8 @@ pub struct Runner {
     deployed: Option<Deployment>,
     workload: Workload,
     token: CancellationToken,
+    /// The gateway in front, in a stack study.
+    gateway: Option<StudyGateway>,
 }
 
 impl Runner {
@@ -89,7 +96,27 @@ impl Runner {
             deployed: None,
             workload,
             token,
+            gateway: None,
         }
+    }
+
+    /// Puts `gateway` in front: load goes through it.
+    pub fn with_gateway(mut self, gateway: StudyGateway) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// The gateway's config file (a stack study).
+    pub fn gateway_config_path(&self) -> Option<PathBuf> {
+        self.gateway.as_ref().map(|g| g.config_path().to_path_buf())
+    }
+
+    /// The file name of the gateway's config (a stack study).
+    pub fn gateway_config_name(&self) -> String {
+        self.gateway
+            .as_ref()
+            .and_then(|g| g.config_path().file_name())
+            .map_or_else(|| "tensorzero.toml".into(), |n| n.to_string_lossy().into_owned())
     }
 
     pub fn config_dir(&self) -> &Path {
@@ -103,12 +130,9 @@ impl Runner {
 
     /// The level each parameter of `space` runs at now (all None when unknown).
     pub fn running_levels(&self, space: &Space) -> Vec<Option<usize>> {
-        let Some(deployed) = &self.deployed else {
-            return vec![None; space.dimensions()];
-        };
-        match deployed.properties() {
-            Ok(props) => space.running_levels(&deployed.running(&props, &self.model)),
-            Err(_) => vec![None; space.dimensions()],
+        match &self.deployed {
+            Some(deployed) => deployed.running_levels(space, &self.model),
+            None => vec![None; space.dimensions()],
         }
     }
 
@@ -125,6 +149,17 @@ impl Runner {
     /// server to run the config file as it is; a resumed one does not know
     /// what runs, so its first move restarts.
     pub async fn start(&mut self, resumed: bool) -> anyhow::Result<bool> {
+        let started = self.start_torchserve(resumed).await?;
+        if let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &self.original.gateway) {
+            gateway
+                .begin(state, &self.server)
+                .await
+                .context("starting the TensorZero gateway on its config")?;
+        }
+        Ok(started)
+    }
+
+    async fn start_torchserve(&mut self, resumed: bool) -> anyhow::Result<bool> {
         if self.server.is_ready().await {
             self.deployed = (!resumed).then(|| self.original.clone());
             return Ok(false);
@@ -172,7 +207,11 @@ impl Runner {
         match moved {
             Ok(()) => {
                 self.deployed = Some(target.clone());
-                Ok((transition.switch(), started.elapsed()))
+                let switch = match self.move_gateway(target, transition == Transition::Restart).await? {
+                    true if transition == Transition::Nothing => Switch::Gateway,
+                    _ => transition.switch(),
+                };
+                Ok((switch, started.elapsed()))
             }
             Err(error) => {
                 // apply rolled back to what ran before; when even that failed
@@ -185,6 +224,27 @@ impl Runner {
         }
     }
 
+    /// Restarts the gateway on `target`'s gateway state when it differs
+    /// from what the gateway runs, or TorchServe restarted (a new key);
+    /// returns whether it restarted. On failure what runs is recorded.
+    async fn move_gateway(&mut self, target: &Deployment, torchserve_restarted: bool) -> anyhow::Result<bool> {
+        let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) else {
+            return Ok(false);
+        };
+        // A managed gateway holds TorchServe's key, new at each TorchServe start.
+        let key_changed = torchserve_restarted && !gateway.is_service();
+        if !key_changed && gateway.state() == Some(state) {
+            return Ok(false);
+        }
+        let moved = gateway.restart_on(state, &self.server).await;
+        if moved.is_err() {
+            if let Some(deployed) = self.deployed.as_mut() {
+                deployed.gateway = gateway.state().cloned();
+            }
+        }
+        moved.map(|()| true)
+    }
+
     /// Measures what runs now with the study's workload.
     pub async fn measure(
         &self,
@@ -192,7 +252,12 @@ impl Runner {
         duration: Duration,
         max_window: Option<Duration>,
     ) -> anyhow::Result<Measurement> {
-        let served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
+        let mut served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
+        if let Some(gateway) = &self.gateway {
+            served.url = gateway.url().context("the gateway is not running")?;
+            served.headers.clear();
+            served.probe.also.extend(gateway.pid());
+        }
         let mut workload = self.workload.with_window(warmup, duration);
         if let (Some(rule), Some(max)) = (workload.stability.as_mut(), max_window) {
             rule.max_window = max;
@@ -275,7 +340,8 @@ impl Runner {
 
     /// Puts `target` on disk and the server on it: nothing or a live change
     /// when only live settings differ from what runs (and it is ready), a
-    /// restart otherwise or when the live change fails.
+    /// restart otherwise or when the live change fails. A stack's gateway
+    /// was servetune's own: it stops, and its config file is `target`'s.
     pub async fn finish_on(&mut self, target: &Deployment) -> anyhow::Result<()> {
         if let Some(level) = target
             .properties()
@@ -306,6 +372,12 @@ impl Runner {
                 .restart()
                 .await
                 .context("restarting TorchServe on the final config")?;
+        }
+        if let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) {
+            gateway
+                .finish_on(state, &self.server)
+                .await
+                .context("putting the gateway on the final config")?;
         }
         self.deployed = Some(target.clone());
         Ok(())

@@ -5,7 +5,8 @@
 //! ```toml
 //! name = "tiny-cpu"                       # results/<name>/
 //! target = "target.toml"                  # paths relative to this file
-//! space = "../search-spaces/torchserve-cpu.toml"
+//! # stack = "stack.toml"                  # … or a gateway → TorchServe stack (instead of target)
+//! space = "../search-spaces/torchserve-cpu.toml"   # or a list of space files
 //! model = "tiny"                          # fills {model} in the space's targets
 //! strategy = "default"
 //! budget = "30m"
@@ -45,13 +46,18 @@ use serde::{Deserialize, Serialize};
 use crate::load::Protocol;
 use crate::objective::{Constraints, Weights};
 use crate::search::StrategyKind;
+use crate::server::stack::StackSpec;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StudyFile {
     pub name: String,
-    pub target: PathBuf,
-    pub space: PathBuf,
+    #[serde(default)]
+    pub target: Option<PathBuf>,
+    /// A stack (gateway → TorchServe) instead of a TorchServe target.
+    #[serde(default)]
+    pub stack: Option<PathBuf>,
+    pub space: SpaceFiles,
     pub model: String,
     #[serde(default)]
     pub strategy: Option<StrategyKind>,
@@ -89,6 +95,24 @@ pub struct WorkloadFile {
     pub confirm_rounds: Option<u32>,
 }
 
+/// One space file, or several whose parameters a study searches together
+/// (TorchServe's and the gateway's).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum SpaceFiles {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl SpaceFiles {
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            SpaceFiles::One(path) => vec![path.clone()],
+            SpaceFiles::Many(paths) => paths.clone(),
+        }
+    }
+}
+
 /// A p99 limit as written: milliseconds, or `"baseline"`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
@@ -120,8 +144,11 @@ pub enum Offered {
 pub struct Settings {
     pub name: String,
     pub source: PathBuf,
+    /// The TorchServe target (a stack's own, for a stack).
     pub target: PathBuf,
-    pub space: PathBuf,
+    /// The stack file, when the study tunes a gateway → TorchServe stack.
+    pub stack: Option<PathBuf>,
+    pub spaces: Vec<PathBuf>,
     pub model: String,
     pub strategy: StrategyKind,
     pub seed: u64,
@@ -287,18 +314,49 @@ impl Settings {
         if max_trials == 0 {
             return Err("max_trials must be at least 1".into());
         }
+        let spaces: Vec<PathBuf> = f.space.paths().iter().map(|p| resolve(p)).collect();
+        if spaces.is_empty() {
+            return Err("space: name at least one space file".into());
+        }
+        let (target, stack, stack_body) = match (&f.target, &f.stack) {
+            (Some(target), None) => (resolve(target), None, None),
+            (None, Some(stack)) => {
+                let stack = resolve(stack);
+                let spec = StackSpec::load(&stack).map_err(|e| format!("stack: {e:#}"))?;
+                let model = spec.models.iter().find(|m| m.name == f.model).ok_or_else(|| {
+                    format!(
+                        "model '{}' is not one of {}'s [[models]] ({})",
+                        f.model,
+                        stack.display(),
+                        spec.models
+                            .iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+                (spec.torchserve.source.clone(), Some(stack), Some(model.body.clone()))
+            }
+            _ => return Err("name exactly one of target = \"target.toml\" or stack = \"stack.toml\"".into()),
+        };
+        let default_protocol = if stack.is_some() {
+            Protocol::Openai
+        } else {
+            Protocol::Torchserve
+        };
         Ok(Self {
             name: f.name,
             source: path.to_path_buf(),
-            target: resolve(&f.target),
-            space: resolve(&f.space),
+            target,
+            stack,
+            spaces,
             model: f.model,
             strategy: overrides.strategy.or(f.strategy).unwrap_or(StrategyKind::Default),
             seed: overrides.seed.or(f.seed).unwrap_or(1),
             budget,
             max_trials,
-            body: w.body.as_deref().map(resolve),
-            protocol: w.protocol.unwrap_or(Protocol::Torchserve),
+            body: w.body.as_deref().map(resolve).or(stack_body),
+            protocol: w.protocol.unwrap_or(default_protocol),
             content_type: w.content_type.clone(),
             offered,
             duration,
@@ -387,5 +445,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn a_stack_study_loads_through_its_stack() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let s = Settings::load(&root.join("examples/stack/study.toml"), &Overrides::default()).unwrap();
+        assert_eq!(
+            s.stack.as_deref(),
+            Some(root.join("examples/stack/stack.toml").as_path())
+        );
+        assert!(
+            s.target.ends_with("examples/stack/target.toml"),
+            "{}",
+            s.target.display()
+        );
+        assert_eq!(s.spaces.len(), 2);
+        assert!(
+            s.body
+                .as_deref()
+                .is_some_and(|b| b.ends_with("bodies/bert-embeddings.json")),
+            "the stack's body for the model"
+        );
+        assert_eq!(s.protocol, Protocol::Openai);
+
+        let e = load(&STUDY.replace("target = \"t.toml\"", ""), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly one of target") && e.contains("stack"), "{e}");
+        let e = load(
+            &STUDY.replace("target = \"t.toml\"", "target = \"t.toml\"\nstack = \"s.toml\""),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("exactly one of target"), "{e}");
+        let e = load(
+            &STUDY.replace("target = \"t.toml\"", "stack = \"missing.toml\""),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("study.toml") && e.contains("missing.toml"), "{e}");
     }
 }

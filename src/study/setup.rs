@@ -1,17 +1,24 @@
 //! What a study checks and prepares before it touches anything: that the
 //! config serves the study's model, that environment parameters can be set
-//! (servetune must start the server), the workload as `bench` would build it,
-//! and which parameters the workload cannot exercise (not searched, with the
-//! reason). Pure: reads only what it is given.
+//! (servetune must start the server), that gateway parameters have a gateway
+//! (a stack) whose config routes the model to this TorchServe, the workload
+//! as `bench` would build it, and which parameters the workload cannot
+//! exercise (not searched, with the reason). Reads only files it is given.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{self, Properties};
+use anyhow::Context as _;
+
+use crate::apply::state::GatewayState;
+use crate::config::{self, GatewayToml, Properties};
 use crate::load::{Schedule, StabilityRule, Stages, Workload};
-use crate::server::{logging, Control, TargetSpec};
+use crate::server::stack::StackSpec;
+use crate::server::{logging, Control, Endpoints, TargetSpec};
 use crate::space::{Space, Target};
 use crate::trial::NotSearched;
+
+use super::gateway::StudyGateway;
 
 use super::settings::{Offered, Settings};
 
@@ -61,8 +68,93 @@ pub(super) fn check_model_served(props: &Properties, model: &str, config: &Path)
     )
 }
 
+/// The space files, for messages.
+fn named(spaces: &[PathBuf]) -> String {
+    spaces
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// Refuses gateway parameters in a study without a gateway in front.
+pub(super) fn check_gateway_targets(
+    space: &Space,
+    stack: Option<&StackSpec>,
+    spaces: &[PathBuf],
+) -> anyhow::Result<()> {
+    if let Some(stack) = stack {
+        if stack.gateway.service.is_none() {
+            return Ok(());
+        }
+        for parameter in &space.parameters {
+            if let Some(target) = parameter.targets.iter().find(|t| matches!(t, Target::GatewayEnv(_))) {
+                anyhow::bail!(
+                    "{}: parameter '{}' sets {target}, which servetune cannot set when a service manager starts \
+                     the gateway (restart_command in {}); set it in the service (e.g. Environment= in its unit) \
+                     and remove the parameter from the space",
+                    named(spaces),
+                    parameter.name,
+                    stack.source.display()
+                );
+            }
+        }
+        return Ok(());
+    }
+    for parameter in &space.parameters {
+        if let Some(target) = parameter.targets.iter().find(|t| t.is_gateway()) {
+            anyhow::bail!(
+                "{}: parameter '{}' sets the gateway ({target}), but this study has no gateway in front of \
+                 TorchServe: name a stack (stack = \"stack.toml\") instead of target, or drop the gateway's space",
+                named(spaces),
+                parameter.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The gateway's state before the study (its config file, or servetune's
+/// backup of it when a cut-short study resumes, and the stack's
+/// environment for it) and the gateway the study runs; checks that its
+/// config parses and routes `model` to this TorchServe, and that the
+/// python to run it exists.
+pub(super) fn gateway_of(
+    stack: &StackSpec,
+    model: &str,
+    original: &Properties,
+    resume: bool,
+) -> anyhow::Result<(GatewayState, StudyGateway)> {
+    let path = &stack.gateway.config;
+    let backup = config::file::BackupPaths::of(path).original;
+    let bytes = match std::fs::read(&backup) {
+        Ok(bytes) if resume => bytes,
+        _ => std::fs::read(path).with_context(|| format!("reading the gateway's config {}", path.display()))?,
+    };
+    GatewayToml::parse(&bytes, path)?;
+    let model = stack
+        .models
+        .iter()
+        .find(|m| m.name == model)
+        .with_context(|| format!("{}: no [[models]] entry for '{model}'", stack.source.display()))?;
+    let inference = Endpoints::from_properties(original).inference.base_url();
+    stack.check_gateway_routes(std::slice::from_ref(model), &inference)?;
+    if stack.gateway.service.is_none() && !stack.gateway.python.is_file() {
+        anyhow::bail!(
+            "{}: no python at {} to run the TensorZero gateway with (the venv with tensorzero; set [gateway] python)",
+            stack.source.display(),
+            stack.gateway.python.display()
+        );
+    }
+    let state = GatewayState {
+        config: bytes,
+        environment: stack.gateway.environment.clone(),
+    };
+    Ok((state, StudyGateway::new(&stack.gateway, &model.route)))
+}
+
 /// Refuses environment parameters when servetune does not start the server.
-pub(super) fn check_targets_reachable(space: &Space, spec: &TargetSpec, space_file: &Path) -> anyhow::Result<()> {
+pub(super) fn check_targets_reachable(space: &Space, spec: &TargetSpec, spaces: &[PathBuf]) -> anyhow::Result<()> {
     if matches!(spec.control, Control::Managed { .. }) {
         return Ok(());
     }
@@ -72,7 +164,7 @@ pub(super) fn check_targets_reachable(space: &Space, spec: &TargetSpec, space_fi
                 "{}: parameter '{}' sets {name} in TorchServe's environment, which servetune cannot set when \
                  a service manager starts TorchServe (restart_command in {}); set it there (e.g. Environment= \
                  in the unit) and remove the parameter from the space",
-                space_file.display(),
+                named(spaces),
                 parameter.name,
                 spec.source.display()
             );
@@ -170,5 +262,53 @@ mod tests {
         let with_models =
             Properties::parse(b"models={\"resnet\": {\"1\": {\"marName\": \"r.mar\"}}}\n".to_vec()).unwrap();
         assert!(check_model_served(&with_models, "resnet", Path::new("c")).is_ok());
+    }
+
+    #[test]
+    fn gateway_parameters_need_a_gateway_servetune_can_set() {
+        let space = parse_space(
+            "[[parameter]]\nname = \"threads\"\nkind = \"int\"\nvalues = [1, 2]\ndefault = 2\n\
+             target = \"gateway.env.TOKIO_WORKER_THREADS\"\napply = \"hot\"\n",
+            "tz.toml",
+        )
+        .unwrap();
+        let spaces = [PathBuf::from("tz.toml")];
+        let e = check_gateway_targets(&space, None, &spaces).unwrap_err().to_string();
+        assert!(e.contains("tz.toml") && e.contains("no gateway in front"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.properties"),
+            "inference_address=http://127.0.0.1:8100\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("target.toml"),
+            "config = \"c.properties\"\nmodel_store = \"s\"\ntorchserve = \"/opt/ts/bin/torchserve\"\n",
+        )
+        .unwrap();
+        let stack_file = |gateway: &str| {
+            let path = dir.path().join("stack.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "torchserve = \"target.toml\"\n[gateway]\nconfig = \"tz.toml\"\n{gateway}\
+                     [[models]]\nname = \"bert\"\nroute = \"embeddings\"\nbody = \"b.json\"\np99_ms = 500\n"
+                ),
+            )
+            .unwrap();
+            StackSpec::load(&path).unwrap()
+        };
+        let managed = stack_file("");
+        check_gateway_targets(&space, Some(&managed), &spaces).unwrap();
+        let service =
+            stack_file("restart_command = [\"systemctl\", \"restart\", \"tz\"]\nurl = \"http://127.0.0.1:3000\"\n");
+        let e = check_gateway_targets(&space, Some(&service), &spaces)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gateway.env.TOKIO_WORKER_THREADS") && e.contains("Environment="),
+            "{e}"
+        );
     }
 }
