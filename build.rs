@@ -3,7 +3,8 @@
 //! instead of passing without running. Under `CI=true` they always run (and
 //! fail loudly when TorchServe is missing): CI must provision it.
 //!
-//! The same for the TensorZero gateway and the text models (`gateway_missing`).
+//! The same for the TensorZero gateway and the text models (`gateway_missing`)
+//! and for PostgreSQL from the distribution (`postgres_missing`).
 //!
 //! Where TorchServe is looked for (as `tests/common/mod.rs` does):
 //! `$SERVETUNE_TORCHSERVE`, else `$SERVETUNE_CACHE`/`$XDG_CACHE_HOME/servetune`/
@@ -25,9 +26,22 @@ fn torchserve() -> Option<PathBuf> {
     Some(cache.join("venv-ts-0.12.0/bin/torchserve"))
 }
 
+/// The distribution's PostgreSQL binaries (`/usr/lib/postgresql/N/bin`).
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(torchserve_missing)");
     println!("cargo::rustc-check-cfg=cfg(gateway_missing)");
+    println!("cargo::rustc-check-cfg=cfg(postgres_missing)");
     for variable in [
         "SERVETUNE_TORCHSERVE",
         "SERVETUNE_CACHE",
@@ -61,5 +75,10 @@ fn main() {
     let gateway_present = present && gateway_parts.len() == 3 && gateway_parts.iter().all(|p| p.exists());
     if !gateway_present && !in_ci {
         println!("cargo::rustc-cfg=gateway_missing");
+    }
+    // PostgreSQL from the distribution (initdb, pg_ctl) for the study store.
+    println!("cargo::rerun-if-changed=/usr/lib/postgresql");
+    if postgres_bin().is_none() && !in_ci {
+        println!("cargo::rustc-cfg=postgres_missing");
     }
 }

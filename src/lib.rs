@@ -2,7 +2,9 @@
 //!
 //! The modules follow the pipeline (see DESIGN.md): `config` edits the
 //! server's files losslessly, `server` runs and reconfigures the server,
-//! `apply` ties the two together with rollback, `cli` is the command line.
+//! `apply` ties the two together with rollback, `study` runs the tuning loop
+//! and `store` keeps its trials (a file journal or a shared PostgreSQL),
+//! `cli` is the command line.
 
 pub mod apply;
 pub mod bench;
@@ -18,5 +20,6 @@ pub mod report;
 pub mod search;
 pub mod server;
 pub mod space;
+pub mod store;
 pub mod study;
 pub mod trial;

@@ -120,6 +120,9 @@ pub struct Entry {
     /// the estimates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<String>,
+    /// The worker that measured it: `host:pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// A two-sided 95 % interval around an estimate.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 mod bench;
 mod compare;
 mod init;
+mod studies;
 mod tune;
 
 use anyhow::{bail, Context as _};
@@ -47,6 +48,8 @@ enum Command {
     Tune(Box<tune::TuneArgs>),
     /// Benchmark an endpoint or a managed TorchServe: fixed load, capacity at an SLO, or stress test.
     Bench(Box<bench::BenchArgs>),
+    /// List the studies a storage holds (a shared PostgreSQL, or results/), their state and best trial.
+    Studies(studies::StudiesArgs),
     /// Measure each model of a stack direct and through the TensorZero gateway,
     /// side by side: latency, throughput at the SLO and memory, as three tables.
     Compare(Box<compare::CompareArgs>),
@@ -251,6 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Restore(restore) => run_restore(restore),
         Command::Bench(bench) => bench::run(*bench, runtime()?),
         Command::Tune(tune) => tune::run(*tune, runtime()?),
+        Command::Studies(studies) => studies::run(studies, runtime()?),
         Command::Compare(compare) => compare::run(*compare, runtime()?),
         Command::Daemon(daemon) if daemon.check => {
             println!("{}", crate::daemon::check(&daemon.config)?);

@@ -30,6 +30,10 @@ pub struct TuneArgs {
     strategy: Option<StrategyKind>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Where the trials are kept: a postgres:// URL (a shared study store),
+    /// or "file" (results/<study>/trials.jsonl, the default).
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
     /// Leave the server on the balanced recommendation instead of the original config.
     #[arg(long)]
     apply: bool,
@@ -46,6 +50,7 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
         max_trials: args.max_trials,
         strategy: args.strategy,
         seed: args.seed,
+        storage: args.storage.clone(),
     };
     let (study_file, resume) = match (&args.study, &args.resume) {
         (Some(file), None) => (file.clone(), false),

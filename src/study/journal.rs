@@ -74,6 +74,17 @@ impl Journal {
     }
 }
 
+/// Reads the entries of a journal without opening it for writing (a torn
+/// last line, perhaps one being written, is left alone).
+pub fn read(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let fail = |reason: String| JournalError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    parse(&bytes).map(|(entries, _)| entries).map_err(fail)
+}
+
 /// Parses complete lines; a last line without newline that does not parse is
 /// torn. Returns the entries and the length of the valid prefix.
 fn parse(bytes: &[u8]) -> Result<(Vec<Entry>, usize), String> {
@@ -119,6 +130,7 @@ mod tests {
             server_cpu_cores: None,
             observer_cpu_share: None,
             incidents: Vec::new(),
+            worker: None,
         }
     }
 

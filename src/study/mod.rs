@@ -47,8 +47,8 @@ use crate::search::{make_strategy, History, Strategy, Trial};
 use crate::server::stack::StackSpec;
 use crate::server::{TargetSpec, TorchServe};
 use crate::space::{load_spaces, Current, Point, Space};
+use crate::store::{StudyRecord, TrialStore};
 use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
-use journal::Journal;
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
 use settings::Settings;
@@ -96,7 +96,7 @@ pub async fn run_study(
     token: CancellationToken,
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
-    let mut study = Study::open(settings, results, resume, token)?;
+    let mut study = Study::open(settings, results, resume, token).await?;
     let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
     let (stop, failure) = match phases {
         Ok(Ok(stop)) => (stop, None),
@@ -116,6 +116,12 @@ pub async fn run_study(
         }
         Err(e) => Err(anyhow::anyhow!("building the report: {e:#}")),
     };
+    let exported = exported.and_then(|()| study.export_trials());
+    if stop != StopReason::Interrupted && failure.is_none() {
+        if let Err(e) = study.journal.finish().await {
+            tracing::warn!("marking the study finished: {e:#}");
+        }
+    }
     let final_state = match (&report, apply_best) {
         (Ok(report), true) => study.balanced_deployment(report),
         _ => None,
@@ -151,7 +157,7 @@ struct Study<'a> {
     space: Space,
     not_searched: Vec<NotSearched>,
     runner: Runner,
-    journal: Journal,
+    journal: TrialStore,
     entries: Vec<Entry>,
     history: History,
     strategy: Box<dyn Strategy>,
@@ -167,7 +173,12 @@ struct Study<'a> {
 
 impl<'a> Study<'a> {
     /// Reads and checks everything before any server is touched.
-    fn open(settings: &'a Settings, results: &Path, resume: bool, token: CancellationToken) -> anyhow::Result<Self> {
+    async fn open(
+        settings: &'a Settings,
+        results: &Path,
+        resume: bool,
+        token: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let space = load_spaces(&settings.spaces)?;
         let spec = TargetSpec::load(&settings.target)?;
         let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
@@ -212,13 +223,21 @@ impl<'a> Study<'a> {
         let dir = study_dir(results, &settings.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let journal_path = dir.join("trials.jsonl");
-        let (journal, entries) = Journal::open(&journal_path)?;
+        let record = StudyRecord {
+            name: &settings.name,
+            source: &settings.source,
+            journal: journal_path.clone(),
+        };
+        let (journal, entries) = TrialStore::open(&settings.storage, &record).await?;
         if !resume && !entries.is_empty() {
             anyhow::bail!(
                 "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
                 settings.name,
                 entries.len(),
-                journal_path.display(),
+                match &settings.storage {
+                    crate::store::Storage::File => journal_path.display().to_string(),
+                    other => other.display(),
+                },
                 settings.name
             );
         }
@@ -255,6 +274,21 @@ impl<'a> Study<'a> {
             study.replay(entry);
         }
         Ok(study)
+    }
+
+    /// With a shared store, `results/<study>/trials.jsonl` is written from
+    /// it, as the file journal would be (each line names its worker).
+    fn export_trials(&self) -> anyhow::Result<()> {
+        if matches!(self.settings.storage, crate::store::Storage::File) {
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        for entry in &self.entries {
+            serde_json::to_writer(&mut lines, entry).expect("entries serialise");
+            lines.push(b'\n');
+        }
+        let path = self.dir.join("trials.jsonl");
+        config::file::write_data_atomically(&path, &lines).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Rebuilds history and strategy state from a journaled trial.
@@ -626,7 +660,7 @@ impl<'a> Study<'a> {
             &result,
             &self.constraints(),
         );
-        self.journal.append(&entry)?;
+        self.journal.append(&entry).await?;
         #[cfg(feature = "failpoints")]
         fail::fail_point!("study::after-trial", |_| Err(anyhow::anyhow!(
             "injected fault after a trial"

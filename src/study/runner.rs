@@ -442,6 +442,7 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         server_cpu_cores: measurement.and_then(|m| m.memory_mb.map(|mem| mem.cpu_cores)),
         observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
         incidents: result.incidents.clone(),
+        worker: Some(crate::store::worker_id()),
     }
 }
 

@@ -371,6 +371,7 @@ mod tests {
             server_cpu_cores: None,
             observer_cpu_share: None,
             incidents: Vec::new(),
+            worker: None,
         };
         let entries = vec![
             entry(Switch::Restart, 8.0),

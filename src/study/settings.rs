@@ -11,6 +11,7 @@
 //! strategy = "default"
 //! budget = "30m"
 //! max_trials = 60
+//! # storage = "postgres://tuner@db/studies"   # trials in a shared PostgreSQL (default: results/<name>/)
 //!
 //! [workload]
 //! body = "bodies/tiny"                    # file or directory (round-robin)
@@ -47,6 +48,7 @@ use crate::load::Protocol;
 use crate::objective::{Constraints, Weights};
 use crate::search::StrategyKind;
 use crate::server::stack::StackSpec;
+use crate::store::Storage;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +69,9 @@ pub struct StudyFile {
     pub budget: Option<Duration>,
     #[serde(default)]
     pub max_trials: Option<usize>,
+    /// Where trials are kept: "file" (default) or a postgres:// URL.
+    #[serde(default)]
+    pub storage: Option<String>,
     pub workload: WorkloadFile,
     #[serde(default)]
     pub objectives: Option<Weights>,
@@ -154,6 +159,8 @@ pub struct Settings {
     pub seed: u64,
     pub budget: Duration,
     pub max_trials: usize,
+    /// Where trials are kept.
+    pub storage: Storage,
     pub body: Option<PathBuf>,
     pub protocol: Protocol,
     pub content_type: Option<String>,
@@ -181,6 +188,8 @@ pub struct Overrides {
     pub max_trials: Option<usize>,
     pub strategy: Option<StrategyKind>,
     pub seed: Option<u64>,
+    /// `--storage`.
+    pub storage: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,9 +353,14 @@ impl Settings {
         } else {
             Protocol::Torchserve
         };
+        let storage = match overrides.storage.as_deref().or(f.storage.as_deref()) {
+            Some(text) => Storage::parse(text).map_err(|e| format!("storage: {e}"))?,
+            None => Storage::File,
+        };
         Ok(Self {
             name: f.name,
             source: path.to_path_buf(),
+            storage,
             target,
             stack,
             spaces,

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod postgres;
+
 use std::path::PathBuf;
 
 use servetune::server::{process, TargetSpec, TorchServe};
