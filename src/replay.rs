@@ -19,6 +19,11 @@
 //! has a landscape mean that is feasible (the study's constraints: p99 ≤
 //! SLO, errors ≤ limit) and within the target regret of the best feasible
 //! mean throughput; both trials and seconds to that trial are reported.
+//!
+//! `replay_parallel` does the same for a shared study with several workers,
+//! each with its own server (its own moves): trials finish in wall-clock
+//! order, the strategy sees each as it finishes and asks beside the points
+//! still in flight (`search::ask_beside_pending`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -429,6 +434,158 @@ pub fn replay_with(
     }
 }
 
+/// How a study goes with several workers, each with its own server: the
+/// strategy sees every finished trial and asks beside the points in flight
+/// (`ask_beside_pending`); each worker pays its own moves.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParallelReport {
+    pub strategy: String,
+    pub workers: usize,
+    pub seeds: u64,
+    /// Median trials (from all workers) finished when the target was reached.
+    pub median_trials_to_target: Option<f64>,
+    /// Median wall-clock seconds to the target.
+    pub median_seconds_to_target: Option<f64>,
+    pub failed_seeds: usize,
+    /// Points measured twice at the same time (should be none).
+    pub concurrent_duplicates: usize,
+}
+
+/// One trial in flight.
+struct InFlight {
+    finishes_at: f64,
+    worker: usize,
+    point: Point,
+}
+
+/// The state of one simulated shared study.
+struct Simulation<'a> {
+    landscape: &'a Landscape,
+    costs: SwitchCosts,
+    history: History,
+    /// Where each worker's server runs.
+    running: Vec<Vec<Option<usize>>>,
+    in_flight: Vec<InFlight>,
+    asked: usize,
+    duplicates: usize,
+}
+
+impl Simulation<'_> {
+    /// Worker `worker`, free at `now`, asks for a point and starts on it;
+    /// false when the strategy has nothing more (or every point was asked).
+    fn start(&mut self, strategy: &mut dyn Strategy, worker: usize, now: f64) -> bool {
+        let space = &self.landscape.space;
+        if self.asked >= self.landscape.samples.len() {
+            return false;
+        }
+        self.history.set_running(self.running[worker].clone());
+        let pending: Vec<Point> = self.in_flight.iter().map(|f| f.point.clone()).collect();
+        let Ok(Some(point)) = crate::search::ask_beside_pending(strategy, space, &self.history, &pending) else {
+            return false;
+        };
+        let point = space.normalize(&point);
+        self.duplicates += usize::from(pending.contains(&point));
+        let seconds = self.costs.of_move(space, &self.running[worker], &point);
+        self.running[worker] = point.iter().map(|&l| Some(l)).collect();
+        self.in_flight.push(InFlight {
+            finishes_at: now + seconds,
+            worker,
+            point,
+        });
+        self.asked += 1;
+        true
+    }
+}
+
+/// One seed with `workers` simulated workers: trials and wall seconds to
+/// the target (if reached), and points measured twice at once.
+fn run_parallel_seed(
+    landscape: &Landscape,
+    strategy: &mut dyn Strategy,
+    seed: u64,
+    workers: usize,
+    objective: &Constraints,
+    costs: SwitchCosts,
+    good: &HashMap<&Point, bool>,
+) -> (Option<(usize, f64)>, usize) {
+    let space = &landscape.space;
+    let mut noise = SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17));
+    let mut history = History::default();
+    history.set_costs(costs);
+    let default_running: Vec<Option<usize>> = space.default_point().into_iter().map(Some).collect();
+    let mut simulation = Simulation {
+        landscape,
+        costs,
+        history,
+        running: vec![default_running; workers],
+        in_flight: Vec::new(),
+        asked: 0,
+        duplicates: 0,
+    };
+    for worker in 0..workers {
+        simulation.start(strategy, worker, 0.0);
+    }
+    let mut finished = 0;
+    while !simulation.in_flight.is_empty() {
+        let flights = &simulation.in_flight;
+        let next = (0..flights.len())
+            .min_by(|&a, &b| flights[a].finishes_at.total_cmp(&flights[b].finishes_at))
+            .expect("not empty");
+        let done = simulation.in_flight.swap_remove(next);
+        let loss = match landscape.samples.get(&done.point) {
+            Some(samples) => objective.loss(&samples[noise.random_range(0..samples.len())].figures()),
+            None => FAILED_LOSS,
+        };
+        let trial = Trial {
+            point: done.point.clone(),
+            loss,
+        };
+        simulation.history.push(trial.clone());
+        strategy.tell(space, &trial);
+        finished += 1;
+        if good.get(&done.point).copied().unwrap_or(false) {
+            return (Some((finished, done.finishes_at)), simulation.duplicates);
+        }
+        simulation.start(strategy, done.worker, done.finishes_at);
+    }
+    (None, simulation.duplicates)
+}
+
+/// Runs `strategy` with `workers` simulated workers over `seeds` seeds.
+pub fn replay_parallel(
+    landscape: &Landscape,
+    strategy: StrategyKind,
+    workers: usize,
+    seeds: u64,
+    objective: Constraints,
+    target_regret: f64,
+    costs: SwitchCosts,
+) -> ParallelReport {
+    let (good, _) = targets(landscape, &objective, target_regret);
+    let mut trials = Vec::new();
+    let mut seconds = Vec::new();
+    let mut duplicates = 0;
+    for seed in 0..seeds {
+        let mut made = make_strategy(strategy, seed);
+        let (reached, twice) =
+            run_parallel_seed(landscape, made.as_mut(), seed, workers.max(1), &objective, costs, &good);
+        duplicates += twice;
+        trials.push(reached.map_or(f64::INFINITY, |(n, _)| n as f64));
+        seconds.push(reached.map_or(f64::INFINITY, |(_, s)| s));
+    }
+    trials.sort_by(f64::total_cmp);
+    seconds.sort_by(f64::total_cmp);
+    ParallelReport {
+        strategy: strategy.label().to_string(),
+        workers,
+        seeds,
+        median_trials_to_target: quantile(&trials, 0.5),
+        median_seconds_to_target: quantile(&seconds, 0.5),
+        failed_seeds: trials.iter().filter(|t| t.is_infinite()).count(),
+        concurrent_duplicates: duplicates,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +632,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("'x'"), "{e}");
+    }
+
+    #[test]
+    fn more_workers_reach_the_target_sooner_without_measuring_a_point_twice_at_once() {
+        let landscape = parse_landscape(&synthetic(), "synthetic.csv").unwrap();
+        let objective = throughput_under_slo(80.0, 0.01);
+        let costs = SwitchCosts {
+            restart_s: 10.0,
+            hot_s: 2.0,
+            window_s: 5.0,
+        };
+        let run = |workers| replay_parallel(&landscape, StrategyKind::Random, workers, 30, objective, 0.05, costs);
+        let (one, four) = (run(1), run(4));
+        assert_eq!(four.concurrent_duplicates, 0, "{four:?}");
+        let (t1, t4) = (
+            one.median_seconds_to_target.unwrap(),
+            four.median_seconds_to_target.unwrap(),
+        );
+        assert!(t4 < t1, "four workers: {t4} s, one: {t1} s");
+        assert!(
+            four.median_trials_to_target >= one.median_trials_to_target,
+            "parallel trials know less each: {four:?} vs {one:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ use servetune::load::{Arrival, Endpoint, LoadPlan, RenderedRequests, RequestSpec
 use servetune::server::Keys;
 use tokio_util::sync::CancellationToken;
 
+/// One test at a time: both measure, and a stress test beside a ResNet-50
+/// window on two cores starves it (seen: under 1 request/s).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bench_json(args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
         .arg("bench")
@@ -68,6 +72,7 @@ fn assert_complete(report: &serde_json::Value, min_requests: f64) {
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let provisioned = require_torchserve!();
     let tiny = common::Deployment::with_target_extra(&provisioned, "[environment]\nOMP_NUM_THREADS = \"1\"");
     let resnet = common::Deployment::serving(&provisioned, "resnet50", "");
@@ -136,6 +141,7 @@ fn bench_reports_percentiles_errors_and_memory_for_tiny_and_resnet50() {
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn capacity_at_slo_and_stress_run_end_to_end() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let provisioned = require_torchserve!();
     // One torch thread per worker: with torch's default (one per core) on two
     // cores shared with the other tests, OpenMP's spinning threads make

@@ -8,6 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The tests that start TorchServe run one at a time: the one-minute tune
+/// has no room for a baseline slowed by another test's JVM starting.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn servetune_in(dir: &Path, args: &[&str], torchserve: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_servetune"))
         .args(args)
@@ -39,6 +43,7 @@ fn with_bodies(deployment: &common::Deployment) {
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn init_then_a_one_minute_tune_runs_to_a_recommendation() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
     with_bodies(&deployment);
@@ -75,6 +80,7 @@ fn init_then_a_one_minute_tune_runs_to_a_recommendation() {
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn init_finds_a_running_server_with_token_authorization_on_and_off() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let provisioned = require_torchserve!();
     for token_auth in [true, false] {
         let deployment = common::Deployment::new(&provisioned);

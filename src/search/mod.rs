@@ -240,6 +240,43 @@ pub fn make_strategy(kind: StrategyKind, seed: u64) -> Box<dyn Strategy> {
     }
 }
 
+/// Asks for the next point while other workers still measure `pending`
+/// (a shared study on several hosts): the constant liar. The strategy asks
+/// with a history in which each pending point already has a loss — the
+/// mean of the measured ones — so it neither proposes a point in flight nor
+/// crowds every worker around one region; the lies are never told, so its
+/// model only learns real results. `history` says where this worker's
+/// server runs.
+pub fn ask_beside_pending(
+    strategy: &mut dyn Strategy,
+    space: &Space,
+    history: &History,
+    pending: &[Point],
+) -> Result<Option<Point>, SearchError> {
+    if pending.is_empty() {
+        return strategy.ask(space, history);
+    }
+    let measured: Vec<f64> = history
+        .trials()
+        .iter()
+        .map(|t| t.loss)
+        .filter(|&l| l < FAILED_LOSS)
+        .collect();
+    let liar = if measured.is_empty() {
+        0.0
+    } else {
+        measured.iter().sum::<f64>() / measured.len() as f64
+    };
+    let mut with_lies = history.clone();
+    for point in pending {
+        with_lies.push(Trial {
+            point: point.clone(),
+            loss: liar,
+        });
+    }
+    strategy.ask(space, &with_lies)
+}
+
 /// Neighbours of `point`: each active parameter one level up or down,
 /// hot changes first (they cost no restart), normalized and deduplicated.
 pub fn neighbours(space: &Space, point: &[usize]) -> Vec<Point> {
@@ -343,6 +380,43 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+
+    #[test]
+    fn a_worker_beside_others_is_not_sent_where_they_measure() {
+        let space = space();
+        for kind in [
+            StrategyKind::Grid,
+            StrategyKind::Random,
+            StrategyKind::Tpe,
+            StrategyKind::Default,
+        ] {
+            let mut strategy = make_strategy(kind, 3);
+            let mut history = History::default();
+            let mut pending: Vec<Point> = Vec::new();
+            for _ in 0..4 {
+                let point = ask_beside_pending(strategy.as_mut(), &space, &history, &pending)
+                    .unwrap()
+                    .expect("the space is not exhausted");
+                assert!(
+                    !pending.contains(&point),
+                    "{kind:?} proposed {point:?} again: {pending:?}"
+                );
+                pending.push(point);
+            }
+            // One finishes; the next ask still avoids the three in flight.
+            let done = pending.remove(0);
+            let trial = Trial {
+                loss: loss(&done),
+                point: done,
+            };
+            history.push(trial.clone());
+            strategy.tell(&space, &trial);
+            let next = ask_beside_pending(strategy.as_mut(), &space, &history, &pending)
+                .unwrap()
+                .unwrap();
+            assert!(!pending.contains(&next) && next != trial.point, "{kind:?}: {next:?}");
+        }
+    }
 
     #[test]
     fn every_strategy_finds_the_optimum_of_a_bowl() {
