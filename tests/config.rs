@@ -46,11 +46,19 @@ fn crate_reads_like_java(bytes: &[u8]) -> bool {
     let surrogate = ["\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf"]
         .iter()
         .any(|escape| text.contains(escape));
+    // Lines end at \n, \r\n or a bare \r (`str::lines` misses the last).
     let escape_in_comment = text
-        .lines()
+        .split(['\n', '\r'])
         .map(str::trim_start)
         .any(|line| (line.starts_with('#') || line.starts_with('!')) && line.contains('\\'));
     !open_continuation && !surrogate && !escape_in_comment
+}
+
+#[test]
+fn a_comment_after_a_bare_carriage_return_is_a_comment_line() {
+    // Found by the generated documents: the crate decodes `\u` in this comment.
+    assert!(!crate_reads_like_java(b"A=\r#\\u\n"));
+    assert_eq!(ours(b"A=\r#\\u\n"), Map::from([("A".to_string(), String::new())]));
 }
 
 fn crate_reference(bytes: &[u8]) -> Map {
