@@ -642,6 +642,53 @@ fn cases() -> Vec<Case> {
             &["compare", "--stack", "stack.toml"],
             &["stack.toml", "line 2"],
         ),
+        // Shared studies.
+        case(
+            "a heartbeat grace too short",
+            study("budget = \"5m\"", "budget = \"5m\"\nheartbeat_grace = \"1s\""),
+            TUNE,
+            &["study.toml", "heartbeat_grace"],
+        ),
+        case(
+            "a storage that is not PostgreSQL",
+            &[],
+            &["tune", "--study", "study.toml", "--storage", "mysql://tuner@db/x"],
+            &["--storage", "mysql://tuner@db/x", "postgres://"],
+        ),
+        case(
+            "a worker on the file journal",
+            &[],
+            &["worker", "--storage", "file", "--study", "s", "--target", "target.toml"],
+            &["--storage", "shared store"],
+        ),
+        case(
+            "a worker without its target file",
+            &[],
+            &[
+                "worker",
+                "--storage",
+                "postgres://tuner@127.0.0.1:1/studies",
+                "--study",
+                "s",
+                "--target",
+                "nope.toml",
+            ],
+            &["--target nope.toml"],
+        ),
+        case(
+            "a worker whose store cannot be reached",
+            &[],
+            &[
+                "worker",
+                "--storage",
+                "postgres://tuner:s3cret@127.0.0.1:1/studies",
+                "--study",
+                "s",
+                "--target",
+                "target.toml",
+            ],
+            &["postgres://tuner:***@127.0.0.1:1/studies", "cannot connect"],
+        ),
         // replay.
         case(
             "replay a landscape with NaN",

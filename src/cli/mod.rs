@@ -11,6 +11,7 @@ mod compare;
 mod init;
 mod studies;
 mod tune;
+mod worker;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
     Tune(Box<tune::TuneArgs>),
     /// Benchmark an endpoint or a managed TorchServe: fixed load, capacity at an SLO, or stress test.
     Bench(Box<bench::BenchArgs>),
+    /// Work on a shared study from this host: claim candidates, measure them on
+    /// this host's TorchServe, store the results; exit 0 when the study is done.
+    Worker(Box<worker::WorkerArgs>),
     /// List the studies a storage holds (a shared PostgreSQL, or results/), their state and best trial.
     Studies(studies::StudiesArgs),
     /// Measure each model of a stack direct and through the TensorZero gateway,
@@ -255,6 +259,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Bench(bench) => bench::run(*bench, runtime()?),
         Command::Tune(tune) => tune::run(*tune, runtime()?),
         Command::Studies(studies) => studies::run(studies, runtime()?),
+        Command::Worker(worker) => worker::run(*worker, runtime()?),
         Command::Compare(compare) => compare::run(*compare, runtime()?),
         Command::Daemon(daemon) if daemon.check => {
             println!("{}", crate::daemon::check(&daemon.config)?);

@@ -129,24 +129,10 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
         }
     };
     let report = runtime.block_on(async {
-        let interrupt = token.clone();
-        tokio::spawn(async move {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term = async {
-                match terminate.as_mut() {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-            tracing::warn!("interrupted: stopping the trial, exporting what there is, restoring the server");
-            interrupt.cancel();
-        });
+        cancel_on_signals(
+            token.clone(),
+            "interrupted: stopping the trial, exporting what there is, restoring the server",
+        );
         run_study(
             &settings,
             &args.results_dir,
@@ -171,4 +157,26 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
         println!("results: {}", dir.display());
     }
     Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM (the loop then stops its trial and
+/// puts the server back). Call inside the runtime.
+pub(super) fn cancel_on_signals(token: CancellationToken, message: &'static str) {
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::warn!("{message}");
+        token.cancel();
+    });
 }

@@ -26,7 +26,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::objective::{pareto_front, Figures, Tier};
-use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason};
+use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason, TrialKind};
 
 /// Relative changes in percent (positive throughput gain is good; negative
 /// p99 and memory changes are good).
@@ -124,6 +124,9 @@ pub struct Report {
     /// Why nothing is recommended, when nothing is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_recommendation: Option<String>,
+    /// Per worker (`host:pid`), when several measured the study.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostFigures>,
     #[serde(skip)]
     pub candidates: Vec<Candidate>,
     #[serde(skip)]
@@ -232,6 +235,85 @@ fn interval_pct(i: &Option<Interval>) -> String {
     })
 }
 
+/// What one worker of a shared study measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFigures {
+    /// `host:pid`.
+    pub worker: String,
+    pub screening_trials: usize,
+    pub failed_trials: usize,
+    pub confirmation_runs: usize,
+    /// Median throughput of its screening trials (each worker measured
+    /// other candidates: a rough comparison of hosts only).
+    pub median_throughput_rps: Option<f64>,
+    /// Its best feasible screening trial: description, figures.
+    pub best: Option<(String, Figures)>,
+}
+
+/// Per-worker figures of a study several workers measured (else none).
+pub fn hosts_of(entries: &[Entry]) -> Vec<HostFigures> {
+    let mut workers: Vec<&str> = entries.iter().filter_map(|e| e.worker.as_deref()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    if workers.len() < 2 {
+        return Vec::new();
+    }
+    workers
+        .into_iter()
+        .map(|worker| {
+            let mine: Vec<&Entry> = entries.iter().filter(|e| e.worker.as_deref() == Some(worker)).collect();
+            let screens: Vec<&&Entry> = mine.iter().filter(|e| e.kind == TrialKind::Screen).collect();
+            let mut throughputs: Vec<f64> = screens
+                .iter()
+                .filter_map(|e| e.figures.map(|f| f.throughput_rps))
+                .collect();
+            throughputs.sort_by(f64::total_cmp);
+            let best = screens
+                .iter()
+                .filter(|e| e.feasible && e.figures.is_some())
+                .min_by(|a, b| a.loss.total_cmp(&b.loss))
+                .map(|e| {
+                    let description = e.values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+                    (description.join(" "), e.figures.expect("filtered on figures"))
+                });
+            HostFigures {
+                worker: worker.to_string(),
+                screening_trials: screens.len(),
+                failed_trials: mine.iter().filter(|e| e.failure.is_some()).count(),
+                confirmation_runs: mine.iter().filter(|e| e.kind == TrialKind::Confirm).count(),
+                median_throughput_rps: (!throughputs.is_empty()).then(|| throughputs[throughputs.len() / 2]),
+                best,
+            }
+        })
+        .collect()
+}
+
+fn hosts_markdown(hosts: &[HostFigures]) -> String {
+    let mut md = String::from(
+        "
+## Hosts
+
+Several workers measured this study, each on its own server; each screened other candidates, \
+         so their medians compare hosts only roughly. The confirmation rounds (and so every recommended figure) ran \
+         on one host: the one with confirmation runs.\n\n\
+         | worker | screening trials | failed | confirmation runs | median req/s | best there |\n|---|---|---|---|---|---|\n",
+    );
+    for h in hosts {
+        let best = h.best.as_ref().map_or("none feasible".into(), |(description, f)| {
+            format!("{description}: {:.1} req/s, p99 {:.1} ms", f.throughput_rps, f.p99_ms)
+        });
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {best} |\n",
+            h.worker,
+            h.screening_trials,
+            h.failed_trials,
+            h.confirmation_runs,
+            h.median_throughput_rps.map_or("n/a".into(), |t| format!("{t:.1}")),
+        ));
+    }
+    md
+}
+
 pub fn summary_markdown(report: &Report) -> String {
     let mut md = format!(
         "# servetune study `{}`\n\nStrategy {}: {} screening trials and {} confirmation runs ({} failed) in {:.0} s \
@@ -328,6 +410,9 @@ pub fn summary_markdown(report: &Report) -> String {
         for incident in &report.incidents {
             md.push_str(&format!("- {incident}\n"));
         }
+    }
+    if !report.hosts.is_empty() {
+        md.push_str(&hosts_markdown(&report.hosts));
     }
     if !report.not_searched.is_empty() {
         md.push_str("\n## Not searched\n\n");

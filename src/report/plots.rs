@@ -205,6 +205,7 @@ mod tests {
             not_searched: Vec::new(),
             incidents: Vec::new(),
             no_recommendation: None,
+            hosts: Vec::new(),
             candidates,
             entries: Vec::new(),
             config_name: "config.properties".into(),

@@ -2,8 +2,10 @@
 //! (the default: embedded, nothing to start), or a PostgreSQL database that
 //! several hosts can share (`--storage postgres://…`, or `storage = "…"` in
 //! the study file). The loop sees one interface, `TrialStore`: open a study
-//! (creating it, or joining it with its trials so far), append a finished
-//! trial, mark the study finished; `list_studies` says what a storage holds.
+//! (creating it, or joining it with its trials so far), number a trial,
+//! keep it alive while it runs, append it finished, mark the study finished;
+//! `list_studies` says what a storage holds. A shared store (`shared()`)
+//! also hands out candidates by claims (see `postgres`).
 //!
 //! Each trial names the worker that measured it (`host:pid`), so a study
 //! measured on several hosts can be read per host.
@@ -16,7 +18,7 @@ use crate::objective::Figures;
 use crate::study::journal::{Journal, JournalError};
 use crate::trial::Entry;
 
-pub use postgres::PgStorage;
+pub use postgres::{Appended, Claim, KeepAlive, LostEntry, PgStorage, PgStudy, RunningTrial, StudyState};
 
 /// What went wrong with a store; every variant names it (never a password).
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,9 @@ pub struct StudyRecord<'a> {
     pub source: &'a Path,
     /// Where the file journal lives (file storage).
     pub journal: PathBuf,
+    /// The searched space (names and levels): a shared study refuses a
+    /// host whose files give another.
+    pub space: Option<serde_json::Value>,
 }
 
 /// One study's trials, open for appending.
@@ -95,17 +100,45 @@ impl TrialStore {
                 Ok((TrialStore::File(journal), entries))
             }
             Storage::Postgres(pg) => {
-                let (study, entries) = pg.open_study(study.name, study.source).await?;
+                let (study, entries) = pg.open_study(study.name, study.source, study.space.as_ref()).await?;
                 Ok((TrialStore::Postgres(Box::new(study)), entries))
             }
         }
     }
 
-    /// Appends a finished trial (durably, before the strategy hears of it).
-    pub async fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
+    /// The number of the next trial: in a file journal the next line
+    /// (`next_local`); in a shared store a `running` row of this worker.
+    pub async fn begin(&mut self, point: Option<&crate::space::Point>, next_local: usize) -> Result<usize, StoreError> {
         match self {
-            TrialStore::File(journal) => Ok(journal.append(entry)?),
+            TrialStore::File(_) => Ok(next_local),
+            TrialStore::Postgres(study) => study.begin(point).await,
+        }
+    }
+
+    /// Heartbeats for trial `number` while the guard lives (shared stores only).
+    pub fn keep_alive(&self, number: usize, every: std::time::Duration) -> Option<KeepAlive> {
+        match self {
+            TrialStore::File(_) => None,
+            TrialStore::Postgres(study) => Some(study.keep_alive(Some(number), every)),
+        }
+    }
+
+    /// Appends a finished trial (durably, before the strategy hears of it).
+    pub async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        match self {
+            TrialStore::File(journal) => {
+                journal.append(entry)?;
+                Ok(Appended::Kept)
+            }
             TrialStore::Postgres(study) => study.append(entry).await,
+        }
+    }
+
+    /// The shared store, when the study is in one.
+    pub fn shared(&mut self) -> Option<&mut PgStudy> {
+        match self {
+            TrialStore::File(_) => None,
+            TrialStore::Postgres(study) => Some(study),
         }
     }
 

@@ -4,8 +4,16 @@
 //! at once do not both migrate; a database whose schema is newer than this
 //! servetune knows is refused. Trial numbers are unique per study (the
 //! primary key), and the study row's counter hands them out without locking
-//! the table. The trial table already holds what shared claims need (state,
-//! worker, heartbeat), for workers on several hosts.
+//! the table.
+//!
+//! Many workers, one study: a worker *claims* its next candidate under the
+//! study row's lock (`SELECT … FOR UPDATE`), so claims happen one at a time
+//! while measurements run in parallel; the claim sees every finished trial
+//! and every point being measured, and inserts a `running` row under the
+//! next number. A running trial's worker beats every few seconds; a trial
+//! silent past the grace period is marked `lost` by whoever claims next, and
+//! its candidate is handed out again. No table lock, no `SKIP LOCKED`: the
+//! strategy must see one consistent picture, and it takes milliseconds.
 //!
 //! Credentials come from the URL, else `PGPASSWORD`, else the password file
 //! (`PGPASSFILE`, default `~/.pgpass`); a URL is only ever shown without
@@ -13,10 +21,12 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, GenericClient, NoTls};
 
 use super::{StoreError, StudySummary};
+use crate::space::Point;
 use crate::trial::Entry;
 
 /// The schema, one migration per version (index + 1).
@@ -40,6 +50,17 @@ const MIGRATIONS: &[&str] = &[
         entry jsonb,
         PRIMARY KEY (study_id, number)
     );",
+    // 2: shared studies. A study stops handing out work while its leader
+    // confirms; a trial whose worker fell silent is `lost` (its candidate
+    // goes back to the queue); the space a study was created with, so that
+    // a host whose files differ is refused; the leader's last sign of life.
+    "ALTER TABLE studies DROP CONSTRAINT studies_state_check;
+    ALTER TABLE studies ADD CONSTRAINT studies_state_check CHECK (state IN ('running', 'confirming', 'finished'));
+    ALTER TABLE studies ADD COLUMN space jsonb;
+    ALTER TABLE studies ADD COLUMN leader_seen_at timestamptz NOT NULL DEFAULT now();
+    ALTER TABLE trials DROP CONSTRAINT trials_state_check;
+    ALTER TABLE trials ADD CONSTRAINT trials_state_check CHECK (state IN ('running', 'finished', 'failed', 'lost'));
+    CREATE INDEX trials_running ON trials (study_id) WHERE state = 'running';",
 ];
 
 /// The advisory lock key migrations run under ("servetun" in ASCII).
@@ -78,6 +99,8 @@ impl PgStorage {
             }
         }
         config.application_name("servetune");
+        // Notices ("relation … already exists, skipping") are not news.
+        config.options("-c client_min_messages=warning");
         config.connect_timeout(std::time::Duration::from_secs(10));
         Ok(Self { config, shown })
     }
@@ -95,7 +118,15 @@ impl PgStorage {
 
     /// Connects and brings the schema up to date.
     pub async fn connect(&self) -> Result<Client, StoreError> {
-        let (mut client, connection) = self
+        let mut client = self.connect_only().await?;
+        migrate(&mut client).await.map_err(|e| self.error(e))?;
+        Ok(client)
+    }
+
+    /// Connects without looking at the schema (for the short-lived
+    /// connections of claims and heartbeats, after `connect` migrated).
+    async fn connect_only(&self) -> Result<Client, StoreError> {
+        let (client, connection) = self
             .config
             .connect(NoTls)
             .await
@@ -105,25 +136,40 @@ impl PgStorage {
                 tracing::warn!("study store connection: {e}");
             }
         });
-        migrate(&mut client).await.map_err(|e| self.error(e))?;
         Ok(client)
     }
 
-    /// Creates the study (or joins it) and returns its finished trials.
-    pub async fn open_study(&self, name: &str, source: &Path) -> Result<(PgStudy, Vec<Entry>), StoreError> {
+    /// Creates the study (or joins it) and returns its finished trials. A
+    /// study created with another space (another host's files differ) is
+    /// refused: its trials' points would mean other settings here.
+    pub async fn open_study(
+        &self,
+        name: &str,
+        source: &Path,
+        space: Option<&serde_json::Value>,
+    ) -> Result<(PgStudy, Vec<Entry>), StoreError> {
         let client = self.connect().await?;
         client
             .execute(
-                "INSERT INTO studies (name, source) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                &[&name, &source.display().to_string()],
+                "INSERT INTO studies (name, source, space) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[&name, &source.display().to_string(), &space],
             )
             .await
             .map_err(|e| self.error(format!("creating study {name}: {e}")))?;
         let row = client
-            .query_one("SELECT id FROM studies WHERE name = $1", &[&name])
+            .query_one("SELECT id, space FROM studies WHERE name = $1", &[&name])
             .await
             .map_err(|e| self.error(format!("reading study {name}: {e}")))?;
         let study_id: i64 = row.get(0);
+        let stored: Option<serde_json::Value> = row.get(1);
+        if let (Some(stored), Some(ours)) = (&stored, space) {
+            if stored != ours {
+                return Err(self.error(format!(
+                    "study {name} was created with another search space than this host's files give \
+                     (stored {stored}, here {ours}): every host needs the same study and space files"
+                )));
+            }
+        }
         let entries = finished_entries(&client, study_id)
             .await
             .map_err(|e| self.error(format!("reading the trials of {name}: {e}")))?;
@@ -132,8 +178,19 @@ impl PgStorage {
             client,
             study_id,
             name: name.to_string(),
+            worker: super::worker_id(),
         };
         Ok((study, entries))
+    }
+
+    /// The study file a study was created from (None: no such study).
+    pub async fn study_source(&self, name: &str) -> Result<Option<(String, StudyState)>, StoreError> {
+        let client = self.connect().await?;
+        let row = client
+            .query_opt("SELECT source, state FROM studies WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| self.error(format!("reading study {name}: {e}")))?;
+        Ok(row.map(|row| (row.get(0), StudyState::parse(row.get(1)))))
     }
 
     /// Every study, with its state and best trial.
@@ -146,7 +203,7 @@ impl PgStorage {
         let mut studies = Vec::new();
         for row in rows {
             let (id, name, state): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
-            let entries = finished_entries(&client, id)
+            let entries = all_entries(&client, id)
                 .await
                 .map_err(|e| self.error(format!("reading the trials of {name}: {e}")))?;
             studies.push(StudySummary::of(&name, &state, &entries));
@@ -155,65 +212,437 @@ impl PgStorage {
     }
 }
 
+/// Where a shared study is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StudyState {
+    /// Handing out candidates.
+    Running,
+    /// Its leader confirms the recommendation: no new candidates.
+    Confirming,
+    Finished,
+}
+
+impl StudyState {
+    fn parse(text: &str) -> Self {
+        match text {
+            "running" => StudyState::Running,
+            "confirming" => StudyState::Confirming,
+            _ => StudyState::Finished,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            StudyState::Running => "running",
+            StudyState::Confirming => "confirming",
+            StudyState::Finished => "finished",
+        }
+    }
+}
+
+/// What became of a trial's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Kept,
+    /// The trial had been given up (its worker fell silent past the grace
+    /// period) and its candidate handed out again: the result is dropped,
+    /// so that no candidate counts twice.
+    GivenUp,
+}
+
+/// A trial some worker is measuring.
+#[derive(Debug, Clone)]
+pub struct RunningTrial {
+    pub number: usize,
+    /// None for the baseline and confirmation runs of the leader.
+    pub point: Option<Point>,
+    pub worker: String,
+    /// Seconds since its worker's last heartbeat.
+    pub silent_s: f64,
+}
+
+/// Builds the journal entry of a trial given up (the study knows its values).
+pub type LostEntry<'a> = &'a (dyn Fn(&RunningTrial) -> Entry + Sync);
+
 /// One study, open for appending.
 pub struct PgStudy {
     storage: PgStorage,
     client: Client,
     study_id: i64,
     name: String,
+    worker: String,
 }
 
 impl PgStudy {
-    /// Stores a finished trial under its number; a number already taken
-    /// (another process on this study) is an error, not an overwrite.
-    pub async fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
-        let number = i32::try_from(entry.number).map_err(|_| self.storage.error("trial number out of range"))?;
-        let point = entry.point.as_ref().map(|p| serde_json::json!(p));
-        let worker = entry.worker.clone().unwrap_or_else(super::worker_id);
-        let state = if entry.failure.is_some() { "failed" } else { "finished" };
-        let json = serde_json::to_value(entry).expect("entries serialise");
+    /// Takes the next trial number for a run chosen without a claim (the
+    /// baseline, a confirmation run): a `running` row, heartbeat now.
+    pub async fn begin(&mut self, point: Option<&Point>) -> Result<usize, StoreError> {
         let transaction = self.client.transaction().await.map_err(|e| self.storage.error(e))?;
-        let inserted = transaction
-            .execute(
-                "INSERT INTO trials (study_id, number, state, point, worker, entry) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (study_id, number) DO NOTHING",
-                &[&self.study_id, &number, &state, &point, &worker, &json],
+        let number = insert_running(&transaction, self.study_id, point, &self.worker)
+            .await
+            .map_err(|e| self.storage.error(format!("starting a trial of {}: {e}", self.name)))?;
+        transaction.commit().await.map_err(|e| self.storage.error(e))?;
+        Ok(number)
+    }
+
+    /// Opens a claim: a connection of its own holding the study row's lock
+    /// until the claim is taken or dropped, so that two workers never
+    /// decide at once. Trials silent for `grace` are given up first (their
+    /// candidates go back to the queue); the claim then holds every
+    /// finished trial, the points being measured and a point to hand out
+    /// again, if any.
+    pub async fn claim(&self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<Claim, StoreError> {
+        let client = self.storage.connect_only().await?;
+        let fail = |e: tokio_postgres::Error| self.storage.error(format!("claiming a trial of {}: {e}", self.name));
+        client.batch_execute("BEGIN").await.map_err(fail)?;
+        let row = client
+            .query_one(
+                "SELECT state, extract(epoch FROM now() - leader_seen_at)::float8 FROM studies WHERE id = $1 FOR UPDATE",
+                &[&self.study_id],
             )
             .await
-            .map_err(|e| {
-                self.storage
-                    .error(format!("storing trial {number} of {}: {e}", self.name))
-            })?;
-        if inserted == 0 {
-            return Err(self.storage.error(format!(
-                "trial {number} of study {} is already stored (is another process running this study?)",
-                self.name
-            )));
-        }
-        transaction
-            .execute(
-                "UPDATE studies SET next_number = greatest(next_number, $2 + 1) WHERE id = $1",
+            .map_err(fail)?;
+        let state = StudyState::parse(row.get(0));
+        let leader_silent_s: f64 = row.get(1);
+        let lost = give_up_silent(&client, self.study_id, grace, lost_entry)
+            .await
+            .map_err(fail)?;
+        // One statement, one snapshot: a trial finishing meanwhile is
+        // either running or finished here, never neither.
+        let trials = trial_rows(&client, self.study_id)
+            .await
+            .map_err(|e| self.storage.error(e))?;
+        let finished = trials
+            .iter()
+            .filter(|t| matches!(t.state.as_str(), "finished" | "failed"))
+            .filter_map(|t| t.entry.clone())
+            .collect();
+        let pending = trials
+            .iter()
+            .filter(|t| t.state == "running")
+            .filter_map(|t| t.point.clone())
+            .collect();
+        let requeued = lost_candidate(&trials);
+        Ok(Claim {
+            client,
+            storage: self.storage.clone(),
+            study_id: self.study_id,
+            worker: self.worker.clone(),
+            state,
+            leader_silent_s,
+            lost,
+            finished,
+            pending,
+            requeued,
+        })
+    }
+
+    /// Keeps a trial (or, for `None`, the study's leader) alive in the
+    /// store until the returned guard drops: a heartbeat every `every`, on a
+    /// connection of its own, whatever the measurement does meanwhile.
+    pub fn keep_alive(&self, trial: Option<usize>, every: Duration) -> KeepAlive {
+        let storage = self.storage.clone();
+        let (study_id, worker) = (self.study_id, self.worker.clone());
+        KeepAlive(tokio::spawn(async move {
+            let mut client = None;
+            loop {
+                if client.is_none() {
+                    client = storage.connect_only().await.ok();
+                }
+                if let Some(c) = &client {
+                    let beat = match trial {
+                        Some(number) => {
+                            c.execute(
+                                "UPDATE trials SET heartbeat_at = now()
+                                 WHERE study_id = $1 AND number = $2 AND worker = $3 AND state = 'running'",
+                                &[&study_id, &(number as i32), &worker],
+                            )
+                            .await
+                        }
+                        None => {
+                            c.execute("UPDATE studies SET leader_seen_at = now() WHERE id = $1", &[&study_id])
+                                .await
+                        }
+                    };
+                    if let Err(e) = beat {
+                        tracing::warn!("heartbeat to the study store: {e}");
+                        client = None;
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+
+    /// Stores a trial's result: completes its `running` row (or, for a
+    /// trial that never had one, inserts it). A number another run holds
+    /// is an error, not an overwrite.
+    pub async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        let number = i32::try_from(entry.number).map_err(|_| self.storage.error("trial number out of range"))?;
+        let point = entry.point.as_ref().map(|p| serde_json::json!(p));
+        let worker = entry.worker.clone().unwrap_or_else(|| self.worker.clone());
+        let state = if entry.failure.is_some() { "failed" } else { "finished" };
+        let json = serde_json::to_value(entry).expect("entries serialise");
+        let fail = |e: tokio_postgres::Error| {
+            self.storage
+                .error(format!("storing trial {number} of {}: {e}", self.name))
+        };
+        let transaction = self.client.transaction().await.map_err(fail)?;
+        let held = transaction
+            .query_opt(
+                "SELECT state, worker FROM trials WHERE study_id = $1 AND number = $2 FOR UPDATE",
                 &[&self.study_id, &number],
             )
             .await
-            .map_err(|e| self.storage.error(e))?;
-        transaction.commit().await.map_err(|e| self.storage.error(e))
+            .map_err(fail)?
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
+        match held {
+            Some((held, by)) if held == "running" && by == self.worker => {
+                transaction
+                    .execute(
+                        "UPDATE trials SET state = $3, point = $4, entry = $5, heartbeat_at = now()
+                         WHERE study_id = $1 AND number = $2",
+                        &[&self.study_id, &number, &state, &point, &json],
+                    )
+                    .await
+                    .map_err(fail)?;
+            }
+            Some((held, by)) if held == "lost" && by == self.worker => return Ok(Appended::GivenUp),
+            Some(_) => {
+                return Err(self.storage.error(format!(
+                    "trial {number} of study {} is already stored (is another process running this study?)",
+                    self.name
+                )))
+            }
+            None => {
+                transaction
+                    .execute(
+                        "INSERT INTO trials (study_id, number, state, point, worker, entry) VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&self.study_id, &number, &state, &point, &worker, &json],
+                    )
+                    .await
+                    .map_err(fail)?;
+                transaction
+                    .execute(
+                        "UPDATE studies SET next_number = greatest(next_number, $2 + 1) WHERE id = $1",
+                        &[&self.study_id, &number],
+                    )
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+        transaction.commit().await.map_err(fail)?;
+        Ok(Appended::Kept)
+    }
+
+    /// Gives up this worker's own running trial at once (an interrupted
+    /// worker): its candidate goes back to the queue without the wait.
+    pub async fn give_up(&self, number: usize, entry: &Entry) -> Result<(), StoreError> {
+        let json = serde_json::to_value(entry).expect("entries serialise");
+        self.client
+            .execute(
+                "UPDATE trials SET state = 'lost', entry = $4
+                 WHERE study_id = $1 AND number = $2 AND worker = $3 AND state = 'running'",
+                &[&self.study_id, &(number as i32), &self.worker, &json],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| {
+                self.storage
+                    .error(format!("giving up trial {number} of {}: {e}", self.name))
+            })
+    }
+
+    /// The trials being measured now, after giving up those silent for `grace`.
+    pub async fn running(&self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<Vec<RunningTrial>, StoreError> {
+        let fail = |e: tokio_postgres::Error| self.storage.error(format!("reading the trials of {}: {e}", self.name));
+        give_up_silent(&self.client, self.study_id, grace, lost_entry)
+            .await
+            .map_err(fail)?;
+        running_trials(&self.client, self.study_id).await.map_err(fail)
+    }
+
+    /// Every finished (or failed) trial, in number order.
+    pub async fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        finished_entries(&self.client, self.study_id)
+            .await
+            .map_err(|e| self.storage.error(format!("reading the trials of {}: {e}", self.name)))
+    }
+
+    /// Every stored trial, those given up included (for the export).
+    pub async fn all_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        all_entries(&self.client, self.study_id)
+            .await
+            .map_err(|e| self.storage.error(format!("reading the trials of {}: {e}", self.name)))
+    }
+
+    pub async fn set_state(&mut self, state: StudyState) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "UPDATE studies SET state = $2 WHERE id = $1",
+                &[&self.study_id, &state.as_str()],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| {
+                self.storage
+                    .error(format!("marking study {} {}: {e}", self.name, state.as_str()))
+            })
     }
 
     /// Marks the study finished.
     pub async fn finish(&mut self) -> Result<(), StoreError> {
-        self.client
-            .execute("UPDATE studies SET state = 'finished' WHERE id = $1", &[&self.study_id])
-            .await
-            .map(drop)
-            .map_err(|e| self.storage.error(format!("finishing study {}: {e}", self.name)))
+        self.set_state(StudyState::Finished).await
     }
 }
 
-async fn finished_entries(client: &Client, study_id: i64) -> Result<Vec<Entry>, String> {
+/// A claim in progress: the study row stays locked (by the claim's own
+/// connection, in its own transaction) until `take` commits a trial or the
+/// claim drops (the connection closes; PostgreSQL rolls back).
+pub struct Claim {
+    client: Client,
+    storage: PgStorage,
+    study_id: i64,
+    worker: String,
+    pub state: StudyState,
+    /// Seconds since the study's leader last showed life.
+    pub leader_silent_s: f64,
+    /// Trials given up by this claim (their workers fell silent).
+    pub lost: Vec<RunningTrial>,
+    /// Every finished (or failed) trial, from every worker.
+    pub finished: Vec<Entry>,
+    /// The points other workers are measuring now.
+    pub pending: Vec<Point>,
+    /// A candidate whose worker was lost, to hand out before asking anew.
+    pub requeued: Option<Point>,
+}
+
+impl Claim {
+    /// Takes `point` as the next trial of this worker; returns its number.
+    pub async fn take(self, point: &Point) -> Result<usize, StoreError> {
+        let fail = |e: tokio_postgres::Error| self.storage.error(format!("taking a trial: {e}"));
+        let number = insert_running(&self.client, self.study_id, Some(point), &self.worker)
+            .await
+            .map_err(fail)?;
+        self.client.batch_execute("COMMIT").await.map_err(fail)?;
+        Ok(number)
+    }
+}
+
+/// Stops a heartbeat when dropped.
+pub struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Inserts a `running` trial under the study's next number (the caller
+/// holds, or takes here, the study row's lock).
+async fn insert_running(
+    client: &impl GenericClient,
+    study_id: i64,
+    point: Option<&Point>,
+    worker: &str,
+) -> Result<usize, tokio_postgres::Error> {
+    let number: i32 = client
+        .query_one(
+            "UPDATE studies SET next_number = next_number + 1 WHERE id = $1 RETURNING next_number - 1",
+            &[&study_id],
+        )
+        .await?
+        .get(0);
+    let point = point.map(|p| serde_json::json!(p));
+    client
+        .execute(
+            "INSERT INTO trials (study_id, number, state, point, worker) VALUES ($1, $2, 'running', $3, $4)",
+            &[&study_id, &number, &point, &worker],
+        )
+        .await?;
+    Ok(number as usize)
+}
+
+/// Marks `lost` every running trial silent for `grace`; returns them. The
+/// update re-checks the heartbeat, so a trial that beat meanwhile stays.
+async fn give_up_silent(
+    client: &impl GenericClient,
+    study_id: i64,
+    grace: Duration,
+    lost_entry: LostEntry<'_>,
+) -> Result<Vec<RunningTrial>, tokio_postgres::Error> {
+    let grace_s = grace.as_secs_f64();
+    let silent: Vec<RunningTrial> = running_trials(client, study_id)
+        .await?
+        .into_iter()
+        .filter(|t| t.silent_s > grace_s)
+        .collect();
+    let mut lost = Vec::new();
+    for trial in silent {
+        let entry = serde_json::to_value(lost_entry(&trial)).expect("entries serialise");
+        let updated = client
+            .execute(
+                "UPDATE trials SET state = 'lost', entry = $3
+                 WHERE study_id = $1 AND number = $2 AND state = 'running'
+                   AND heartbeat_at < now() - make_interval(secs => $4)",
+                &[&study_id, &(trial.number as i32), &entry, &grace_s],
+            )
+            .await?;
+        if updated == 1 {
+            tracing::warn!(
+                trial = trial.number,
+                worker = %trial.worker,
+                "no heartbeat for {:.0} s: the trial is given up and its candidate goes back to the queue",
+                trial.silent_s
+            );
+            lost.push(trial);
+        }
+    }
+    Ok(lost)
+}
+
+async fn running_trials(
+    client: &impl GenericClient,
+    study_id: i64,
+) -> Result<Vec<RunningTrial>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT number, entry FROM trials WHERE study_id = $1 AND entry IS NOT NULL ORDER BY number",
+            "SELECT number, point, worker, extract(epoch FROM now() - heartbeat_at)::float8 FROM trials
+             WHERE study_id = $1 AND state = 'running' ORDER BY number",
+            &[&study_id],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| RunningTrial {
+            number: row.get::<_, i32>(0) as usize,
+            point: row
+                .get::<_, Option<serde_json::Value>>(1)
+                .and_then(|p| serde_json::from_value(p).ok()),
+            worker: row.get(2),
+            silent_s: row.get(3),
+        })
+        .collect())
+}
+
+/// One stored trial, as a claim reads it.
+struct TrialRow {
+    state: String,
+    point: Option<Point>,
+    entry: Option<Entry>,
+}
+
+impl TrialRow {
+    /// Measured to the end (or failed measuring): what strategies are told.
+    fn is_finished(&self) -> bool {
+        matches!(self.state.as_str(), "finished" | "failed")
+    }
+}
+
+async fn trial_rows(client: &impl GenericClient, study_id: i64) -> Result<Vec<TrialRow>, String> {
+    let rows = client
+        .query(
+            "SELECT number, state, point, entry FROM trials WHERE study_id = $1 ORDER BY number",
             &[&study_id],
         )
         .await
@@ -221,9 +650,57 @@ async fn finished_entries(client: &Client, study_id: i64) -> Result<Vec<Entry>, 
     rows.into_iter()
         .map(|row| {
             let number: i32 = row.get(0);
-            serde_json::from_value(row.get(1)).map_err(|e| format!("trial {number}: {e}"))
+            let entry = row
+                .get::<_, Option<serde_json::Value>>(3)
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| format!("trial {number}: {e}"))?;
+            Ok(TrialRow {
+                state: row.get(1),
+                point: row
+                    .get::<_, Option<serde_json::Value>>(2)
+                    .and_then(|p| serde_json::from_value(p).ok()),
+                entry,
+            })
         })
         .collect()
+}
+
+/// A point whose trial was lost and that no live or finished trial has
+/// taken since (the earliest lost first); a point lost three times is not
+/// handed out again (it may be what kills its workers).
+fn lost_candidate(trials: &[TrialRow]) -> Option<Point> {
+    let lost = trials
+        .iter()
+        .filter(|t| t.state == "lost")
+        .filter_map(|t| t.point.as_ref());
+    for point in lost {
+        let taken = trials
+            .iter()
+            .any(|t| t.state != "lost" && t.point.as_ref() == Some(point));
+        let times_lost = trials
+            .iter()
+            .filter(|t| t.state == "lost" && t.point.as_ref() == Some(point))
+            .count();
+        if !taken && times_lost < 3 {
+            return Some(point.clone());
+        }
+    }
+    None
+}
+
+async fn finished_entries(client: &impl GenericClient, study_id: i64) -> Result<Vec<Entry>, String> {
+    let rows = trial_rows(client, study_id).await?;
+    Ok(rows
+        .into_iter()
+        .filter(TrialRow::is_finished)
+        .filter_map(|t| t.entry)
+        .collect())
+}
+
+async fn all_entries(client: &impl GenericClient, study_id: i64) -> Result<Vec<Entry>, String> {
+    let rows = trial_rows(client, study_id).await?;
+    Ok(rows.into_iter().filter_map(|t| t.entry).collect())
 }
 
 /// Applies the migrations this database lacks; refuses a newer schema.

@@ -72,6 +72,7 @@ impl Study<'_> {
                 .flat_map(|e| e.incidents.iter().map(move |i| format!("trial {}: {i}", e.number)))
                 .collect(),
             no_recommendation,
+            hosts: crate::report::hosts_of(&self.entries),
             candidates,
             entries: self.entries.clone(),
             config_name: self

@@ -18,6 +18,14 @@
 //! in the loop — the phases run under a guard, and whatever they return, the
 //! export is attempted and then the final config is put back and the server
 //! restarted on it (`run_study`).
+//!
+//! In a shared store the study has a leader (`tune`, `run_study`) and any
+//! number of workers (`servetune worker`, `run_worker`), each on its own
+//! server. Both get candidates by *claiming* them (`claim_next`): under the
+//! study row's lock the strategy is rebuilt from every finished trial and
+//! asks beside the points in flight. Only the leader checks the budget; when
+//! its search ends it closes the study to claims, waits for the workers'
+//! last trials (`close_search`), and confirms on its own server.
 
 pub mod estimator;
 mod findings;
@@ -96,7 +104,7 @@ pub async fn run_study(
     token: CancellationToken,
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
-    let mut study = Study::open(settings, results, resume, token).await?;
+    let mut study = Study::open(settings, results, resume, Role::Leader, token).await?;
     let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
     let (stop, failure) = match phases {
         Ok(Ok(stop)) => (stop, None),
@@ -116,7 +124,10 @@ pub async fn run_study(
         }
         Err(e) => Err(anyhow::anyhow!("building the report: {e:#}")),
     };
-    let exported = exported.and_then(|()| study.export_trials());
+    let exported = match exported {
+        Ok(()) => study.export_trials().await,
+        Err(e) => Err(e),
+    };
     if stop != StopReason::Interrupted && failure.is_none() {
         if let Err(e) = study.journal.finish().await {
             tracing::warn!("marking the study finished: {e:#}");
@@ -152,8 +163,22 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// How this process takes part in a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `tune`: creates (or resumes) the study, measures, decides when the
+    /// search ends, confirms on its own server, reports.
+    Leader,
+    /// `worker`: joins a shared study and measures candidates on its own
+    /// server until the study stops handing them out.
+    Worker,
+}
+
 struct Study<'a> {
     settings: &'a Settings,
+    role: Role,
+    /// The leader's sign of life in a shared store, while the study runs.
+    leader_alive: Option<crate::store::KeepAlive>,
     space: Space,
     not_searched: Vec<NotSearched>,
     runner: Runner,
@@ -177,8 +202,12 @@ impl<'a> Study<'a> {
         settings: &'a Settings,
         results: &Path,
         resume: bool,
+        role: Role,
         token: CancellationToken,
     ) -> anyhow::Result<Self> {
+        // A worker joins a study under way: like a resume, it takes its
+        // server's original from the backup a cut-short run left.
+        let resume = resume || role == Role::Worker;
         let space = load_spaces(&settings.spaces)?;
         let spec = TargetSpec::load(&settings.target)?;
         let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
@@ -223,10 +252,13 @@ impl<'a> Study<'a> {
         let dir = study_dir(results, &settings.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let journal_path = dir.join("trials.jsonl");
+        // Absolute: workers on other hosts find the study's files by it.
+        let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
         let record = StudyRecord {
             name: &settings.name,
-            source: &settings.source,
+            source: &source,
             journal: journal_path.clone(),
+            space: Some(space_fingerprint(&space)),
         };
         let (journal, entries) = TrialStore::open(&settings.storage, &record).await?;
         if !resume && !entries.is_empty() {
@@ -241,9 +273,10 @@ impl<'a> Study<'a> {
                 settings.name
             );
         }
-        let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
-        config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
-            .context("writing the study's source marker")?;
+        if role == Role::Leader {
+            config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
+                .context("writing the study's source marker")?;
+        }
         let original = Deployment {
             config: original_bytes,
             environment: spec.environment.clone(),
@@ -257,6 +290,8 @@ impl<'a> Study<'a> {
         }
         let mut study = Self {
             settings,
+            role,
+            leader_alive: None,
             not_searched,
             runner,
             journal,
@@ -278,12 +313,14 @@ impl<'a> Study<'a> {
 
     /// With a shared store, `results/<study>/trials.jsonl` is written from
     /// it, as the file journal would be (each line names its worker).
-    fn export_trials(&self) -> anyhow::Result<()> {
-        if matches!(self.settings.storage, crate::store::Storage::File) {
+    async fn export_trials(&mut self) -> anyhow::Result<()> {
+        let Some(shared) = self.journal.shared() else {
             return Ok(());
-        }
+        };
+        // Every trial, those given up included (they say which worker fell silent).
+        let entries = shared.all_entries().await?;
         let mut lines = Vec::new();
-        for entry in &self.entries {
+        for entry in &entries {
             serde_json::to_writer(&mut lines, entry).expect("entries serialise");
             lines.push(b'\n');
         }
@@ -313,6 +350,25 @@ impl<'a> Study<'a> {
                 self.entries.len()
             );
         }
+        self.lock_server()?;
+        let every = self.beat_every();
+        self.leader_alive = self.journal.shared().map(|shared| shared.keep_alive(None, every));
+        self.started_server = self.runner.start(resume).await?;
+        let stop = match self.journal.shared().is_some() {
+            true => self.search_shared(on_trial).await?,
+            false => self.search(on_trial).await?,
+        };
+        tracing::info!(?stop, trials = self.entries.len(), "search finished");
+        if stop != StopReason::Interrupted {
+            self.close_search().await?;
+            self.confirm(on_trial).await?;
+        }
+        Ok(stop)
+    }
+
+    /// Marks the server's config as this study's (no other study may move
+    /// it meanwhile); from here on, every way out restores it.
+    fn lock_server(&mut self) -> anyhow::Result<()> {
         let config = self.runner.server.spec().config.clone();
         lock::acquire(
             &config,
@@ -324,13 +380,160 @@ impl<'a> Study<'a> {
             },
         )?;
         self.touched = true;
-        self.started_server = self.runner.start(resume).await?;
-        let stop = self.search(on_trial).await?;
-        tracing::info!(?stop, trials = self.entries.len(), "search finished");
-        if stop != StopReason::Interrupted {
-            self.confirm(on_trial).await?;
+        Ok(())
+    }
+
+    /// How often a trial (or the leader) beats in a shared store: six
+    /// times a grace period, so a late beat or two never loses a trial.
+    fn beat_every(&self) -> Duration {
+        (self.settings.heartbeat_grace / 6).max(Duration::from_millis(500))
+    }
+
+    /// The search of a shared study: each candidate is claimed from the
+    /// store (the strategy sees every worker's trials), measured here, and
+    /// told by storing it; the search ends on the budget, the trial limit
+    /// or an exhausted space, once the other workers' trials are in.
+    async fn search_shared(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+        if !self.baseline_measured(on_trial).await? {
+            return Ok(StopReason::Interrupted);
         }
-        Ok(stop)
+        self.measure_claims(on_trial).await
+    }
+
+    /// Claims and measures candidates until the search ends (the leader:
+    /// its budget, trial limit or space; a worker: the study closing).
+    async fn measure_claims(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+        loop {
+            if self.token.is_cancelled() {
+                return Ok(StopReason::Interrupted);
+            }
+            match self.claim_next().await? {
+                ClaimStep::Measure { number, point } => {
+                    if !self
+                        .trial(Subject::Point(point), TrialKind::Screen, None, Some(number), on_trial)
+                        .await?
+                    {
+                        return Ok(StopReason::Interrupted);
+                    }
+                }
+                ClaimStep::Stop(stop) if self.role == Role::Leader => return Ok(stop),
+                // A worker waits for the leader to end the search.
+                ClaimStep::Wait | ClaimStep::Stop(_) => pause(self.token.clone()).await,
+                ClaimStep::Closed => return Ok(StopReason::Exhausted),
+                ClaimStep::LeaderGone(silent_s) => anyhow::bail!(
+                    "study {}: its leader (`servetune tune`) has shown no sign of life for {silent_s:.0} s, \
+                     more than heartbeat_grace: this worker stops; start it again once the study is resumed \
+                     (`servetune tune --resume {} --storage …`)",
+                    self.settings.name,
+                    self.settings.name
+                ),
+            }
+        }
+    }
+
+    /// Claims the next candidate of a shared study: under the study row's
+    /// lock, gives up trials whose workers fell silent, takes in every
+    /// finished trial, and picks a lost candidate, the defaults, or what the
+    /// strategy proposes beside the points being measured (constant liar).
+    /// The leader also checks that the trial fits its budget.
+    async fn claim_next(&mut self) -> anyhow::Result<ClaimStep> {
+        let grace = self.settings.heartbeat_grace;
+        let space = &self.space;
+        let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
+        let shared = match &self.journal {
+            TrialStore::Postgres(shared) => shared,
+            TrialStore::File(_) => anyhow::bail!("claims need a shared store"),
+        };
+        let claim = shared.claim(grace, &lost).await?;
+        if claim.state != crate::store::StudyState::Running {
+            return Ok(ClaimStep::Closed);
+        }
+        if self.role == Role::Worker && claim.leader_silent_s > grace.as_secs_f64() {
+            return Ok(ClaimStep::LeaderGone(claim.leader_silent_s));
+        }
+        self.adopt(claim.finished.clone());
+        let costs = self.costs();
+        self.history.set_running(self.runner.running_levels(&self.space));
+        self.history.set_costs(costs);
+        let screened = self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count();
+        let idle = claim.pending.is_empty();
+        if screened + claim.pending.len() >= self.settings.max_trials {
+            return Ok(if idle {
+                ClaimStep::Stop(StopReason::MaxTrials)
+            } else {
+                ClaimStep::Wait
+            });
+        }
+        let defaults = self.space.default_point();
+        let point = if let Some(point) = claim.requeued.clone() {
+            point
+        } else if !self.history.contains(&defaults) && !claim.pending.contains(&defaults) {
+            defaults
+        } else {
+            match crate::search::ask_beside_pending(self.strategy.as_mut(), &self.space, &self.history, &claim.pending)?
+            {
+                Some(point) if !claim.pending.contains(&self.space.normalize(&point)) => self.space.normalize(&point),
+                _ if idle => return Ok(ClaimStep::Stop(StopReason::Exhausted)),
+                _ => return Ok(ClaimStep::Wait),
+            }
+        };
+        if self.role == Role::Leader {
+            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
+            if !self.budget.fits(next, self.reserve_after(&point)) {
+                return Ok(ClaimStep::Stop(StopReason::Budget));
+            }
+        }
+        let number = claim.take(&point).await?;
+        Ok(ClaimStep::Measure { number, point })
+    }
+
+    /// Takes the store's finished trials as this study's: entries, history
+    /// and a strategy told all of them, in number order.
+    fn adopt(&mut self, entries: Vec<Entry>) {
+        self.entries.clear();
+        self.history = History::default();
+        self.strategy = make_strategy(self.settings.strategy, self.settings.seed);
+        for entry in entries {
+            self.replay(entry);
+        }
+    }
+
+    /// Ends the screening of a shared study: no more candidates are handed
+    /// out, the other workers' trials are waited for (or given up after the
+    /// grace period), and every finished trial is taken in.
+    async fn close_search(&mut self) -> anyhow::Result<()> {
+        let grace = self.settings.heartbeat_grace;
+        let space = &self.space;
+        let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
+        let TrialStore::Postgres(shared) = &mut self.journal else {
+            return Ok(());
+        };
+        shared.set_state(crate::store::StudyState::Confirming).await?;
+        loop {
+            let running = shared.running(grace, &lost).await?;
+            if running.is_empty() || self.token.is_cancelled() {
+                break;
+            }
+            tracing::info!(
+                "waiting for {} trial(s) of other workers before the confirmation",
+                running.len()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.token.cancelled() => {}
+            }
+        }
+        let entries = shared.entries().await?;
+        self.adopt(entries);
+        Ok(())
+    }
+
+    /// A worker's part: claim, measure, store, until the study stops
+    /// handing out candidates.
+    async fn work(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+        self.lock_server()?;
+        self.started_server = self.runner.start(true).await?;
+        self.measure_claims(on_trial).await
     }
 
     /// The constraints trials are judged by: the study's, with the p99 limit
@@ -496,12 +699,17 @@ impl<'a> Study<'a> {
         (steps, seconds)
     }
 
+    /// Measures the baseline unless the study has it; false when interrupted.
+    async fn baseline_measured(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<bool> {
+        if self.entries.iter().any(|e| e.kind == TrialKind::Baseline) {
+            return Ok(true);
+        }
+        self.trial(Subject::Baseline, TrialKind::Baseline, None, None, on_trial)
+            .await
+    }
+
     async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
-        if !self.entries.iter().any(|e| e.kind == TrialKind::Baseline)
-            && !self
-                .trial(Subject::Baseline, TrialKind::Baseline, None, on_trial)
-                .await?
-        {
+        if !self.baseline_measured(on_trial).await? {
             return Ok(StopReason::Interrupted);
         }
         loop {
@@ -529,7 +737,7 @@ impl<'a> Study<'a> {
                 return Ok(StopReason::Budget);
             }
             if !self
-                .trial(Subject::Point(point), TrialKind::Screen, None, on_trial)
+                .trial(Subject::Point(point), TrialKind::Screen, None, None, on_trial)
                 .await?
             {
                 return Ok(StopReason::Interrupted);
@@ -585,7 +793,7 @@ impl<'a> Study<'a> {
                 continue;
             }
             if !self
-                .trial(subject, TrialKind::Confirm, Some(step.round), on_trial)
+                .trial(subject, TrialKind::Confirm, Some(step.round), None, on_trial)
                 .await?
             {
                 return Ok(());
@@ -607,12 +815,15 @@ impl<'a> Study<'a> {
     }
 
     /// Runs one trial: moves, measures, journals, tells. Returns false when
-    /// interrupted mid-trial (nothing journaled).
+    /// interrupted mid-trial (nothing journaled; in a shared store the
+    /// trial is given up at once, its candidate back in the queue).
+    /// `claimed`: the number a claim took for it (else one is taken here).
     async fn trial(
         &mut self,
         subject: Subject,
         kind: TrialKind,
         round: Option<u32>,
+        claimed: Option<usize>,
         on_trial: &(dyn Fn(&TrialUpdate) + Sync),
     ) -> anyhow::Result<bool> {
         let s = self.settings;
@@ -641,16 +852,23 @@ impl<'a> Study<'a> {
             } else {
                 Duration::ZERO
             };
+        let number = match claimed {
+            Some(number) => number,
+            None => self.journal.begin(subject.point(), self.entries.len()).await?,
+        };
+        let heartbeat = self.journal.keep_alive(number, self.beat_every());
         #[cfg(feature = "failpoints")]
         fail::fail_point!("study::before-move");
         let result = self.runner.run(&target, warmup, duration, max_window).await;
+        drop(heartbeat);
         if self.token.is_cancelled() {
+            self.give_up(number, subject.point()).await;
             return Ok(false);
         }
         let values = self.values_of(&subject);
         let entry = entry_of(
             EntryContext {
-                number: self.entries.len(),
+                number,
                 kind,
                 subject: &subject,
                 values,
@@ -660,7 +878,15 @@ impl<'a> Study<'a> {
             &result,
             &self.constraints(),
         );
-        self.journal.append(&entry).await?;
+        if self.journal.append(&entry).await? == crate::store::Appended::GivenUp {
+            tracing::warn!(
+                trial = number,
+                "this trial was given up meanwhile (no heartbeat within {}) and its candidate handed out again: \
+                 its result is dropped",
+                humantime::format_duration(s.heartbeat_grace)
+            );
+            return Ok(true);
+        }
         #[cfg(feature = "failpoints")]
         fail::fail_point!("study::after-trial", |_| Err(anyhow::anyhow!(
             "injected fault after a trial"
@@ -699,6 +925,25 @@ impl<'a> Study<'a> {
         self.entries.push(entry);
         on_trial(&update);
         Ok(true)
+    }
+
+    /// Gives up an interrupted trial of a shared study at once, so that
+    /// its candidate goes back to the queue without the grace period.
+    async fn give_up(&mut self, number: usize, point: Option<&Point>) {
+        let TrialStore::Postgres(shared) = &self.journal else {
+            return;
+        };
+        let trial = crate::store::RunningTrial {
+            number,
+            point: point.cloned(),
+            worker: crate::store::worker_id(),
+            silent_s: 0.0,
+        };
+        let mut entry = lost_entry(&self.space, &trial, self.settings.heartbeat_grace);
+        entry.failure = Some(format!("interrupted: {} gave its trial up", trial.worker));
+        if let Err(e) = shared.give_up(number, &entry).await {
+            tracing::warn!("giving up trial {number}: {e:#}");
+        }
     }
 
     /// Parameter → value of a subject, for the journal's readers.
@@ -763,5 +1008,144 @@ impl<'a> Study<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// A second's wait between claims that found nothing to do.
+async fn pause(token: CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        _ = token.cancelled() => {}
+    }
+}
+
+/// What a claim on a shared study came to.
+enum ClaimStep {
+    /// Measure `point` as trial `number`.
+    Measure { number: usize, point: Point },
+    /// Nothing to hand out until other workers' trials finish.
+    Wait,
+    /// The search is over (for the leader; workers wait for it to say so).
+    Stop(StopReason),
+    /// The study no longer hands out candidates.
+    Closed,
+    /// The leader has been silent this many seconds.
+    LeaderGone(f64),
+}
+
+/// The journal entry of a trial given up: no figures, the worst loss, and
+/// the reason, naming the worker.
+fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Duration) -> Entry {
+    let values = trial
+        .point
+        .as_ref()
+        .map(|point| {
+            space
+                .values(point)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Entry {
+        number: trial.number,
+        kind: if trial.point.is_some() {
+            TrialKind::Screen
+        } else {
+            TrialKind::Baseline
+        },
+        point: trial.point.clone(),
+        values,
+        figures: None,
+        failure: Some(format!(
+            "lost: worker {} sent no heartbeat for {:.0} s (grace {}); the candidate went back to the queue",
+            trial.worker,
+            trial.silent_s,
+            humantime::format_duration(grace)
+        )),
+        loss: crate::search::FAILED_LOSS,
+        feasible: false,
+        restarted: false,
+        throughput_ci95: None,
+        duration_s: 0.0,
+        elapsed_s: 0.0,
+        switch: Default::default(),
+        switch_s: 0.0,
+        warmup_s: 0.0,
+        stability: None,
+        round: None,
+        latency_histogram: None,
+        server_cpu_cores: None,
+        observer_cpu_share: None,
+        incidents: Vec::new(),
+        worker: Some(trial.worker.clone()),
+    }
+}
+
+/// The space as a shared study stores it: each parameter's name and levels.
+fn space_fingerprint(space: &Space) -> serde_json::Value {
+    serde_json::Value::Array(
+        space
+            .parameters
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "levels": p.levels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Runs a worker of a shared study (`servetune worker`): claims candidates,
+/// measures them on this host's server, stores the results, until the
+/// study stops handing them out; then puts the server back on its original
+/// config. Returns the number of trials this worker measured.
+pub async fn run_worker(
+    settings: &Settings,
+    results: &Path,
+    token: CancellationToken,
+    on_trial: &(dyn Fn(&TrialUpdate) + Sync),
+) -> anyhow::Result<usize> {
+    if settings.stack.is_some() {
+        anyhow::bail!(
+            "study {} tunes a stack: its gateway and TorchServe are measured by the leader alone \
+             (workers take TorchServe studies)",
+            settings.name
+        );
+    }
+    let mut study = Study::open(settings, results, true, Role::Worker, token).await?;
+    if study.journal.shared().is_none() {
+        anyhow::bail!("a worker needs a shared store (--storage postgres://…)");
+    }
+    let outcome = AssertUnwindSafe(study.work(on_trial)).catch_unwind().await;
+    let failure = match outcome {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(error),
+        Err(panic) => Some(anyhow::anyhow!(
+            "the worker stopped on an internal error: {}",
+            panic_text(&panic)
+        )),
+    };
+    let me = crate::store::worker_id();
+    let measured = study
+        .entries
+        .iter()
+        .filter(|e| e.worker.as_deref() == Some(me.as_str()))
+        .count();
+    let restored = study.restore(None).await;
+    if restored.is_ok() {
+        lock::release(&study.runner.server.spec().config);
+    }
+    match (failure, restored) {
+        (None, Ok(())) => Ok(measured),
+        (Some(failure), Ok(())) => {
+            Err(failure.context("the worker stopped; its server is back on its original config"))
+        }
+        (None, Err(restore)) => Err(restore),
+        (Some(failure), Err(restore)) => {
+            Err(failure.context(format!("and putting the server back also failed: {restore:#}")))
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! budget = "30m"
 //! max_trials = 60
 //! # storage = "postgres://tuner@db/studies"   # trials in a shared PostgreSQL (default: results/<name>/)
+//! # heartbeat_grace = "60s"   # shared store: a worker silent this long loses its trial
 //!
 //! [workload]
 //! body = "bodies/tiny"                    # file or directory (round-robin)
@@ -72,6 +73,10 @@ pub struct StudyFile {
     /// Where trials are kept: "file" (default) or a postgres:// URL.
     #[serde(default)]
     pub storage: Option<String>,
+    /// In a shared store: how long a worker may fall silent before its
+    /// trial is given up and its candidate handed out again.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_grace: Option<Duration>,
     pub workload: WorkloadFile,
     #[serde(default)]
     pub objectives: Option<Weights>,
@@ -161,6 +166,8 @@ pub struct Settings {
     pub max_trials: usize,
     /// Where trials are kept.
     pub storage: Storage,
+    /// Silence after which a shared study gives a worker's trial up.
+    pub heartbeat_grace: Duration,
     pub body: Option<PathBuf>,
     pub protocol: Protocol,
     pub content_type: Option<String>,
@@ -357,10 +364,15 @@ impl Settings {
             Some(text) => Storage::parse(text).map_err(|e| format!("storage: {e}"))?,
             None => Storage::File,
         };
+        let heartbeat_grace = f.heartbeat_grace.unwrap_or(Duration::from_secs(60));
+        if heartbeat_grace < Duration::from_secs(2) {
+            return Err("heartbeat_grace must be at least 2s (workers beat several times within it)".into());
+        }
         Ok(Self {
             name: f.name,
             source: path.to_path_buf(),
             storage,
+            heartbeat_grace,
             target,
             stack,
             spaces,
