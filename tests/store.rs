@@ -354,6 +354,61 @@ fn claims_are_atomic_and_a_silent_workers_candidate_goes_back_to_the_queue() {
         );
     });
 
+    // A second `tune` of a study whose leader beats is refused (it says how
+    // to add the host); a finished study takes no more work.
+    let folder = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(folder.path().join(name), text).unwrap();
+    write(
+        "config.properties",
+        "inference_address=http://127.0.0.1:1\nmanagement_address=http://127.0.0.1:2\n\
+         metrics_address=http://127.0.0.1:3\nload_models=tiny.mar\nmodels={\"tiny\": {\"1.0\": \
+         {\"marName\": \"tiny.mar\", \"minWorkers\": 1, \"maxWorkers\": 1, \"batchSize\": 1, \"maxBatchDelay\": 100}}}\n",
+    );
+    write(
+        "target.toml",
+        "config = \"config.properties\"\nmodel_store = \".\"\nwork_dir = \"run\"\ntorchserve = \"/nonexistent/torchserve\"\n",
+    );
+    write(
+        "space.toml",
+        "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 4\ndefault = 1\n\
+         target = \"models.{model}.batchSize\"\napply = \"hot\"\n",
+    );
+    write("body.bin", "x");
+    write(
+        "study.toml",
+        "name = \"led\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\n\
+         [workload]\nbody = \"body.bin\"\nusers = 1\n[constraints]\np99_ms = 50\n",
+    );
+    let tune = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_servetune"))
+            .args(["tune", "--study", "study.toml", "--storage", &postgres.url()])
+            .current_dir(folder.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    common::runtime().block_on(async {
+        let source = folder.path().join("study.toml");
+        let record = StudyRecord {
+            name: "led",
+            source: &source,
+            journal: folder.path().join("trials.jsonl"),
+            space: None,
+        };
+        TrialStore::open(&storage, &record).await.unwrap();
+    });
+    let said = tune();
+    assert!(
+        said.contains("led by a running `servetune tune`") && said.contains("servetune worker --storage"),
+        "{said}"
+    );
+    postgres
+        .psql("UPDATE studies SET state = 'finished', leader_seen_at = now() - interval '1 hour' WHERE name = 'led'");
+    let said = tune();
+    assert!(said.contains("study 'led' is finished"), "{said}");
+    assert!(!folder.path().join("run").exists(), "no server started");
+
     // A worker for a study the store lacks says so, and starts nothing.
     let target = results.path().join("target.toml");
     std::fs::write(&target, "config = \"config.properties\"\n").unwrap();

@@ -149,13 +149,14 @@ impl PgStorage {
         space: Option<&serde_json::Value>,
     ) -> Result<(PgStudy, Vec<Entry>), StoreError> {
         let client = self.connect().await?;
-        client
+        let created = client
             .execute(
                 "INSERT INTO studies (name, source, space) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
                 &[&name, &source.display().to_string(), &space],
             )
             .await
-            .map_err(|e| self.error(format!("creating study {name}: {e}")))?;
+            .map_err(|e| self.error(format!("creating study {name}: {e}")))?
+            == 1;
         let row = client
             .query_one("SELECT id, space FROM studies WHERE name = $1", &[&name])
             .await
@@ -179,6 +180,7 @@ impl PgStorage {
             study_id,
             name: name.to_string(),
             worker: super::worker_id(),
+            created,
         };
         Ok((study, entries))
     }
@@ -271,9 +273,15 @@ pub struct PgStudy {
     study_id: i64,
     name: String,
     worker: String,
+    /// This process created the study (else it joined one).
+    created: bool,
 }
 
 impl PgStudy {
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
     /// Takes the next trial number for a run chosen without a claim (the
     /// baseline, a confirmation run): a `running` row, heartbeat now.
     pub async fn begin(&mut self, point: Option<&Point>) -> Result<usize, StoreError> {
@@ -335,6 +343,19 @@ impl PgStudy {
             pending,
             requeued,
         })
+    }
+
+    /// The study's state, and seconds since its leader last beat.
+    pub async fn status(&self) -> Result<(StudyState, f64), StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT state, extract(epoch FROM now() - leader_seen_at)::float8 FROM studies WHERE id = $1",
+                &[&self.study_id],
+            )
+            .await
+            .map_err(|e| self.storage.error(format!("reading study {}: {e}", self.name)))?;
+        Ok((StudyState::parse(row.get(0)), row.get(1)))
     }
 
     /// Keeps a trial (or, for `None`, the study's leader) alive in the

@@ -105,6 +105,8 @@ pub async fn run_study(
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
     let mut study = Study::open(settings, results, resume, Role::Leader, token).await?;
+    // A shared study this process takes up is resumed too.
+    let resume = study.resumed;
     let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
     let (stop, failure) = match phases {
         Ok(Ok(stop)) => (stop, None),
@@ -177,6 +179,8 @@ enum Role {
 struct Study<'a> {
     settings: &'a Settings,
     role: Role,
+    /// The study goes on from trials stored before this process.
+    resumed: bool,
     /// The leader's sign of life in a shared store, while the study runs.
     leader_alive: Option<crate::store::KeepAlive>,
     space: Space,
@@ -261,18 +265,25 @@ impl<'a> Study<'a> {
             space: Some(space_fingerprint(&space)),
         };
         let (journal, entries) = TrialStore::open(&settings.storage, &record).await?;
-        if !resume && !entries.is_empty() {
-            anyhow::bail!(
+        let resume = match &journal {
+            TrialStore::Postgres(shared) => {
+                let (state, leader_silent_s) = shared.status().await?;
+                let joined = Joined {
+                    created: shared.created(),
+                    state,
+                    leader_silent_s,
+                };
+                joins_shared(settings, role, resume, &joined)?
+            }
+            TrialStore::File(_) if !resume && !entries.is_empty() => anyhow::bail!(
                 "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
                 settings.name,
                 entries.len(),
-                match &settings.storage {
-                    crate::store::Storage::File => journal_path.display().to_string(),
-                    other => other.display(),
-                },
+                journal_path.display(),
                 settings.name
-            );
-        }
+            ),
+            TrialStore::File(_) => resume,
+        };
         if role == Role::Leader {
             config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
                 .context("writing the study's source marker")?;
@@ -291,6 +302,7 @@ impl<'a> Study<'a> {
         let mut study = Self {
             settings,
             role,
+            resumed: resume,
             leader_alive: None,
             not_searched,
             runner,
@@ -422,10 +434,10 @@ impl<'a> Study<'a> {
                 ClaimStep::Closed => return Ok(StopReason::Exhausted),
                 ClaimStep::LeaderGone(silent_s) => anyhow::bail!(
                     "study {}: its leader (`servetune tune`) has shown no sign of life for {silent_s:.0} s, \
-                     more than heartbeat_grace: this worker stops; start it again once the study is resumed \
-                     (`servetune tune --resume {} --storage …`)",
+                     more than heartbeat_grace: this worker stops; start it again once a leader runs the study \
+                     (`servetune tune --study {} --storage …` on any host takes it up)",
                     self.settings.name,
-                    self.settings.name
+                    self.settings.source.display()
                 ),
             }
         }
@@ -1011,6 +1023,50 @@ impl<'a> Study<'a> {
     }
 }
 
+/// A shared study as `open` found it.
+struct Joined {
+    /// This process created it.
+    created: bool,
+    state: crate::store::StudyState,
+    leader_silent_s: f64,
+}
+
+/// Whether this process takes up a shared study it did not create (as a
+/// resume does), or why it may not: a finished study takes no more work; a
+/// leader that still beats keeps its study (another host joins as a worker,
+/// a resume waits for the grace period); a silent leader's study is taken
+/// over by the next `tune` of it, from any host.
+fn joins_shared(settings: &Settings, role: Role, resume: bool, joined: &Joined) -> anyhow::Result<bool> {
+    let name = &settings.name;
+    if role == Role::Worker || joined.created {
+        return Ok(resume);
+    }
+    if joined.state == crate::store::StudyState::Finished {
+        anyhow::bail!(
+            "study '{name}' is finished in {}: its results are exported; choose another name for a new study",
+            settings.storage.display()
+        );
+    }
+    let grace = settings.heartbeat_grace;
+    if joined.leader_silent_s <= grace.as_secs_f64() {
+        anyhow::bail!(
+            "study '{name}' is led by a running `servetune tune` (its last sign {:.0} s ago, grace {}): \
+             to add this host, run `servetune worker --storage {} --study {name} --target TARGET.toml`; \
+             to take the study over, stop that leader and wait out the grace period",
+            joined.leader_silent_s,
+            humantime::format_duration(grace),
+            settings.storage.display()
+        );
+    }
+    if !resume {
+        tracing::info!(
+            "taking up study {name}: its leader fell silent {:.0} s ago",
+            joined.leader_silent_s
+        );
+    }
+    Ok(true)
+}
+
 /// A second's wait between claims that found nothing to do.
 async fn pause(token: CancellationToken) {
     tokio::select! {
@@ -1147,5 +1203,79 @@ pub async fn run_worker(
         (Some(failure), Err(restore)) => {
             Err(failure.context(format!("and putting the server back also failed: {restore:#}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StudyState;
+
+    fn settings() -> Settings {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let overrides = settings::Overrides {
+            storage: Some("postgres://tuner@db/studies".into()),
+            ..Default::default()
+        };
+        Settings::load(&root.join("examples/deployment/study.toml"), &overrides).unwrap()
+    }
+
+    fn found(created: bool, state: StudyState, leader_silent_s: f64) -> Joined {
+        Joined {
+            created,
+            state,
+            leader_silent_s,
+        }
+    }
+
+    #[test]
+    fn a_tune_takes_up_a_shared_study_only_from_a_silent_leader() {
+        let s = settings();
+        let grace = s.heartbeat_grace.as_secs_f64();
+        // Created here: a new study (or the resume asked for).
+        assert!(!joins_shared(&s, Role::Leader, false, &found(true, StudyState::Running, 0.0)).unwrap());
+        // A live leader keeps its study, also against a resume; the error says how to help.
+        for resume in [false, true] {
+            let e = joins_shared(&s, Role::Leader, resume, &found(false, StudyState::Running, 1.0))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("servetune worker --storage postgres://tuner@db/studies"),
+                "{e}"
+            );
+        }
+        // A silent leader's study is taken up, as a resume.
+        assert!(joins_shared(&s, Role::Leader, false, &found(false, StudyState::Running, grace + 1.0)).unwrap());
+        // A finished study takes no more work.
+        let e = joins_shared(&s, Role::Leader, true, &found(false, StudyState::Finished, 1e6))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("finished"), "{e}");
+        // Workers always join (they watch the leader at each claim).
+        assert!(!joins_shared(&s, Role::Worker, false, &found(false, StudyState::Running, 0.0)).unwrap());
+    }
+
+    #[test]
+    fn a_lost_trial_names_its_worker_and_counts_as_failed() {
+        let space = crate::space::load_spaces(&settings().spaces).unwrap();
+        let trial = crate::store::RunningTrial {
+            number: 7,
+            point: Some(space.default_point()),
+            worker: "host-b:42".into(),
+            silent_s: 75.0,
+        };
+        let entry = lost_entry(&space, &trial, Duration::from_secs(60));
+        let failure = entry.failure.unwrap();
+        assert!(
+            failure.contains("host-b:42") && failure.contains("75 s") && failure.contains("1m"),
+            "{failure}"
+        );
+        assert_eq!(
+            (entry.number, entry.kind, entry.feasible),
+            (7, TrialKind::Screen, false)
+        );
+        assert_eq!(entry.loss, crate::search::FAILED_LOSS);
+        assert_eq!(entry.values.len(), space.parameters.len());
+        assert_eq!(entry.worker.as_deref(), Some("host-b:42"));
     }
 }
