@@ -408,6 +408,7 @@ fn claims_are_atomic_and_a_silent_workers_candidate_goes_back_to_the_queue() {
     let said = tune();
     assert!(said.contains("study 'led' is finished"), "{said}");
     assert!(!folder.path().join("run").exists(), "no server started");
+    assert!(!folder.path().join("results").exists(), "no results written");
 
     // A worker for a study the store lacks says so, and starts nothing.
     let target = results.path().join("target.toml");

@@ -254,7 +254,12 @@ impl<'a> Study<'a> {
         let workload = workload_of(settings, bodies);
         let (space, not_searched) = prune(space, &workload, &original_props);
         let dir = study_dir(results, &settings.name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let create_dir = || std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()));
+        // The file journal lives in the folder; a shared store's study
+        // makes it only once this process may take part (a refusal writes nothing).
+        if matches!(settings.storage, crate::store::Storage::File) {
+            create_dir()?;
+        }
         let journal_path = dir.join("trials.jsonl");
         // Absolute: workers on other hosts find the study's files by it.
         let source = std::path::absolute(&settings.source).unwrap_or_else(|_| settings.source.clone());
@@ -284,6 +289,7 @@ impl<'a> Study<'a> {
             ),
             TrialStore::File(_) => resume,
         };
+        create_dir()?;
         if role == Role::Leader {
             config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
                 .context("writing the study's source marker")?;
