@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod bench;
+pub mod cert_check;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -123,6 +123,12 @@ pub struct Entry {
     /// The worker that measured it: `host:pid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// What the server lost during the window (a model worker or the JVM
+    /// died or restarted): the figures measured a server in trouble, not
+    /// the candidate. Such a trial is not told to the strategy nor used in
+    /// any estimate, and the candidate is measured again as the next trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_lost: Option<String>,
 }
 
 /// A two-sided 95 % interval around an estimate.
@@ -245,7 +251,7 @@ impl MeasuredCosts {
         let of_kind = |switch: Switch| -> Vec<f64> {
             entries
                 .iter()
-                .filter(|e| e.switch == switch && e.failure.is_none())
+                .filter(|e| e.switch == switch && e.failure.is_none() && e.server_lost.is_none())
                 .map(|e| e.switch_s)
                 .collect()
         };

@@ -384,6 +384,36 @@ fn cases() -> Vec<Case> {
             TUNE,
             &["space.toml", "OMP_NUM_THREADS", "restart_command"],
         ),
+        case(
+            "a ca_file that does not exist",
+            target("work_dir = \"run\"", "work_dir = \"run\"\nca_file = \"nope.pem\""),
+            TUNE,
+            &["target.toml", "ca_file", "nope.pem", "cannot read"],
+        ),
+        case(
+            "a ca_file that is not PEM",
+            target(
+                "work_dir = \"run\"",
+                "work_dir = \"run\"\nca_file = \"config.properties\"",
+            ),
+            TUNE,
+            &["target.toml", "ca_file", "no PEM certificate"],
+        ),
+        case(
+            "insecure_tls not a boolean",
+            target("work_dir = \"run\"", "work_dir = \"run\"\ninsecure_tls = \"yes\""),
+            TUNE,
+            &["target.toml", "line 4", "insecure_tls", "boolean"],
+        ),
+        case(
+            "both ca_file and insecure_tls",
+            target(
+                "work_dir = \"run\"",
+                "work_dir = \"run\"\nca_file = \"ca.pem\"\ninsecure_tls = true",
+            ),
+            TUNE,
+            &["target.toml", "ca_file", "insecure_tls", "both set"],
+        ),
         // The config file.
         case(
             "a broken escape in the config",
@@ -521,6 +551,46 @@ fn cases() -> Vec<Case> {
             &[],
             &["apply", "--config", "config.properties", "--set", "log4j.level=loud"],
             &["log4j.level"],
+        ),
+        // apply --from: deploying a recommended tier.
+        case(
+            "apply --from a folder that is not a tier",
+            &[],
+            &["apply", "--from", "bodies", "--target", "target.toml", "--restart"],
+            &["--from bodies", "not a tier folder", "tier.json"],
+        ),
+        case(
+            "apply --from a folder that does not exist",
+            &[],
+            &["apply", "--from", "nope", "--target", "target.toml", "--restart"],
+            &["--from nope", "not a folder"],
+        ),
+        case(
+            "apply --from without --restart or --hot",
+            &[],
+            &["apply", "--from", "bodies", "--target", "target.toml"],
+            &["--from bodies", "--restart", "--hot"],
+        ),
+        case(
+            "apply --from without a target",
+            &[],
+            &["apply", "--from", "bodies", "--restart"],
+            &["--target"],
+        ),
+        case(
+            "apply --from with --set",
+            &[],
+            &[
+                "apply",
+                "--from",
+                "bodies",
+                "--target",
+                "target.toml",
+                "--restart",
+                "--set",
+                "job_queue_size=2",
+            ],
+            &["--from", "--set"],
         ),
         // compare.
         case(
@@ -688,6 +758,42 @@ fn cases() -> Vec<Case> {
                 "target.toml",
             ],
             &["postgres://tuner:***@127.0.0.1:1/studies", "cannot connect"],
+        ),
+        case(
+            "a storage with an unknown sslmode",
+            &[],
+            &[
+                "tune",
+                "--study",
+                "study.toml",
+                "--storage",
+                "postgres://tuner:s3cret@127.0.0.1:1/studies?sslmode=verify-maybe",
+            ],
+            &["--storage", "sslmode=verify-maybe", "verify-full", "tuner:***@"],
+        ),
+        case(
+            "a storage whose sslrootcert does not exist",
+            &[],
+            &[
+                "worker",
+                "--storage",
+                "postgres://tuner@127.0.0.1:1/studies?sslmode=verify-full&sslrootcert=nope-ca.pem",
+                "--study",
+                "s",
+                "--target",
+                "target.toml",
+            ],
+            &["--storage", "sslrootcert=nope-ca.pem", "no such file"],
+        ),
+        case(
+            "a storage that checks certificates without a CA",
+            &[],
+            &[
+                "studies",
+                "--storage",
+                "postgres://tuner@127.0.0.1:1/studies?sslmode=verify-ca",
+            ],
+            &["--storage", "sslmode=verify-ca", "sslrootcert"],
         ),
         // replay.
         case(

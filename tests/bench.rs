@@ -179,7 +179,7 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
         let probe = ServerProbe {
             pid: deployment.jvm(),
             metrics_url: Some(endpoints.metrics.base_url()),
-            also: Vec::new(),
+            ..ServerProbe::default()
         };
 
         let mut search = CapacitySearch::new(Duration::from_millis(50), 0.01);

@@ -75,6 +75,11 @@ fn init_then_a_one_minute_tune_runs_to_a_recommendation() {
         "the minute holds: {report}"
     );
     assert_eq!(deployment.config_bytes(), original, "the config is back as it was");
+    let left = servetune::server::process::jvms_under(dir);
+    assert!(
+        left.is_empty(),
+        "no TorchServe ran before the tune, none runs after: {left:?}"
+    );
 }
 
 #[test]

@@ -475,7 +475,7 @@ fn tls_plan(address: SocketAddr, verification: servetune::load::tls::Verificatio
         Duration::from_secs(1),
     );
     plan.tls = Some(Arc::new(
-        servetune::load::tls::tls_target("localhost", verification).unwrap(),
+        servetune::load::tls::tls_target("localhost", &verification).unwrap(),
     ));
     plan
 }

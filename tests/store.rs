@@ -9,7 +9,8 @@
 //! falls silent is given up after the grace period and its point handed out
 //! again, while a beating one is kept; a host with another space is refused;
 //! and two `servetune` processes (`tune` and `worker`), each with its own
-//! TorchServe, run one study to the end, one of them killed with -9.
+//! TorchServe, run one study to the end, one of them killed with -9, and
+//! another two to the end across two restarts of the database.
 
 mod common;
 
@@ -625,7 +626,137 @@ fn two_workers_run_one_study_and_a_killed_workers_candidate_comes_back() {
     // Both servers are back on their original configs.
     assert_eq!(leader.config_bytes(), leader_original);
     assert_eq!(host.config_bytes(), host_original);
+    // Neither ran before: neither runs after (the second worker learned it
+    // from the lock the killed one left, although it found the server up).
+    assert!(
+        leader.jvm().is_none(),
+        "the leader's TorchServe is stopped as it was found"
+    );
+    assert!(
+        host.jvm().is_none(),
+        "the worker's TorchServe is stopped as it was found"
+    );
     assert!(std::fs::read_to_string(log("worker-2"))
         .unwrap()
         .contains("no longer hands out candidates"));
+}
+
+#[test]
+#[cfg_attr(
+    postgres_missing,
+    ignore = "PostgreSQL is not installed (the distribution's `postgresql` package; .ci/run installs it)"
+)]
+#[cfg_attr(
+    torchserve_missing,
+    ignore = "TorchServe is not provisioned: run `make test` (scripts/setup-torchserve.sh)"
+)]
+fn a_database_restarted_twice_mid_study_ends_neither_leader_nor_worker() {
+    let provisioned = require_torchserve!();
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let postgres = common::postgres::Postgres::start();
+    let url = postgres.url();
+    let (leader, host) = (
+        common::Deployment::new(&provisioned),
+        common::Deployment::new(&provisioned),
+    );
+    let (leader_original, host_original) = (leader.config_bytes(), host.config_bytes());
+    let dir = leader.dir.path();
+    std::fs::write(
+        dir.join("space.toml"),
+        "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
+         target = \"models.{model}.batchSize\"\napply = \"hot\"\n\
+         [[parameter]]\nname = \"max_batch_delay\"\nkind = \"int\"\nmin = 1\nmax = 2\ndefault = 1\n\
+         target = \"models.{model}.maxBatchDelay\"\napply = \"hot\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("study.toml"),
+        format!(
+            "name = \"restarts\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\nbudget = \"240s\"\n\
+             max_trials = 8\nstrategy = \"random\"\nheartbeat_grace = \"10s\"\n\
+             [workload]\nbody = \"{}\"\nusers = 4\nduration = \"2s\"\nwarmup = \"1s\"\nsteady = false\n\
+             confirm_top = 1\nconfirm_rounds = 2\n[constraints]\np99_ms = 2000\n",
+            common::repo_root().join("examples/deployment/bodies/tiny").display()
+        ),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let mut tune = servetune_in(
+        dir,
+        &["tune", "--study", "study.toml", "--storage", &url, "--json"],
+        &log("tune"),
+    );
+    wait_for(
+        "the study in the store",
+        Duration::from_secs(60),
+        &[&log("tune")],
+        || {
+            (!rows(&postgres, "SELECT 1 FROM pg_tables WHERE tablename = 'studies'").is_empty()
+                && !rows(&postgres, "SELECT id FROM studies WHERE name = 'restarts'").is_empty())
+            .then_some(())
+        },
+    );
+    let target = host.target.to_str().unwrap().to_string();
+    let mut worker = servetune_in(
+        host.dir.path(),
+        &["worker", "--storage", &url, "--study", "restarts", "--target", &target],
+        &log("worker"),
+    );
+    let worker_id = format!(
+        "{}:{}",
+        servetune::store::worker_id().rsplit_once(':').unwrap().0,
+        worker.id()
+    );
+    // Restarted while the worker measures a trial it claimed, and again
+    // once it has stored one (the leader busy with its own meanwhile).
+    let running_of_worker = format!("SELECT number FROM trials WHERE worker = '{worker_id}' AND state = 'running'");
+    wait_for(
+        "a trial of the worker",
+        Duration::from_secs(120),
+        &[&log("tune"), &log("worker")],
+        || rows(&postgres, &running_of_worker).pop(),
+    );
+    postgres.restart();
+    let finished_of_worker = format!("SELECT number FROM trials WHERE worker = '{worker_id}' AND state = 'finished'");
+    wait_for(
+        "a finished trial of the worker",
+        Duration::from_secs(120),
+        &[&log("tune"), &log("worker")],
+        || rows(&postgres, &finished_of_worker).pop(),
+    );
+    postgres.restart();
+    wait_exit(&mut tune, &log("tune"), Duration::from_secs(420));
+    wait_exit(&mut worker, &log("worker"), Duration::from_secs(120));
+
+    let said = format!(
+        "{}{}",
+        std::fs::read_to_string(log("tune")).unwrap(),
+        std::fs::read_to_string(log("worker")).unwrap()
+    );
+    assert!(
+        said.contains("trying again"),
+        "the broken connections were retried:\n{said}"
+    );
+    // No candidate counted twice; numbers unique and gap-free in the export.
+    let screens = rows(
+        &postgres,
+        "SELECT point::text, count(*) FROM trials WHERE state = 'finished' AND entry->>'kind' = 'screen' GROUP BY 1",
+    );
+    assert!(screens.len() >= 2, "{screens:?}");
+    assert!(screens.iter().all(|row| row[1] == "1"), "{screens:?}");
+    let exported: Vec<Value> = std::fs::read_to_string(dir.join("results/restarts/trials.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let numbers: Vec<u64> = exported.iter().map(|l| l["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..exported.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        rows(&postgres, "SELECT state FROM studies WHERE name = 'restarts'")[0][0],
+        "finished"
+    );
+    assert!(dir.join("results/restarts/report.json").is_file());
+    assert_eq!(leader.config_bytes(), leader_original);
+    assert_eq!(host.config_bytes(), host_original);
 }

@@ -4,7 +4,9 @@
 //! original config is byte-identical afterwards, the budget holds, a study
 //! killed mid-run resumes where it stopped, and every other way out (SIGTERM,
 //! an export that fails, a journal that cannot be written, a panic) leaves
-//! the original config and a ready server on it.
+//! the original config and a ready server on it; a server that was stopped
+//! before a study is stopped after it, also after a resume; a trial whose
+//! server lost a worker or its JVM is marked and measured again.
 
 mod common;
 
@@ -74,6 +76,27 @@ fn assert_restored(deployment: &common::Deployment, original: &[u8]) {
             "the server runs the original settings"
         );
     });
+}
+
+/// Starts the deployment's TorchServe, as production runs it, before a study.
+fn start_server(deployment: &common::Deployment) {
+    common::runtime()
+        .block_on(deployment.server().start())
+        .expect("the test deployment starts");
+}
+
+/// Nothing of TorchServe runs for the deployment: no JVM under its folder
+/// (its workers go with it), and its ports are free.
+fn assert_stopped(deployment: &common::Deployment, when: &str) {
+    let jvms = servetune::server::process::jvms_under(deployment.dir.path());
+    assert!(jvms.is_empty(), "{when}: TorchServe JVMs left running: {jvms:?}");
+    let p = &deployment.ports;
+    for port in [p.inference, p.management, p.metrics] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "{when}: port {port} is still bound"
+        );
+    }
 }
 
 fn journal(results: &Path, name: &str) -> Vec<serde_json::Value> {
@@ -148,20 +171,14 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
         .any(|e| e["kind"] == "screen" && e["figures"]["throughput_rps"].as_f64().unwrap_or(0.0) > 10.0));
     assert!(report["baseline"]["throughput_rps"].as_f64().unwrap() > 10.0);
 
-    // The config is back, byte for byte, and the server runs on it.
+    // The config is back, byte for byte, and the server, stopped before
+    // the study, is stopped again.
     assert_eq!(
         deployment.config_bytes(),
         original,
         "the original config.properties is byte-identical"
     );
-    common::runtime().block_on(async {
-        let tiny = deployment.server().api().unwrap().describe_model("tiny").await.unwrap();
-        assert_eq!(
-            (tiny.batch_size, tiny.min_workers),
-            (1, 1),
-            "the server is back on the original settings"
-        );
-    });
+    assert_stopped(&deployment, "after a study of a stopped deployment");
 
     // Exports: files for each tier, a summary, a CSV, plots.
     let dir = results.join("e2e");
@@ -328,6 +345,7 @@ fn a_killed_study_resumes_where_it_stopped() {
 fn sigterm_stops_the_study_and_restores_the_server() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
+    start_server(&deployment);
     let original = deployment.config_bytes();
     let study = write_study(&deployment, "terminated", "300s");
     let results = deployment.dir.path().join("results");
@@ -353,6 +371,22 @@ fn sigterm_stops_the_study_and_restores_the_server() {
         results.join("terminated/summary.md").exists(),
         "what there is was exported"
     );
+    // Stopped before any confirmation: the report says so and what the
+    // screening alone suggests, marked, with its figures.
+    let summary = std::fs::read_to_string(results.join("terminated/summary.md")).unwrap();
+    assert!(
+        summary.contains("## Not confirmed") && summary.contains("did not complete") && summary.contains("req/s"),
+        "{summary}"
+    );
+    let readme = results.join("terminated/recommended/balanced-not-confirmed/README.md");
+    assert!(
+        std::fs::read_to_string(&readme).unwrap().starts_with("# NOT CONFIRMED"),
+        "{}",
+        readme.display()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("terminated/report.json")).unwrap()).unwrap();
+    assert_eq!(report["not_confirmed"]["confirmed"], false, "{report}");
 }
 
 #[test]
@@ -360,6 +394,7 @@ fn sigterm_stops_the_study_and_restores_the_server() {
 fn a_failing_export_still_restores_the_server() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
+    start_server(&deployment);
     let original = deployment.config_bytes();
     let study = write_study_with(&deployment, "unwritable", "120s", "max_trials = 2");
     let results = deployment.dir.path().join("results");
@@ -385,6 +420,7 @@ fn a_panic_or_a_journal_failure_mid_study_restores_the_server() {
         ("unjournaled", "journal::append=3*off->return", "injected write failure"),
     ] {
         let deployment = common::Deployment::new(&provisioned);
+        start_server(&deployment);
         let original = deployment.config_bytes();
         let study = write_study(&deployment, name, "300s");
         let results = deployment.dir.path().join("results");
@@ -400,26 +436,54 @@ fn a_panic_or_a_journal_failure_mid_study_restores_the_server() {
     }
 }
 
+/// A trial whose server lost a process during its window, and the trial
+/// that measured its candidate again: the next entry, same point, clean.
+fn lost_and_measured_again<'a>(
+    entries: &'a [serde_json::Value],
+    lost: &str,
+) -> (&'a serde_json::Value, &'a serde_json::Value) {
+    let at = entries
+        .iter()
+        .position(|e| e["server_lost"].as_str().is_some_and(|s| s.contains(lost)))
+        .unwrap_or_else(|| panic!("a trial is marked for its lost {lost}: {entries:#?}"));
+    let again = entries
+        .get(at + 1)
+        .unwrap_or_else(|| panic!("the trial after the lost one: {entries:#?}"));
+    assert_eq!(
+        again["point"], entries[at]["point"],
+        "the same candidate is measured again"
+    );
+    assert!(
+        again["server_lost"].is_null()
+            && again["failure"].is_null()
+            && again["figures"]["throughput_rps"].as_f64() > Some(0.0),
+        "and measured cleanly: {again}"
+    );
+    (&entries[at], again)
+}
+
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 #[cfg_attr(
     not(feature = "failpoints"),
     ignore = "needs fault injection: cargo test --features failpoints (make test does)"
 )]
-fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
+fn a_trial_that_lost_a_worker_or_the_jvm_is_marked_and_measured_again_on_a_live_server() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);
+    start_server(&deployment);
     let original = deployment.config_bytes();
-    let study = write_study_with(&deployment, "incidents", "300s", "max_trials = 10");
+    let study = write_study_with(&deployment, "incidents", "300s", "max_trials = 4");
     let results = deployment.dir.path().join("results");
     // A 2 s pause before each move: the JVM is killed between trials, not
-    // mid-move. The fourth measurement has a worker SIGKILLed halfway
-    // through its window by the study itself (a timed kill from here would
-    // race the window on a slow machine).
+    // mid-move. The study itself SIGKILLs a worker halfway through the
+    // fourth measurement and the JVM halfway through the sixth (a timed
+    // kill from here would race the window on a slow machine).
     let mut child = tune(&study, &results)
         .env(
             "FAILPOINTS",
-            "study::before-move=sleep(2000);study::kill-worker-mid-window=3*off->1*return",
+            "study::before-move=sleep(2000);study::kill-worker-mid-window=3*off->1*return;\
+             study::kill-jvm-mid-window=5*off->1*return",
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -434,7 +498,7 @@ fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
     let jvm = deployment.jvm().expect("the study runs TorchServe");
     servetune::server::process::kill_tree(jvm);
     let status = child.wait().unwrap();
-    assert!(status.success(), "the study goes on after both: {status:?}");
+    assert!(status.success(), "the study goes on after all three: {status:?}");
     let entries = journal(&results, "incidents");
     let after_kill = &entries[2];
     assert!(
@@ -445,11 +509,78 @@ fn a_dead_server_is_restarted_and_a_restarted_worker_is_an_incident() {
         after_kill["incidents"].to_string().contains("not ready"),
         "and it says the server was found down: {after_kill}"
     );
+    // A worker killed mid-window: that trial is marked, and measured again.
+    let (worker_lost, _) = lost_and_measured_again(&entries, "worker restarted");
     assert!(
-        entries
-            .iter()
-            .any(|e| e["incidents"].to_string().contains("worker restarted")),
-        "a worker that restarted mid-window is marked: {entries:?}"
+        worker_lost["incidents"].to_string().contains("worker restarted"),
+        "{worker_lost}"
     );
+    // The JVM killed mid-window: marked, and the server restarted before
+    // the candidate is measured again.
+    let (_, again) = lost_and_measured_again(&entries, "JVM");
+    assert_eq!(
+        again["switch"], "restart",
+        "the dead server was restarted first: {again}"
+    );
+    assert!(again["incidents"].to_string().contains("not ready"), "{again}");
+    let counted = entries
+        .iter()
+        .filter(|e| e["kind"] == "screen" && e["server_lost"].is_null())
+        .count();
+    assert_eq!(counted, 4, "lost trials do not count against max_trials: {entries:#?}");
     assert_restored(&deployment, &original);
+}
+
+/// Stopped before, stopped after: a study of a deployment whose TorchServe
+/// does not run starts it, and stops it again when it ends; so does a study
+/// killed mid-run and resumed (the killed run left the server running: the
+/// lock remembers how the first run found it).
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn a_stopped_deployment_is_left_stopped_by_a_study_and_by_a_resumed_one() {
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::new(&provisioned);
+    let original = deployment.config_bytes();
+    let results = deployment.dir.path().join("results");
+    let study = write_study_with(&deployment, "fresh", "120s", "max_trials = 1");
+    let output = tune(&study, &results).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(deployment.config_bytes(), original, "byte-identical after the study");
+    assert_stopped(&deployment, "after a study of a stopped deployment");
+
+    let study = write_study(&deployment, "cut", "300s");
+    let mut child = tune(&study, &results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while journal(&results, "cut").len() < 2 {
+        assert!(Instant::now() < deadline, "the study never journaled two trials");
+        assert!(child.try_wait().unwrap().is_none(), "the study ended on its own");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup at all
+    child.wait().unwrap();
+    assert!(deployment.jvm().is_some(), "the killed study left its server running");
+    let lock = std::fs::read_to_string(deployment.dir.path().join(".servetune/study.lock")).unwrap();
+    assert!(lock.contains("\"server_was_running\":false"), "{lock}");
+    let before = journal(&results, "cut").len();
+    let output = servetune()
+        .args(["tune", "--resume", "cut", "--results-dir", results.to_str().unwrap()])
+        .args(["--max-trials", &before.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(journal(&results, "cut").len() > before, "the resumed study ran trials");
+    assert_eq!(
+        deployment.config_bytes(),
+        original,
+        "byte-identical after the resumed study"
+    );
+    assert_stopped(&deployment, "after a resumed study of a stopped deployment");
+    assert!(
+        !deployment.dir.path().join(".servetune/study.lock").exists(),
+        "the resumed study released the deployment"
+    );
 }

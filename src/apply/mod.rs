@@ -9,6 +9,7 @@
 //! state is and which of these a move between two states needs.
 
 pub mod state;
+pub mod tier;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

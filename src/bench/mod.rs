@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::load::tls::Verification;
 use crate::load::{run_load, LoadError, LoadPlan, Progress};
 use crate::measure::metrics::{scrape, ServerLatency};
 use crate::measure::process::{MemoryReport, ObserverCost, TreeSampler, SAMPLE_INTERVAL};
@@ -31,6 +32,8 @@ pub struct ServerProbe {
     pub pid: Option<i32>,
     /// Base URL of TorchServe's metrics endpoint (prometheus mode).
     pub metrics_url: Option<String>,
+    /// How an https metrics endpoint's certificate is checked.
+    pub metrics_tls: Verification,
     /// Further process trees whose memory and CPU count with the server's
     /// (the gateway in front of it, in a stack).
     pub also: Vec<i32>,
@@ -42,6 +45,9 @@ pub struct ServedModel {
     pub url: String,
     /// The bearer key when token authorization is on.
     pub headers: Vec<(String, String)>,
+    /// How an https inference address's certificate is checked (the
+    /// target file's `ca_file` or `insecure_tls`).
+    pub verification: Verification,
     pub probe: ServerProbe,
 }
 
@@ -65,9 +71,11 @@ pub async fn torchserve_endpoint(server: &TorchServe, model: Option<&str>) -> Re
     Ok(ServedModel {
         url: format!("{}/predictions/{model}", api.endpoints().inference.base_url()),
         headers,
+        verification: api.verification().clone(),
         probe: ServerProbe {
             pid: server.running_jvm(),
             metrics_url: Some(api.endpoints().metrics.base_url()),
+            metrics_tls: api.verification().clone(),
             also: Vec::new(),
         },
     })
@@ -96,16 +104,12 @@ pub async fn measure_once(
     token: CancellationToken,
     progress: Arc<Progress>,
 ) -> Result<Measurement, LoadError> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("plain client builds");
-    let before = match &probe.metrics_url {
-        Some(url) => scrape(&http, url)
-            .await
-            .map_err(|e| tracing::warn!("metrics: {e}"))
-            .ok(),
-        None => None,
+    let http = crate::server::tls::http_client(&probe.metrics_tls, Duration::from_secs(5))
+        .map_err(|e| tracing::warn!("metrics: {e}"))
+        .ok();
+    let before = match (&probe.metrics_url, &http) {
+        (Some(url), Some(http)) => scrape(http, url).await.map_err(|e| tracing::warn!("metrics: {e}")).ok(),
+        _ => None,
     };
     let warmup = plan.warmup;
     // Memory is sampled over the measured window only: the warm-up is skipped.
@@ -128,8 +132,8 @@ pub async fn measure_once(
         None => (None, None),
     };
     let load = load?;
-    let server = match (&probe.metrics_url, before) {
-        (Some(url), Some(before)) => scrape(&http, url).await.ok().map(|after| before.delta(&after)),
+    let server = match (&probe.metrics_url, &http, before) {
+        (Some(url), Some(http), Some(before)) => scrape(http, url).await.ok().map(|after| before.delta(&after)),
         _ => None,
     };
     Ok(Measurement {

@@ -164,23 +164,38 @@ struct BenchOutput {
 struct Resolved {
     url: String,
     headers: Vec<(String, String)>,
+    /// How an https URL's certificate is checked: --insecure-tls, else the
+    /// target file's setting.
+    verification: Verification,
     probe: ServerProbe,
+}
+
+/// What --insecure-tls asks for.
+fn cli_verification(args: &BenchArgs) -> Verification {
+    if args.insecure_tls {
+        Verification::Insecure
+    } else {
+        Verification::WebPki
+    }
 }
 
 async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
     let mut probe = ServerProbe {
         pid: args.pid,
         metrics_url: args.metrics_url.clone(),
+        metrics_tls: cli_verification(args),
         also: Vec::new(),
     };
     let Some(target) = &args.target else {
         return Ok(Resolved {
             url: args.url.clone().expect("clap requires --url or --target"),
             headers: Vec::new(),
+            verification: cli_verification(args),
             probe,
         });
     };
     let server = TorchServe::new(TargetSpec::load(target)?);
+    crate::server::tls::announce(&server.endpoints()?, &server.spec().tls, target);
     if let Some(holder) = crate::study::lock::holder(&server.spec().config) {
         tracing::warn!("{}", crate::study::lock::refusal(&server.spec().config, &holder));
     }
@@ -190,10 +205,18 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
         .context("the target's TorchServe is not ready; start it with `servetune server start`")?;
     let served = torchserve_endpoint(&server, args.model.as_deref()).await?;
     probe.pid = probe.pid.or(served.probe.pid);
-    probe.metrics_url = probe.metrics_url.or(served.probe.metrics_url);
+    if probe.metrics_url.is_none() {
+        probe.metrics_url = served.probe.metrics_url;
+        probe.metrics_tls = served.probe.metrics_tls;
+    }
     Ok(Resolved {
         url: args.url.clone().unwrap_or(served.url),
         headers: served.headers,
+        verification: if args.insecure_tls {
+            Verification::Insecure
+        } else {
+            served.verification
+        },
         probe,
     })
 }
@@ -263,16 +286,16 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
         max_in_flight: args.max_in_flight,
         threads: args.threads,
         seed: args.seed,
-        verification: if args.insecure_tls {
-            Verification::Insecure
-        } else {
-            Verification::WebPki
-        },
+        verification: cli_verification(args),
     })
 }
 
 async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
-    Ok(workload_of(args)?.plan(&resolved.url, &resolved.headers).await?)
+    let workload = Workload {
+        verification: resolved.verification.clone(),
+        ..workload_of(args)?
+    };
+    Ok(workload.plan(&resolved.url, &resolved.headers).await?)
 }
 
 fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
@@ -311,7 +334,10 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
     }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {
-        super::cancel_on_signal(&token);
+        super::signals::cancel_on_signals(
+            token.clone(),
+            "interrupted: stopping the load, then what this command started",
+        );
         let mut resolved = resolve_target(&args).await?;
         if args.no_observe {
             resolved.probe = ServerProbe::default();

@@ -58,7 +58,10 @@ pub fn run(args: CompareArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
     };
     let token = CancellationToken::new();
     let comparison = runtime.block_on(async {
-        super::cancel_on_signal(&token);
+        super::signals::cancel_on_signals(
+            token.clone(),
+            "interrupted: stopping the load, then what this command started",
+        );
         compare::compare(&stack, &models, &options, token.clone()).await
     })?;
     let saved = tables::save(&args.results_dir, &comparison)?;

@@ -161,6 +161,9 @@ fn plan(args: &InitArgs, deployment: &Deployment) -> anyhow::Result<Plan> {
             "off"
         }
     ));
+    if let Some(tls) = tls_guess(deployment) {
+        notes.push(tls.note);
+    }
     notes.push(if deployment.gpus > 0 {
         format!("{} GPU(s): the GPU search space", deployment.gpus)
     } else {
@@ -253,7 +256,16 @@ fn target_toml(deployment: &Deployment, _plan: &Plan) -> String {
         }
     }
     t.push_str("ready_timeout = \"120s\"\n");
+    if let Some(tls) = tls_guess(deployment) {
+        t.push_str(&tls.toml);
+    }
     t
+}
+
+/// The TLS keys of an https deployment's target file.
+fn tls_guess(deployment: &Deployment) -> Option<crate::server::tls::InitGuess> {
+    let config_dir = deployment.config.parent().unwrap_or(Path::new("/"));
+    crate::server::tls::guess_for_init(&deployment.properties, &deployment.endpoints, config_dir)
 }
 
 fn study_toml(deployment: &Deployment, plan: &Plan) -> String {

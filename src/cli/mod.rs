@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+mod apply_from;
 mod bench;
 mod compare;
 mod init;
+mod signals;
 mod studies;
 mod tune;
 mod worker;
@@ -73,14 +75,22 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ApplyArgs {
     /// The config.properties to edit.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "from", conflicts_with = "from")]
+    config: Option<PathBuf>,
+    /// Deploy a recommended tier (results/<study>/recommended/<tier>/) the way
+    /// it was measured: only the keys it changes, its environment and log4j2
+    /// file; needs --target and --restart (or --hot when every change is live).
+    #[arg(long, value_name = "TIER_DIR", requires = "target", conflicts_with = "settings")]
+    from: Option<PathBuf>,
+    /// With --from: deploy a tier that was measured on another deployment.
+    #[arg(long, requires = "from")]
+    force: bool,
     /// KEY=VALUE: a property (job_queue_size=200), a model field of the
     /// model's default version (models.tiny.batchSize=8), TorchServe's log
     /// level (log4j.level=info) or a variable of its environment
     /// (env.OMP_NUM_THREADS=1, written to the target file; needs --target).
     /// Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE", required = true, value_parser = parse_setting)]
+    #[arg(long = "set", value_name = "KEY=VALUE", required_unless_present = "from", value_parser = parse_setting)]
     settings: Vec<Setting>,
     /// Restart the server on the new config and wait until it is ready;
     /// roll back if it does not come up.
@@ -379,16 +389,31 @@ fn load_server(target: &Path, config: Option<&Path>) -> anyhow::Result<TorchServ
             );
         }
     }
-    Ok(TorchServe::new(spec))
+    let server = TorchServe::new(spec);
+    crate::server::tls::announce(&server.endpoints()?, &server.spec().tls, target);
+    Ok(server)
 }
 
 fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
-    crate::study::lock::check_free(&args.config).map_err(|e| anyhow::anyhow!(e))?;
+    if let (Some(from), Some(target)) = (&args.from, &args.target) {
+        let mode = match (args.restart, args.hot) {
+            (true, _) => apply_from::Mode::Restart,
+            (_, true) => apply_from::Mode::Hot,
+            _ => bail!(
+                "--from {}: say how to deploy the tier: --restart (restart TorchServe on it, rolled back if it does \
+                 not come up) or --hot (live, when every change is live)",
+                from.display()
+            ),
+        };
+        return apply_from::run(from, target, mode, args.force);
+    }
+    let config = args.config.clone().context("--config FILE is needed with --set")?;
+    crate::study::lock::check_free(&config).map_err(|e| anyhow::anyhow!(e))?;
     let SplitSettings {
         assignments,
         environment,
         log_level,
-    } = split_settings(&args.settings, &args.config)?;
+    } = split_settings(&args.settings, &config)?;
     for assignment in &assignments {
         if let config::SettingKey::Property(key) = &assignment.key {
             if !config::assignment::is_known_property(key) {
@@ -397,7 +422,7 @@ fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
         }
     }
     let server = match &args.target {
-        Some(target) => Some(load_server(target, Some(&args.config))?),
+        Some(target) => Some(load_server(target, Some(&config))?),
         None => None,
     };
     let new_environment = match (&server, environment.is_empty()) {
@@ -421,7 +446,7 @@ fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
     if args.hot && log_level.is_some() {
         bail!("--set log4j.level: the log level is read only at start; use --restart");
     }
-    let mut edit = Edit::prepare(&args.config, &assignments)?;
+    let mut edit = Edit::prepare(&config, &assignments)?;
     let changes = edit.changes();
     for (name, value) in &environment {
         println!(
@@ -430,13 +455,13 @@ fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
         );
     }
     if changes.is_empty() && environment.is_empty() {
-        println!("{}: already set, nothing to change", args.config.display());
+        println!("{}: already set, nothing to change", config.display());
     }
     for change in &changes {
-        println!("{}: {change}", args.config.display());
+        println!("{}: {change}", config.display());
     }
     if let Some(level) = &log_level {
-        let config_dir = args.config.parent().unwrap_or(Path::new("."));
+        let config_dir = config.parent().unwrap_or(Path::new("."));
         crate::server::logging::ensure_written(config_dir, level)
             .with_context(|| format!("writing the log4j2 config for level {level}"))?;
     }
@@ -553,26 +578,4 @@ fn print_status(server: &TorchServe) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// Cancels `token` on Ctrl-C or SIGTERM (spawned on the current runtime),
-/// so a command stops its load and cleans up — stops what it started —
-/// instead of dying mid-measurement.
-fn cancel_on_signal(token: &tokio_util::sync::CancellationToken) {
-    let token = token.clone();
-    tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
-        }
-        token.cancel();
-    });
 }

@@ -19,6 +19,9 @@ pub struct StudiesArgs {
 
 pub fn run(args: StudiesArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<()> {
     let storage = Storage::parse(&args.storage)?;
+    if let Some(line) = storage.announcement() {
+        eprintln!("{line}");
+    }
     let studies = runtime.block_on(list_studies(&storage, &args.results_dir))?;
     if args.json {
         println!(

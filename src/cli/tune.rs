@@ -83,6 +83,9 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
             );
         }
     }
+    if let Some(line) = settings.storage.announcement() {
+        eprintln!("{line}");
+    }
     let token = CancellationToken::new();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(settings.budget.as_secs().max(1));
@@ -129,7 +132,7 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
         }
     };
     let report = runtime.block_on(async {
-        cancel_on_signals(
+        super::signals::cancel_on_signals(
             token.clone(),
             "interrupted: stopping the trial, exporting what there is, restoring the server",
         );
@@ -142,7 +145,11 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
             &on_trial,
         )
         .await
-    })?;
+    });
+    // A step of the way out abandoned past its deadline may still hold a
+    // blocking thread: the process does not wait for it.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report = report?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -155,28 +162,15 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
     } else {
         println!("{}", crate::report::summary_markdown(&report));
         println!("results: {}", dir.display());
+        if let Some(tier) = report.recommendation(crate::objective::Tier::Balanced) {
+            if !args.apply && !tier.keep_current {
+                println!(
+                    "deploy it as measured: servetune apply --from {} --target {} --restart",
+                    dir.join("recommended").join(tier.tier.label()).display(),
+                    settings.target.display()
+                );
+            }
+        }
     }
     Ok(())
-}
-
-/// Cancels `token` on Ctrl-C or SIGTERM (the loop then stops its trial and
-/// puts the server back). Call inside the runtime.
-pub(super) fn cancel_on_signals(token: CancellationToken, message: &'static str) {
-    tokio::spawn(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match terminate.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        tracing::warn!("{message}");
-        token.cancel();
-    });
 }

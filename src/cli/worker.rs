@@ -34,6 +34,9 @@ pub fn run(args: WorkerArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result
     let Storage::Postgres(pg) = &storage else {
         bail!("--storage: a worker needs a shared store (a postgres:// URL), not the file journal");
     };
+    if let Some(line) = storage.announcement() {
+        eprintln!("{line}");
+    }
     if !args.target.is_file() {
         bail!("--target {}: no such file", args.target.display());
     }
@@ -83,7 +86,7 @@ pub fn run(args: WorkerArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result
         eprintln!("trial {} {}: {measured}", update.number, update.description);
     };
     let measured = runtime.block_on(async {
-        super::tune::cancel_on_signals(
+        super::signals::cancel_on_signals(
             token.clone(),
             "interrupted: giving the trial back, restoring the server",
         );

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bench::capacity::{find_capacity, CapacitySearch};
 use crate::bench::{measure_once, torchserve_endpoint, ServerProbe};
 use crate::load::request::read_bodies;
+use crate::load::tls::Verification;
 use crate::load::{Arrival, LoadPlan, Progress, Schedule, Workload};
 use crate::measure::process::{TreeSampler, SAMPLE_INTERVAL};
 use crate::server::gateway::{Gateway, GatewaySpec};
@@ -164,6 +165,7 @@ pub async fn compare(
     token: CancellationToken,
 ) -> anyhow::Result<Comparison> {
     let server = TorchServe::new(stack.torchserve.clone());
+    crate::server::tls::announce_spec(server.spec());
     stack.check_gateway_routes(models, &server.endpoints()?.inference.base_url())?;
     for model in models {
         check_bodies(model)?;
@@ -248,11 +250,12 @@ async fn compare_model(
     let direct_url = format!("{inference}{}", model.direct_path());
     let gateway_url = format!("{}/{}", gateway.base_url, model.route);
     let bodies = check_bodies(model)?;
-    check_route(&direct_url, &served.headers, model, &bodies[0]).await?;
-    check_route(&gateway_url, &[], model, &bodies[0]).await?;
+    check_route(&direct_url, &served.headers, &served.verification, model, &bodies[0]).await?;
+    check_route(&gateway_url, &[], &Verification::WebPki, model, &bodies[0]).await?;
     let workload = Workload {
         bodies,
         content_type: Some("application/json".into()),
+        verification: served.verification.clone(),
         ..Workload::closed(1, options.warmup, options.duration)
     };
     let direct = Way {
@@ -368,8 +371,14 @@ fn check_bodies(model: &StackModel) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// One request, and a look at the answer's shape.
-async fn check_route(url: &str, headers: &[(String, String)], model: &StackModel, body: &[u8]) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+async fn check_route(
+    url: &str,
+    headers: &[(String, String)],
+    verification: &Verification,
+    model: &StackModel,
+    body: &[u8],
+) -> anyhow::Result<()> {
+    let client = crate::server::tls::http_client(verification, Duration::from_secs(60))?;
     let mut request = client
         .post(url)
         .header("Content-Type", "application/json")

@@ -253,6 +253,7 @@ impl DeploymentConfig {
             );
         }
         let target = TargetSpec::load(&settings.target).context("the study's target")?;
+        crate::server::tls::announce_spec(&target);
         let access_log = match file.access_log {
             Some(path) => base.join(path),
             None => default_access_log(&target)?,

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 
 use crate::apply::state::Deployment;
 use crate::config::Properties;
+use crate::load::tls::Verification;
 use crate::server::{logging, Control, TargetSpec};
 
 /// The properties that place a server: they differ between a shadow and
@@ -61,6 +62,11 @@ impl ShadowFiles {
             target["torchserve"] = toml_edit::value(torchserve.display().to_string());
         }
         target["ready_timeout"] = toml_edit::value(humantime::format_duration(production.ready_timeout).to_string());
+        match &production.tls {
+            Verification::CaFile(path) => target["ca_file"] = toml_edit::value(path.display().to_string()),
+            Verification::Insecure => target["insecure_tls"] = toml_edit::value(true),
+            Verification::WebPki => {}
+        }
         let mut env = toml_edit::Table::new();
         for (key, value) in environment {
             env[key.as_str()] = toml_edit::value(value);
@@ -125,7 +131,10 @@ fn place_on_free_ports(props: &mut Properties) -> anyhow::Result<()> {
         Ok(port)
     };
     for key in ["inference_address", "management_address", "metrics_address"] {
-        props.set(key, &format!("http://127.0.0.1:{}", free_port()?));
+        // An https production is shadowed over https (the same certificate).
+        let https = props.get(key).is_some_and(|a| a.trim_start().starts_with("https"));
+        let scheme = if https { "https" } else { "http" };
+        props.set(key, &format!("{scheme}://127.0.0.1:{}", free_port()?));
     }
     for key in ["grpc_inference_port", "grpc_management_port"] {
         props.set(key, &free_port()?.to_string());
@@ -219,5 +228,33 @@ mod tests {
             assert_eq!(props.get(key), None, "{key} is production's (unset)");
         }
         assert_eq!(back.environment["OMP_NUM_THREADS"], "1");
+    }
+
+    #[test]
+    fn an_https_production_is_shadowed_over_https_with_its_tls_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.properties"),
+            "inference_address=https://127.0.0.1:8443\nmanagement_address=http://127.0.0.1:8081\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("target.toml"),
+            "config = \"config.properties\"\nmodel_store = \"store\"\ninsecure_tls = true\n",
+        )
+        .unwrap();
+        let production = TargetSpec::load(&dir.path().join("target.toml")).unwrap();
+        let shadow = ShadowFiles::of(&dir.path().join("shadow")).write(&production).unwrap();
+        assert_eq!(shadow.tls, Verification::Insecure);
+        let (_, props) = crate::config::read_properties(&shadow.config).unwrap();
+        assert!(props
+            .get("inference_address")
+            .unwrap()
+            .starts_with("https://127.0.0.1:"));
+        assert!(props
+            .get("management_address")
+            .unwrap()
+            .starts_with("http://127.0.0.1:"));
+        assert_ne!(props.get("inference_address"), Some("https://127.0.0.1:8443"));
     }
 }

@@ -12,6 +12,7 @@ use super::config::{DeploymentConfig, Triggers};
 use super::live::{self, LiveFigures, LiveWindow, MetricsSample};
 use super::supervisor::Eyes;
 use super::Trigger;
+use crate::load::tls::Verification;
 use crate::server::TorchServe;
 
 /// How long the live window looks back.
@@ -33,8 +34,9 @@ pub struct Watch {
 pub struct ServerWatch {
     pub production_up: bool,
     metrics: Option<MetricsSample>,
-    /// One client for the metrics endpoint, kept for the daemon's life.
-    http: reqwest::Client,
+    /// One client for the metrics endpoint, kept while the target's TLS
+    /// setting stays the same.
+    http: Option<(Verification, reqwest::Client)>,
     versions: Option<Vec<String>>,
 }
 
@@ -43,7 +45,7 @@ impl Default for ServerWatch {
         Self {
             production_up: true,
             metrics: None,
-            http: reqwest::Client::new(),
+            http: None,
             versions: None,
         }
     }
@@ -53,7 +55,7 @@ impl ServerWatch {
     pub async fn server_times(&mut self, production: &TorchServe, model: &str) -> Option<live::ServerTimes> {
         let url = format!("{}/metrics", production.endpoints().ok()?.metrics.base_url());
         let text = self
-            .http
+            .metrics_client(&production.spec().tls)?
             .get(url)
             .timeout(Duration::from_secs(3))
             .send()
@@ -66,6 +68,20 @@ impl ServerWatch {
         let times = self.metrics.map(|before| live::per_request(&before, &sample));
         self.metrics = Some(sample);
         times
+    }
+
+    /// The metrics client for `verification` (made again when it changes).
+    fn metrics_client(&mut self, verification: &Verification) -> Option<reqwest::Client> {
+        match &self.http {
+            Some((kept, client)) if kept == verification => Some(client.clone()),
+            _ => {
+                let client = crate::server::tls::http_client(verification, Duration::from_secs(3))
+                    .map_err(|e| tracing::warn!("metrics: {e}"))
+                    .ok()?;
+                self.http = Some((verification.clone(), client.clone()));
+                Some(client)
+            }
+        }
     }
 
     pub async fn new_model_version(&mut self, config: &DeploymentConfig) -> Option<Trigger> {

@@ -130,7 +130,7 @@ pub async fn run_load(
             return Err(LoadError::Unreachable {
                 address: plan.address.to_string(),
                 reason: format!(
-                    "TLS handshake failed: {e} (a plain-HTTP port, or a self-signed certificate: see --insecure-tls)"
+                    "TLS handshake failed: {e} (a plain-HTTP port, or a certificate of an unknown CA: see --insecure-tls, or ca_file and insecure_tls in the target file)"
                 ),
             });
         }

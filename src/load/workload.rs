@@ -119,7 +119,7 @@ impl Workload {
         let endpoint = &spec.endpoint;
         let tls = endpoint
             .tls
-            .then(|| tls_target(&endpoint.host, self.verification))
+            .then(|| tls_target(&endpoint.host, &self.verification))
             .transpose()?
             .map(Arc::new);
         Ok(LoadPlan {

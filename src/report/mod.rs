@@ -1,10 +1,3 @@
-//! What a study leaves behind in `results/<study>/`: the recommended config
-//! files per tier (`recommended/<tier>/config.properties`, written with the
-//! lossless editor from the original, and the `model-config.yaml` fields that
-//! belong in a model archive), `summary.md` with the table and the gains over
-//! the baseline and over TorchServe's defaults, `trials.csv`, SVG plots
-//! (`plots.rs`) and `report.json`.
-
 //! What a study leaves behind in `results/<study>/`: the recommended files
 //! per tier (`recommended/<tier>/config.properties`, written with the
 //! lossless editor from the original, the `model-config.yaml` fields that
@@ -15,7 +8,10 @@
 //! baseline with its interval, what the measurements cannot tell apart, what
 //! logging and threads the recommendation runs with, what was not searched
 //! and why, what moves cost), `trials.csv`, SVG plots (`plots.rs`) and
-//! `report.json`. The study decides; this module only renders and writes.
+//! `report.json`. When the confirmation did not complete, what the
+//! screening alone suggests goes to `recommended/balanced-not-confirmed/`
+//! with a README saying so. The study decides; this module only renders and
+//! writes.
 
 mod plots;
 
@@ -93,6 +89,9 @@ pub struct RecommendedFiles {
     pub log4j: Option<(String, String)>,
     /// The gateway's config (file name, bytes), in a stack.
     pub gateway_config: Option<(String, Vec<u8>)>,
+    /// `tier.json`: what the tier changes and where it was measured, for
+    /// `servetune apply --from` (see `apply::tier`).
+    pub tier_manifest: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +123,15 @@ pub struct Report {
     /// Why nothing is recommended, when nothing is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_recommendation: Option<String>,
+    /// Why the confirmation rounds did not complete, when they did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation_incomplete: Option<String>,
+    /// When the confirmation did not complete: what the screening alone
+    /// suggests for the balanced tier (keep the current config, or the best
+    /// screened candidate), `confirmed: false`, with its screening figures;
+    /// exported under `recommended/balanced-not-confirmed/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_confirmed: Option<Recommendation>,
     /// Per worker (`host:pid`), when several measured the study.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostFigures>,
@@ -186,30 +194,18 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
     if recommended.exists() {
         std::fs::remove_dir_all(&recommended).with_context(|| format!("clearing {}", recommended.display()))?;
     }
+    let config_name = if report.config_name.is_empty() {
+        "config.properties"
+    } else {
+        &report.config_name
+    };
     for r in &report.recommendations {
-        let tier_dir = recommended.join(r.tier.label());
-        let name = if report.config_name.is_empty() {
-            "config.properties"
-        } else {
-            &report.config_name
-        };
-        write(&tier_dir.join(name), &r.files.config)?;
-        write(
-            &tier_dir.join("model-config.yaml"),
-            r.files.model_config_yaml.as_bytes(),
-        )?;
-        let environment: String = r.environment.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        write(&tier_dir.join("environment"), environment.as_bytes())?;
-        if let Some((file, text)) = &r.files.log4j {
-            write(&tier_dir.join(file), text.as_bytes())?;
-        }
-        if let Some((file, bytes)) = &r.files.gateway_config {
-            write(&tier_dir.join(file), bytes)?;
-        }
-        if let Some(gateway) = &r.gateway_environment {
-            let environment: String = gateway.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-            write(&tier_dir.join("gateway.environment"), environment.as_bytes())?;
-        }
+        write_tier(&recommended.join(r.tier.label()), config_name, r, &write)?;
+    }
+    if let Some(r) = &report.not_confirmed {
+        let tier_dir = recommended.join(NOT_CONFIRMED_DIR);
+        write_tier(&tier_dir, config_name, r, &write)?;
+        write(&tier_dir.join("README.md"), not_confirmed_readme(report, r).as_bytes())?;
     }
     write(&dir.join("summary.md"), summary_markdown(report).as_bytes())?;
     write(&dir.join("trials.csv"), trials_csv(report).as_bytes())?;
@@ -223,6 +219,88 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
     )?;
     write(&dir.join("memory-vs-p99.svg"), plots::memory_vs_p99(report).as_bytes())?;
     Ok(())
+}
+
+/// The folder, under `recommended/`, of what the screening alone suggests
+/// when the confirmation did not complete.
+pub const NOT_CONFIRMED_DIR: &str = "balanced-not-confirmed";
+
+/// Writes one tier's deployable files into `tier_dir`.
+fn write_tier(
+    tier_dir: &Path,
+    config_name: &str,
+    r: &Recommendation,
+    write: &dyn Fn(&Path, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    write(&tier_dir.join(config_name), &r.files.config)?;
+    write(
+        &tier_dir.join("model-config.yaml"),
+        r.files.model_config_yaml.as_bytes(),
+    )?;
+    let environment: String = r.environment.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write(&tier_dir.join("environment"), environment.as_bytes())?;
+    if let Some((file, text)) = &r.files.log4j {
+        write(&tier_dir.join(file), text.as_bytes())?;
+    }
+    if let Some((file, bytes)) = &r.files.gateway_config {
+        write(&tier_dir.join(file), bytes)?;
+    }
+    if let Some(gateway) = &r.gateway_environment {
+        let environment: String = gateway.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write(&tier_dir.join("gateway.environment"), environment.as_bytes())?;
+    }
+    if let Some(manifest) = &r.files.tier_manifest {
+        write(&tier_dir.join(crate::apply::tier::TIER_FILE), manifest.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The figures of a recommendation in one line.
+fn figures_line(f: &Figures, runs: usize) -> String {
+    format!(
+        "{:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {:.2}%, memory {:.0} MB (PSS), from {runs} screening run(s)",
+        f.throughput_rps,
+        f.p50_ms,
+        f.p99_ms,
+        f.error_rate * 100.0,
+        f.memory_mb
+    )
+}
+
+/// What the screening alone suggests, in words: the advice and its figures.
+fn not_confirmed_text(report: &Report, r: &Recommendation) -> String {
+    let advice = if r.keep_current {
+        format!("**keep the current config** ({})", r.description)
+    } else {
+        format!("the best screening candidate, **NOT CONFIRMED**: {}", r.description)
+    };
+    let gain = r.gain_vs_baseline.map_or(String::new(), |g| {
+        format!(
+            " Over the baseline's screening: throughput {}, p99 {}, memory {}.",
+            signed(g.throughput_pct),
+            signed(g.p99_pct),
+            signed(g.memory_pct)
+        )
+    });
+    format!(
+        "{}.\n\nWhat the screening alone suggests (balanced): {advice}. Figures: {}.{gain} {}.\n",
+        report
+            .confirmation_incomplete
+            .as_deref()
+            .unwrap_or("the confirmation did not complete"),
+        figures_line(&r.figures, r.runs),
+        r.reason
+    )
+}
+
+/// The README of `recommended/balanced-not-confirmed/`.
+fn not_confirmed_readme(report: &Report, r: &Recommendation) -> String {
+    format!(
+        "# NOT CONFIRMED: study `{}`\n\nThese files were not confirmed: {}\nThe files here realise it (the config \
+         file, model-config.yaml fields, `environment`); they are no tier recommendation.\n",
+        report.study,
+        not_confirmed_text(report, r)
+    )
 }
 
 fn signed(x: f64) -> String {
@@ -391,12 +469,19 @@ pub fn summary_markdown(report: &Report) -> String {
     if let Some(why) = &report.no_recommendation {
         md.push_str(&format!("\nNothing is recommended: {why}\n"));
     }
+    if let Some(r) = &report.not_confirmed {
+        md.push_str(&format!(
+            "\n## Not confirmed\n\n{}\nIts files are in `recommended/{NOT_CONFIRMED_DIR}/` (with a README saying so).\n",
+            not_confirmed_text(report, r)
+        ));
+    }
     md.push_str(
         "\nEach tier's deployable files are in `recommended/<tier>/`: the config file, the model-config.yaml fields, \
          `environment` (variables TorchServe must start with, e.g. in a systemd unit's `EnvironmentFile=`), and \
          servetune's log4j2 file when the tier changes TorchServe's log level (the config's `vmargs` names it in \
          `.servetune/` beside the config file).\n",
     );
+    md.push_str(&deploy_line(report));
     if report.recommendations.iter().any(|r| r.gateway_environment.is_some()) {
         md.push_str(
             "In this stack each tier also has the gateway's config and `gateway.environment` (variables the \
@@ -444,7 +529,31 @@ pub fn summary_markdown(report: &Report) -> String {
         md.push_str(&format!("- {p}\n"));
     }
     md.push_str("\nPlots: `throughput-vs-p99.svg`, `memory-vs-p99.svg`. Every trial: `trials.csv`, `trials.jsonl`.\n");
+    let left_out = plots::left_out(report);
+    if left_out > 0 {
+        md.push_str(&format!(
+            "The plots leave out {left_out} config(s) whose figures are not finite numbers (see `trials.csv`).\n"
+        ));
+    }
     md
+}
+
+/// How to deploy a tier the way it was measured (its changed keys, its
+/// environment and log4j2 file, rolled back if the server does not come up).
+fn deploy_line(report: &Report) -> String {
+    let deployable = |r: &&Recommendation| r.files.tier_manifest.is_some();
+    let balanced = report.recommendation(Tier::Balanced).filter(deployable);
+    let Some(tier) = balanced.or_else(|| report.recommendations.iter().find(deployable)) else {
+        return String::new();
+    };
+    format!(
+        "Deploy a tier as it was measured — only the keys it changes (hand edits made since the study stay), its \
+         environment and log4j2 file, rolled back if TorchServe does not come up: \
+         `servetune apply --from RESULTS/{}/recommended/{}/ --target TARGET.toml --restart` (`tier.json` says what \
+         it changes and which deployment it was measured on; copying the config file alone loses the environment).\n",
+        report.study,
+        tier.tier.label()
+    )
 }
 
 pub fn trials_csv(report: &Report) -> String {
@@ -490,4 +599,121 @@ pub fn trials_csv(report: &Report) -> String {
         ));
     }
     csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plots::tests::{figures, report_of};
+
+    fn recommendation(description: &str, keep_current: bool) -> Recommendation {
+        Recommendation {
+            tier: Tier::Balanced,
+            description: description.into(),
+            values: BTreeMap::from([("batch_size".to_string(), "8".to_string())]),
+            figures: figures(300.0, 20.0),
+            throughput_ci95: None,
+            throughput: None,
+            runs: 1,
+            confirmed: false,
+            keep_current,
+            indistinguishable_from: Vec::new(),
+            reason: "best balanced score of the screening; NOT CONFIRMED".into(),
+            gain_vs_baseline: Some(Gains::between(&figures(300.0, 20.0), &figures(100.0, 40.0))),
+            gain_vs_baseline_ci95: None,
+            gain_vs_defaults: None,
+            logging: "TorchServe log level INFO".into(),
+            threads_per_worker: "1 (OMP_NUM_THREADS=1)".into(),
+            environment: BTreeMap::from([("OMP_NUM_THREADS".to_string(), "1".to_string())]),
+            gateway_environment: None,
+            files: RecommendedFiles {
+                config: b"batch_size=8\n".to_vec(),
+                model_config_yaml: "batchSize: 8\n".into(),
+                log4j: None,
+                gateway_config: None,
+                tier_manifest: None,
+            },
+        }
+    }
+
+    /// A study whose confirmation did not complete: nothing recommended,
+    /// the screening's suggestion exported and marked.
+    fn unconfirmed_report(suggestion: Recommendation) -> Report {
+        let mut report = report_of(&[figures(300.0, 20.0)], Some(figures(100.0, 40.0)), 50.0);
+        report.no_recommendation = Some("nothing was confirmed".into());
+        report.confirmation_incomplete =
+            Some("the confirmation rounds did not complete (0 confirmation run(s) kept)".into());
+        report.not_confirmed = Some(suggestion);
+        report
+    }
+
+    #[test]
+    fn an_unconfirmed_suggestion_is_exported_marked_with_its_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = unconfirmed_report(recommendation("batch_size=8", false));
+        export(&report, dir.path()).unwrap();
+        let tier = dir.path().join("recommended").join(NOT_CONFIRMED_DIR);
+        assert_eq!(
+            std::fs::read(tier.join("config.properties")).unwrap(),
+            b"batch_size=8\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tier.join("environment")).unwrap(),
+            "OMP_NUM_THREADS=1\n"
+        );
+        assert!(!dir.path().join("recommended/balanced").exists(), "no tier is claimed");
+        let readme = std::fs::read_to_string(tier.join("README.md")).unwrap();
+        assert!(readme.starts_with("# NOT CONFIRMED"), "{readme}");
+        assert!(
+            readme.contains("did not complete") && readme.contains("batch_size=8"),
+            "{readme}"
+        );
+        assert!(
+            readme.contains("300.0 req/s") && readme.contains("p99 20.00 ms"),
+            "{readme}"
+        );
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(
+            summary.contains("## Not confirmed") && summary.contains("**NOT CONFIRMED**"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("throughput +200.0%") && summary.contains(NOT_CONFIRMED_DIR),
+            "{summary}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        assert!(json["confirmation_incomplete"]
+            .as_str()
+            .unwrap()
+            .contains("did not complete"));
+        assert_eq!(json["not_confirmed"]["confirmed"], false);
+        assert_eq!(json["not_confirmed"]["figures"]["throughput_rps"], 300.0);
+        assert!(
+            json["recommendations"].as_array().unwrap().is_empty(),
+            "the old fields stay"
+        );
+    }
+
+    #[test]
+    fn keeping_the_current_config_is_said_with_its_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = unconfirmed_report(recommendation("keep the current config (the config as it was)", true));
+        export(&report, dir.path()).unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(summary.contains("**keep the current config**"), "{summary}");
+        assert!(summary.contains("300.0 req/s"), "{summary}");
+        let readme = std::fs::read_to_string(dir.path().join("recommended").join(NOT_CONFIRMED_DIR).join("README.md"));
+        assert!(readme.unwrap().contains("keep the current config"));
+    }
+
+    #[test]
+    fn a_complete_confirmation_exports_no_unconfirmed_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = report_of(&[figures(300.0, 20.0)], Some(figures(100.0, 40.0)), 50.0);
+        export(&report, dir.path()).unwrap();
+        assert!(!dir.path().join("recommended").join(NOT_CONFIRMED_DIR).exists());
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(!summary.contains("Not confirmed"), "{summary}");
+    }
 }

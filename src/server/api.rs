@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use super::auth::Keys;
 use super::endpoints::Endpoints;
+use super::tls::{http_client, request_error};
 use super::ServerError;
+use crate::load::tls::Verification;
 
 /// Which API a call goes to (and so which key it carries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,25 +96,30 @@ pub struct Registration {
 /// A client for one TorchServe.
 pub struct TorchServeApi {
     http: reqwest::Client,
+    verification: Verification,
     endpoints: Endpoints,
     key_file: Option<PathBuf>,
     keys: Mutex<Option<Keys>>,
 }
 
 impl TorchServeApi {
-    pub fn new(endpoints: Endpoints, key_file: PathBuf) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("a reqwest client with plain settings builds");
+    /// A client of the server at `endpoints`, checking an https address's
+    /// certificate as `verification` says.
+    pub fn new(endpoints: Endpoints, key_file: PathBuf, verification: Verification) -> Result<Self, ServerError> {
+        let http = http_client(&verification, Duration::from_secs(300))?;
         let key_file = endpoints.token_auth.then_some(key_file);
-        Self {
+        Ok(Self {
             http,
+            verification,
             endpoints,
             key_file,
             keys: Mutex::new(None),
-        }
+        })
+    }
+
+    /// How an https address's certificate is checked (for the load generator).
+    pub fn verification(&self) -> &Verification {
+        &self.verification
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -150,10 +157,10 @@ impl TorchServeApi {
                 };
                 request = request.bearer_auth(key);
             }
-            let response = request.send().await.map_err(|e| ServerError::Unreachable {
-                url: url.clone(),
-                reason: e.without_url().to_string(),
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| request_error(&url, e, &self.verification))?;
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             let key_rejected = body.contains("InvalidKeyException")

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod process;
 pub mod spec;
 pub mod stack;
+pub mod tls;
 pub mod torchserve;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub enum ServerError {
     KeyRejected { url: String },
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("{url}: TLS certificate refused: {reason}")]
+    Certificate { url: String, reason: String },
     #[error("management API: {method} {path} returned {status}: {body}")]
     Api {
         method: String,

@@ -8,6 +8,8 @@
 //! # torchserve = "/opt/ts/bin/torchserve"   # default: $SERVETUNE_TORCHSERVE, else PATH
 //! # restart_command = ["systemctl", "restart", "torchserve"]   # production mode
 //! ready_timeout = "120s"
+//! # ca_file = "ca.pem"                 # https addresses: the CA of TorchServe's certificate
+//! # insecure_tls = true               # …or check no certificate (self-signed, tests only)
 //!
 //! [environment]                       # set for TorchServe and its workers (managed mode)
 //! OMP_NUM_THREADS = "1"
@@ -20,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ServerError;
+use crate::load::tls::Verification;
 
 /// The file as written (syntax only).
 #[derive(Debug, Deserialize)]
@@ -39,6 +42,8 @@ struct TargetFile {
     stop_timeout: Option<Duration>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
+    ca_file: Option<PathBuf>,
+    insecure_tls: Option<bool>,
 }
 
 /// How servetune controls the server's lifecycle.
@@ -68,6 +73,8 @@ pub struct TargetSpec {
     pub stop_timeout: Duration,
     /// Environment variables servetune starts TorchServe with (managed mode).
     pub environment: BTreeMap<String, String>,
+    /// How TorchServe's certificate is checked where its addresses are https.
+    pub tls: Verification,
 }
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -150,7 +157,10 @@ impl TargetSpec {
         {
             return Err(invalid(format!("[environment] {name}: not a usable variable")));
         }
+        let tls =
+            super::tls::verification_of(file.ca_file.as_deref().map(resolve), file.insecure_tls).map_err(invalid)?;
         Ok(Self {
+            tls,
             source: path.to_path_buf(),
             config,
             control,

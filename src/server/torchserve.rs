@@ -88,7 +88,7 @@ impl TorchServe {
 
     /// An API client for the config file as it is now.
     pub fn api(&self) -> Result<TorchServeApi, ServerError> {
-        Ok(TorchServeApi::new(self.endpoints()?, self.spec.key_file.clone()))
+        TorchServeApi::new(self.endpoints()?, self.spec.key_file.clone(), self.spec.tls.clone())
     }
 
     fn work_dir(&self) -> Option<&Path> {
@@ -197,7 +197,10 @@ impl TorchServe {
                 program: torchserve.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let status = tokio::time::timeout(LAUNCHER_TIMEOUT, launcher.wait()).await;
+        // The launcher and the wait for READY share one ready_timeout.
+        let deadline = Instant::now() + self.spec.ready_timeout;
+        let launcher_timeout = LAUNCHER_TIMEOUT.min(self.spec.ready_timeout);
+        let status = tokio::time::timeout(launcher_timeout, launcher.wait()).await;
         let failed = |reason: String| ServerError::StartFailed {
             what: "starting TorchServe".into(),
             reason,
@@ -206,9 +209,14 @@ impl TorchServe {
         };
         match status {
             Err(_) => {
+                // The launcher leads its own process group: end all of it.
+                if let Some(pid) = launcher.id() {
+                    process::signal(-(pid as i32), libc::SIGKILL);
+                }
                 let _ = launcher.start_kill();
+                let _ = launcher.wait().await;
                 return Err(failed(format!(
-                    "the torchserve launcher did not return within {LAUNCHER_TIMEOUT:?}"
+                    "the torchserve launcher did not return within {launcher_timeout:?}"
                 )));
             }
             Ok(Err(e)) => return Err(failed(e.to_string())),
@@ -217,7 +225,7 @@ impl TorchServe {
             }
             Ok(Ok(_)) => {}
         }
-        match self.wait_ready().await {
+        match self.wait_ready_until(deadline).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 if let Err(stop_error) = self.stop().await {
@@ -326,8 +334,12 @@ impl TorchServe {
 
     /// Waits until `/ping` is healthy and every model's workers are READY.
     pub async fn wait_ready(&self) -> Result<(), ServerError> {
+        self.wait_ready_until(Instant::now() + self.spec.ready_timeout).await
+    }
+
+    /// `wait_ready` until `deadline` (a start's launcher took part of the time).
+    async fn wait_ready_until(&self, deadline: Instant) -> Result<(), ServerError> {
         let timeout = self.spec.ready_timeout;
-        let deadline = Instant::now() + timeout;
         let api = self.api()?;
         let log = self.console_log().unwrap_or_default();
         loop {
@@ -342,6 +354,8 @@ impl TorchServe {
             let state = match probe(&api).await {
                 Ok(Probe::Ready) => return Ok(()),
                 Ok(Probe::NotYet(seen)) => seen,
+                // Waiting does not make a refused certificate acceptable.
+                Err(error @ ServerError::Certificate { .. }) => return Err(error),
                 Err(error) => error.to_string(),
             };
             if Instant::now() >= deadline {

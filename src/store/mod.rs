@@ -10,6 +10,10 @@
 //! Each trial names the worker that measured it (`host:pid`), so a study
 //! measured on several hosts can be read per host.
 
+pub mod pg_retry;
+pub mod pg_schema;
+pub mod pg_tls;
+pub mod pg_url;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -27,10 +31,21 @@ pub enum StoreError {
     Journal(#[from] JournalError),
     #[error("storage {storage}: {reason}")]
     Postgres { storage: String, reason: String },
+    /// The connection broke (a reset, the database restarting): another
+    /// try on a new connection may succeed.
+    #[error("storage {storage}: {reason}")]
+    Transient { storage: String, reason: String },
     #[error(
         "--storage '{0}': a postgres://user@host:port/database URL, or \"file\" (the journal in results/<study>/)"
     )]
     Unknown(String),
+}
+
+impl StoreError {
+    /// Whether another try may succeed (see `pg_retry`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
 }
 
 /// Which storage a study uses.
@@ -52,6 +67,15 @@ impl Storage {
             return PgStorage::parse(text).map(|pg| Storage::Postgres(Box::new(pg)));
         }
         Err(StoreError::Unknown(postgres::redact(text)))
+    }
+
+    /// The line that says where trials go and how the connection is
+    /// secured (None for the file journal).
+    pub fn announcement(&self) -> Option<String> {
+        match self {
+            Storage::File => None,
+            Storage::Postgres(pg) => Some(format!("study store: {}, {}", pg.display(), pg.security())),
+        }
     }
 
     /// How the storage shows in messages (a URL without its password).

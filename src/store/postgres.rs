@@ -17,60 +17,31 @@
 //!
 //! Credentials come from the URL, else `PGPASSWORD`, else the password file
 //! (`PGPASSFILE`, default `~/.pgpass`); a URL is only ever shown without
-//! its password.
+//! its password. TLS follows the URL's `sslmode` and `sslrootcert` (see
+//! `pg_url`, `pg_tls`); a connection that breaks mid-study (the database
+//! restarting) is retried by the study's calls (see `pg_retry`).
 
 use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, GenericClient, NoTls};
+use tokio_postgres::config::SslMode as WireSslMode;
+use tokio_postgres::{Client, Config, GenericClient};
 
+use super::pg_tls::PgTls;
+pub use super::pg_url::{password_file_lookup, redact};
+use super::pg_url::{password_from_environment, take_tls_params, SslMode, TlsParams};
 use super::{StoreError, StudySummary};
 use crate::space::Point;
 use crate::trial::Entry;
-
-/// The schema, one migration per version (index + 1).
-const MIGRATIONS: &[&str] = &[
-    // 1: studies and trials.
-    "CREATE TABLE studies (
-        id bigserial PRIMARY KEY,
-        name text NOT NULL UNIQUE,
-        source text NOT NULL,
-        state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'finished')),
-        next_number integer NOT NULL DEFAULT 0,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE TABLE trials (
-        study_id bigint NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
-        number integer NOT NULL,
-        state text NOT NULL CHECK (state IN ('running', 'finished', 'failed')),
-        point jsonb,
-        worker text NOT NULL,
-        heartbeat_at timestamptz NOT NULL DEFAULT now(),
-        entry jsonb,
-        PRIMARY KEY (study_id, number)
-    );",
-    // 2: shared studies. A study stops handing out work while its leader
-    // confirms; a trial whose worker fell silent is `lost` (its candidate
-    // goes back to the queue); the space a study was created with, so that
-    // a host whose files differ is refused; the leader's last sign of life.
-    "ALTER TABLE studies DROP CONSTRAINT studies_state_check;
-    ALTER TABLE studies ADD CONSTRAINT studies_state_check CHECK (state IN ('running', 'confirming', 'finished'));
-    ALTER TABLE studies ADD COLUMN space jsonb;
-    ALTER TABLE studies ADD COLUMN leader_seen_at timestamptz NOT NULL DEFAULT now();
-    ALTER TABLE trials DROP CONSTRAINT trials_state_check;
-    ALTER TABLE trials ADD CONSTRAINT trials_state_check CHECK (state IN ('running', 'finished', 'failed', 'lost'));
-    CREATE INDEX trials_running ON trials (study_id) WHERE state = 'running';",
-];
-
-/// The advisory lock key migrations run under ("servetun" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7365_7276_6574_756e;
 
 /// A PostgreSQL storage: where to connect and how to show it.
 #[derive(Clone)]
 pub struct PgStorage {
     config: Config,
     shown: String,
+    tls_params: TlsParams,
+    tls: PgTls,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -84,10 +55,19 @@ impl PgStorage {
     /// or the password file when the URL has none.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
-        let mut config = Config::from_str(url).map_err(|e| StoreError::Postgres {
+        let bad = |reason: String| StoreError::Postgres {
             storage: shown.clone(),
-            reason: format!("not a PostgreSQL URL: {}", redact(&e.to_string())),
-        })?;
+            reason,
+        };
+        let (url, tls_params) = take_tls_params(url).map_err(bad)?;
+        let tls = PgTls::new(&tls_params).map_err(bad)?;
+        let mut config =
+            Config::from_str(&url).map_err(|e| bad(format!("not a PostgreSQL URL: {}", redact(&e.to_string()))))?;
+        config.ssl_mode(match tls_params.mode {
+            SslMode::Disable => WireSslMode::Disable,
+            SslMode::Prefer => WireSslMode::Prefer,
+            _ => WireSslMode::Require,
+        });
         if config.get_password().is_none() {
             if let Some(password) = password_from_environment(&config) {
                 config.password(password);
@@ -102,11 +82,43 @@ impl PgStorage {
         // Notices ("relation … already exists, skipping") are not news.
         config.options("-c client_min_messages=warning");
         config.connect_timeout(std::time::Duration::from_secs(10));
-        Ok(Self { config, shown })
+        Ok(Self {
+            config,
+            shown,
+            tls_params,
+            tls,
+        })
     }
 
     pub fn display(&self) -> &str {
         &self.shown
+    }
+
+    /// How connections are secured (`sslmode=…`, what it checks).
+    pub fn security(&self) -> String {
+        self.tls_params.describe()
+    }
+
+    /// Whether a connection made now is encrypted (`prefer` falls back to
+    /// plain text when the server offers no TLS).
+    pub async fn encrypted(&self) -> Result<bool, StoreError> {
+        let client = self.connect_only().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.get(0))
+    }
+
+    /// `error`, marked transient when `client`'s connection is gone.
+    fn error_on(&self, client: &Client, reason: impl std::fmt::Display) -> StoreError {
+        match self.error(reason) {
+            StoreError::Postgres { storage, reason } if client.is_closed() => StoreError::Transient { storage, reason },
+            other => other,
+        }
     }
 
     fn error(&self, reason: impl std::fmt::Display) -> StoreError {
@@ -119,18 +131,20 @@ impl PgStorage {
     /// Connects and brings the schema up to date.
     pub async fn connect(&self) -> Result<Client, StoreError> {
         let mut client = self.connect_only().await?;
-        migrate(&mut client).await.map_err(|e| self.error(e))?;
+        super::pg_schema::migrate(&mut client)
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(client)
     }
 
     /// Connects without looking at the schema (for the short-lived
     /// connections of claims and heartbeats, after `connect` migrated).
-    async fn connect_only(&self) -> Result<Client, StoreError> {
+    pub(super) async fn connect_only(&self) -> Result<Client, StoreError> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
-            .map_err(|e| self.error(format!("cannot connect: {e}")))?;
+            .map_err(|e| self.db_error(format_args!("cannot connect ({})", self.tls_params.mode.as_str()), e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!("study store connection: {e}");
@@ -284,7 +298,7 @@ impl PgStudy {
 
     /// Takes the next trial number for a run chosen without a claim (the
     /// baseline, a confirmation run): a `running` row, heartbeat now.
-    pub async fn begin(&mut self, point: Option<&Point>) -> Result<usize, StoreError> {
+    pub(super) async fn begin_once(&mut self, point: Option<&Point>) -> Result<usize, StoreError> {
         let transaction = self.client.transaction().await.map_err(|e| self.storage.error(e))?;
         let number = insert_running(&transaction, self.study_id, point, &self.worker)
             .await
@@ -299,9 +313,12 @@ impl PgStudy {
     /// candidates go back to the queue); the claim then holds every
     /// finished trial, the points being measured and a point to hand out
     /// again, if any.
-    pub async fn claim(&self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<Claim, StoreError> {
+    pub(super) async fn claim_once(&self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<Claim, StoreError> {
         let client = self.storage.connect_only().await?;
-        let fail = |e: tokio_postgres::Error| self.storage.error(format!("claiming a trial of {}: {e}", self.name));
+        let fail = |e| {
+            self.storage
+                .db_error(format_args!("claiming a trial of {}", self.name), e)
+        };
         client.batch_execute("BEGIN").await.map_err(fail)?;
         let row = client
             .query_one(
@@ -319,7 +336,7 @@ impl PgStudy {
         // either running or finished here, never neither.
         let trials = trial_rows(&client, self.study_id)
             .await
-            .map_err(|e| self.storage.error(e))?;
+            .map_err(|e| self.storage.error_on(&client, e))?;
         let finished = trials
             .iter()
             .filter(|t| matches!(t.state.as_str(), "finished" | "failed"))
@@ -398,7 +415,7 @@ impl PgStudy {
     /// Stores a trial's result: completes its `running` row (or, for a
     /// trial that never had one, inserts it). A number another run holds
     /// is an error, not an overwrite.
-    pub async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+    pub(super) async fn append_once(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
         let number = i32::try_from(entry.number).map_err(|_| self.storage.error("trial number out of range"))?;
         let point = entry.point.as_ref().map(|p| serde_json::json!(p));
         let worker = entry.worker.clone().unwrap_or_else(|| self.worker.clone());
@@ -429,6 +446,13 @@ impl PgStudy {
                     .map_err(fail)?;
             }
             Some((held, by)) if held == "lost" && by == self.worker => return Ok(Appended::GivenUp),
+            // Stored by an earlier try whose answer the connection lost.
+            Some((_, by))
+                if by == self.worker
+                    && stored_entry(&transaction, self.study_id, number).await.as_ref() == Some(&json) =>
+            {
+                return Ok(Appended::Kept)
+            }
             Some(_) => {
                 return Err(self.storage.error(format!(
                     "trial {number} of study {} is already stored (is another process running this study?)",
@@ -475,7 +499,11 @@ impl PgStudy {
     }
 
     /// The trials being measured now, after giving up those silent for `grace`.
-    pub async fn running(&self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<Vec<RunningTrial>, StoreError> {
+    pub(super) async fn running_once(
+        &self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+    ) -> Result<Vec<RunningTrial>, StoreError> {
         let fail = |e: tokio_postgres::Error| self.storage.error(format!("reading the trials of {}: {e}", self.name));
         give_up_silent(&self.client, self.study_id, grace, lost_entry)
             .await
@@ -484,20 +512,20 @@ impl PgStudy {
     }
 
     /// Every finished (or failed) trial, in number order.
-    pub async fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+    pub(super) async fn entries_once(&self) -> Result<Vec<Entry>, StoreError> {
         finished_entries(&self.client, self.study_id)
             .await
             .map_err(|e| self.storage.error(format!("reading the trials of {}: {e}", self.name)))
     }
 
     /// Every stored trial, those given up included (for the export).
-    pub async fn all_entries(&self) -> Result<Vec<Entry>, StoreError> {
+    pub(super) async fn all_entries_once(&self) -> Result<Vec<Entry>, StoreError> {
         all_entries(&self.client, self.study_id)
             .await
             .map_err(|e| self.storage.error(format!("reading the trials of {}: {e}", self.name)))
     }
 
-    pub async fn set_state(&mut self, state: StudyState) -> Result<(), StoreError> {
+    pub(super) async fn set_state_once(&mut self, state: StudyState) -> Result<(), StoreError> {
         self.client
             .execute(
                 "UPDATE studies SET state = $2 WHERE id = $1",
@@ -509,6 +537,20 @@ impl PgStudy {
                 self.storage
                     .error(format!("marking study {} {}: {e}", self.name, state.as_str()))
             })
+    }
+
+    /// A new connection in place of one that broke (kept broken when the
+    /// database cannot be reached yet: the next try fails fast and waits).
+    pub(super) async fn reconnect(&mut self) {
+        match self.storage.connect_only().await {
+            Ok(client) => self.client = client,
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// This study's connection is gone (its errors are worth another try).
+    pub(super) fn connection_lost(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Marks the study finished.
@@ -541,7 +583,7 @@ pub struct Claim {
 impl Claim {
     /// Takes `point` as the next trial of this worker; returns its number.
     pub async fn take(self, point: &Point) -> Result<usize, StoreError> {
-        let fail = |e: tokio_postgres::Error| self.storage.error(format!("taking a trial: {e}"));
+        let fail = |e| self.storage.db_error("taking a trial", e);
         let number = insert_running(&self.client, self.study_id, Some(point), &self.worker)
             .await
             .map_err(fail)?;
@@ -557,6 +599,18 @@ impl Drop for KeepAlive {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The stored entry of trial `number`, if any.
+async fn stored_entry(client: &impl GenericClient, study_id: i64, number: i32) -> Option<serde_json::Value> {
+    let row = client
+        .query_opt(
+            "SELECT entry FROM trials WHERE study_id = $1 AND number = $2",
+            &[&study_id, &number],
+        )
+        .await
+        .ok()??;
+    row.get(0)
 }
 
 /// Inserts a `running` trial under the study's next number (the caller
@@ -722,150 +776,4 @@ async fn finished_entries(client: &impl GenericClient, study_id: i64) -> Result<
 async fn all_entries(client: &impl GenericClient, study_id: i64) -> Result<Vec<Entry>, String> {
     let rows = trial_rows(client, study_id).await?;
     Ok(rows.into_iter().filter_map(|t| t.entry).collect())
-}
-
-/// Applies the migrations this database lacks; refuses a newer schema.
-async fn migrate(client: &mut Client) -> Result<(), String> {
-    let transaction = client.transaction().await.map_err(|e| e.to_string())?;
-    transaction
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(|e| e.to_string())?;
-    transaction
-        .batch_execute("CREATE TABLE IF NOT EXISTS servetune_schema (version integer NOT NULL)")
-        .await
-        .map_err(|e| format!("creating the schema table: {e}"))?;
-    let found: i32 = transaction
-        .query_one("SELECT coalesce(max(version), 0) FROM servetune_schema", &[])
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    let known = MIGRATIONS.len() as i32;
-    if found > known {
-        return Err(format!(
-            "its schema is version {found}, newer than this servetune knows ({known}): upgrade servetune"
-        ));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let version = index as i32 + 1;
-        transaction
-            .batch_execute(sql)
-            .await
-            .map_err(|e| format!("migrating to schema version {version}: {e}"))?;
-        transaction
-            .execute("INSERT INTO servetune_schema (version) VALUES ($1)", &[&version])
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    transaction.commit().await.map_err(|e| e.to_string())
-}
-
-/// `text` with the password of any URL in it replaced by `***`.
-pub fn redact(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_string();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return text.to_string();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &text[..scheme_end + 3], &rest[..colon], &rest[at..]),
-        None => text.to_string(),
-    }
-}
-
-/// `PGPASSWORD`, else the matching line of the password file.
-fn password_from_environment(config: &Config) -> Option<String> {
-    if let Ok(password) = std::env::var("PGPASSWORD") {
-        return Some(password);
-    }
-    let file = std::env::var_os("PGPASSFILE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".pgpass")))?;
-    let text = std::fs::read_to_string(file).ok()?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
-    let user = config.get_user().unwrap_or_default();
-    let database = config.get_dbname().unwrap_or(user);
-    password_file_lookup(&text, &host, &port, database, user)
-}
-
-/// The password for (host, port, database, user) in a `.pgpass` text:
-/// `host:port:database:user:password`, `*` matching anything, `\` escaping.
-pub fn password_file_lookup(text: &str, host: &str, port: &str, database: &str, user: &str) -> Option<String> {
-    for line in text.lines() {
-        if line.trim_start().starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let fields = split_escaped(line);
-        if fields.len() != 5 {
-            continue;
-        }
-        let matches = |field: &str, value: &str| field == "*" || field == value;
-        if matches(&fields[0], host)
-            && matches(&fields[1], port)
-            && matches(&fields[2], database)
-            && matches(&fields[3], user)
-        {
-            return Some(fields[4].clone());
-        }
-    }
-    None
-}
-
-fn split_escaped(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(next) = chars.next() {
-                    fields.last_mut().expect("one field at least").push(next);
-                }
-            }
-            ':' => fields.push(String::new()),
-            c => fields.last_mut().expect("one field at least").push(c),
-        }
-    }
-    fields
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_never_shown() {
-        assert_eq!(
-            redact("postgres://tuner:s3cret@db:5432/studies"),
-            "postgres://tuner:***@db:5432/studies"
-        );
-        assert_eq!(redact("postgres://tuner@db/studies"), "postgres://tuner@db/studies");
-        assert_eq!(redact("not a url"), "not a url");
-        let storage = PgStorage::parse("postgres://tuner:s3cret@db:5432/studies").unwrap();
-        assert!(!format!("{storage:?} {}", storage.display()).contains("s3cret"));
-        let e = PgStorage::parse("postgres://tuner:s3cret@db:notaport/x")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("s3cret") && e.contains("tuner:***@db"), "{e}");
-    }
-
-    #[test]
-    fn the_password_file_is_matched_like_libpq() {
-        let text = "# comment\ndb:5432:studies:tuner:first\n*:*:*:other:sec\\:ond\n";
-        assert_eq!(
-            password_file_lookup(text, "db", "5432", "studies", "tuner").as_deref(),
-            Some("first")
-        );
-        assert_eq!(
-            password_file_lookup(text, "h", "1", "d", "other").as_deref(),
-            Some("sec:ond")
-        );
-        assert_eq!(password_file_lookup(text, "db", "5433", "studies", "tuner"), None);
-    }
 }

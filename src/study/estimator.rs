@@ -159,7 +159,8 @@ pub fn gains_over(candidate: &Candidate, baseline: &Candidate) -> crate::trial::
 /// its confirmation runs when it has any, else its screening runs.
 pub fn candidates(entries: &[Entry], space: &Space) -> Vec<Candidate> {
     let mut by_point: BTreeMap<Option<Point>, Runs<'_>> = BTreeMap::new();
-    for entry in entries {
+    // A trial whose server lost a worker or its JVM measured a server in trouble.
+    for entry in entries.iter().filter(|e| e.server_lost.is_none()) {
         let runs = by_point.entry(entry.point.clone()).or_default();
         match entry.kind {
             // A run during which a worker restarted measured something else.

@@ -1,17 +1,20 @@
 //! What a study found, as a report: every candidate's estimate, the tier
 //! decisions among the confirmed ones, and for each tier the files that
 //! realise it (config, environment, log4j2 file) with what it runs with
-//! (logging, threads per worker). The statistics are `estimator`'s; this
-//! turns them into the `report` module's types.
+//! (logging, threads per worker); when the confirmation did not complete,
+//! what the screening alone suggests, marked not confirmed. The statistics
+//! are `estimator`'s and `shortfall`'s; this turns them into the `report`
+//! module's types.
 
 use crate::apply::state::{Deployment, GatewayState};
+use crate::apply::tier::{TierManifest, TierOrigin, TierStates};
 use crate::objective::{Figures, Tier};
 use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
 use crate::server::logging;
 use crate::trial::{Candidate, MeasuredCosts, TierDecision, TrialKind};
 
-use super::estimator;
 use super::runner::Subject;
+use super::{estimator, shortfall};
 use super::{StopReason, Study};
 
 impl Study<'_> {
@@ -38,6 +41,12 @@ impl Study<'_> {
         for decision in &decisions {
             recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
         }
+        let confirmation_runs = self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count();
+        let confirmation_incomplete = shortfall::confirmation_shortfall(&candidates, stop, confirmation_runs);
+        let not_confirmed = match &confirmation_incomplete {
+            Some(_) => self.screening_suggestion(&constraints, &reference)?,
+            None => None,
+        };
         let costs = MeasuredCosts::of(&self.entries);
         let no_recommendation = recommendations.is_empty().then(|| {
             if candidates.iter().any(|c| c.confirmed) {
@@ -53,7 +62,7 @@ impl Study<'_> {
             stop,
             trials: self.entries.len(),
             screening_trials: self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count(),
-            confirmation_runs: self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count(),
+            confirmation_runs,
             failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
             elapsed_s: self.budget.elapsed().as_secs_f64(),
             budget_s: s.budget.as_secs_f64(),
@@ -72,6 +81,8 @@ impl Study<'_> {
                 .flat_map(|e| e.incidents.iter().map(move |i| format!("trial {}: {i}", e.number)))
                 .collect(),
             no_recommendation,
+            confirmation_incomplete,
+            not_confirmed,
             hosts: crate::report::hosts_of(&self.entries),
             candidates,
             entries: self.entries.clone(),
@@ -84,6 +95,25 @@ impl Study<'_> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         })
+    }
+
+    /// What the screening alone suggests for the balanced tier when the
+    /// confirmation did not complete (`shortfall`), with its screening
+    /// figures and gains over the baseline's screening.
+    fn screening_suggestion(
+        &self,
+        constraints: &crate::objective::Constraints,
+        reference: &Figures,
+    ) -> anyhow::Result<Option<Recommendation>> {
+        let screened = self.screened_candidates();
+        let Some(decision) = shortfall::best_unconfirmed(&screened, constraints, &self.settings.weights, reference)
+        else {
+            return Ok(None);
+        };
+        let baseline = screened.iter().find(|c| c.is_baseline());
+        let defaults_point = self.space.default_point();
+        let defaults = screened.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
+        self.recommendation(&decision, &screened, baseline, defaults).map(Some)
     }
 
     fn recommendation(
@@ -126,6 +156,7 @@ impl Study<'_> {
                 ),
             },
         };
+        let tier_manifest = self.tier_manifest(decision, &deployment)?;
         Ok(Recommendation {
             tier: decision.tier,
             description: if decision.keep_current {
@@ -170,8 +201,32 @@ impl Study<'_> {
                     .map(|g| (self.runner.gateway_config_name(), g.config)),
                 config: deployment.config,
                 log4j,
+                tier_manifest: Some(tier_manifest),
             },
         })
+    }
+
+    /// `tier.json` of a tier: what it changes over the original, and where
+    /// it was measured.
+    fn tier_manifest(&self, decision: &TierDecision, deployment: &Deployment) -> anyhow::Result<String> {
+        let original = &self.runner.original;
+        let manifest = TierManifest::between(
+            &TierOrigin {
+                study: &self.settings.name,
+                tier: decision.tier.label(),
+                model: &self.settings.model,
+                measured_config: &self.runner.server.spec().config,
+                gateway: deployment.gateway.is_some(),
+            },
+            &TierStates {
+                original_config: &original.config,
+                original_environment: &original.environment,
+                tier_config: &deployment.config,
+                tier_environment: &deployment.environment,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("the {} tier's changes: {e}", decision.tier.label()))?;
+        Ok(manifest.to_json())
     }
 
     /// The balanced recommendation's state, unless it keeps the current config.

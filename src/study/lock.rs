@@ -18,6 +18,12 @@ pub struct Holder {
     pub study: String,
     pub results_dir: PathBuf,
     pub pid: u32,
+    /// Whether TorchServe was running when the study first took the
+    /// deployment: a study leaves it as found, and a resume after a kill
+    /// learns it here (the server it finds may be the killed study's).
+    /// Absent in locks written before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_was_running: Option<bool>,
 }
 
 /// Where the lock of the deployment configured by `config` lives.
@@ -27,6 +33,23 @@ pub fn lock_path(config: &Path) -> PathBuf {
         .unwrap_or(Path::new("."))
         .join(".servetune")
         .join("study.lock")
+}
+
+/// Where the holding study keeps its original config beside the lock: the
+/// bytes it puts back at the end, which a resume of it reads (servetune's
+/// backup may be older: an operator's `apply` before the study).
+pub fn original_path(config: &Path) -> PathBuf {
+    lock_path(config).with_file_name("study.original")
+}
+
+/// Keeps the holding study's original beside the lock (with the config's permissions).
+pub fn keep_original(config: &Path, original: &[u8]) -> Result<(), crate::config::ConfigError> {
+    crate::config::file::write_atomically(&original_path(config), original, config)
+}
+
+/// The original the holding study kept, if any.
+pub fn kept_original(config: &Path) -> Option<Vec<u8>> {
+    std::fs::read(original_path(config)).ok()
 }
 
 /// The study holding the deployment, if any.
@@ -85,6 +108,7 @@ pub fn acquire(config: &Path, holder: &Holder) -> Result<(), crate::config::Conf
 /// Frees the deployment (and the `.servetune/` folder when it is empty).
 pub fn release(config: &Path) {
     let path = lock_path(config);
+    let _ = std::fs::remove_file(original_path(config));
     let _ = std::fs::remove_file(&path);
     if let Some(parent) = path.parent() {
         let _ = std::fs::remove_dir(parent);
@@ -104,6 +128,7 @@ mod tests {
             study: "tiny".into(),
             results_dir: PathBuf::from("/srv/results"),
             pid: 999_999_999,
+            server_was_running: Some(false),
         };
         acquire(&config, &dead).unwrap();
         let e = check_free(&config).unwrap_err();
@@ -111,6 +136,7 @@ mod tests {
             e.contains("interrupted study 'tiny'") && e.contains("tune --resume tiny") && e.contains("restore"),
             "{e}"
         );
+        assert_eq!(holder(&config), Some(dead.clone()), "the lock keeps what it was given");
         let alive = Holder { pid: 1, ..dead.clone() };
         acquire(&config, &alive).unwrap();
         assert!(check_free(&config).unwrap_err().contains("is running"));

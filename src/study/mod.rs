@@ -16,8 +16,10 @@
 //!
 //! Every way out restores: done, budget, Ctrl-C, SIGTERM, an error, a panic
 //! in the loop — the phases run under a guard, and whatever they return, the
-//! export is attempted and then the final config is put back and the server
-//! restarted on it (`run_study`).
+//! final config is put back first, the server left as it was found (running
+//! and ready on it, or stopped: `as_found`), then the report is exported,
+//! each step under a deadline (`way_out`). A trial whose server lost a
+//! worker or its JVM is marked and measured again (`server_loss`).
 //!
 //! In a shared store the study has a leader (`tune`, `run_study`) and any
 //! number of workers (`servetune worker`, `run_worker`), each on its own
@@ -27,15 +29,20 @@
 //! its search ends it closes the study to claims, waits for the workers'
 //! last trials (`close_search`), and confirms on its own server.
 
+mod as_found;
 pub mod estimator;
 mod findings;
 pub mod gateway;
 pub mod journal;
 pub mod lock;
+mod original;
 pub mod runner;
 pub mod scheduler;
+mod server_loss;
 pub mod settings;
 mod setup;
+mod shortfall;
+pub mod way_out;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -47,10 +54,10 @@ use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::state::Deployment;
-use crate::config::{self, Properties};
+use crate::config;
 use crate::load::request::read_bodies;
 use crate::objective::Figures;
-use crate::report::{self, Report};
+use crate::report::Report;
 use crate::search::{make_strategy, History, Strategy, Trial};
 use crate::server::stack::StackSpec;
 use crate::server::{TargetSpec, TorchServe};
@@ -95,7 +102,7 @@ const RESERVE_MARGIN: f64 = 1.25;
 
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
-/// recommendation) back and leaves the server ready on it.
+/// recommendation) back and leaves the server as found (`as_found`).
 pub async fn run_study(
     settings: &Settings,
     results: &Path,
@@ -105,6 +112,11 @@ pub async fn run_study(
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
     let mut study = Study::open(settings, results, resume, Role::Leader, token).await?;
+    use way_out::{EXPORT, RELEASE_LOCK, RESTORE, STOP_TRIAL};
+    way_out::begin(
+        &study.runner.server.spec().config,
+        &[STOP_TRIAL, RESTORE, RELEASE_LOCK, EXPORT],
+    );
     // A shared study this process takes up is resumed too.
     let resume = study.resumed;
     let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
@@ -119,42 +131,7 @@ pub async fn run_study(
             )),
         ),
     };
-    let report = study.report(stop);
-    let exported = match &report {
-        Ok(report) => {
-            report::export(report, &study.dir).with_context(|| format!("exporting to {}", study.dir.display()))
-        }
-        Err(e) => Err(anyhow::anyhow!("building the report: {e:#}")),
-    };
-    let exported = match exported {
-        Ok(()) => study.export_trials().await,
-        Err(e) => Err(e),
-    };
-    if stop != StopReason::Interrupted && failure.is_none() {
-        if let Err(e) = study.journal.finish().await {
-            tracing::warn!("marking the study finished: {e:#}");
-        }
-    }
-    let final_state = match (&report, apply_best) {
-        (Ok(report), true) => study.balanced_deployment(report),
-        _ => None,
-    };
-    let restored = study.restore(final_state).await;
-    if restored.is_ok() {
-        lock::release(&study.runner.server.spec().config);
-    }
-    if let Err(restore_error) = restored {
-        let first = failure.or(exported.err());
-        return Err(match first {
-            Some(e) => e.context(format!("and putting the server back also failed: {restore_error:#}")),
-            None => restore_error,
-        });
-    }
-    if let Some(failure) = failure {
-        return Err(failure.context("the study failed; the server is back on its original config"));
-    }
-    exported?;
-    report
+    study.wind_up(stop, failure, apply_best).await
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -198,6 +175,11 @@ struct Study<'a> {
     /// Whether the study started the server (a cold JIT: the baseline
     /// gets the extra warm-up of a restart).
     started_server: bool,
+    /// Whether the server was ever ready during the study: one that never
+    /// came up is not started again on the way out (its files are put back).
+    server_up: bool,
+    /// TorchServe was not running before the study: it is stopped again at the end.
+    found_stopped: bool,
 }
 
 impl<'a> Study<'a> {
@@ -214,20 +196,15 @@ impl<'a> Study<'a> {
         let resume = resume || role == Role::Worker;
         let space = load_spaces(&settings.spaces)?;
         let spec = TargetSpec::load(&settings.target)?;
+        crate::server::tls::announce_spec(&spec);
         let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
         let config_path = spec.config.clone();
-        // The original config: servetune's backup when a run was cut short.
-        let backup = config::file::BackupPaths::of(&config_path).original;
-        let original_bytes = match std::fs::read(&backup) {
-            Ok(bytes) if resume => bytes,
-            _ => std::fs::read(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
-        };
-        let original_props = config::read_properties(&config_path).map(|(_, p)| p)?;
-        let original_props = if original_bytes == original_props.as_bytes() {
-            original_props
-        } else {
-            Properties::parse(original_bytes.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", backup.display()))?
-        };
+        // The original config: servetune's backup only when this study was cut short here.
+        let original::Original {
+            bytes: original_bytes,
+            props: original_props,
+            from_backup,
+        } = original::read(&config_path, &settings.name, resume)?;
         if let Some(holder) = lock::holder(&config_path) {
             let ours = resume && holder.study == settings.name && !lock::running(&holder);
             if !ours {
@@ -242,7 +219,7 @@ impl<'a> Study<'a> {
         check_gateway_targets(&space, stack.as_ref(), &settings.spaces)?;
         let (gateway, study_gateway) = match &stack {
             Some(stack) => {
-                let (state, gateway) = gateway_of(stack, &settings.model, &original_props, resume)?;
+                let (state, gateway) = gateway_of(stack, &settings.model, &original_props, from_backup)?;
                 (Some(state), Some(gateway))
             }
             None => (None, None),
@@ -321,6 +298,8 @@ impl<'a> Study<'a> {
             dir,
             touched: false,
             started_server: false,
+            server_up: false,
+            found_stopped: false,
             space,
         };
         for entry in entries {
@@ -348,7 +327,7 @@ impl<'a> Study<'a> {
 
     /// Rebuilds history and strategy state from a journaled trial.
     fn replay(&mut self, entry: Entry) {
-        if let (TrialKind::Screen, Some(point)) = (entry.kind, &entry.point) {
+        if let (TrialKind::Screen, Some(point), None) = (entry.kind, &entry.point, &entry.server_lost) {
             let trial = Trial {
                 point: point.clone(),
                 loss: entry.loss,
@@ -368,10 +347,10 @@ impl<'a> Study<'a> {
                 self.entries.len()
             );
         }
-        self.lock_server()?;
+        self.take_server(resume).await?;
         let every = self.beat_every();
         self.leader_alive = self.journal.shared().map(|shared| shared.keep_alive(None, every));
-        self.started_server = self.runner.start(resume).await?;
+        self.start_server(resume).await?;
         let stop = match self.journal.shared().is_some() {
             true => self.search_shared(on_trial).await?,
             false => self.search(on_trial).await?,
@@ -386,7 +365,7 @@ impl<'a> Study<'a> {
 
     /// Marks the server's config as this study's (no other study may move
     /// it meanwhile); from here on, every way out restores it.
-    fn lock_server(&mut self) -> anyhow::Result<()> {
+    fn lock_server(&mut self, server_was_running: bool) -> anyhow::Result<()> {
         let config = self.runner.server.spec().config.clone();
         lock::acquire(
             &config,
@@ -395,8 +374,10 @@ impl<'a> Study<'a> {
                 results_dir: std::path::absolute(self.dir.parent().unwrap_or(Path::new(".")))
                     .unwrap_or_else(|_| self.dir.clone()),
                 pid: std::process::id(),
+                server_was_running: Some(server_was_running),
             },
         )?;
+        lock::keep_original(&config, &self.runner.original.config)?;
         self.touched = true;
         Ok(())
     }
@@ -473,7 +454,7 @@ impl<'a> Study<'a> {
         let costs = self.costs();
         self.history.set_running(self.runner.running_levels(&self.space));
         self.history.set_costs(costs);
-        let screened = self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count();
+        let screened = self.screened_counted();
         let idle = claim.pending.is_empty();
         if screened + claim.pending.len() >= self.settings.max_trials {
             return Ok(if idle {
@@ -501,7 +482,14 @@ impl<'a> Study<'a> {
                 return Ok(ClaimStep::Stop(StopReason::Budget));
             }
         }
-        let number = claim.take(&point).await?;
+        let number = match claim.take(&point).await {
+            // The store's connection broke: claim again once it is back.
+            Err(e) if e.is_transient() => {
+                tracing::warn!("{e}: claiming again");
+                return Ok(ClaimStep::Wait);
+            }
+            taken => taken?,
+        };
         Ok(ClaimStep::Measure { number, point })
     }
 
@@ -549,8 +537,8 @@ impl<'a> Study<'a> {
     /// A worker's part: claim, measure, store, until the study stops
     /// handing out candidates.
     async fn work(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
-        self.lock_server()?;
-        self.started_server = self.runner.start(true).await?;
+        self.take_server(true).await?;
+        self.start_server(true).await?;
         self.measure_claims(on_trial).await
     }
 
@@ -734,7 +722,7 @@ impl<'a> Study<'a> {
             if self.token.is_cancelled() {
                 return Ok(StopReason::Interrupted);
             }
-            let screened = self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count();
+            let screened = self.screened_counted();
             if screened >= self.settings.max_trials {
                 return Ok(StopReason::MaxTrials);
             }
@@ -806,6 +794,7 @@ impl<'a> Study<'a> {
             let done = self
                 .entries
                 .iter()
+                .filter(|e| e.server_lost.is_none())
                 .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(step.round));
             if done {
                 continue;
@@ -884,7 +873,7 @@ impl<'a> Study<'a> {
             return Ok(false);
         }
         let values = self.values_of(&subject);
-        let entry = entry_of(
+        let mut entry = entry_of(
             EntryContext {
                 number,
                 kind,
@@ -896,6 +885,7 @@ impl<'a> Study<'a> {
             &result,
             &self.constraints(),
         );
+        let lost = self.judge_server_loss(&mut entry);
         if self.journal.append(&entry).await? == crate::store::Appended::GivenUp {
             tracing::warn!(
                 trial = number,
@@ -904,6 +894,9 @@ impl<'a> Study<'a> {
                 humantime::format_duration(s.heartbeat_grace)
             );
             return Ok(true);
+        }
+        if lost {
+            return self.measure_again(entry, subject, kind, round, on_trial).await;
         }
         #[cfg(feature = "failpoints")]
         fail::fail_point!("study::after-trial", |_| Err(anyhow::anyhow!(
@@ -1002,7 +995,8 @@ impl<'a> Study<'a> {
         })?
     }
 
-    /// Puts `target` (default: the original) on disk and the server on it.
+    /// Puts `target` (default: the original) on disk and the server on it,
+    /// running or stopped as the study found it.
     async fn restore(&mut self, target: Option<Deployment>) -> anyhow::Result<()> {
         if !self.touched {
             return Ok(());
@@ -1010,7 +1004,11 @@ impl<'a> Study<'a> {
         let config_path = self.runner.server.spec().config.clone();
         let applying = target.is_some();
         let target = target.unwrap_or_else(|| self.runner.original.clone());
-        self.runner.finish_on(&target).await?;
+        if self.server_up {
+            self.leave_as_found(&target).await?;
+        } else {
+            self.runner.put_back_files(&target)?;
+        }
         if applying {
             tracing::info!("left {} on the balanced recommendation", config_path.display());
             self.runner
@@ -1019,10 +1017,10 @@ impl<'a> Study<'a> {
                 .write_environment(&target.environment)
                 .context("writing the recommendation's environment into the target file")?;
         } else {
-            // The files are the originals again: drop servetune's backups.
-            let _ = config::restore(&config_path, false);
-            if let Some(gateway_config) = self.runner.gateway_config_path() {
-                let _ = config::restore(&gateway_config, false);
+            // The files are the originals again: drop servetune's backups of them.
+            original::forget_backup_if_original(&config_path, &target.config);
+            if let (Some(path), Some(gateway)) = (self.runner.gateway_config_path(), &target.gateway) {
+                original::forget_backup_if_original(&path, &gateway.config);
             }
         }
         Ok(())
@@ -1141,6 +1139,7 @@ fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Duration
         observer_cpu_share: None,
         incidents: Vec::new(),
         worker: Some(trial.worker.clone()),
+        server_lost: None,
     }
 }
 
@@ -1181,6 +1180,8 @@ pub async fn run_worker(
     if study.journal.shared().is_none() {
         anyhow::bail!("a worker needs a shared store (--storage postgres://…)");
     }
+    use way_out::{RELEASE_LOCK, RESTORE, STOP_TRIAL};
+    way_out::begin(&study.runner.server.spec().config, &[STOP_TRIAL, RESTORE, RELEASE_LOCK]);
     let outcome = AssertUnwindSafe(study.work(on_trial)).catch_unwind().await;
     let failure = match outcome {
         Ok(Ok(_)) => None,
@@ -1196,10 +1197,7 @@ pub async fn run_worker(
         .iter()
         .filter(|e| e.worker.as_deref() == Some(me.as_str()))
         .count();
-    let restored = study.restore(None).await;
-    if restored.is_ok() {
-        lock::release(&study.runner.server.spec().config);
-    }
+    let restored = study.restore_within(None).await;
     match (failure, restored) {
         (None, Ok(())) => Ok(measured),
         (Some(failure), Ok(())) => {

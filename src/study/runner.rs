@@ -33,6 +33,7 @@ use crate::trial::{Entry, Switch, TrialKind};
 
 use super::estimator::encode_histogram;
 use super::gateway::StudyGateway;
+use super::server_loss::{what_was_lost, Snapshot};
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
 /// during the first seconds of traffic (measured: the first run after a
@@ -64,6 +65,9 @@ pub struct TrialResult {
     /// What went wrong around the measurement without failing it: a server
     /// found down before the move, a worker that restarted during the window.
     pub incidents: Vec<String>,
+    /// What the server lost during the window (a worker or the JVM): the
+    /// measurement is not the candidate's (`server_loss`).
+    pub server_lost: Option<String>,
 }
 
 pub struct Runner {
@@ -166,8 +170,15 @@ impl Runner {
         }
         match self.server.spec().control {
             Control::Managed { .. } => {
-                let edit = Edit::replace(&self.config_path, &self.original.config)?;
-                apply::apply_with_restart_in(&self.server, edit, self.original.environment.clone())
+                // Not running (or not ready): one start on the original, bounded
+                // by ready_timeout. No rollback and second start: there is
+                // nothing running to go back to, and the final restore puts
+                // the files back.
+                let mut edit = Edit::replace(&self.config_path, &self.original.config)?;
+                edit.write()?;
+                self.server.set_environment(self.original.environment.clone());
+                self.server
+                    .restart()
                     .await
                     .context("starting TorchServe for the study")?;
                 self.deployed = Some(self.original.clone());
@@ -259,6 +270,7 @@ impl Runner {
             served.probe.also.extend(gateway.pid());
         }
         let mut workload = self.workload.with_window(warmup, duration);
+        workload.verification = served.verification.clone();
         if let (Some(rule), Some(max)) = (workload.stability.as_mut(), max_window) {
             rule.max_window = max;
         }
@@ -286,6 +298,7 @@ impl Runner {
                     switch_s: 0.0,
                     measurement: Err(format!("{e:#}")),
                     incidents,
+                    server_lost: None,
                 }
             }
         };
@@ -295,27 +308,31 @@ impl Runner {
             } else {
                 Duration::ZERO
             };
-        let workers_before = self.workers().await;
+        let before = self.snapshot().await;
         #[cfg(feature = "failpoints")]
-        let _chaos = kill_a_worker_midway(&workers_before, warmup + duration / 2);
+        let _chaos = kill_midway(&before, warmup + duration / 2);
         let measurement = self
             .measure(warmup, duration, max_window)
             .await
             .map_err(|e| format!("measuring: {e:#}"));
-        let workers_after = self.workers().await;
-        let unready: Vec<&(i64, String)> = workers_after.iter().filter(|(_, status)| status != "READY").collect();
-        let pids = |workers: &[(i64, String)]| workers.iter().map(|(pid, _)| *pid).collect::<Vec<_>>();
-        if measurement.is_ok() && (pids(&workers_before) != pids(&workers_after) || !unready.is_empty()) {
-            incidents.push(format!(
-                "a worker restarted during the window (workers {:?} -> {:?})",
-                workers_before, workers_after
-            ));
-        }
+        // Whether the window measured failed or not: a server that lost a
+        // process during it says nothing about the candidate either way.
+        let server_lost = what_was_lost(&before, &self.snapshot().await);
+        incidents.extend(server_lost.clone());
         TrialResult {
             switch,
             switch_s: switch_time.as_secs_f64(),
             measurement,
             incidents,
+            server_lost,
+        }
+    }
+
+    /// The server's processes now: its JVM and the model's workers.
+    async fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            jvm: self.server.running_jvm(),
+            workers: self.workers().await,
         }
     }
 
@@ -384,6 +401,46 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Puts `target`'s config on disk without touching the server: the way
+    /// out of a study whose server never came up (starting it again would
+    /// only fail again).
+    pub fn put_back_files(&mut self, target: &Deployment) -> anyhow::Result<()> {
+        let mut file = crate::config::ConfigFile::read(&self.config_path)?;
+        if file.bytes() != target.config.as_slice() {
+            file.write(&target.config)?;
+        }
+        Ok(())
+    }
+
+    /// Puts `target` on disk and stops the server (it was stopped before
+    /// the study): the next start runs `target`. A stack's gateway ends as
+    /// `finish_on` leaves it.
+    pub async fn finish_stopped(&mut self, target: &Deployment) -> anyhow::Result<()> {
+        if let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) {
+            gateway
+                .finish_on(state, &self.server)
+                .await
+                .context("putting the gateway on the final config")?;
+        }
+        self.server
+            .stop()
+            .await
+            .context("stopping TorchServe (it was not running before the study)")?;
+        if let Some(level) = target
+            .properties()
+            .ok()
+            .and_then(|p| logging::level_of(p.get("vmargs")))
+        {
+            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
+        }
+        self.put_back_files(target)?;
+        self.server.set_environment(target.environment.clone());
+        self.deployed = None;
+        Ok(())
+    }
+}
+
 fn edit_only(mut edit: Edit) -> anyhow::Result<()> {
     if edit.before.as_bytes() != edit.after.as_bytes() {
         edit.write()?;
@@ -443,32 +500,43 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
         incidents: result.incidents.clone(),
         worker: Some(crate::store::worker_id()),
+        server_lost: result.server_lost.clone(),
     }
 }
 
 /// Fault injection for the incident tests: when the failpoint
 /// `study::kill-worker-mid-window` fires (e.g. `4*off->1*return`), the first
-/// worker is SIGKILLed `after` into this trial's measurement. Done here, not
-/// by the test, so that the kill lands inside the window whatever the
-/// machine's speed. The task is aborted when the returned guard drops.
+/// worker is SIGKILLed `after` into this trial's measurement; when
+/// `study::kill-jvm-mid-window` fires, the JVM is (its workers are left to
+/// notice). Done here, not by the test, so that the kill lands inside the
+/// window whatever the machine's speed. Each failpoint counts the trials
+/// that had the process to kill. The task is aborted when the guard drops.
 #[cfg(feature = "failpoints")]
-fn kill_a_worker_midway(workers: &[(i64, String)], after: Duration) -> Option<AbortOnDrop> {
-    fn requested() -> bool {
+fn kill_midway(before: &Snapshot, after: Duration) -> Option<AbortOnDrop> {
+    fn worker_requested() -> bool {
         fail::fail_point!("study::kill-worker-mid-window", |_| true);
         false
     }
-    let pid = workers.iter().map(|(pid, _)| *pid).find(|&pid| pid > 0)?;
-    if !requested() {
-        return None;
+    fn jvm_requested() -> bool {
+        fail::fail_point!("study::kill-jvm-mid-window", |_| true);
+        false
     }
+    let worker = before.workers.iter().map(|(pid, _)| *pid as i32).find(|&pid| pid > 0);
+    let worker = worker.filter(|_| worker_requested());
+    let jvm = before.jvm.filter(|_| jvm_requested());
+    let (pid, what) = match (worker, jvm) {
+        (_, Some(jvm)) => (jvm, "the JVM"),
+        (Some(worker), None) => (worker, "a worker"),
+        (None, None) => return None,
+    };
     tracing::warn!(
         pid,
-        "fault injection: killing a worker {:.1} s into the measurement",
+        "fault injection: killing {what} {:.1} s into the measurement",
         after.as_secs_f64()
     );
     Some(AbortOnDrop(tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        crate::server::process::signal(pid as i32, libc::SIGKILL);
+        crate::server::process::signal(pid, libc::SIGKILL);
     })))
 }
 

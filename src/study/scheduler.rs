@@ -371,6 +371,7 @@ mod tests {
             server_cpu_cores: None,
             observer_cpu_share: None,
             incidents: Vec::new(),
+            server_lost: None,
             worker: None,
         };
         let entries = vec![

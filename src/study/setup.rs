@@ -40,8 +40,7 @@ pub(super) fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload
     };
     workload.stability = settings.max_window.map(StabilityRule::within);
     workload.seed = settings.seed;
-    // servetune manages this server: a self-signed certificate is expected.
-    workload.verification = crate::load::tls::Verification::Insecure;
+    // TLS is the target file's (`ca_file`, `insecure_tls`): the runner sets it.
     workload
 }
 
@@ -115,7 +114,7 @@ pub(super) fn check_gateway_targets(
 }
 
 /// The gateway's state before the study (its config file, or servetune's
-/// backup of it when a cut-short study resumes, and the stack's
+/// backup of it when this study was cut short and resumes, and the stack's
 /// environment for it) and the gateway the study runs; checks that its
 /// config parses and routes `model` to this TorchServe, and that the
 /// python to run it exists.
@@ -123,12 +122,12 @@ pub(super) fn gateway_of(
     stack: &StackSpec,
     model: &str,
     original: &Properties,
-    resume: bool,
+    from_backup: bool,
 ) -> anyhow::Result<(GatewayState, StudyGateway)> {
     let path = &stack.gateway.config;
     let backup = config::file::BackupPaths::of(path).original;
     let bytes = match std::fs::read(&backup) {
-        Ok(bytes) if resume => bytes,
+        Ok(bytes) if from_backup => bytes,
         _ => std::fs::read(path).with_context(|| format!("reading the gateway's config {}", path.display()))?,
     };
     GatewayToml::parse(&bytes, path)?;
