@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::search::FAILED_LOSS;
+/// The loss of a trial whose server failed (did not start, crashed): worse
+/// than any measured trial, infeasible ones included.
+pub const FAILED_LOSS: f64 = 1e9;
 
 /// The figures of a trial the objective looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -131,29 +131,7 @@ pub struct Entry {
     pub server_lost: Option<String>,
 }
 
-/// A two-sided 95 % interval around an estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    pub estimate: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-impl Interval {
-    pub fn half_width(&self) -> f64 {
-        (self.high - self.low) / 2.0
-    }
-
-    /// Whether the interval lies entirely above zero.
-    pub fn above_zero(&self) -> bool {
-        self.low > 0.0
-    }
-
-    /// Whether the interval lies entirely below zero.
-    pub fn below_zero(&self) -> bool {
-        self.high < 0.0
-    }
-}
+pub use crate::stats::Interval;
 
 /// A candidate (or the baseline) with its best estimate.
 #[derive(Debug, Clone, Serialize)]

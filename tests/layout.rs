@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 /// Violations that lie in files other work is still reshaping. The test
 /// passes while every violation found is listed here; empty it as they go.
 const KNOWN_ELSEWHERE: &[&str] = &[
-    "climbs a floor: src/measure/process.rs -> src/server/process.rs",
-    "climbs a floor: src/objective.rs -> src/search/mod.rs",
     "climbs a floor: src/store/mod.rs -> src/study/journal.rs",
     "import each other: src/cli/apply_from.rs <-> src/cli/mod.rs",
     "import each other: src/config/assignment.rs <-> src/config/mod.rs",
@@ -35,12 +33,6 @@ const KNOWN_ELSEWHERE: &[&str] = &[
     "import each other: src/load/mod.rs <-> src/load/workload.rs",
     "import each other: src/load/run.rs <-> src/load/window.rs",
     "import each other: src/report/mod.rs <-> src/report/plots.rs",
-    "import each other: src/search/grid.rs <-> src/search/mod.rs",
-    "import each other: src/search/hill_climb.rs <-> src/search/mod.rs",
-    "import each other: src/search/mod.rs <-> src/search/nelder_mead.rs",
-    "import each other: src/search/mod.rs <-> src/search/random.rs",
-    "import each other: src/search/mod.rs <-> src/search/staged.rs",
-    "import each other: src/search/mod.rs <-> src/search/tpe.rs",
     "import each other: src/server/api.rs <-> src/server/mod.rs",
     "import each other: src/server/auth.rs <-> src/server/mod.rs",
     "import each other: src/server/mod.rs <-> src/server/spec.rs",
@@ -57,10 +49,11 @@ const KNOWN_ELSEWHERE: &[&str] = &[
 
 /// Top-level modules, lowest floor first.
 const FLOORS: &[&[&str]] = &[
-    &["stats", "cert_check"],
+    &["stats", "machine", "cert_check"],
     &["config", "space"],
     &["objective"],
-    &["search", "trial", "load", "measure"],
+    &["search", "trial", "measure"],
+    &["load"],
     &["server", "store"],
     &["apply", "bench"],
     &["report"],

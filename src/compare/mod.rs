@@ -34,8 +34,7 @@ use crate::measure::process::{TreeSampler, SAMPLE_INTERVAL};
 use crate::server::gateway::{Gateway, GatewaySpec};
 use crate::server::stack::{StackModel, StackSpec};
 use crate::server::TorchServe;
-use crate::study::estimator::mean_interval;
-use crate::trial::Interval;
+use crate::stats::{mean, mean_interval, Interval};
 
 pub use crate::server::gateway::INFERENCE_KEY_VARIABLE;
 
@@ -125,22 +124,10 @@ pub struct Machine {
 
 impl Machine {
     pub fn this() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
-            .map(|m| m.trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let memory_gb = std::fs::read_to_string("/proc/meminfo")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
         Self {
-            logical_cpus: crate::space::logical_cpus(),
-            cpu_model,
-            memory_gb,
+            logical_cpus: crate::machine::logical_cpus(),
+            cpu_model: crate::machine::cpu_model(),
+            memory_gb: crate::machine::memory_gb(),
         }
     }
 }
@@ -452,13 +439,6 @@ fn side_of(rounds: &[&Round], gateway: bool) -> Side {
         p50_ci95: mean_interval(&p50),
         p99_ci95: mean_interval(&p99),
     }
-}
-
-fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.iter().sum::<f64>() / values.len() as f64
 }
 
 fn summarize(model: &StackModel, load_rps: f64, rounds: Vec<Round>) -> ModelComparison {

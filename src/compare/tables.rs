@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 
 use super::{Comparison, ModelComparison};
-use crate::trial::Interval;
+use crate::stats::Interval;
 
 fn plus_minus(interval: &Option<Interval>) -> String {
     interval

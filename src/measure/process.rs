@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::server::process::process_tree;
+use crate::machine::process_tree;
 
 /// One sample of the tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

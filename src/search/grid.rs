@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{History, SearchError, Strategy};
+use super::strategy::{History, SearchError, Strategy};
 use crate::space::{Apply, Point, Space};
 
 #[derive(Debug, Default)]

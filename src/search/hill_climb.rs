@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::random::unseen_uniform;
-use super::{neighbours, History, SearchError, Strategy, Trial};
+use super::strategy::{neighbours, History, SearchError, Strategy, Trial};
 use crate::space::{Point, Space};
 
 pub struct HillClimb {

@@ -20,7 +20,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::random::unseen_uniform;
-use super::{History, SearchError, Strategy, Trial, FAILED_LOSS};
+use super::strategy::{History, SearchError, Strategy, Trial};
+use crate::objective::FAILED_LOSS;
 use crate::space::{Point, Space};
 
 /// The cost function the solver thread calls.

@@ -5,7 +5,7 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::{History, SearchError, Strategy};
+use super::strategy::{History, SearchError, Strategy};
 use crate::space::{Point, Space};
 
 pub struct RandomSearch {

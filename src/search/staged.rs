@@ -26,8 +26,8 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::random::{latin_hypercube, unseen_uniform};
+use super::strategy::{History, SearchError, Strategy, Trial};
 use super::tpe::TpeModel;
-use super::{History, SearchError, Strategy, Trial};
 use crate::space::{Apply, Point, Space};
 
 /// The strategy's tuning knobs (chosen by `benches/knobs.rs` on a recorded
@@ -259,7 +259,7 @@ impl Staged {
         self.asks += 1;
         if self.asks % self.knobs.local_cycle.max(1) != 0 {
             if let Some((best, _)) = Self::best_under(space, history, &cold) {
-                let step = super::neighbours(space, &best)
+                let step = super::strategy::neighbours(space, &best)
                     .into_iter()
                     .find(|p| space.cold_key(p) == cold && !history.contains(p));
                 if step.is_some() {

@@ -19,7 +19,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::random::{latin_hypercube, unseen_uniform};
-use super::{History, SearchError, Strategy};
+use super::strategy::{History, SearchError, Strategy};
 use crate::space::{Point, Space};
 
 pub struct Tpe {
@@ -245,7 +245,7 @@ impl Strategy for Tpe {
         let model = TpeModel::fit(space, history);
         if self.local_steps && self.asks % 3 != 0 {
             if let Some((best, _)) = history.best() {
-                let unseen: Vec<Point> = super::neighbours(space, &best)
+                let unseen: Vec<Point> = super::strategy::neighbours(space, &best)
                     .into_iter()
                     .filter(|p| !history.contains(p))
                     .collect();

@@ -73,7 +73,7 @@ pub fn discover(config: &Path) -> Result<Deployment, DiscoverError> {
         model_store,
         running,
         gpus,
-        cpus: crate::space::logical_cpus(),
+        cpus: crate::machine::logical_cpus(),
     })
 }
 

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use crate::machine::process_tree;
+
 /// The class TorchServe's JVM runs; a pid file naming another process is stale.
 const MODEL_SERVER_CLASS: &str = "org.pytorch.serve.ModelServer";
 
@@ -57,7 +59,6 @@ pub fn is_alive(pid: i32) -> bool {
         .is_ok_and(|stat| stat.state != 'Z' && stat.state != 'X')
 }
 
-/// `root` and all its descendants (the JVM and its workers).
 /// The process listening on TCP `port` (IPv4 or IPv6), if this user can see it.
 pub fn listening_pid(port: u16) -> Option<i32> {
     const LISTEN: procfs::net::TcpState = procfs::net::TcpState::Listen;
@@ -75,24 +76,6 @@ pub fn listening_pid(port: u16) -> Option<i32> {
             .any(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(i) if i == inode));
         holds.then_some(process.pid)
     })
-}
-
-pub fn process_tree(root: i32) -> Vec<i32> {
-    let Ok(processes) = procfs::process::all_processes() else {
-        return vec![root];
-    };
-    let parents: Vec<(i32, i32)> = processes
-        .filter_map(|p| p.ok()?.stat().ok())
-        .map(|stat| (stat.pid, stat.ppid))
-        .collect();
-    let mut tree = vec![root];
-    let mut index = 0;
-    while index < tree.len() {
-        let parent = tree[index];
-        tree.extend(parents.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
-        index += 1;
-    }
-    tree
 }
 
 /// The process group of `pid`.

@@ -112,11 +112,6 @@ pub struct Machine {
     pub cpus: i64,
 }
 
-/// Logical CPUs of this machine.
-pub fn logical_cpus() -> i64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
-}
-
 /// `"cpus"` as a number; other values as they are.
 fn resolve_cpus(value: &toml::Value, machine: Machine) -> toml::Value {
     match value {
@@ -256,7 +251,13 @@ fn check_targets(targets: &[Target], apply: Apply, levels: &[Value]) -> Result<(
 
 /// Parses a space file's text for this machine; `file` names it in errors.
 pub fn parse_space(text: &str, file: &str) -> Result<Space, SpaceError> {
-    parse_space_for(text, file, Machine { cpus: logical_cpus() })
+    parse_space_for(
+        text,
+        file,
+        Machine {
+            cpus: crate::machine::logical_cpus(),
+        },
+    )
 }
 
 /// Parses a space file's text for `machine`; `file` names it in errors.

@@ -20,7 +20,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use file::{load_space, load_spaces, logical_cpus, parse_space, parse_space_for, Machine, SpaceError};
+pub use crate::machine::logical_cpus;
+pub use file::{load_space, load_spaces, parse_space, parse_space_for, Machine, SpaceError};
 pub use target::{same_value, Current, Realization, Running, RunningGateway, Target, LOG_LEVELS};
 
 /// A parameter value.
