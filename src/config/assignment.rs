@@ -170,7 +170,7 @@ fn check_property_value(key: &str, value: &str) -> Result<(), String> {
         ValueKind::PositiveInt => value.parse::<u32>().is_ok_and(|n| n >= 1 && n <= i32::MAX as u32),
         ValueKind::NonNegativeInt => value.parse::<u32>().is_ok_and(|n| n <= i32::MAX as u32),
         ValueKind::Bool => matches!(value, "true" | "false"),
-        ValueKind::Address => crate::config::parse_address(value).is_some(),
+        ValueKind::Address => super::address::parse_address(value).is_some(),
         ValueKind::Text => true,
     };
     if ok {

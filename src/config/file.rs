@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Hex SHA-256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {

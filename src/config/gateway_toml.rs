@@ -10,7 +10,7 @@ use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Table};
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// A parsed `tensorzero.toml`.
 #[derive(Debug, Clone)]

@@ -6,7 +6,9 @@
 //! It knows nothing of TorchServe beyond request presets, and never imports
 //! `search` or `study`.
 
+mod error;
 pub mod http;
+pub mod progress;
 pub mod request;
 pub mod run;
 pub mod stages;
@@ -14,19 +16,10 @@ pub mod tls;
 pub mod window;
 pub mod workload;
 
+pub use error::LoadError;
+pub use progress::Progress;
 pub use request::{Endpoint, Protocol, RenderedRequests, RequestSpec};
-pub use run::{run_load, Arrival, LoadPlan, Progress, Schedule};
+pub use run::{run_load, Arrival, LoadPlan, Schedule};
 pub use stages::Stages;
 pub use window::StabilityRule;
 pub use workload::Workload;
-
-/// Why a load run could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{0}")]
-    BadInput(String),
-    #[error("cannot connect to {address}: {reason}")]
-    Unreachable { address: String, reason: String },
-    #[error("load thread failed: {0}")]
-    Thread(String),
-}

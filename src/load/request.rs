@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::LoadError;
+use super::error::LoadError;
 
 /// The API a body is meant for (decides the default content type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -21,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,12 +32,13 @@ use tokio::task::LocalSet;
 use tokio::time::{sleep_until, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::error::LoadError;
 use super::http::{Connection, Failure};
+use super::progress::Progress;
 use super::request::RenderedRequests;
 use super::stages::Stages;
 use super::tls::TlsTarget;
 use super::window::{self, StabilityRule, WindowShape, WindowTokens};
-use super::LoadError;
 use crate::measure::{ErrorClass, LoadReport, Recorder};
 
 /// How open-loop arrivals are spaced.
@@ -88,13 +89,6 @@ const LATE_AFTER: Duration = Duration::from_millis(10);
 const DRAIN: Duration = Duration::from_secs(2);
 /// Pause after a failed connect, so a dead server is not spun on.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Live counters for a progress line.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub ok: AtomicU64,
-    pub errors: AtomicU64,
-}
 
 /// Resolves `host:port` to the first address.
 pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr, LoadError> {

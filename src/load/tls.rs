@@ -18,7 +18,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use super::LoadError;
+use super::error::LoadError;
 use crate::cert_check::ChainOnly;
 
 /// How to speak TLS to one host.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use super::run::Progress;
+use super::progress::Progress;
 use crate::measure::Stability;
 
 /// When an adaptive window counts as stable.

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::LoadError;
 use super::request::{Endpoint, Protocol, RenderedRequests, RequestSpec};
 use super::run::{resolve, LoadPlan, Schedule};
 use super::tls::{tls_target, Verification};
 use super::window::StabilityRule;
-use super::LoadError;
 
 /// What to send and how.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Workload {
             content_type: None,
             headers: Vec::new(),
             schedule: Schedule::Closed {
-                stages: super::Stages::constant(users, warmup + duration),
+                stages: super::stages::Stages::constant(users, warmup + duration),
                 think_time: Duration::ZERO,
             },
             warmup,
