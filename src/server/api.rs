@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::auth::Keys;
 use super::endpoints::Endpoints;
+use super::error::ServerError;
 use super::tls::{http_client, request_error};
-use super::ServerError;
 use crate::load::tls::Verification;
 
 /// Which API a call goes to (and so which key it carries).

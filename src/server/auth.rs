@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::ServerError;
+use super::error::ServerError;
 
 #[derive(Deserialize)]
 struct KeyEntry {

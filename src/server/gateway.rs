@@ -36,7 +36,7 @@ pub const INFERENCE_KEY_VARIABLE: &str = "TORCHSERVE_INFERENCE_KEY";
 
 /// TorchServe's inference key (a placeholder when token authorization is
 /// off: TorchServe then ignores the header).
-pub fn inference_key(server: &super::TorchServe) -> anyhow::Result<String> {
+pub fn inference_key(server: &super::torchserve::TorchServe) -> anyhow::Result<String> {
     Ok(server
         .api()?
         .inference_key()?

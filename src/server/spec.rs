@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ServerError;
-use crate::load::tls::Verification;
+use super::error::ServerError;
+use crate::load::tls::{read_ca_file, Verification};
 
 /// The file as written (syntax only).
 #[derive(Debug, Deserialize)]
@@ -157,8 +157,7 @@ impl TargetSpec {
         {
             return Err(invalid(format!("[environment] {name}: not a usable variable")));
         }
-        let tls =
-            super::tls::verification_of(file.ca_file.as_deref().map(resolve), file.insecure_tls).map_err(invalid)?;
+        let tls = verification_of(file.ca_file.as_deref().map(resolve), file.insecure_tls).map_err(invalid)?;
         Ok(Self {
             tls,
             source: path.to_path_buf(),
@@ -214,6 +213,28 @@ impl TargetSpec {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The verification the target file's `ca_file` (already resolved against
+/// the target file's folder) and `insecure_tls` ask for.
+pub fn verification_of(ca_file: Option<PathBuf>, insecure_tls: Option<bool>) -> Result<Verification, String> {
+    match (ca_file, insecure_tls.unwrap_or(false)) {
+        (Some(path), true) => Err(format!(
+            "ca_file ({}) and insecure_tls = true are both set: keep ca_file to check TorchServe's \
+             certificate, or insecure_tls to check nothing, not both",
+            path.display()
+        )),
+        (Some(path), false) => match read_ca_file(&path) {
+            Ok(_) => Ok(Verification::CaFile(path)),
+            Err(e) => Err(format!(
+                "ca_file {}: {e}; it must be the PEM file of the CA that signed TorchServe's \
+                 certificate (or of the certificate itself)",
+                path.display()
+            )),
+        },
+        (None, true) => Ok(Verification::Insecure),
+        (None, false) => Ok(Verification::WebPki),
+    }
 }
 
 #[cfg(test)]
@@ -295,5 +316,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("blank"), "{error}");
+    }
+
+    #[test]
+    fn keys_give_one_verification_or_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certified.cert.pem()).unwrap();
+        assert_eq!(verification_of(None, None), Ok(Verification::WebPki));
+        assert_eq!(verification_of(None, Some(true)), Ok(Verification::Insecure));
+        assert_eq!(
+            verification_of(Some(ca.clone()), Some(false)),
+            Ok(Verification::CaFile(ca.clone()))
+        );
+        let both = verification_of(Some(ca.clone()), Some(true)).unwrap_err();
+        assert!(both.contains("both set"), "{both}");
+        let missing = verification_of(Some(dir.path().join("nope.pem")), None).unwrap_err();
+        assert!(
+            missing.contains("nope.pem") && missing.contains("cannot read"),
+            "{missing}"
+        );
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+        let not_certificate = verification_of(Some(key), None).unwrap_err();
+        assert!(not_certificate.contains("no PEM certificate"), "{not_certificate}");
     }
 }

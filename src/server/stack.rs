@@ -27,7 +27,7 @@ use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
 use super::gateway::{GatewayService, GatewaySpec};
-use super::{Control, TargetSpec};
+use super::spec::{Control, TargetSpec};
 
 /// The two routes the gateway serves.
 pub const ROUTES: [&str; 2] = ["chat/completions", "embeddings"];

@@ -4,47 +4,25 @@
 //! file) or `insecure_tls = true` (a self-signed test certificate), else the
 //! Mozilla roots.
 //!
-//! Owns reading those two keys, the HTTP client of the management, inference
+//! Owns the HTTP client of the management, inference
 //! and metrics APIs, the warning line every command that talks to such a
 //! server prints, and the hint an unknown CA gets. The TLS config itself is
 //! built in `load::tls`, so the load generator speaks the same TLS.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::config::Properties;
-use crate::load::tls::{chain_verifies, client_config, read_ca_file, Verification};
+use crate::load::tls::{chain_verifies, client_config, Verification};
 
 use super::endpoints::Endpoints;
+use super::error::ServerError;
 use super::spec::TargetSpec;
-use super::ServerError;
 
 /// What to do about an https TorchServe, for the target file's keys.
 const WHAT_TO_DO: &str = "set ca_file = \"PEM file of the CA that signed TorchServe's certificate\" \
      (or of the certificate itself) in the target file, or insecure_tls = true for a self-signed \
      test certificate";
-
-/// The verification the target file's `ca_file` (already resolved against
-/// the target file's folder) and `insecure_tls` ask for.
-pub fn verification_of(ca_file: Option<PathBuf>, insecure_tls: Option<bool>) -> Result<Verification, String> {
-    match (ca_file, insecure_tls.unwrap_or(false)) {
-        (Some(path), true) => Err(format!(
-            "ca_file ({}) and insecure_tls = true are both set: keep ca_file to check TorchServe's \
-             certificate, or insecure_tls to check nothing, not both",
-            path.display()
-        )),
-        (Some(path), false) => match read_ca_file(&path) {
-            Ok(_) => Ok(Verification::CaFile(path)),
-            Err(e) => Err(format!(
-                "ca_file {}: {e}; it must be the PEM file of the CA that signed TorchServe's \
-                 certificate (or of the certificate itself)",
-                path.display()
-            )),
-        },
-        (None, true) => Ok(Verification::Insecure),
-        (None, false) => Ok(Verification::WebPki),
-    }
-}
 
 /// The HTTP client for TorchServe's APIs, speaking TLS as `verification` says.
 pub fn http_client(verification: &Verification, timeout: Duration) -> Result<reqwest::Client, ServerError> {
@@ -216,31 +194,6 @@ fn chain(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_give_one_verification_or_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, certified.cert.pem()).unwrap();
-        assert_eq!(verification_of(None, None), Ok(Verification::WebPki));
-        assert_eq!(verification_of(None, Some(true)), Ok(Verification::Insecure));
-        assert_eq!(
-            verification_of(Some(ca.clone()), Some(false)),
-            Ok(Verification::CaFile(ca.clone()))
-        );
-        let both = verification_of(Some(ca.clone()), Some(true)).unwrap_err();
-        assert!(both.contains("both set"), "{both}");
-        let missing = verification_of(Some(dir.path().join("nope.pem")), None).unwrap_err();
-        assert!(
-            missing.contains("nope.pem") && missing.contains("cannot read"),
-            "{missing}"
-        );
-        let key = dir.path().join("key.pem");
-        std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-        let not_certificate = verification_of(Some(key), None).unwrap_err();
-        assert!(not_certificate.contains("no PEM certificate"), "{not_certificate}");
-    }
 
     #[test]
     fn the_notice_names_https_addresses_and_the_setting() {

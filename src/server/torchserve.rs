@@ -20,9 +20,9 @@ use tokio::process::Command;
 
 use super::api::TorchServeApi;
 use super::endpoints::Endpoints;
+use super::error::ServerError;
 use super::process;
 use super::spec::{Control, TargetSpec};
-use super::ServerError;
 use crate::config;
 
 /// How long the launcher script may take to fork the JVM.

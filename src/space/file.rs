@@ -24,7 +24,9 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Apply, Condition, Parameter, Space, Target, Value};
+use super::domain::{Apply, Condition, Parameter, Space};
+use super::target::Target;
+use super::value::Value;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {reason}")]
@@ -349,7 +351,7 @@ pub fn load_space(path: &Path) -> Result<Space, SpaceError> {
 /// Reads several space files as one space; a parameter name may appear in
 /// only one of them.
 pub fn load_spaces(paths: &[std::path::PathBuf]) -> Result<Space, SpaceError> {
-    let mut parameters: Vec<(super::Parameter, &std::path::PathBuf)> = Vec::new();
+    let mut parameters: Vec<(Parameter, &std::path::PathBuf)> = Vec::new();
     for path in paths {
         for parameter in load_space(path)?.parameters {
             if let Some((_, first)) = parameters.iter().find(|(p, _)| p.name == parameter.name) {

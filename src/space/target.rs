@@ -22,7 +22,7 @@ use std::fmt;
 
 use crate::config::{Assignment, GatewayToml, Properties, SettingKey};
 
-use super::Value;
+use super::value::Value;
 
 /// The log levels the `log4j.level` target takes (TorchServe's default first).
 pub const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
