@@ -25,7 +25,6 @@ const KNOWN_ELSEWHERE: &[&str] = &[
     "import each other: src/daemon/mod.rs <-> src/daemon/status.rs",
     "import each other: src/daemon/mod.rs <-> src/daemon/supervisor.rs",
     "import each other: src/daemon/supervisor.rs <-> src/daemon/watcher.rs",
-    "import each other: src/report/mod.rs <-> src/report/plots.rs",
     "import each other: src/store/mod.rs <-> src/store/postgres.rs",
     "import each other: src/study/mod.rs <-> src/study/way_out.rs",
     "import each other: src/study/runner.rs <-> src/study/server_loss.rs",

@@ -3,7 +3,7 @@
 
 use plotters::prelude::*;
 
-use super::Report;
+use super::contents::Report;
 use crate::objective::{pareto_front, Figures};
 
 const SIZE: (u32, u32) = (800, 560);
