@@ -21,6 +21,7 @@ pub mod replay;
 pub mod report;
 pub mod search;
 pub mod server;
+pub mod signals;
 pub mod space;
 pub mod stats;
 pub mod store;

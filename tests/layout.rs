@@ -34,7 +34,7 @@ const KNOWN_ELSEWHERE: &[&str] = &[
 
 /// Top-level modules, lowest floor first.
 const FLOORS: &[&[&str]] = &[
-    &["stats", "machine", "cert_check"],
+    &["stats", "machine", "signals", "cert_check"],
     &["config", "space"],
     &["objective"],
     &["search", "trial", "measure"],

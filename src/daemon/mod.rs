@@ -154,14 +154,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     notify(&[NotifyState::Ready, NotifyState::Status(&shared.summary_line())]);
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
     let mut tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5)));
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut stop = crate::signals::StopSignals::try_install().context("installing the SIGTERM and SIGINT handlers")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut last_status = String::new();
     loop {
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = stop.recv() => break,
             _ = hangup.recv() => reload(config_path, &mut config, &mut running, &shared),
             _ = tick.tick() => {
                 if watchdog.is_some() {
