@@ -13,7 +13,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
-use super::{load_server, print_status, runtime};
+use super::server::{load_server, print_status};
+use super::setup::runtime;
 use crate::apply::tier::TierManifest;
 use crate::apply::{self, Edit};
 use crate::config::{Assignment, SettingKey};

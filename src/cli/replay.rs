@@ -1,0 +1,103 @@
+//! `servetune replay`: a strategy against a recorded landscape, over many
+//! seeds: the trials and study seconds it needs to get within the target
+//! regret of the best config (the benchmark that chose the default
+//! strategy). Checks the flags, applies the cost overrides, prints a line
+//! or the JSON report.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Landscape CSV (see benches/landscapes/).
+    #[arg(long, value_name = "FILE")]
+    landscape: PathBuf,
+    #[arg(long, value_enum, default_value = "default")]
+    strategy: crate::search::StrategyKind,
+    #[arg(long, default_value_t = 30)]
+    seeds: u64,
+    /// The SLO of the objective "max throughput with p99 <= SLO".
+    #[arg(long)]
+    slo_p99_ms: f64,
+    #[arg(long, default_value_t = 0.03)]
+    target_regret: f64,
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    /// Seconds charged for a restart (default: the landscape's, else 12).
+    #[arg(long)]
+    restart_s: Option<f64>,
+    /// Seconds charged for a live change (default: the landscape's, else 2).
+    #[arg(long)]
+    hot_s: Option<f64>,
+    /// Seconds charged for each measurement (default: the landscape's, else 5).
+    #[arg(long)]
+    window_s: Option<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    if !(args.slo_p99_ms.is_finite() && args.slo_p99_ms > 0.0) {
+        bail!("--slo-p99-ms must be a positive number of milliseconds");
+    }
+    if !(0.0..1.0).contains(&args.target_regret) {
+        bail!("--target-regret must be within [0, 1)");
+    }
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        bail!("--max-error-rate must be within [0, 1]");
+    }
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    for (flag, value) in [
+        ("--restart-s", args.restart_s),
+        ("--hot-s", args.hot_s),
+        ("--window-s", args.window_s),
+    ] {
+        if value.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            bail!("{flag} must be a number of seconds ≥ 0");
+        }
+    }
+    let landscape = crate::replay::load_landscape(&args.landscape)?;
+    let mut costs = landscape.costs;
+    costs.restart_s = args.restart_s.unwrap_or(costs.restart_s);
+    costs.hot_s = args.hot_s.unwrap_or(costs.hot_s);
+    costs.window_s = args.window_s.unwrap_or(costs.window_s);
+    let objective = crate::replay::throughput_under_slo(args.slo_p99_ms, args.max_error_rate);
+    let report = crate::replay::replay(
+        &landscape,
+        args.strategy,
+        args.seeds,
+        objective,
+        args.target_regret,
+        costs,
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+        return Ok(());
+    }
+    let show = |v: Option<f64>| v.map_or("failed".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{}: median {} trials ({} s), p90 {} trials ({} s), median restarts {:.0}, failed seeds {}/{} \
+         (landscape: {} configs, best feasible {:.1} req/s at p99 <= {} ms; restart {} s, live change {} s, window {} s)",
+        report.strategy,
+        show(report.median_trials_to_target),
+        show(report.median_seconds_to_target),
+        show(report.p90_trials_to_target),
+        show(report.p90_seconds_to_target),
+        report.median_restarts,
+        report.failed_seeds,
+        report.seeds,
+        report.points,
+        report.best_feasible_throughput_rps,
+        report.slo_p99_ms,
+        costs.restart_s,
+        costs.hot_s,
+        costs.window_s
+    );
+    Ok(())
+}
