@@ -24,6 +24,10 @@ pub use gateway_toml::{GatewayToml, TomlScalar};
 pub use models::{ModelField, Models, MODELS_KEY};
 pub use properties::Properties;
 
+/// The log levels servetune writes TorchServe's log4j2 config for (the
+/// `log4j.level` setting), TorchServe's default first.
+pub const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+
 /// Reads and parses a `.properties` file, naming the file in every error.
 pub fn read_properties(path: &Path) -> Result<(ConfigFile, Properties), ConfigError> {
     let file = ConfigFile::read(path)?;

@@ -48,7 +48,7 @@ pub fn level_of(vmargs: Option<&str>) -> Option<String> {
         .and_then(Path::file_name)
         .is_some_and(|dir| dir == ".servetune");
     let level = name.strip_prefix("log4j2-")?.strip_suffix(".xml")?;
-    (in_ours && crate::space::LOG_LEVELS.contains(&level)).then(|| level.to_string())
+    (in_ours && crate::config::LOG_LEVELS.contains(&level)).then(|| level.to_string())
 }
 
 /// `vmargs` with servetune's log4j2 configuration for `level` in place of

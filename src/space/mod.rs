@@ -17,10 +17,11 @@ mod file;
 mod target;
 mod value;
 
+pub use crate::config::LOG_LEVELS;
 pub use crate::machine::logical_cpus;
 pub use domain::{Apply, Condition, Parameter, Point, Space};
 pub use file::{load_space, load_spaces, parse_space, parse_space_for, Machine, SpaceError};
-pub use target::{same_value, Current, Realization, Running, RunningGateway, Target, LOG_LEVELS};
+pub use target::{same_value, Current, Realization, Running, RunningGateway, Target};
 pub use value::Value;
 
 #[cfg(test)]

@@ -20,12 +20,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{Assignment, GatewayToml, Properties, SettingKey};
-
 use super::value::Value;
-
-/// The log levels the `log4j.level` target takes (TorchServe's default first).
-pub const LOG_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+use crate::config::{Assignment, GatewayToml, Properties, SettingKey, LOG_LEVELS};
 
 /// Where one parameter's value goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
