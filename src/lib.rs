@@ -18,7 +18,7 @@
 //! | 3 | `search`, `trial`, `measure` |
 //! | 4 | `load` |
 //! | 5 | `server`, `store` |
-//! | 6 | `apply`, `bench` |
+//! | 6 | `apply`, `bench`, `landscape` |
 //! | 7 | `report` |
 //! | 8 | `study` |
 //! | 9 | `replay`, `compare` |

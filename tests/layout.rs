@@ -41,7 +41,7 @@ const FLOORS: &[&[&str]] = &[
     &["search", "trial", "measure"],
     &["load"],
     &["server", "store"],
-    &["apply", "bench"],
+    &["apply", "bench", "landscape"],
     &["report"],
     &["study"],
     &["replay", "compare"],
