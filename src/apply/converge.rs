@@ -12,6 +12,7 @@
 //! It does not decide whether a move is wise (the canary's probation, the
 //! operator's flags): it performs it and says how and how long it took.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -192,6 +193,28 @@ pub async fn converge_torchserve(
     plan: Plan<'_>,
 ) -> anyhow::Result<Moved> {
     converge(server, running, to, plan, None::<&mut NoGateway>).await
+}
+
+/// `converge` for an operator's edit of TorchServe's config (`servetune
+/// apply`): from the file as `edit` read it, with the environment TorchServe
+/// starts with now, to the edited file with `environment` (None: the same).
+pub async fn deploy_edit(
+    server: &TorchServe,
+    edit: &Edit,
+    environment: Option<BTreeMap<String, String>>,
+    way: Way<'_>,
+) -> anyhow::Result<Moved> {
+    let mut running = Some(Deployment {
+        config: edit.before.as_bytes().to_vec(),
+        environment: server.environment(),
+        gateway: None,
+    });
+    let to = Deployment {
+        config: edit.after.as_bytes().to_vec(),
+        environment: environment.unwrap_or_else(|| server.environment()),
+        gateway: None,
+    };
+    converge_torchserve(server, &mut running, &to, Plan::deploy(way)).await
 }
 
 /// The transition `way` takes from `running` (unknown: a restart) to `to`.

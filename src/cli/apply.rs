@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use super::{apply_from, load_server, print_status, runtime};
-use crate::apply::converge::{converge_torchserve, Plan, Way};
-use crate::apply::state::Deployment;
+use crate::apply::converge::{deploy_edit, Way};
 use crate::apply::Edit;
 use crate::config::{self, Assignment};
 use crate::server::TorchServe;
@@ -181,12 +180,12 @@ pub(super) fn run(args: ApplyArgs) -> anyhow::Result<()> {
     }
     match server {
         Some(server) if args.restart => {
-            deploy(&server, &edit, new_environment, Way::Restart)?;
+            runtime()?.block_on(deploy_edit(&server, &edit, new_environment, Way::Restart))?;
             println!("TorchServe restarted on the new config and ready");
             print_status(&server)?;
         }
         Some(server) if args.hot => {
-            deploy(&server, &edit, None, Way::Live(&assignments))?;
+            runtime()?.block_on(deploy_edit(&server, &edit, None, Way::Live(&assignments)))?;
             println!("TorchServe changed live and ready");
             print_status(&server)?;
         }
@@ -242,26 +241,4 @@ fn environment_with(
             Ok(Some(all))
         }
     }
-}
-
-/// Moves `server` from the config as it is to `edit`'s (and `environment`,
-/// when given) `way`; a failure puts both back and says so.
-pub(super) fn deploy(
-    server: &TorchServe,
-    edit: &Edit,
-    environment: Option<BTreeMap<String, String>>,
-    way: Way<'_>,
-) -> anyhow::Result<()> {
-    let mut running = Some(Deployment {
-        config: edit.before.as_bytes().to_vec(),
-        environment: server.environment(),
-        gateway: None,
-    });
-    let to = Deployment {
-        config: edit.after.as_bytes().to_vec(),
-        environment: environment.unwrap_or_else(|| server.environment()),
-        gateway: None,
-    };
-    runtime()?.block_on(converge_torchserve(server, &mut running, &to, Plan::deploy(way)))?;
-    Ok(())
 }

@@ -13,9 +13,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
-use super::apply::deploy;
-use super::{load_server, print_status};
-use crate::apply::converge::Way;
+use super::{load_server, print_status, runtime};
+use crate::apply::converge::{deploy_edit, Way};
 use crate::apply::tier::TierManifest;
 use crate::apply::Edit;
 use crate::config::{Assignment, SettingKey};
@@ -59,11 +58,11 @@ pub(super) fn run(from: &Path, target: &Path, mode: Mode, force: bool) -> anyhow
         Mode::Restart => {
             let mut all = server.environment();
             all.extend(environment);
-            deploy(&server, &edit, Some(all), Way::Restart)?;
+            runtime()?.block_on(deploy_edit(&server, &edit, Some(all), Way::Restart))?;
             println!("TorchServe restarted on the tier and ready");
         }
         Mode::Hot => {
-            deploy(&server, &edit, None, Way::Live(&pending))?;
+            runtime()?.block_on(deploy_edit(&server, &edit, None, Way::Live(&pending)))?;
             println!("TorchServe changed live to tier '{}' and ready", manifest.tier);
         }
     }

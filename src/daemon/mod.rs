@@ -1,15 +1,17 @@
 //! `servetune daemon`: the long-running service that keeps deployments
 //! tuned. It reads one config (`config`), serves a loopback API (`api`),
 //! speaks systemd's notify protocol (READY, STATUS, WATCHDOG, RELOADING,
-//! STOPPING), and runs one supervisor per deployment (`supervisor`): eyes on
-//! production from its access log and metrics (`access_log`, `live`,
-//! `watcher`),
-//! triggers, studies on a shadow (`shadow`) or in place, and a canary with
-//! rollback (`canary`). State shown by the API lives in `status`.
+//! STOPPING), and runs one supervisor per deployment (`supervisor`): a
+//! watcher that follows production from its access log and metrics
+//! (`watcher`, `access_log`, `live`) and publishes triggers (`trigger`) and
+//! live figures, and a cycle runner that takes the triggers — studies on a
+//! shadow (`shadow`) or in place, and a canary with rollback (`canary`).
+//! State shown by the API lives in `status`.
 //!
 //! Signals: SIGTERM/SIGINT stop the trial, restore, and exit 0; SIGHUP
 //! reloads the config (parse, validate, swap; a broken file keeps the old
-//! config and says why).
+//! config and says why; a removed deployment stops its trial and restores,
+//! and shutdown waits for it).
 
 pub mod access_log;
 pub mod api;

@@ -497,4 +497,54 @@ mod tests {
         ));
         assert_eq!(watch.judge_drift(&policy, &figures(100.0, 20.0)), None);
     }
+
+    #[test]
+    fn a_decision_makes_the_figures_of_the_moment_the_drift_reference() {
+        let mut watch = Watch::new(PathBuf::from("/nonexistent/access_log.log"));
+        let policy = triggers(
+            Some(Drift {
+                rate: Some(0.5),
+                p99: None,
+                lasting: Duration::ZERO,
+            }),
+            None,
+        );
+        assert_eq!(
+            watch.judge_drift(&policy, &figures(100.0, 10.0)),
+            None,
+            "sets the reference"
+        );
+        let decided = CycleState {
+            busy: false,
+            decisions: 1,
+        };
+        watch.rebase_after(decided, &figures(200.0, 10.0));
+        for _ in 0..2 {
+            assert_eq!(
+                watch.judge_drift(&policy, &figures(210.0, 10.0)),
+                None,
+                "200 is the reference"
+            );
+        }
+        watch.rebase_after(decided, &figures(100.0, 10.0));
+        for _ in 0..2 {
+            assert_eq!(
+                watch.judge_drift(&policy, &figures(210.0, 10.0)),
+                None,
+                "the same decision rebases once"
+            );
+        }
+        watch.rebase_after(
+            CycleState {
+                busy: false,
+                decisions: 2,
+            },
+            &figures(100.0, 10.0),
+        );
+        assert_eq!(watch.judge_drift(&policy, &figures(210.0, 10.0)), None, "drift starts");
+        assert!(matches!(
+            watch.judge_drift(&policy, &figures(210.0, 10.0)),
+            Some(Trigger::Drift(_))
+        ));
+    }
 }
