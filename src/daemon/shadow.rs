@@ -79,8 +79,9 @@ impl ShadowFiles {
     }
 }
 
+/// Atomically: a daemon killed mid-write leaves the previous file whole.
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    crate::config::file::write_data_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What a shadow starts with: production's TorchServe, model store and
