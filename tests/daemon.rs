@@ -330,6 +330,11 @@ fn a_manual_trigger_runs_a_cycle_rolls_back_a_broken_canary_reloads_and_stops_cl
     // The confirmation may not tell the two apart on a loaded machine (it
     // then keeps the current config, as it should): one more cycle then.
     for attempt in 1..=2 {
+        // A decision of this attempt's: the first attempt's "kept" stays
+        // the last decision while this study's canary watches "before".
+        let kept_before = daemon.status()["deployments"][0]["decisions"]["kept"]
+            .as_u64()
+            .unwrap_or(0);
         assert_eq!(daemon.http("POST", "/deployments/prod/tune", Some(token)).0, 202);
         daemon.wait_status("a study runs", Duration::from_secs(30), |s| {
             !s["deployments"][0]["running_study"].is_null()
@@ -351,7 +356,9 @@ fn a_manual_trigger_runs_a_cycle_rolls_back_a_broken_canary_reloads_and_stops_cl
         // must roll back.
         let status = daemon.wait_status("probation or a decision to keep", Duration::from_secs(240), |s| {
             let d = &s["deployments"][0];
-            d["phase"] == "probation" || (d["running_study"].is_null() && d["last_decision"]["action"] == "kept")
+            let kept = d["decisions"]["kept"].as_u64().unwrap_or(0) > kept_before;
+            d["phase"] == "probation"
+                || (d["running_study"].is_null() && kept && d["last_decision"]["action"] == "kept")
         });
         if status["deployments"][0]["phase"] == "probation" {
             break;

@@ -387,7 +387,7 @@ impl Supervisor {
             Err(error) => {
                 return Ok(Decision::new(
                     Action::Kept,
-                    format!("applying the recommendation failed and was rolled back: {error}"),
+                    format!("applying the recommendation failed and was rolled back: {error:#}"),
                     study,
                     figures.clone(),
                 ))
@@ -422,7 +422,7 @@ impl Supervisor {
                 let back = converge_torchserve(&production, &mut running, &previous, Plan::deploy(Way::Restart)).await;
                 let reason = match back {
                     Ok(_) => format!("{reason}; the previous config is back"),
-                    Err(e) => format!("{reason}; putting the previous config back FAILED: {e}"),
+                    Err(e) => format!("{reason}; putting the previous config back FAILED: {e:#}"),
                 };
                 Ok(Decision::new(Action::RolledBack, reason, study, figures.clone()))
             }
