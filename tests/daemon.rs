@@ -4,7 +4,8 @@
 //! decision, rolls back when the test breaks production in probation,
 //! reloads on SIGHUP (keeping the old config on a broken file), resumes a
 //! study after kill -9, and on SIGTERM exits 0 with production's config as
-//! it was and no shadow left behind. In place, it waits for the maintenance
+//! it was and no shadow left behind (also when a reload just removed the
+//! deployment that ran the study). In place, it waits for the maintenance
 //! window. A broken daemon config is refused, naming the file and key.
 
 mod common;
@@ -329,6 +330,11 @@ fn a_manual_trigger_runs_a_cycle_rolls_back_a_broken_canary_reloads_and_stops_cl
     // The confirmation may not tell the two apart on a loaded machine (it
     // then keeps the current config, as it should): one more cycle then.
     for attempt in 1..=2 {
+        // A decision of this attempt's: the first attempt's "kept" stays
+        // the last decision while this study's canary watches "before".
+        let kept_before = daemon.status()["deployments"][0]["decisions"]["kept"]
+            .as_u64()
+            .unwrap_or(0);
         assert_eq!(daemon.http("POST", "/deployments/prod/tune", Some(token)).0, 202);
         daemon.wait_status("a study runs", Duration::from_secs(30), |s| {
             !s["deployments"][0]["running_study"].is_null()
@@ -350,7 +356,9 @@ fn a_manual_trigger_runs_a_cycle_rolls_back_a_broken_canary_reloads_and_stops_cl
         // must roll back.
         let status = daemon.wait_status("probation or a decision to keep", Duration::from_secs(240), |s| {
             let d = &s["deployments"][0];
-            d["phase"] == "probation" || (d["running_study"].is_null() && d["last_decision"]["action"] == "kept")
+            let kept = d["decisions"]["kept"].as_u64().unwrap_or(0) > kept_before;
+            d["phase"] == "probation"
+                || (d["running_study"].is_null() && kept && d["last_decision"]["action"] == "kept")
         });
         if status["deployments"][0]["phase"] == "probation" {
             break;
@@ -480,6 +488,51 @@ fn a_daemon_killed_mid_study_resumes_it_and_sigterm_leaves_a_valid_config() {
         servetune::config::Properties::parse(shadow).is_ok(),
         "the shadow's config is valid too"
     );
+}
+
+/// A reload that removes a deployment mid-study stops its trial and
+/// restores its shadow; a SIGTERM right after waits for that restore.
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn sigterm_soon_after_a_reload_waits_for_the_removed_deployments_restore() {
+    let provisioned = require_torchserve!();
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let deployment = slow_production(&provisioned, "150s");
+    let original = deployment.config_bytes();
+    start_production(&deployment);
+    let port = common::free_port();
+    let config = write_daemon_config(deployment.dir.path(), port, "4s");
+    let mut daemon = Daemon::start(&config, port, &deployment.dir.path().join("notify.sock"));
+    daemon.expect_notify("READY=1", Duration::from_secs(30));
+    let token = std::fs::read_to_string(deployment.dir.path().join("state/token")).unwrap();
+    assert_eq!(daemon.http("POST", "/deployments/prod/tune", Some(token.trim())).0, 202);
+    daemon.wait_status("a trial", Duration::from_secs(120), |s| {
+        s["deployments"][0]["running_study"]["trials"].as_u64() >= Some(1)
+    });
+    assert!(shadow_jvm(&deployment).is_some(), "the study runs on a shadow");
+
+    // The deployment is renamed: "prod" is removed (its study stops and
+    // restores), "renamed" starts.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("name = \"prod\"", "name = \"renamed\"")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.expect_notify("RELOADING=1", Duration::from_secs(10));
+    daemon.expect_notify("READY=1", Duration::from_secs(10));
+    daemon.signal(libc::SIGTERM);
+    let exit = daemon.wait_exit(Duration::from_secs(120));
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        daemon.log_text().contains("removed from the config"),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(
+        shadow_jvm(&deployment).is_none(),
+        "the removed deployment's shadow was stopped before the exit:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(deployment.config_bytes(), original, "production untouched");
+    assert!(deployment.jvm().is_some(), "the daemon never stops production");
 }
 
 /// A broken daemon config: exit 1, a message naming the file and the key

@@ -5,9 +5,10 @@
 //! The promise to the operator: on failure the config file is back to its
 //! previous bytes and the server is running on it again (with its previous
 //! environment); when even that fails, the error says so plainly. Called by
-//! `cli` and by the study's runner; `state` says what a whole deployment
-//! state is and which of these a move between two states needs.
+//! `converge`, the one move every caller makes; `state` says what a whole
+//! deployment state is and which of these a move between two states needs.
 
+pub mod converge;
 pub mod state;
 pub mod tier;
 

@@ -3,7 +3,7 @@
 //! measured. Its `tier.json` (see `apply::tier`) says which keys the tier
 //! changes relative to the config the study started from; only those are
 //! applied to the config as it is now, with the tier's environment (written
-//! to the target file) and log4j2 file, through `apply`'s move and rollback:
+//! to the target file) and log4j2 file, through `apply::converge`:
 //! when TorchServe does not come up the config is put back byte-identical
 //! and the server restarted on it. A tier measured on another deployment is
 //! refused unless `--force`.
@@ -15,10 +15,11 @@ use anyhow::{bail, Context as _};
 
 use super::server::{load_server, print_status};
 use super::setup::runtime;
+use crate::apply::converge::{deploy_edit, Way};
 use crate::apply::tier::TierManifest;
-use crate::apply::{self, Edit};
+use crate::apply::Edit;
 use crate::config::{Assignment, SettingKey};
-use crate::server::{Control, TorchServe};
+use crate::server::TorchServe;
 
 /// How the tier reaches the running server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,15 +55,15 @@ pub(super) fn run(from: &Path, target: &Path, mode: Mode, force: bool) -> anyhow
     if changes.is_empty() && environment.is_empty() {
         return Ok(());
     }
-    if let Some(level) = &manifest.log_level {
-        let config_dir = config.parent().unwrap_or(Path::new("."));
-        crate::server::logging::ensure_written(config_dir, level)
-            .with_context(|| format!("writing the log4j2 config for level {level}"))?;
-    }
     match mode {
-        Mode::Restart => restart_on(&server, edit, environment)?,
+        Mode::Restart => {
+            let mut all = server.environment();
+            all.extend(environment);
+            runtime()?.block_on(deploy_edit(&server, &edit, Some(all), Way::Restart))?;
+            println!("TorchServe restarted on the tier and ready");
+        }
         Mode::Hot => {
-            runtime()?.block_on(apply::apply_hot(&server, edit, &pending))?;
+            runtime()?.block_on(deploy_edit(&server, &edit, None, Way::Live(&pending)))?;
             println!("TorchServe changed live to tier '{}' and ready", manifest.tier);
         }
     }
@@ -101,7 +102,7 @@ fn environment_changes(manifest: &TierManifest, server: &TorchServe) -> anyhow::
         .filter(|(name, value)| now.get(*name) != Some(*value))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    if !changes.is_empty() && !matches!(server.spec().control, Control::Managed { .. }) {
+    if !changes.is_empty() && !server.spec().control.sets_environment() {
         let list: Vec<String> = changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
         bail!(
             "tier '{}' runs TorchServe with {}; {} restarts TorchServe through its restart_command: set these in the \
@@ -172,19 +173,6 @@ fn describe(
              TorchServe only; deploy those with the stack"
         );
     }
-}
-
-/// Restarts TorchServe on the edit with the tier's environment; on failure
-/// the config and environment are put back and the server restarted on them.
-fn restart_on(server: &TorchServe, edit: Edit, changes: BTreeMap<String, String>) -> anyhow::Result<()> {
-    let mut environment = server.environment();
-    environment.extend(changes.clone());
-    runtime()?.block_on(apply::apply_with_restart_in(server, edit, environment.clone()))?;
-    if !changes.is_empty() {
-        server.spec().write_environment(&environment)?;
-    }
-    println!("TorchServe restarted on the tier and ready");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::status::Shared;
-use super::Trigger;
+use super::trigger::Trigger;
 
 const MAX_HEAD: usize = 16 * 1024;
 

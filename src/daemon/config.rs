@@ -278,11 +278,9 @@ impl DeploymentConfig {
 /// `<work_dir>/logs/access_log.log` for a server servetune starts; a
 /// production server must name its log.
 fn default_access_log(target: &TargetSpec) -> anyhow::Result<PathBuf> {
-    match &target.control {
-        crate::server::Control::Managed { work_dir, .. } => Ok(work_dir.join("logs").join("access_log.log")),
-        crate::server::Control::RestartCommand { .. } => {
-            bail!("access_log: the target runs under restart_command: say where TorchServe writes access_log.log")
-        }
+    match target.control.work_dir() {
+        Some(work_dir) => Ok(work_dir.join("logs").join("access_log.log")),
+        None => bail!("access_log: the target runs under restart_command: say where TorchServe writes access_log.log"),
     }
 }
 

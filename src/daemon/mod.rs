@@ -1,15 +1,17 @@
 //! `servetune daemon`: the long-running service that keeps deployments
 //! tuned. It reads one config (`config`), serves a loopback API (`api`),
 //! speaks systemd's notify protocol (READY, STATUS, WATCHDOG, RELOADING,
-//! STOPPING), and runs one supervisor per deployment (`supervisor`): eyes on
-//! production from its access log and metrics (`access_log`, `live`,
-//! `watcher`),
-//! triggers, studies on a shadow (`shadow`) or in place, and a canary with
-//! rollback (`canary`). State shown by the API lives in `status`.
+//! STOPPING), and runs one supervisor per deployment (`supervisor`): a
+//! watcher that follows production from its access log and metrics
+//! (`watcher`, `access_log`, `live`) and publishes triggers (`trigger`) and
+//! live figures, and a cycle runner that takes the triggers — studies on a
+//! shadow (`shadow`) or in place, and a canary with rollback (`canary`).
+//! State shown by the API lives in `status`.
 //!
 //! Signals: SIGTERM/SIGINT stop the trial, restore, and exit 0; SIGHUP
 //! reloads the config (parse, validate, swap; a broken file keeps the old
-//! config and says why).
+//! config and says why; a removed deployment stops its trial and restores,
+//! and shutdown waits for it).
 
 pub mod access_log;
 pub mod api;
@@ -19,7 +21,10 @@ pub mod live;
 pub mod shadow;
 pub mod status;
 mod supervisor;
+mod trigger;
 mod watcher;
+
+pub use trigger::Trigger;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,31 +39,6 @@ use tokio_util::sync::CancellationToken;
 
 use config::{DaemonConfig, DeploymentConfig};
 use status::{DeploymentStatus, Shared};
-
-/// Why a study starts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Trigger {
-    Manual,
-    Schedule,
-    Drift(String),
-    Slo(String),
-    ModelVersion(String),
-    /// A study a killed daemon left running, by name.
-    Resume(String),
-}
-
-impl Trigger {
-    pub fn describe(&self) -> String {
-        match self {
-            Trigger::Manual => "manual (API)".into(),
-            Trigger::Schedule => "schedule".into(),
-            Trigger::Drift(what) => format!("drift: {what}"),
-            Trigger::Slo(what) => format!("SLO: {what}"),
-            Trigger::ModelVersion(what) => format!("new model version: {what}"),
-            Trigger::Resume(name) => format!("resuming {name}"),
-        }
-    }
-}
 
 /// `--check`: reads and validates everything, says what it found.
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
@@ -130,6 +110,31 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Deployments a reload removed, whose supervisors still stop their trial
+/// and restore their server: shutdown waits for them too.
+#[derive(Default)]
+struct Draining(Vec<(String, tokio::task::JoinHandle<()>)>);
+
+impl Draining {
+    fn add(&mut self, name: String, gone: Running) {
+        gone.stop.cancel();
+        self.0.push((name, gone.task));
+    }
+
+    /// Forgets the supervisors that have ended.
+    fn reap(&mut self) {
+        self.0.retain(|(_, task)| !task.is_finished());
+    }
+
+    async fn wait(self) {
+        for (name, task) in self.0 {
+            if let Err(e) = task.await {
+                tracing::error!(deployment = %name, "the removed deployment's supervisor ended abnormally: {e}");
+            }
+        }
+    }
+}
+
 /// Runs until SIGTERM/SIGINT; returns Ok after every deployment is restored.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = DaemonConfig::load(config_path)?;
@@ -157,11 +162,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let mut stop = crate::signals::StopSignals::try_install().context("installing the SIGTERM and SIGINT handlers")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut last_status = String::new();
+    let mut draining = Draining::default();
     loop {
         tokio::select! {
             _ = stop.recv() => break,
-            _ = hangup.recv() => reload(config_path, &mut config, &mut running, &shared),
+            _ = hangup.recv() => reload(config_path, &mut config, &mut running, &mut draining, &shared),
             _ = tick.tick() => {
+                draining.reap();
                 if watchdog.is_some() {
                     notify(&[NotifyState::Watchdog]);
                 }
@@ -184,6 +191,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             tracing::error!(deployment = %name, "the supervisor ended abnormally: {e}");
         }
     }
+    draining.wait().await;
     api_stop.cancel();
     let _ = api.await;
     flush_notifications().await;
@@ -216,9 +224,16 @@ fn start(
 }
 
 /// SIGHUP: parse and validate the file again; swap on success (deployments
-/// added start, removed ones stop after their cycle, the others take the new
-/// settings at their next cycle); on error keep the old config and say why.
-fn reload(path: &Path, current: &mut DaemonConfig, running: &mut BTreeMap<String, Running>, shared: &Arc<Shared>) {
+/// added start, removed ones stop their trial, restore and drain, the others
+/// take the new settings at their next cycle); on error keep the old config
+/// and say why.
+fn reload(
+    path: &Path,
+    current: &mut DaemonConfig,
+    running: &mut BTreeMap<String, Running>,
+    draining: &mut Draining,
+    shared: &Arc<Shared>,
+) {
     let monotonic = NotifyState::monotonic_usec_now().ok();
     let mut states = vec![NotifyState::Reloading];
     states.extend(monotonic);
@@ -234,7 +249,7 @@ fn reload(path: &Path, current: &mut DaemonConfig, running: &mut BTreeMap<String
                 if new.deployment(&name).is_none() {
                     tracing::info!(deployment = %name, "removed from the config: stopping it");
                     if let Some(gone) = running.remove(&name) {
-                        gone.stop.cancel();
+                        draining.add(name.clone(), gone);
                     }
                     shared
                         .status

@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use crate::apply::state::Deployment;
 use crate::config::Properties;
 use crate::load::tls::Verification;
-use crate::server::{logging, Control, TargetSpec};
+use crate::server::{logging, TargetSpec};
 
 /// The properties that place a server: they differ between a shadow and
 /// production and nothing else does.
@@ -79,8 +79,9 @@ impl ShadowFiles {
     }
 }
 
+/// Atomically: a daemon killed mid-write leaves the previous file whole.
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    crate::config::file::write_data_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// What a shadow starts with: production's TorchServe, model store and
@@ -89,35 +90,30 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 fn shadow_launch(
     production: &TargetSpec,
 ) -> anyhow::Result<(PathBuf, PathBuf, std::collections::BTreeMap<String, String>)> {
-    match &production.control {
-        Control::Managed {
-            torchserve,
-            model_store,
-            ..
-        } => Ok((torchserve.clone(), model_store.clone(), production.environment.clone())),
-        Control::RestartCommand { .. } => {
-            let bytes = std::fs::read(&production.config)
-                .with_context(|| format!("cannot read {}", production.config.display()))?;
-            let props = Properties::parse(bytes)?;
-            let Some(store) = props.get("model_store").map(|s| PathBuf::from(s.trim())) else {
-                bail!(
-                    "{}: a shadow needs the model store: set model_store (an absolute path) in it",
-                    production.config.display()
-                );
-            };
-            if !store.is_absolute() {
-                bail!(
-                    "{}: model_store = {} is relative to TorchServe's working directory: make it absolute for a shadow",
-                    production.config.display(),
-                    store.display()
-                );
-            }
-            let torchserve = std::env::var_os("SERVETUNE_TORCHSERVE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("torchserve"));
-            Ok((torchserve, store, production.environment.clone()))
-        }
+    if let Some((torchserve, model_store)) = production.control.launcher() {
+        let environment = production.environment.clone();
+        return Ok((torchserve.to_path_buf(), model_store.to_path_buf(), environment));
     }
+    let bytes =
+        std::fs::read(&production.config).with_context(|| format!("cannot read {}", production.config.display()))?;
+    let props = Properties::parse(bytes)?;
+    let Some(store) = props.get("model_store").map(|s| PathBuf::from(s.trim())) else {
+        bail!(
+            "{}: a shadow needs the model store: set model_store (an absolute path) in it",
+            production.config.display()
+        );
+    };
+    if !store.is_absolute() {
+        bail!(
+            "{}: model_store = {} is relative to TorchServe's working directory: make it absolute for a shadow",
+            production.config.display(),
+            store.display()
+        );
+    }
+    let torchserve = std::env::var_os("SERVETUNE_TORCHSERVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("torchserve"));
+    Ok((torchserve, store, production.environment.clone()))
 }
 
 /// Loopback addresses on ports free now; worker sockets counted from a base

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::live::{LiveFigures, ServerTimes};
-use super::Trigger;
+use super::trigger::Trigger;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunningStudy {
@@ -110,12 +110,18 @@ impl Shared {
                 == 0
     }
 
-    pub fn set_trigger_queue(&self, name: &str, queue: Option<mpsc::UnboundedSender<Trigger>>) {
+    pub fn open_trigger_queue(&self, name: &str, queue: mpsc::UnboundedSender<Trigger>) {
         let mut triggers = self.triggers.lock().expect("no panics under the lock");
-        match queue {
-            Some(queue) => triggers.insert(name.to_string(), queue),
-            None => triggers.remove(name),
-        };
+        triggers.insert(name.to_string(), queue);
+    }
+
+    /// Forgets `queue` for `name`, unless a deployment of the same name
+    /// (added again by a reload) has its own by now.
+    pub fn close_trigger_queue(&self, name: &str, queue: &mpsc::UnboundedSender<Trigger>) {
+        let mut triggers = self.triggers.lock().expect("no panics under the lock");
+        if triggers.get(name).is_some_and(|open| open.same_channel(queue)) {
+            triggers.remove(name);
+        }
     }
 
     /// Queues a trigger for `name`; says whether a study is running (it is queued behind it).

@@ -1,15 +1,15 @@
-//! One deployment's life under the daemon: a watcher that follows
-//! production (access log, metrics, readiness, model versions, schedule,
-//! drift, SLO) and turns what it sees into triggers, and a cycle runner that
-//! takes one trigger at a time — study (shadow or in-place, exactly what
-//! `tune` runs) → decision → canary with probation → keep or roll back.
+//! One deployment's life under the daemon: its watcher (`watcher`) follows
+//! production and fires triggers; the cycle runner here takes one trigger at
+//! a time — study (shadow or in-place, exactly what `tune` runs) → decision
+//! → canary with probation → keep or roll back. The canary moves production
+//! with `apply::converge` and reads live traffic from the watcher's feed.
 //!
 //! Files under `<results_dir>/<deployment>/`: the studies, `shadow/`,
 //! `decisions.jsonl`, and `daemon-state.json` (the running study's name, so a
 //! daemon killed mid-study resumes it).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -21,28 +21,23 @@ use super::config::{DeploymentConfig, Mode};
 use super::live::{LiveFigures, Tally};
 use super::shadow::{self, ShadowFiles};
 use super::status::{RunningStudy, Shared};
-use super::watcher::{ServerWatch, Watch};
-use super::Trigger;
-use crate::apply::{self, state::Deployment, Edit};
-use crate::server::TorchServe;
+use super::trigger::Trigger;
+use super::watcher::{self, CycleState, LiveFeed};
+use crate::apply::converge::{converge_torchserve, Plan, Way};
+use crate::apply::state::{Deployment, Transition};
+use crate::server::{TargetSpec, TorchServe};
 use crate::study::{run_study, TrialUpdate};
-
-/// Per-deployment state the watcher and the cycle share.
-pub(super) struct Eyes {
-    /// When set, every access line also goes here (a canary's window).
-    pub(super) probe: Mutex<Option<Tally>>,
-    /// Figures the drift trigger compares with (set after each decision).
-    pub(super) reference: Mutex<Option<LiveFigures>>,
-    /// A cycle runs: drift and SLO are not judged meanwhile.
-    pub(super) busy: std::sync::atomic::AtomicBool,
-}
+use crate::trial::Switch;
 
 pub struct Supervisor {
     name: String,
     config: watch::Receiver<DeploymentConfig>,
     results: PathBuf,
     shared: Arc<Shared>,
-    eyes: Arc<Eyes>,
+    /// What the watcher sees of live traffic.
+    live: LiveFeed,
+    /// What the watcher is told: a cycle runs, a decision was taken.
+    cycle: watch::Sender<CycleState>,
 }
 
 /// Starts a deployment's watcher and cycle runner; they end when `stop` is
@@ -54,29 +49,32 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let name = config.borrow().name.clone();
+    let (queue, triggers) = mpsc::unbounded_channel();
+    let (cycle, cycle_receiver) = watch::channel(CycleState::default());
+    let (live, watcher) = watcher::spawn(
+        config.clone(),
+        cycle_receiver,
+        shared.clone(),
+        queue.clone(),
+        stop.clone(),
+    );
     let supervisor = Supervisor {
         results: results_dir.join(&name),
         name: name.clone(),
         config,
         shared: shared.clone(),
-        eyes: Arc::new(Eyes {
-            probe: Mutex::new(None),
-            reference: Mutex::new(None),
-            busy: Default::default(),
-        }),
+        live,
+        cycle,
     };
-    let (queue, triggers) = mpsc::unbounded_channel();
-    shared.set_trigger_queue(&name, Some(queue.clone()));
+    shared.open_trigger_queue(&name, queue.clone());
     tokio::spawn(async move {
         if let Some(study) = supervisor.interrupted_study() {
             tracing::info!(deployment = %supervisor.name, study, "resuming the study a previous daemon left running");
             let _ = queue.send(Trigger::Resume(study));
         }
-        let supervisor = Arc::new(supervisor);
-        let watcher = tokio::spawn(supervisor.clone().watcher(queue, stop.clone()));
         supervisor.run_cycles(triggers, stop).await;
         watcher.abort();
-        supervisor.shared.set_trigger_queue(&supervisor.name, None);
+        supervisor.shared.close_trigger_queue(&supervisor.name, &queue);
     })
 }
 
@@ -105,9 +103,8 @@ impl Supervisor {
             running_study: study.map(str::to_string),
         };
         let path = self.state_file();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&state)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        crate::config::file::write_data_atomically(&path, &serde_json::to_vec(&state)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     fn set_phase(&self, phase: &str) {
@@ -136,13 +133,13 @@ impl Supervisor {
                 _ => None,
             });
             let why = merged.iter().map(Trigger::describe).collect::<Vec<_>>().join(", ");
-            self.eyes.busy.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.cycle.send_modify(|cycle| cycle.busy = true);
             if let Err(error) = self.cycle(&why, resume, &stop).await {
                 tracing::error!(deployment = %self.name, "the cycle failed: {error:#}");
                 self.shared
                     .with_deployment(&self.name, |d| d.note = Some(format!("last cycle failed: {error:#}")));
             }
-            self.eyes.busy.store(false, std::sync::atomic::Ordering::SeqCst);
+            self.cycle.send_modify(|cycle| cycle.busy = false);
             self.set_phase("watching");
             self.shared.with_deployment(&self.name, |d| d.queued = None);
             if stop.is_cancelled() {
@@ -160,10 +157,7 @@ impl Supervisor {
         let Some(left) = window.remaining(SystemTime::now()) else {
             return Err("outside the maintenance window".into());
         };
-        let live = self
-            .shared
-            .with_deployment(&self.name, |d| d.live.rate_rps)
-            .unwrap_or(0.0);
+        let live = self.live.figures.borrow().rate_rps;
         if let Some(max) = config.triggers.max_live_rps {
             if live > max {
                 return Err(format!("live traffic {live:.1} req/s is above max_live_rps {max}"));
@@ -295,27 +289,44 @@ impl Supervisor {
     fn decide(&self, decision: Decision) -> anyhow::Result<()> {
         tracing::info!(deployment = %self.name, action = ?decision.action, "{}", decision.reason);
         canary::journal(&self.results, &decision)?;
-        let live = self.shared.with_deployment(&self.name, |d| {
+        self.shared.with_deployment(&self.name, |d| {
             let action = serde_json::to_value(decision.action).expect("serialises");
             *d.decisions
                 .entry(action.as_str().unwrap_or("?").to_string())
                 .or_default() += 1;
             d.last_decision = serde_json::to_value(&decision).ok();
-            d.live.clone()
         });
-        *self.eyes.reference.lock().expect("no panics under the lock") = live;
+        self.cycle.send_modify(|cycle| cycle.decisions += 1);
         Ok(())
     }
 
     /// Watches live traffic for `span` (cancellable); the figures seen.
     async fn observe(&self, span: Duration, stop: &CancellationToken) -> LiveFigures {
-        *self.eyes.probe.lock().expect("no panics under the lock") = Some(Tally::new(Instant::now()));
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(span) => {}
+        let mut lines = self.live.subscribe();
+        let mut tally = Tally::new(Instant::now());
+        let end = tokio::time::sleep(span);
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = &mut end => break,
+                round = lines.recv() => match round {
+                    Ok(round) => round.iter().for_each(|line| tally.record(line)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(deployment = %self.name, "the canary's window missed {missed} rounds of access lines");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        // The watcher stopped: the daemon stops too.
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = &mut end => {}
+                        }
+                        break;
+                    }
+                },
+            }
         }
-        let tally = self.eyes.probe.lock().expect("no panics under the lock").take();
-        tally.map(|t| t.figures(Instant::now())).unwrap_or_default()
+        tally.figures(Instant::now())
     }
 
     /// Puts `recommended` on production, watches it through probation, and
@@ -329,7 +340,10 @@ impl Supervisor {
         figures: &mut DecisionFigures,
         stop: &CancellationToken,
     ) -> anyhow::Result<Decision> {
-        let production = TorchServe::new(config.target.clone());
+        // The target file as it is now: an earlier canary may have written
+        // its environment.
+        let production =
+            TorchServe::new(TargetSpec::load(&config.target.source).unwrap_or_else(|_| config.target.clone()));
         let config_path = config.target.config.clone();
         let previous = Deployment {
             config: std::fs::read(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?,
@@ -337,8 +351,7 @@ impl Supervisor {
             gateway: None,
         };
         let next = shadow::to_production(recommended, &config_path)?;
-        let transition = previous.transition_to(&next);
-        if transition == apply::state::Transition::Nothing {
+        if previous.transition_to(&next) == Transition::Nothing {
             return Ok(Decision::new(
                 Action::Kept,
                 "production already runs the recommendation",
@@ -346,9 +359,7 @@ impl Supervisor {
                 figures.clone(),
             ));
         }
-        if next.environment != previous.environment
-            && matches!(config.target.control, crate::server::Control::RestartCommand { .. })
-        {
+        if next.environment != previous.environment && !config.target.control.sets_environment() {
             return Ok(Decision::new(
                 Action::Kept,
                 format!(
@@ -370,29 +381,23 @@ impl Supervisor {
                 figures.clone(),
             ));
         }
-        let edit = Edit::replace(&config_path, &next.config)?;
-        let applied = match &transition {
-            apply::state::Transition::Live { assignments, .. } => {
-                apply::apply_hot(&production, edit, assignments).await
+        let mut running = Some(previous.clone());
+        let moved = match converge_torchserve(&production, &mut running, &next, Plan::deploy(Way::Least)).await {
+            Ok(moved) => moved,
+            Err(error) => {
+                return Ok(Decision::new(
+                    Action::Kept,
+                    format!("applying the recommendation failed and was rolled back: {error:#}"),
+                    study,
+                    figures.clone(),
+                ))
             }
-            _ => apply::apply_with_restart_in(&production, edit, next.environment.clone()).await,
         };
-        if let Err(error) = applied {
-            return Ok(Decision::new(
-                Action::Kept,
-                format!("applying the recommendation failed and was rolled back: {error}"),
-                study,
-                figures.clone(),
-            ));
-        }
-        if next.environment != previous.environment {
-            config.target.write_environment(&next.environment)?;
-        }
         self.decide(Decision::new(
             Action::Applied,
             format!(
                 "{gain}; applied {}, on probation for {}",
-                if transition == apply::state::Transition::Restart {
+                if moved.switch == Switch::Restart {
                     "by restart"
                 } else {
                     "live"
@@ -414,138 +419,14 @@ impl Supervisor {
             Verdict::Keep(reason) => Ok(Decision::new(Action::Applied, reason, study, figures.clone())),
             Verdict::RollBack(reason) => {
                 self.set_phase("rolling_back");
-                let edit = Edit::replace(&config_path, &previous.config)?;
-                let back = apply::apply_with_restart_in(&production, edit, previous.environment.clone()).await;
-                if next.environment != previous.environment {
-                    config.target.write_environment(&previous.environment)?;
-                }
+                let back = converge_torchserve(&production, &mut running, &previous, Plan::deploy(Way::Restart)).await;
                 let reason = match back {
-                    Ok(()) => format!("{reason}; the previous config is back"),
-                    Err(e) => format!("{reason}; putting the previous config back FAILED: {e}"),
+                    Ok(_) => format!("{reason}; the previous config is back"),
+                    Err(e) => format!("{reason}; putting the previous config back FAILED: {e:#}"),
                 };
                 Ok(Decision::new(Action::RolledBack, reason, study, figures.clone()))
             }
         }
-    }
-
-    // ---- the watcher ----
-
-    /// Follows production once a second until `stop`: live figures, and
-    /// the triggers they (and the clock, and new model versions) fire.
-    async fn watcher(self: Arc<Self>, queue: mpsc::UnboundedSender<Trigger>, stop: CancellationToken) {
-        let server_side = tokio::spawn(self.clone().watch_server(queue.clone(), stop.clone()));
-        let mut eyes = Watch::new(self.config().access_log.clone());
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let config = self.config();
-            if eyes.follower.path() != config.access_log {
-                eyes = Watch::new(config.access_log.clone());
-            }
-            let figures = eyes.read_log(&self.eyes);
-            let next = eyes.next_scheduled(&config);
-            if let Some(at) = next.filter(|at| *at <= SystemTime::now()) {
-                eyes.last_schedule = Some(at);
-                self.fire(&queue, Trigger::Schedule);
-            }
-            if !self.eyes.busy.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Some(trigger) = eyes.judge_drift(&config.triggers, &figures, &self.eyes) {
-                    self.fire(&queue, trigger);
-                }
-            }
-            self.shared.with_deployment(&self.name, |d| {
-                d.live = figures;
-                d.access_log_skipped_lines = eyes.follower.skipped();
-                d.next_scheduled_run = next.map(|at| humantime::format_rfc3339_seconds(at).to_string());
-            });
-        }
-        server_side.abort();
-    }
-
-    /// Production's health and metrics every 5 s, new model versions every
-    /// 30 s; each round bounded so a hung server cannot pile them up.
-    async fn watch_server(self: Arc<Self>, queue: mpsc::UnboundedSender<Trigger>, stop: CancellationToken) {
-        let mut server = ServerWatch::default();
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for round in 0u64.. {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let config = self.config();
-            let checked = tokio::time::timeout(Duration::from_secs(10), self.check_production(&config, &mut server));
-            if checked.await.is_err() {
-                tracing::warn!(deployment = %self.name, "production did not answer its checks within 10 s");
-            }
-            if round % 6 == 0 && config.triggers.new_model_version {
-                let versions = tokio::time::timeout(Duration::from_secs(10), server.new_model_version(&config));
-                if let Ok(Some(trigger)) = versions.await {
-                    self.fire(&queue, trigger);
-                }
-            }
-        }
-    }
-
-    /// Queues `trigger`; while a cycle runs, `/status` shows it as queued.
-    fn fire(&self, queue: &mpsc::UnboundedSender<Trigger>, trigger: Trigger) {
-        tracing::info!(deployment = %self.name, "trigger: {}", trigger.describe());
-        if self.eyes.busy.load(std::sync::atomic::Ordering::SeqCst) {
-            self.shared
-                .with_deployment(&self.name, |d| d.queued = Some(trigger.describe()));
-        }
-        let _ = queue.send(trigger);
-    }
-
-    async fn check_production(&self, config: &DeploymentConfig, eyes: &mut ServerWatch) {
-        let production = TorchServe::new(config.target.clone());
-        let up = production.is_ready().await;
-        let in_place_study = config.mode == Mode::InPlace && self.eyes.busy.load(std::sync::atomic::Ordering::SeqCst);
-        if eyes.production_up && !up && !in_place_study {
-            tracing::error!(deployment = %self.name, "production TorchServe does not answer /ping");
-            let since = humantime::format_rfc3339_seconds(SystemTime::now());
-            self.shared.with_deployment(&self.name, |d| {
-                d.note = Some(format!("production TorchServe down since {since} (no /ping answer)"));
-            });
-        } else if !eyes.production_up && up {
-            tracing::info!(deployment = %self.name, "production TorchServe is up");
-            self.shared.with_deployment(&self.name, |d| {
-                if d.note
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("production TorchServe down"))
-                {
-                    d.note = None;
-                }
-            });
-        }
-        eyes.production_up = up;
-        let times = match up {
-            true => eyes.server_times(&production, &config.settings.model).await,
-            false => None,
-        };
-        let current = std::fs::read(&config.target.config)
-            .ok()
-            .and_then(|bytes| crate::config::Properties::parse(bytes).ok())
-            .map(|props| {
-                props
-                    .effective()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-                    .collect()
-            });
-        self.shared.with_deployment(&self.name, |d| {
-            d.production_up = up;
-            if let Some(times) = times {
-                d.server_times = times;
-            }
-            if let Some(current) = current {
-                d.current_config = current;
-            }
-        });
     }
 }
 

@@ -1,28 +1,72 @@
-//! What the watcher keeps between its one-second rounds: the access-log
-//! follower and the live window, production's last metrics sample, the
-//! model's known versions, the last scheduled run, and how long drift or a
-//! broken SLO has lasted — and the judgement that turns those into
-//! triggers.
+//! One deployment's watcher: it follows production — the access log every
+//! second (live figures, the schedule, drift, the SLO), production's health
+//! and metrics every 5 s, the model's versions every 30 s — and publishes
+//! what it sees: triggers to the cycle runner's queue, the live figures on a
+//! `watch` channel, and every access line on a `broadcast` channel (a
+//! canary's before and probation windows subscribe to it). It owns its state
+//! and its loops; the cycle runner tells it only `CycleState` (a cycle runs,
+//! a decision was taken), and it never calls the cycle runner back.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::access_log::Follower;
-use super::config::{DeploymentConfig, Triggers};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::access_log::{AccessLine, Follower};
+use super::config::{DeploymentConfig, Mode, Triggers};
 use super::live::{self, LiveFigures, LiveWindow, MetricsSample};
-use super::supervisor::Eyes;
-use super::Trigger;
+use super::status::Shared;
+use super::trigger::Trigger;
 use crate::load::tls::Verification;
 use crate::server::TorchServe;
 
 /// How long the live window looks back.
 pub const LIVE_SPAN: Duration = Duration::from_secs(60);
 
-/// The watcher's own state.
+/// Access lines read in one round.
+pub type Lines = Arc<Vec<AccessLine>>;
+
+/// Rounds of lines a slow subscriber may fall behind before it misses some.
+const LINE_BACKLOG: usize = 64;
+
+/// What the cycle runner tells the watcher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CycleState {
+    /// A cycle runs: drift and the SLO are not judged meanwhile, and a
+    /// trigger shows in `/status` as queued.
+    pub busy: bool,
+    /// Decisions taken so far: each makes the live figures of the moment
+    /// the reference drift is measured from.
+    pub decisions: u64,
+}
+
+/// What the watcher publishes about live traffic.
+#[derive(Clone)]
+pub struct LiveFeed {
+    /// The live window's figures, renewed every second.
+    pub figures: watch::Receiver<LiveFigures>,
+    lines: broadcast::Sender<Lines>,
+}
+
+impl LiveFeed {
+    /// Every access line read from now on, one round at a time.
+    pub fn subscribe(&self) -> broadcast::Receiver<Lines> {
+        self.lines.subscribe()
+    }
+}
+
+/// The watcher's access-log side: the follower, the live window, the last
+/// scheduled run, and drift's reference and how long drift or a broken SLO
+/// has lasted.
 pub struct Watch {
-    pub follower: Follower,
+    follower: Follower,
     window: LiveWindow,
-    pub last_schedule: Option<SystemTime>,
+    last_schedule: Option<SystemTime>,
+    reference: Option<LiveFigures>,
+    /// `CycleState::decisions` when the reference was last reset.
+    decisions_seen: u64,
     drift_since: Option<Instant>,
     slo_since: Option<Instant>,
 }
@@ -32,7 +76,7 @@ pub struct Watch {
 /// the network, so it runs apart from the access-log reading, which must
 /// never wait on a busy server.
 pub struct ServerWatch {
-    pub production_up: bool,
+    production_up: bool,
     metrics: Option<MetricsSample>,
     /// One client for the metrics endpoint, kept while the target's TLS
     /// setting stays the same.
@@ -99,26 +143,36 @@ impl Watch {
             follower: Follower::new(access_log),
             window: LiveWindow::new(LIVE_SPAN),
             last_schedule: None,
+            reference: None,
+            decisions_seen: 0,
             drift_since: None,
             slo_since: None,
         }
     }
 
-    pub fn read_log(&mut self, eyes: &Eyes) -> LiveFigures {
+    /// The lines added to the access log since the last round (recorded in
+    /// the live window), and the window's figures now.
+    pub fn read_log(&mut self) -> (Vec<AccessLine>, LiveFigures) {
         let now = Instant::now();
-        match self.follower.poll() {
-            Ok(lines) => {
-                let mut probe = eyes.probe.lock().expect("no panics under the lock");
-                for line in &lines {
-                    self.window.record(now, line);
-                    if let Some(tally) = probe.as_mut() {
-                        tally.record(line);
-                    }
-                }
+        let lines = match self.follower.poll() {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::warn!("reading {}: {e}", self.follower.path().display());
+                Vec::new()
             }
-            Err(e) => tracing::warn!("reading {}: {e}", self.follower.path().display()),
+        };
+        for line in &lines {
+            self.window.record(now, line);
         }
-        self.window.figures(now)
+        (lines, self.window.figures(now))
+    }
+
+    /// After a decision, drift is measured from the figures of the moment.
+    pub fn rebase_after(&mut self, cycle: CycleState, now: &LiveFigures) {
+        if cycle.decisions != self.decisions_seen {
+            self.decisions_seen = cycle.decisions;
+            self.reference = Some(now.clone());
+        }
     }
 
     pub fn next_scheduled(&self, config: &DeploymentConfig) -> Option<SystemTime> {
@@ -131,8 +185,8 @@ impl Watch {
     }
 
     /// Drift from the reference figures, or the SLO broken, for long enough.
-    pub fn judge_drift(&mut self, triggers: &Triggers, now: &LiveFigures, eyes: &Eyes) -> Option<Trigger> {
-        let mut reference = eyes.reference.lock().expect("no panics under the lock");
+    pub fn judge_drift(&mut self, triggers: &Triggers, now: &LiveFigures) -> Option<Trigger> {
+        let reference = &mut self.reference;
         if reference.is_none() && now.window_s >= LIVE_SPAN.as_secs_f64() {
             *reference = Some(now.clone());
         }
@@ -180,19 +234,192 @@ impl Watch {
     }
 }
 
+/// One deployment's watcher: what it reads and where it publishes.
+struct Watcher {
+    name: String,
+    config: watch::Receiver<DeploymentConfig>,
+    cycle: watch::Receiver<CycleState>,
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Trigger>,
+}
+
+/// Starts the watcher of the deployment `config` names; it fires triggers
+/// into `queue` and ends when `stop` is cancelled. Returns its live feed.
+pub fn spawn(
+    config: watch::Receiver<DeploymentConfig>,
+    cycle: watch::Receiver<CycleState>,
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Trigger>,
+    stop: CancellationToken,
+) -> (LiveFeed, tokio::task::JoinHandle<()>) {
+    let (figures_sender, figures) = watch::channel(LiveFigures::default());
+    let (lines, _) = broadcast::channel(LINE_BACKLOG);
+    let feed = LiveFeed {
+        figures,
+        lines: lines.clone(),
+    };
+    let name = config.borrow().name.clone();
+    let watcher = Arc::new(Watcher {
+        name,
+        config,
+        cycle,
+        shared,
+        queue,
+    });
+    let task = tokio::spawn(async move {
+        let server_side = tokio::spawn(watcher.clone().watch_server(stop.clone()));
+        watcher.follow_log(figures_sender, lines, stop).await;
+        server_side.abort();
+    });
+    (feed, task)
+}
+
+impl Watcher {
+    fn config(&self) -> DeploymentConfig {
+        self.config.borrow().clone()
+    }
+
+    fn busy(&self) -> bool {
+        self.cycle.borrow().busy
+    }
+
+    /// Follows the access log once a second until `stop`: the live figures
+    /// and lines it publishes, and the triggers they (and the clock) fire.
+    async fn follow_log(
+        &self,
+        figures_sender: watch::Sender<LiveFigures>,
+        lines_sender: broadcast::Sender<Lines>,
+        stop: CancellationToken,
+    ) {
+        let mut eyes = Watch::new(self.config().access_log.clone());
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let config = self.config();
+            if eyes.follower.path() != config.access_log {
+                eyes = Watch::new(config.access_log.clone());
+            }
+            let (lines, figures) = eyes.read_log();
+            if !lines.is_empty() {
+                // No subscriber (no canary window open) is no error.
+                let _ = lines_sender.send(Arc::new(lines));
+            }
+            figures_sender.send_replace(figures.clone());
+            let next = eyes.next_scheduled(&config);
+            if let Some(at) = next.filter(|at| *at <= SystemTime::now()) {
+                eyes.last_schedule = Some(at);
+                self.fire(Trigger::Schedule);
+            }
+            let cycle = *self.cycle.borrow();
+            eyes.rebase_after(cycle, &figures);
+            if !cycle.busy {
+                if let Some(trigger) = eyes.judge_drift(&config.triggers, &figures) {
+                    self.fire(trigger);
+                }
+            }
+            self.shared.with_deployment(&self.name, |d| {
+                d.live = figures;
+                d.access_log_skipped_lines = eyes.follower.skipped();
+                d.next_scheduled_run = next.map(|at| humantime::format_rfc3339_seconds(at).to_string());
+            });
+        }
+    }
+
+    /// Production's health and metrics every 5 s, new model versions every
+    /// 30 s; each round bounded so a hung server cannot pile them up.
+    async fn watch_server(self: Arc<Self>, stop: CancellationToken) {
+        let mut server = ServerWatch::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for round in 0u64.. {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let config = self.config();
+            let checked = tokio::time::timeout(Duration::from_secs(10), self.check_production(&config, &mut server));
+            if checked.await.is_err() {
+                tracing::warn!(deployment = %self.name, "production did not answer its checks within 10 s");
+            }
+            if round % 6 == 0 && config.triggers.new_model_version {
+                let versions = tokio::time::timeout(Duration::from_secs(10), server.new_model_version(&config));
+                if let Ok(Some(trigger)) = versions.await {
+                    self.fire(trigger);
+                }
+            }
+        }
+    }
+
+    /// Queues `trigger`; while a cycle runs, `/status` shows it as queued.
+    fn fire(&self, trigger: Trigger) {
+        tracing::info!(deployment = %self.name, "trigger: {}", trigger.describe());
+        if self.busy() {
+            self.shared
+                .with_deployment(&self.name, |d| d.queued = Some(trigger.describe()));
+        }
+        let _ = self.queue.send(trigger);
+    }
+
+    async fn check_production(&self, config: &DeploymentConfig, eyes: &mut ServerWatch) {
+        let production = TorchServe::new(config.target.clone());
+        let up = production.is_ready().await;
+        let in_place_study = config.mode == Mode::InPlace && self.busy();
+        if eyes.production_up && !up && !in_place_study {
+            tracing::error!(deployment = %self.name, "production TorchServe does not answer /ping");
+            let since = humantime::format_rfc3339_seconds(SystemTime::now());
+            self.shared.with_deployment(&self.name, |d| {
+                d.note = Some(format!("production TorchServe down since {since} (no /ping answer)"));
+            });
+        } else if !eyes.production_up && up {
+            tracing::info!(deployment = %self.name, "production TorchServe is up");
+            self.shared.with_deployment(&self.name, |d| {
+                if d.note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("production TorchServe down"))
+                {
+                    d.note = None;
+                }
+            });
+        }
+        eyes.production_up = up;
+        let times = match up {
+            true => eyes.server_times(&production, &config.settings.model).await,
+            false => None,
+        };
+        let current = current_config(config);
+        self.shared.with_deployment(&self.name, |d| {
+            d.production_up = up;
+            if let Some(times) = times {
+                d.server_times = times;
+            }
+            if let Some(current) = current {
+                d.current_config = current;
+            }
+        });
+    }
+}
+
+/// Production's effective properties as its file says now.
+fn current_config(config: &DeploymentConfig) -> Option<std::collections::BTreeMap<String, String>> {
+    let bytes = std::fs::read(&config.target.config).ok()?;
+    let props = crate::config::Properties::parse(bytes).ok()?;
+    Some(
+        props
+            .effective()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::daemon::config::{Drift, Slo};
-    use std::sync::Mutex;
-
-    fn eyes() -> Eyes {
-        Eyes {
-            probe: Mutex::new(None),
-            reference: Mutex::new(None),
-            busy: Default::default(),
-        }
-    }
 
     fn figures(rate: f64, p99: f64) -> LiveFigures {
         LiveFigures {
@@ -217,7 +444,6 @@ mod tests {
 
     #[test]
     fn drift_fires_only_when_it_lasts() {
-        let eyes = eyes();
         let mut watch = Watch::new(PathBuf::from("/nonexistent/access_log.log"));
         let policy = triggers(
             Some(Drift {
@@ -228,34 +454,26 @@ mod tests {
             None,
         );
         assert_eq!(
-            watch.judge_drift(&policy, &figures(100.0, 10.0), &eyes),
+            watch.judge_drift(&policy, &figures(100.0, 10.0)),
             None,
             "sets the reference"
         );
+        assert_eq!(watch.judge_drift(&policy, &figures(120.0, 10.0)), None, "a small move");
+        assert_eq!(watch.judge_drift(&policy, &figures(200.0, 10.0)), None, "a move starts");
         assert_eq!(
-            watch.judge_drift(&policy, &figures(120.0, 10.0), &eyes),
-            None,
-            "a small move"
-        );
-        assert_eq!(
-            watch.judge_drift(&policy, &figures(200.0, 10.0), &eyes),
-            None,
-            "a move starts"
-        );
-        assert_eq!(
-            watch.judge_drift(&policy, &figures(100.0, 10.0), &eyes),
+            watch.judge_drift(&policy, &figures(100.0, 10.0)),
             None,
             "and ends: reset"
         );
-        assert_eq!(watch.judge_drift(&policy, &figures(200.0, 10.0), &eyes), None);
+        assert_eq!(watch.judge_drift(&policy, &figures(200.0, 10.0)), None);
         std::thread::sleep(Duration::from_millis(60));
-        let fired = watch.judge_drift(&policy, &figures(210.0, 10.0), &eyes);
+        let fired = watch.judge_drift(&policy, &figures(210.0, 10.0));
         assert!(
             matches!(fired, Some(Trigger::Drift(ref what)) if what.contains("drifted")),
             "{fired:?}"
         );
         assert_eq!(
-            watch.judge_drift(&policy, &figures(210.0, 10.0), &eyes),
+            watch.judge_drift(&policy, &figures(210.0, 10.0)),
             None,
             "the new level is the reference"
         );
@@ -263,7 +481,6 @@ mod tests {
 
     #[test]
     fn a_broken_slo_fires_after_its_time() {
-        let eyes = eyes();
         let mut watch = Watch::new(PathBuf::from("/nonexistent/access_log.log"));
         let policy = triggers(
             None,
@@ -272,12 +489,62 @@ mod tests {
                 lasting: Duration::from_millis(50),
             }),
         );
-        assert_eq!(watch.judge_drift(&policy, &figures(100.0, 80.0), &eyes), None);
+        assert_eq!(watch.judge_drift(&policy, &figures(100.0, 80.0)), None);
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(
-            watch.judge_drift(&policy, &figures(100.0, 80.0), &eyes),
+            watch.judge_drift(&policy, &figures(100.0, 80.0)),
             Some(Trigger::Slo(_))
         ));
-        assert_eq!(watch.judge_drift(&policy, &figures(100.0, 20.0), &eyes), None);
+        assert_eq!(watch.judge_drift(&policy, &figures(100.0, 20.0)), None);
+    }
+
+    #[test]
+    fn a_decision_makes_the_figures_of_the_moment_the_drift_reference() {
+        let mut watch = Watch::new(PathBuf::from("/nonexistent/access_log.log"));
+        let policy = triggers(
+            Some(Drift {
+                rate: Some(0.5),
+                p99: None,
+                lasting: Duration::ZERO,
+            }),
+            None,
+        );
+        assert_eq!(
+            watch.judge_drift(&policy, &figures(100.0, 10.0)),
+            None,
+            "sets the reference"
+        );
+        let decided = CycleState {
+            busy: false,
+            decisions: 1,
+        };
+        watch.rebase_after(decided, &figures(200.0, 10.0));
+        for _ in 0..2 {
+            assert_eq!(
+                watch.judge_drift(&policy, &figures(210.0, 10.0)),
+                None,
+                "200 is the reference"
+            );
+        }
+        watch.rebase_after(decided, &figures(100.0, 10.0));
+        for _ in 0..2 {
+            assert_eq!(
+                watch.judge_drift(&policy, &figures(210.0, 10.0)),
+                None,
+                "the same decision rebases once"
+            );
+        }
+        watch.rebase_after(
+            CycleState {
+                busy: false,
+                decisions: 2,
+            },
+            &figures(100.0, 10.0),
+        );
+        assert_eq!(watch.judge_drift(&policy, &figures(210.0, 10.0)), None, "drift starts");
+        assert!(matches!(
+            watch.judge_drift(&policy, &figures(210.0, 10.0)),
+            Some(Trigger::Drift(_))
+        ));
     }
 }

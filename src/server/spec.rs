@@ -61,6 +61,36 @@ pub enum Control {
     RestartCommand { argv: Vec<String> },
 }
 
+impl Control {
+    /// Whether servetune starts TorchServe itself, and so sets the
+    /// environment it starts with (a service sets its own).
+    pub fn sets_environment(&self) -> bool {
+        matches!(self, Control::Managed { .. })
+    }
+
+    /// The folder a managed TorchServe runs in (its logs and pid file); a
+    /// service's is its own.
+    pub fn work_dir(&self) -> Option<&Path> {
+        match self {
+            Control::Managed { work_dir, .. } => Some(work_dir),
+            Control::RestartCommand { .. } => None,
+        }
+    }
+
+    /// The TorchServe executable and model store servetune starts a managed
+    /// server with.
+    pub fn launcher(&self) -> Option<(&Path, &Path)> {
+        match self {
+            Control::Managed {
+                torchserve,
+                model_store,
+                ..
+            } => Some((torchserve, model_store)),
+            Control::RestartCommand { .. } => None,
+        }
+    }
+}
+
 /// A validated target: absolute paths, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::apply::converge::FrontGateway;
 use crate::apply::state::GatewayState;
 use crate::config::ConfigFile;
 use crate::server::gateway::{inference_key, Gateway, GatewaySpec, INFERENCE_KEY_VARIABLE};
@@ -171,5 +172,24 @@ impl StudyGateway {
         }
         self.running = Some(Gateway::start(&spec).await?);
         Ok(())
+    }
+}
+
+/// How `apply::converge` moves the study's gateway.
+impl FrontGateway for StudyGateway {
+    fn state(&self) -> Option<&GatewayState> {
+        StudyGateway::state(self)
+    }
+
+    fn holds_torchserve_key(&self) -> bool {
+        !self.is_service()
+    }
+
+    async fn restart_on(&mut self, state: &GatewayState, server: &TorchServe) -> anyhow::Result<()> {
+        StudyGateway::restart_on(self, state, server).await
+    }
+
+    async fn finish_on(&mut self, state: &GatewayState, server: &TorchServe) -> anyhow::Result<()> {
+        StudyGateway::finish_on(self, state, server).await
     }
 }

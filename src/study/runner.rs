@@ -17,13 +17,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::state::{Deployment, Transition};
-use crate::apply::{self, Edit};
+use crate::apply::converge::{converge, Plan};
+use crate::apply::state::Deployment;
+use crate::apply::Edit;
 use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
@@ -191,69 +192,12 @@ impl Runner {
         Ok(true)
     }
 
-    /// Moves the server to `target`; returns how, and how long it took.
+    /// Moves the server to `target` (`apply::converge`); returns how, and
+    /// how long it took.
     pub async fn move_to(&mut self, target: &Deployment) -> anyhow::Result<(Switch, Duration)> {
-        let started = Instant::now();
-        if self.deployed.is_some() && !self.server.is_ready().await {
-            tracing::warn!("TorchServe is not ready before the move (it may have died); restarting it");
-            self.deployed = None;
-        }
-        if let Some(level) = logging::level_of(target.properties().map_err(|e| anyhow::anyhow!(e))?.get("vmargs")) {
-            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
-        }
-        let transition = match &self.deployed {
-            Some(deployed) => deployed.transition_to(target),
-            None => Transition::Restart,
-        };
-        let edit = Edit::replace(&self.config_path, &target.config)?;
-        let moved = match &transition {
-            Transition::Nothing => edit_only(edit),
-            Transition::Live { assignments, .. } => apply::apply_hot(&self.server, edit, assignments)
-                .await
-                .map_err(anyhow::Error::from),
-            Transition::Restart => apply::apply_with_restart_in(&self.server, edit, target.environment.clone())
-                .await
-                .map_err(anyhow::Error::from),
-        };
-        match moved {
-            Ok(()) => {
-                self.deployed = Some(target.clone());
-                let switch = match self.move_gateway(target, transition == Transition::Restart).await? {
-                    true if transition == Transition::Nothing => Switch::Gateway,
-                    _ => transition.switch(),
-                };
-                Ok((switch, started.elapsed()))
-            }
-            Err(error) => {
-                // apply rolled back to what ran before; when even that failed
-                // the state is unknown and the next move restarts.
-                if !self.server.is_ready().await {
-                    self.deployed = None;
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Restarts the gateway on `target`'s gateway state when it differs
-    /// from what the gateway runs, or TorchServe restarted (a new key);
-    /// returns whether it restarted. On failure what runs is recorded.
-    async fn move_gateway(&mut self, target: &Deployment, torchserve_restarted: bool) -> anyhow::Result<bool> {
-        let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) else {
-            return Ok(false);
-        };
-        // A managed gateway holds TorchServe's key, new at each TorchServe start.
-        let key_changed = torchserve_restarted && !gateway.is_service();
-        if !key_changed && gateway.state() == Some(state) {
-            return Ok(false);
-        }
-        let moved = gateway.restart_on(state, &self.server).await;
-        if moved.is_err() {
-            if let Some(deployed) = self.deployed.as_mut() {
-                deployed.gateway = gateway.state().cloned();
-            }
-        }
-        moved.map(|()| true)
+        let gateway = self.gateway.as_mut();
+        let moved = converge(&self.server, &mut self.deployed, target, Plan::TRIAL, gateway).await?;
+        Ok((moved.switch, moved.took))
     }
 
     /// Measures what runs now with the study's workload.
@@ -360,43 +304,8 @@ impl Runner {
     /// restart otherwise or when the live change fails. A stack's gateway
     /// was servetune's own: it stops, and its config file is `target`'s.
     pub async fn finish_on(&mut self, target: &Deployment) -> anyhow::Result<()> {
-        if let Some(level) = target
-            .properties()
-            .ok()
-            .and_then(|p| logging::level_of(p.get("vmargs")))
-        {
-            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
-        }
-        let ready = self.server.is_ready().await;
-        let transition = match (&self.deployed, ready) {
-            (Some(deployed), true) => deployed.transition_to(target),
-            _ => Transition::Restart,
-        };
-        let edit = Edit::replace(&self.config_path, &target.config)?;
-        let live = match &transition {
-            Transition::Nothing => edit_only(edit).map(|()| true),
-            Transition::Live { assignments, .. } => Ok(apply::apply_hot(&self.server, edit, assignments).await.is_ok()),
-            Transition::Restart => Ok(false),
-        }?;
-        if !live {
-            // (A failed live change rolled the file back: write it again.)
-            let mut file = crate::config::ConfigFile::read(&self.config_path)?;
-            if file.bytes() != target.config.as_slice() {
-                file.write(&target.config)?;
-            }
-            self.server.set_environment(target.environment.clone());
-            self.server
-                .restart()
-                .await
-                .context("restarting TorchServe on the final config")?;
-        }
-        if let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) {
-            gateway
-                .finish_on(state, &self.server)
-                .await
-                .context("putting the gateway on the final config")?;
-        }
-        self.deployed = Some(target.clone());
+        let gateway = self.gateway.as_mut();
+        converge(&self.server, &mut self.deployed, target, Plan::FINAL, gateway).await?;
         Ok(())
     }
 }
@@ -439,13 +348,6 @@ impl Runner {
         self.deployed = None;
         Ok(())
     }
-}
-
-fn edit_only(mut edit: Edit) -> anyhow::Result<()> {
-    if edit.before.as_bytes() != edit.after.as_bytes() {
-        edit.write()?;
-    }
-    Ok(())
 }
 
 /// The figures the objective judges.
