@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod daemon;
+pub mod landscape;
 pub mod load;
 pub mod measure;
 pub mod objective;

@@ -10,6 +10,7 @@
 //! Each trial names the worker that measured it (`host:pid`), so a study
 //! measured on several hosts can be read per host.
 
+pub mod file;
 pub mod pg_retry;
 pub mod pg_schema;
 pub mod pg_tls;
@@ -19,8 +20,8 @@ pub mod postgres;
 use std::path::{Path, PathBuf};
 
 use crate::objective::Figures;
-use crate::study::journal::{Journal, JournalError};
 use crate::trial::Entry;
+use file::{Journal, JournalError};
 
 pub use postgres::{Appended, Claim, KeepAlive, LostEntry, PgStorage, PgStudy, RunningTrial, StudyState};
 
@@ -245,7 +246,7 @@ pub async fn list_studies(storage: &Storage, results: &Path) -> Result<Vec<Study
                 if !journal.is_file() {
                     continue;
                 }
-                let entries = crate::study::journal::read(&journal)?;
+                let entries = file::read(&journal)?;
                 let finished = dir.join("report.json").is_file();
                 let name = dir
                     .file_name()

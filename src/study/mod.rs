@@ -30,27 +30,31 @@
 //! last trials (`close_search`), and confirms on its own server.
 
 mod as_found;
+pub mod clock;
 pub mod estimator;
+mod exit;
 mod findings;
 pub mod gateway;
 pub mod journal;
 pub mod lock;
 mod original;
+pub mod planner;
+pub mod recorded;
 pub mod runner;
 pub mod scheduler;
 mod server_loss;
 pub mod settings;
 mod setup;
 mod shortfall;
+pub mod study_loop;
+pub mod testbed;
 pub mod way_out;
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::state::Deployment;
@@ -63,7 +67,8 @@ use crate::server::stack::StackSpec;
 use crate::server::{TargetSpec, TorchServe};
 use crate::space::{load_spaces, Current, Point, Space};
 use crate::store::{StudyRecord, TrialStore};
-use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
+use crate::trial::{Candidate, Entry, NotSearched, TrialKind};
+use planner::{Confirmation, Plan, Planner};
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
 use settings::Settings;
@@ -93,13 +98,6 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
-/// Time kept for the export (the move back to the original is part of the confirmation plan).
-const EXPORT_RESERVE: Duration = Duration::from_secs(3);
-/// What the search keeps back for the confirmation is its estimate and a
-/// quarter more: moves are costed from the medians of a few (a first
-/// register may cost twice a scale), and a slow machine stretches all.
-const RESERVE_MARGIN: f64 = 1.25;
-
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
 /// recommendation) back and leaves the server as found (`as_found`).
@@ -119,27 +117,8 @@ pub async fn run_study(
     );
     // A shared study this process takes up is resumed too.
     let resume = study.resumed;
-    let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
-    let (stop, failure) = match phases {
-        Ok(Ok(stop)) => (stop, None),
-        Ok(Err(error)) => (StopReason::Interrupted, Some(error)),
-        Err(panic) => (
-            StopReason::Interrupted,
-            Some(anyhow::anyhow!(
-                "the study stopped on an internal error: {}",
-                panic_text(&panic)
-            )),
-        ),
-    };
+    let (stop, failure) = exit::guarded("study", study.phases(resume, on_trial)).await;
     study.wind_up(stop, failure, apply_best).await
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
 
 /// How this process takes part in a study.
@@ -168,6 +147,7 @@ struct Study<'a> {
     history: History,
     strategy: Box<dyn Strategy>,
     budget: Budget,
+    plan: Plan,
     token: CancellationToken,
     dir: PathBuf,
     /// Whether the study moved the server (else nothing needs restoring).
@@ -294,6 +274,7 @@ impl<'a> Study<'a> {
             history: History::default(),
             strategy: make_strategy(settings.strategy, settings.seed),
             budget: Budget::new(settings.budget, elapsed_before),
+            plan: Plan::from(settings),
             token,
             dir,
             touched: false,
@@ -476,11 +457,8 @@ impl<'a> Study<'a> {
                 _ => return Ok(ClaimStep::Wait),
             }
         };
-        if self.role == Role::Leader {
-            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
-            if !self.budget.fits(next, self.reserve_after(&point)) {
-                return Ok(ClaimStep::Stop(StopReason::Budget));
-            }
+        if self.role == Role::Leader && !self.planner().fits(&point, &self.budget) {
+            return Ok(ClaimStep::Stop(StopReason::Budget));
         }
         let number = match claim.take(&point).await {
             // The store's connection broke: claim again once it is back.
@@ -542,167 +520,29 @@ impl<'a> Study<'a> {
         self.measure_claims(on_trial).await
     }
 
-    /// The constraints trials are judged by: the study's, with the p99 limit
-    /// taken from the baseline when the study asks for "no worse than the
-    /// baseline" (its confirmed p99 once confirmed, else its screening p99;
-    /// unbounded before it is measured).
-    fn constraints(&self) -> crate::objective::Constraints {
-        let mut constraints = self.settings.constraints;
-        if self.settings.p99_from_baseline {
-            let baseline = |kind: TrialKind| -> Vec<Entry> {
-                self.entries
-                    .iter()
-                    .filter(|e| e.point.is_none() && e.kind == kind && e.figures.is_some())
-                    .cloned()
-                    .collect()
-            };
-            let confirmed = baseline(TrialKind::Confirm);
-            let runs = if confirmed.is_empty() {
-                baseline(TrialKind::Baseline)
-            } else {
-                confirmed
-            };
-            if let Some(estimate) = estimator::candidates(&runs, &self.space).into_iter().next() {
-                constraints.p99_ms = estimate.figures.p99_ms;
-            }
+    /// The planner's view of the study now.
+    fn planner(&self) -> Planner<'_> {
+        Planner {
+            plan: &self.plan,
+            space: &self.space,
+            entries: &self.entries,
+            running: self.runner.deployed().map(|_| self.runner.running_levels(&self.space)),
+            baseline_levels: self.runner.original.running_levels(&self.space, &self.settings.model),
         }
-        constraints
+    }
+
+    /// The constraints trials are judged by (`Planner::constraints`).
+    fn constraints(&self) -> crate::objective::Constraints {
+        self.planner().constraints()
     }
 
     fn costs(&self) -> crate::search::SwitchCosts {
-        scheduler::switch_costs(
-            &MeasuredCosts::of(&self.entries),
-            RESTART_WARMUP,
-            self.settings.warmup + self.settings.duration,
-        )
-    }
-
-    /// Time kept back for the confirmation rounds and the export when
-    /// `next` is measured first: the plan the screening so far gives (the
-    /// baseline and the best candidates, every round, and the move back),
-    /// but no more than 40 % of the budget, and never less than the
-    /// smallest confirmation the confirmation phase accepts (the baseline
-    /// and one candidate, two rounds) — whichever way `next` turns out:
-    /// then it runs, and if it is the best its cold group joins that
-    /// smallest confirmation. Costed as `confirm` will cost it, with a
-    /// margin, so a search never ends where no confirmation fits.
-    fn reserve_after(&self, next: &Point) -> Duration {
-        let s = self.settings;
-        let mut candidates = self.screened_candidates();
-        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        let home = candidates.iter().position(Candidate::is_baseline);
-        let running = match candidates.iter().position(|c| c.point.as_ref() == Some(next)) {
-            Some(known) => Some(known),
-            None => candidates.first().cloned().map(|template| {
-                candidates.push(Candidate {
-                    point: Some(next.clone()),
-                    ..template
-                });
-                candidates.len() - 1
-            }),
-        };
-        let ends = scheduler::Ends { running, home };
-        let full = self.confirmation_plan(&candidates, &pool, s.confirm_rounds, ends).1;
-        let mut smallest = if pool.len() >= 2 {
-            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1
-        } else {
-            // Nothing measured yet beside the baseline: four windows, a live
-            // move before each and one back.
-            4.0 * self.confirmation_window() + 5.0 * self.costs().hot_s
-        };
-        if let (Some(home), Some(running)) = (home, running) {
-            if home != running {
-                smallest = smallest.max(self.confirmation_plan(&candidates, &[home, running], 2, ends).1);
-            }
-        }
-        let confirmation = full.min(s.budget.as_secs_f64() * 0.4).max(smallest);
-        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
-    }
-
-    /// What moving to `point` costs from what runs now: a live change when
-    /// the cold settings match, else a restart (also when nothing is known
-    /// to run).
-    fn move_seconds(&self, point: &Point, costs: &crate::search::SwitchCosts) -> f64 {
-        if self.runner.deployed().is_none() {
-            return costs.restart_s;
-        }
-        let running: Vec<Option<usize>> = self
-            .space
-            .parameters
-            .iter()
-            .zip(self.runner.running_levels(&self.space))
-            .map(|(p, level)| {
-                if p.apply == crate::space::Apply::Cold {
-                    level
-                } else {
-                    None
-                }
-            })
-            .collect();
-        if running == self.space.cold_key(point) {
-            costs.hot_s
-        } else {
-            costs.restart_s
-        }
-    }
-
-    /// Seconds a confirmation window is expected to take: warm-up and
-    /// window, stretched as much as the screening windows were stretched
-    /// (a steady window goes on while throughput still trends).
-    fn confirmation_window(&self) -> f64 {
-        let s = self.settings;
-        let nominal = (s.warmup + s.duration).as_secs_f64();
-        let stretch = (self.costs().window_s / nominal).max(1.0);
-        (s.warmup + s.confirm_duration).as_secs_f64() * stretch
+        self.planner().costs()
     }
 
     /// Every candidate the screening (baseline and search) measured.
     fn screened_candidates(&self) -> Vec<Candidate> {
-        let screened: Vec<Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.kind != TrialKind::Confirm)
-            .cloned()
-            .collect();
-        estimator::candidates(&screened, &self.space)
-    }
-
-    /// The candidate the server runs now (unknown after a failed trial or
-    /// before the first move of a resumed study) and the baseline.
-    fn confirmation_ends(&self, candidates: &[Candidate]) -> scheduler::Ends {
-        let running = self
-            .runner
-            .deployed()
-            .and(self.entries.last())
-            .filter(|e| e.failure.is_none())
-            .and_then(|e| candidates.iter().position(|c| c.point == e.point));
-        scheduler::Ends {
-            running,
-            home: candidates.iter().position(Candidate::is_baseline),
-        }
-    }
-
-    /// The order in which `confirm` would measure `pool` in `rounds`
-    /// rounds, and how many seconds that takes.
-    fn confirmation_plan(
-        &self,
-        candidates: &[Candidate],
-        pool: &[usize],
-        rounds: u32,
-        ends: scheduler::Ends,
-    ) -> (Vec<scheduler::Step>, f64) {
-        let cold_keys: Vec<Vec<Option<usize>>> = candidates
-            .iter()
-            .map(|candidate| match &candidate.point {
-                Some(point) => self.space.cold_key(point),
-                None => self.baseline_cold_key(),
-            })
-            .collect();
-        let group_of = |i: usize| cold_keys[i].clone();
-        let steps = scheduler::confirmation_order(pool, group_of, ends, rounds);
-        let window = Duration::from_secs_f64(self.confirmation_window());
-        let seconds = scheduler::plan_seconds(&steps, group_of, ends, &self.costs(), window);
-        (steps, seconds)
+        self.planner().screened_candidates()
     }
 
     /// Measures the baseline unless the study has it; false when interrupted.
@@ -738,8 +578,7 @@ impl<'a> Study<'a> {
                     None => return Ok(StopReason::Exhausted),
                 }
             };
-            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
-            if !self.budget.fits(next, self.reserve_after(&point)) {
+            if !self.planner().fits(&point, &self.budget) {
                 return Ok(StopReason::Budget);
             }
             if !self
@@ -752,32 +591,18 @@ impl<'a> Study<'a> {
     }
 
     /// Re-measures the baseline, the best candidates and each tier's leader
-    /// in alternating rounds, grouped by cold config, as the budget allows:
-    /// fewer rounds (two at least), then fewer candidates, until the plan fits.
+    /// in alternating rounds, grouped by cold config, as the budget allows
+    /// (`Planner::confirmation`).
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
-        let s = self.settings;
-        let candidates = self.screened_candidates();
-        let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        if pool.len() < 2 {
-            tracing::info!("nothing to confirm against the baseline");
-            return Ok(());
-        }
-        let ends = self.confirmation_ends(&candidates);
-        let available = s.budget.saturating_sub(self.budget.elapsed() + EXPORT_RESERVE);
-        let mut rounds = s.confirm_rounds;
-        let steps = loop {
-            let (steps, seconds) = self.confirmation_plan(&candidates, &pool, rounds, ends);
-            if seconds <= available.as_secs_f64() {
-                break steps;
+        let (candidates, steps) = match self.planner().confirmation(&self.budget) {
+            Confirmation::Steps { candidates, steps } => (candidates, steps),
+            Confirmation::NothingToConfirm => {
+                tracing::info!("nothing to confirm against the baseline");
+                return Ok(());
             }
-            if rounds > 2 {
-                rounds -= 1;
-            } else if pool.len() > 2 {
-                pool.pop();
-            } else {
+            Confirmation::NoBudget { needed_s, left_s } => {
                 tracing::warn!(
-                    "no budget left to confirm ({seconds:.0} s needed, {:.0} s left): nothing will be recommended",
-                    available.as_secs_f64()
+                    "no budget left to confirm ({needed_s:.0} s needed, {left_s:.0} s left): nothing will be recommended"
                 );
                 return Ok(());
             }
@@ -787,18 +612,13 @@ impl<'a> Study<'a> {
                 return Ok(());
             }
             let candidate = &candidates[step.candidate];
+            if self.planner().step_done(candidate, step.round) {
+                continue;
+            }
             let subject = match &candidate.point {
                 Some(point) => Subject::Point(point.clone()),
                 None => Subject::Baseline,
             };
-            let done = self
-                .entries
-                .iter()
-                .filter(|e| e.server_lost.is_none())
-                .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(step.round));
-            if done {
-                continue;
-            }
             if !self
                 .trial(subject, TrialKind::Confirm, Some(step.round), None, on_trial)
                 .await?
@@ -807,18 +627,6 @@ impl<'a> Study<'a> {
             }
         }
         Ok(())
-    }
-
-    /// The cold levels of the config as it was (None where off the grid).
-    fn baseline_cold_key(&self) -> Vec<Option<usize>> {
-        let original = &self.runner.original;
-        let levels = original.running_levels(&self.space, &self.settings.model);
-        self.space
-            .parameters
-            .iter()
-            .zip(levels)
-            .map(|(p, l)| if p.apply == crate::space::Apply::Cold { l } else { None })
-            .collect()
     }
 
     /// Runs one trial: moves, measures, journals, tells. Returns false when
@@ -1182,15 +990,7 @@ pub async fn run_worker(
     }
     use way_out::{RELEASE_LOCK, RESTORE, STOP_TRIAL};
     way_out::begin(&study.runner.server.spec().config, &[STOP_TRIAL, RESTORE, RELEASE_LOCK]);
-    let outcome = AssertUnwindSafe(study.work(on_trial)).catch_unwind().await;
-    let failure = match outcome {
-        Ok(Ok(_)) => None,
-        Ok(Err(error)) => Some(error),
-        Err(panic) => Some(anyhow::anyhow!(
-            "the worker stopped on an internal error: {}",
-            panic_text(&panic)
-        )),
-    };
+    let (_, failure) = exit::guarded("worker", study.work(on_trial)).await;
     let me = crate::store::worker_id();
     let measured = study
         .entries
@@ -1198,16 +998,12 @@ pub async fn run_worker(
         .filter(|e| e.worker.as_deref() == Some(me.as_str()))
         .count();
     let restored = study.restore_within(None).await;
-    match (failure, restored) {
-        (None, Ok(())) => Ok(measured),
-        (Some(failure), Ok(())) => {
-            Err(failure.context("the worker stopped; its server is back on its original config"))
-        }
-        (None, Err(restore)) => Err(restore),
-        (Some(failure), Err(restore)) => {
-            Err(failure.context(format!("and putting the server back also failed: {restore:#}")))
-        }
-    }
+    exit::with_restore(
+        failure,
+        restored,
+        "the worker stopped; its server is back on its original config",
+    )?;
+    Ok(measured)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use crate::search::FAILED_LOSS;
 use crate::trial::{Entry, TrialKind};
 
-use super::runner::Subject;
+use super::testbed::Subject;
 use super::{Study, TrialUpdate};
 
 /// Windows in a row in which a candidate's server may be lost before the

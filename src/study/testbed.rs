@@ -1,0 +1,67 @@
+//! What a study tunes, as the study loop sees it: the running state, a move
+//! to a candidate with a measurement window after it, health and revival
+//! (`start`), the study's clock, and the final restore (leave it as found).
+//!
+//! Implementations: the `Runner` (a TorchServe, managed or through its
+//! restart command, alone or behind the gateway) and a recorded landscape
+//! (`recorded`: simulated clock, move costs from its header, noise from its
+//! repeats). The loop (`study_loop`) is generic over this trait and never
+//! asks which one it drives.
+
+use std::time::Duration;
+
+use crate::space::{Point, Space};
+
+use super::clock::Clock;
+use super::runner::TrialResult;
+
+/// What a trial is of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The config as it was before the study.
+    Baseline,
+    Point(Point),
+}
+
+impl Subject {
+    pub fn point(&self) -> Option<&Point> {
+        match self {
+            Subject::Baseline => None,
+            Subject::Point(p) => Some(p),
+        }
+    }
+}
+
+/// The measurement window of one trial.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// An adaptive window goes on until throughput is steady, at most this long.
+    pub max_window: Option<Duration>,
+}
+
+/// A deployment the study loop can move, measure and put back.
+#[allow(async_fn_in_trait)]
+pub trait Testbed {
+    /// The levels of `space` running now; None while unknown (the next move restarts).
+    fn running(&self, space: &Space) -> Option<Vec<Option<usize>>>;
+
+    /// The levels of the config as found (None where off the grid).
+    fn baseline_levels(&self, space: &Space) -> Vec<Option<usize>>;
+
+    /// The study's clock: real time for a server, simulated for a landscape.
+    fn clock(&self) -> Clock;
+
+    /// Makes sure the deployment is up (starting or reviving it); returns
+    /// whether it had to start it.
+    async fn start(&mut self, resumed: bool) -> anyhow::Result<bool>;
+
+    /// Moves to `subject` (nothing, live or restart) and measures one
+    /// window; a failed move or window is the trial's failure, an `Err` an
+    /// infrastructure fault that ends the study.
+    async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult>;
+
+    /// Leaves the deployment as it was found.
+    async fn restore(&mut self) -> anyhow::Result<()>;
+}
