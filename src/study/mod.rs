@@ -9,10 +9,11 @@
 //! server back on the original config (or, with `--apply`, the balanced
 //! recommendation).
 //!
-//! Order per trial (fixed, `runner`): ask → move (nothing, live, or restart,
-//! by parsed difference) → wait ready → load → measure → score → journal
-//! (fsync) → tell. Failed trials are journaled and told to the strategy with
-//! `FAILED_LOSS`; only infrastructure faults abort the study.
+//! Order per trial (fixed, `runner`): ask → move → wait ready → load →
+//! measure → score → journal (fsync) → tell. The planning (what the next
+//! trial costs, what the confirmation keeps back, its rounds) is the
+//! `planner`'s, shared with the generic loop (`study_loop`) that `replay`
+//! runs on a recorded landscape (`recorded`, behind `testbed::Testbed`).
 //!
 //! Every way out restores: done, budget, Ctrl-C, SIGTERM, an error, a panic
 //! in the loop — the phases run under a guard, and whatever they return, the
@@ -45,12 +46,12 @@ pub mod scheduler;
 mod server_loss;
 pub mod settings;
 mod setup;
+mod shared;
 mod shortfall;
 pub mod study_loop;
 pub mod testbed;
 pub mod way_out;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,20 +60,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::state::Deployment;
 use crate::config;
-use crate::load::request::read_bodies;
 use crate::objective::Figures;
 use crate::report::Report;
 use crate::search::{make_strategy, History, Strategy, Trial};
-use crate::server::stack::StackSpec;
-use crate::server::{TargetSpec, TorchServe};
-use crate::space::{load_spaces, Current, Point, Space};
+use crate::server::TorchServe;
+use crate::space::{Point, Space};
 use crate::store::{StudyRecord, TrialStore};
-use crate::trial::{Candidate, Entry, NotSearched, TrialKind};
+use crate::trial::{Entry, NotSearched, TrialKind};
 use planner::{Confirmation, Plan, Planner};
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
 use settings::Settings;
-use setup::{check_gateway_targets, check_model_served, check_targets_reachable, gateway_of, prune, workload_of};
+use shared::{joins_shared, lost_entry, pause, space_fingerprint, ClaimStep, Joined, Role};
 
 pub use crate::trial::StopReason;
 
@@ -121,17 +120,6 @@ pub async fn run_study(
     study.wind_up(stop, failure, apply_best).await
 }
 
-/// How this process takes part in a study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// `tune`: creates (or resumes) the study, measures, decides when the
-    /// search ends, confirms on its own server, reports.
-    Leader,
-    /// `worker`: joins a shared study and measures candidates on its own
-    /// server until the study stops handing them out.
-    Worker,
-}
-
 struct Study<'a> {
     settings: &'a Settings,
     role: Role,
@@ -174,42 +162,15 @@ impl<'a> Study<'a> {
         // A worker joins a study under way: like a resume, it takes its
         // server's original from the backup a cut-short run left.
         let resume = resume || role == Role::Worker;
-        let space = load_spaces(&settings.spaces)?;
-        let spec = TargetSpec::load(&settings.target)?;
-        crate::server::tls::announce_spec(&spec);
-        let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
-        let config_path = spec.config.clone();
-        // The original config: servetune's backup only when this study was cut short here.
-        let original::Original {
-            bytes: original_bytes,
-            props: original_props,
-            from_backup,
-        } = original::read(&config_path, &settings.name, resume)?;
-        if let Some(holder) = lock::holder(&config_path) {
-            let ours = resume && holder.study == settings.name && !lock::running(&holder);
-            if !ours {
-                anyhow::bail!("{}", lock::refusal(&config_path, &holder));
-            }
-        }
-        check_model_served(&original_props, &settings.model, &config_path)?;
-        if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
-            anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
-        }
-        check_targets_reachable(&space, &spec, &settings.spaces)?;
-        check_gateway_targets(&space, stack.as_ref(), &settings.spaces)?;
-        let (gateway, study_gateway) = match &stack {
-            Some(stack) => {
-                let (state, gateway) = gateway_of(stack, &settings.model, &original_props, from_backup)?;
-                (Some(state), Some(gateway))
-            }
-            None => (None, None),
-        };
-        let bodies = match &settings.body {
-            Some(path) => read_bodies(path)?,
-            None => Vec::new(),
-        };
-        let workload = workload_of(settings, bodies);
-        let (space, not_searched) = prune(space, &workload, &original_props);
+        let setup::Prepared {
+            space,
+            not_searched,
+            spec,
+            original_bytes,
+            gateway,
+            study_gateway,
+            workload,
+        } = setup::prepare(settings, resume)?;
         let dir = study_dir(results, &settings.name);
         let create_dir = || std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()));
         // The file journal lives in the folder; a shared store's study
@@ -432,7 +393,7 @@ impl<'a> Study<'a> {
             return Ok(ClaimStep::LeaderGone(claim.leader_silent_s));
         }
         self.adopt(claim.finished.clone());
-        let costs = self.costs();
+        let costs = self.planner().costs();
         self.history.set_running(self.runner.running_levels(&self.space));
         self.history.set_costs(costs);
         let screened = self.screened_counted();
@@ -536,15 +497,6 @@ impl<'a> Study<'a> {
         self.planner().constraints()
     }
 
-    fn costs(&self) -> crate::search::SwitchCosts {
-        self.planner().costs()
-    }
-
-    /// Every candidate the screening (baseline and search) measured.
-    fn screened_candidates(&self) -> Vec<Candidate> {
-        self.planner().screened_candidates()
-    }
-
     /// Measures the baseline unless the study has it; false when interrupted.
     async fn baseline_measured(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<bool> {
         if self.entries.iter().any(|e| e.kind == TrialKind::Baseline) {
@@ -566,7 +518,7 @@ impl<'a> Study<'a> {
             if screened >= self.settings.max_trials {
                 return Ok(StopReason::MaxTrials);
             }
-            let costs = self.costs();
+            let costs = self.planner().costs();
             self.history.set_running(self.runner.running_levels(&self.space));
             self.history.set_costs(costs);
             let defaults = self.space.default_point();
@@ -680,7 +632,7 @@ impl<'a> Study<'a> {
             self.give_up(number, subject.point()).await;
             return Ok(false);
         }
-        let values = self.values_of(&subject);
+        let values = runner::values_of(&self.space, &subject, &self.runner.original, &s.model);
         let mut entry = entry_of(
             EntryContext {
                 number,
@@ -718,14 +670,7 @@ impl<'a> Study<'a> {
             self.history.push(trial.clone());
             self.strategy.tell(&self.space, &trial);
         }
-        let description = match (&subject, kind) {
-            (Subject::Point(p), TrialKind::Confirm) => {
-                format!("confirm r{} {}", round.unwrap_or(0), self.space.describe(p))
-            }
-            (Subject::Point(p), _) => self.space.describe(p),
-            (Subject::Baseline, TrialKind::Confirm) => format!("confirm r{} baseline", round.unwrap_or(0)),
-            (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
-        };
+        let description = subject.describe(&self.space, kind, round);
         if let Some(reason) = &entry.failure {
             tracing::warn!(trial = entry.number, "{description}: failed: {reason}");
         }
@@ -762,33 +707,6 @@ impl<'a> Study<'a> {
         entry.failure = Some(format!("interrupted: {} gave its trial up", trial.worker));
         if let Err(e) = shared.give_up(number, &entry).await {
             tracing::warn!("giving up trial {number}: {e:#}");
-        }
-    }
-
-    /// Parameter → value of a subject, for the journal's readers.
-    fn values_of(&self, subject: &Subject) -> BTreeMap<String, String> {
-        match subject {
-            Subject::Point(point) => self
-                .space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            Subject::Baseline => {
-                let original = &self.runner.original;
-                self.space
-                    .parameters
-                    .iter()
-                    .filter_map(|p| {
-                        let value = match original.current(&p.targets[0], &self.settings.model) {
-                            Current::Set(text) => text,
-                            Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
-                            Current::Unknown => return None,
-                        };
-                        Some((p.name.clone(), value))
-                    })
-                    .collect()
-            }
         }
     }
 
@@ -835,138 +753,6 @@ impl<'a> Study<'a> {
     }
 }
 
-/// A shared study as `open` found it.
-struct Joined {
-    /// This process created it.
-    created: bool,
-    state: crate::store::StudyState,
-    leader_silent_s: f64,
-}
-
-/// Whether this process takes up a shared study it did not create (as a
-/// resume does), or why it may not: a finished study takes no more work; a
-/// leader that still beats keeps its study (another host joins as a worker,
-/// a resume waits for the grace period); a silent leader's study is taken
-/// over by the next `tune` of it, from any host.
-fn joins_shared(settings: &Settings, role: Role, resume: bool, joined: &Joined) -> anyhow::Result<bool> {
-    let name = &settings.name;
-    if role == Role::Worker || joined.created {
-        return Ok(resume);
-    }
-    if joined.state == crate::store::StudyState::Finished {
-        anyhow::bail!(
-            "study '{name}' is finished in {}: its results are exported; choose another name for a new study",
-            settings.storage.display()
-        );
-    }
-    let grace = settings.heartbeat_grace;
-    if joined.leader_silent_s <= grace.as_secs_f64() {
-        anyhow::bail!(
-            "study '{name}' is led by a running `servetune tune` (its last sign {:.0} s ago, grace {}): \
-             to add this host, run `servetune worker --storage {} --study {name} --target TARGET.toml`; \
-             to take the study over, stop that leader and wait out the grace period",
-            joined.leader_silent_s,
-            humantime::format_duration(grace),
-            settings.storage.display()
-        );
-    }
-    if !resume {
-        tracing::info!(
-            "taking up study {name}: its leader fell silent {:.0} s ago",
-            joined.leader_silent_s
-        );
-    }
-    Ok(true)
-}
-
-/// A second's wait between claims that found nothing to do.
-async fn pause(token: CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        _ = token.cancelled() => {}
-    }
-}
-
-/// What a claim on a shared study came to.
-enum ClaimStep {
-    /// Measure `point` as trial `number`.
-    Measure { number: usize, point: Point },
-    /// Nothing to hand out until other workers' trials finish.
-    Wait,
-    /// The search is over (for the leader; workers wait for it to say so).
-    Stop(StopReason),
-    /// The study no longer hands out candidates.
-    Closed,
-    /// The leader has been silent this many seconds.
-    LeaderGone(f64),
-}
-
-/// The journal entry of a trial given up: no figures, the worst loss, and
-/// the reason, naming the worker.
-fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Duration) -> Entry {
-    let values = trial
-        .point
-        .as_ref()
-        .map(|point| {
-            space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Entry {
-        number: trial.number,
-        kind: if trial.point.is_some() {
-            TrialKind::Screen
-        } else {
-            TrialKind::Baseline
-        },
-        point: trial.point.clone(),
-        values,
-        figures: None,
-        failure: Some(format!(
-            "lost: worker {} sent no heartbeat for {:.0} s (grace {}); the candidate went back to the queue",
-            trial.worker,
-            trial.silent_s,
-            humantime::format_duration(grace)
-        )),
-        loss: crate::search::FAILED_LOSS,
-        feasible: false,
-        restarted: false,
-        throughput_ci95: None,
-        duration_s: 0.0,
-        elapsed_s: 0.0,
-        switch: Default::default(),
-        switch_s: 0.0,
-        warmup_s: 0.0,
-        stability: None,
-        round: None,
-        latency_histogram: None,
-        server_cpu_cores: None,
-        observer_cpu_share: None,
-        incidents: Vec::new(),
-        worker: Some(trial.worker.clone()),
-        server_lost: None,
-    }
-}
-
-/// The space as a shared study stores it: each parameter's name and levels.
-fn space_fingerprint(space: &Space) -> serde_json::Value {
-    serde_json::Value::Array(
-        space
-            .parameters
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "levels": p.levels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
 /// Runs a worker of a shared study (`servetune worker`): claims candidates,
 /// measures them on this host's server, stores the results, until the
 /// study stops handing them out; then puts the server back on its original
@@ -1004,78 +790,4 @@ pub async fn run_worker(
         "the worker stopped; its server is back on its original config",
     )?;
     Ok(measured)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StudyState;
-
-    fn settings() -> Settings {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let overrides = settings::Overrides {
-            storage: Some("postgres://tuner@db/studies".into()),
-            ..Default::default()
-        };
-        Settings::load(&root.join("examples/deployment/study.toml"), &overrides).unwrap()
-    }
-
-    fn found(created: bool, state: StudyState, leader_silent_s: f64) -> Joined {
-        Joined {
-            created,
-            state,
-            leader_silent_s,
-        }
-    }
-
-    #[test]
-    fn a_tune_takes_up_a_shared_study_only_from_a_silent_leader() {
-        let s = settings();
-        let grace = s.heartbeat_grace.as_secs_f64();
-        // Created here: a new study (or the resume asked for).
-        assert!(!joins_shared(&s, Role::Leader, false, &found(true, StudyState::Running, 0.0)).unwrap());
-        // A live leader keeps its study, also against a resume; the error says how to help.
-        for resume in [false, true] {
-            let e = joins_shared(&s, Role::Leader, resume, &found(false, StudyState::Running, 1.0))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("servetune worker --storage postgres://tuner@db/studies"),
-                "{e}"
-            );
-        }
-        // A silent leader's study is taken up, as a resume.
-        assert!(joins_shared(&s, Role::Leader, false, &found(false, StudyState::Running, grace + 1.0)).unwrap());
-        // A finished study takes no more work.
-        let e = joins_shared(&s, Role::Leader, true, &found(false, StudyState::Finished, 1e6))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("finished"), "{e}");
-        // Workers always join (they watch the leader at each claim).
-        assert!(!joins_shared(&s, Role::Worker, false, &found(false, StudyState::Running, 0.0)).unwrap());
-    }
-
-    #[test]
-    fn a_lost_trial_names_its_worker_and_counts_as_failed() {
-        let space = crate::space::load_spaces(&settings().spaces).unwrap();
-        let trial = crate::store::RunningTrial {
-            number: 7,
-            point: Some(space.default_point()),
-            worker: "host-b:42".into(),
-            silent_s: 75.0,
-        };
-        let entry = lost_entry(&space, &trial, Duration::from_secs(60));
-        let failure = entry.failure.unwrap();
-        assert!(
-            failure.contains("host-b:42") && failure.contains("75 s") && failure.contains("1m"),
-            "{failure}"
-        );
-        assert_eq!(
-            (entry.number, entry.kind, entry.feasible),
-            (7, TrialKind::Screen, false)
-        );
-        assert_eq!(entry.loss, crate::search::FAILED_LOSS);
-        assert_eq!(entry.values.len(), space.parameters.len());
-        assert_eq!(entry.worker.as_deref(), Some("host-b:42"));
-    }
 }

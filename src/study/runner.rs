@@ -28,7 +28,7 @@ use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
 use crate::server::{logging, Control, TorchServe};
-use crate::space::Space;
+use crate::space::{Current, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
 use super::clock::Clock;
@@ -42,6 +42,30 @@ use super::testbed::{Testbed, Window};
 /// during the first seconds of traffic (measured: the first run after a
 /// start is 25–40 % slower; see README, repeatability).
 pub const RESTART_WARMUP: Duration = Duration::from_secs(5);
+
+/// Parameter → value of a subject, for the journal's readers (the
+/// baseline's as its config sets them).
+pub fn values_of(space: &Space, subject: &Subject, original: &Deployment, model: &str) -> BTreeMap<String, String> {
+    match subject {
+        Subject::Point(point) => space
+            .values(point)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+        Subject::Baseline => space
+            .parameters
+            .iter()
+            .filter_map(|p| {
+                let value = match original.current(&p.targets[0], model) {
+                    Current::Set(text) => text,
+                    Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
+                    Current::Unknown => return None,
+                };
+                Some((p.name.clone(), value))
+            })
+            .collect(),
+    }
+}
 
 /// What one trial measured (or why it could not).
 pub struct TrialResult {

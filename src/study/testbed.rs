@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use crate::space::{Point, Space};
+use crate::trial::TrialKind;
 
 use super::clock::Clock;
 use super::runner::TrialResult;
@@ -28,6 +29,17 @@ impl Subject {
         match self {
             Subject::Baseline => None,
             Subject::Point(p) => Some(p),
+        }
+    }
+
+    /// How a trial of it shows in the log and the progress line.
+    pub fn describe(&self, space: &Space, kind: TrialKind, round: Option<u32>) -> String {
+        let round = round.unwrap_or(0);
+        match (self, kind) {
+            (Subject::Point(p), TrialKind::Confirm) => format!("confirm r{round} {}", space.describe(p)),
+            (Subject::Point(p), _) => space.describe(p),
+            (Subject::Baseline, TrialKind::Confirm) => format!("confirm r{round} baseline"),
+            (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
         }
     }
 }
