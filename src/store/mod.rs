@@ -18,6 +18,9 @@ pub mod pg_url;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::space::Point;
 
 use crate::objective::Figures;
 use crate::trial::Entry;
@@ -110,10 +113,122 @@ pub struct StudyRecord<'a> {
     pub space: Option<serde_json::Value>,
 }
 
-/// One study's trials, open for appending.
+/// What a study asks of the place its trials live: the file journal and
+/// PostgreSQL are its members; a local study is the one-worker case of
+/// claims. The study holds a `TrialStore` and never asks which it is.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// The number of the next trial: in a file journal the next line
+    /// (`next_local`); in a shared store a `running` row of this worker.
+    async fn begin(&mut self, point: Option<&Point>, next_local: usize) -> Result<usize, StoreError>;
+
+    /// Heartbeats for trial `number` while the guard lives (shared stores only).
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive>;
+
+    /// Appends a finished trial (durably, before the strategy hears of it).
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError>;
+
+    /// Claims the next trial (see `Claimed`).
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError>;
+
+    /// Marks the study finished (a shared study stops handing out work).
+    async fn finish(&mut self) -> Result<(), StoreError>;
+
+    /// The shared store, when the study is in one.
+    fn shared(&mut self) -> Option<&mut PgStudy>;
+}
+
+/// The file journal: one worker, every trial in the caller's hands.
+impl Store for Journal {
+    async fn begin(&mut self, _point: Option<&Point>, next_local: usize) -> Result<usize, StoreError> {
+        Ok(next_local)
+    }
+
+    fn keep_alive(&self, _number: usize, _every: Duration) -> Option<KeepAlive> {
+        None
+    }
+
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        Journal::append(self, entry)?;
+        Ok(Appended::Kept)
+    }
+
+    /// Its study runs, nothing is pending or given up, and the trial takes
+    /// the next line; the caller's trials are all there is.
+    async fn claim_next(
+        &mut self,
+        _grace: Duration,
+        _lost: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError> {
+        Ok(Claimed {
+            state: StudyState::Running,
+            leader_silent_s: 0.0,
+            finished: None,
+            pending: Vec::new(),
+            requeued: None,
+            taker: Taker::Local(next_local),
+        })
+    }
+
+    async fn finish(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        None
+    }
+}
+
+/// A shared study in PostgreSQL: claims under the study row's lock.
+impl Store for PgStudy {
+    async fn begin(&mut self, point: Option<&Point>, _next_local: usize) -> Result<usize, StoreError> {
+        PgStudy::begin(self, point).await
+    }
+
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive> {
+        Some(PgStudy::keep_alive(self, Some(number), every))
+    }
+
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        PgStudy::append(self, entry).await
+    }
+
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        _next_local: usize,
+    ) -> Result<Claimed, StoreError> {
+        let mut claim = PgStudy::claim(self, grace, lost_entry).await?;
+        Ok(Claimed {
+            state: claim.state,
+            leader_silent_s: claim.leader_silent_s,
+            finished: Some(std::mem::take(&mut claim.finished)),
+            pending: std::mem::take(&mut claim.pending),
+            requeued: claim.requeued.take(),
+            taker: Taker::Shared(Box::new(claim)),
+        })
+    }
+
+    async fn finish(&mut self) -> Result<(), StoreError> {
+        PgStudy::finish(self).await
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        Some(self)
+    }
+}
+
+/// One study's trials, open for appending, in whichever member of the family.
 pub enum TrialStore {
     File(Journal),
-    Postgres(Box<postgres::PgStudy>),
+    Postgres(Box<PgStudy>),
 }
 
 impl TrialStore {
@@ -130,48 +245,83 @@ impl TrialStore {
             }
         }
     }
+}
 
-    /// The number of the next trial: in a file journal the next line
-    /// (`next_local`); in a shared store a `running` row of this worker.
-    pub async fn begin(&mut self, point: Option<&crate::space::Point>, next_local: usize) -> Result<usize, StoreError> {
+impl Store for TrialStore {
+    async fn begin(&mut self, point: Option<&Point>, next_local: usize) -> Result<usize, StoreError> {
         match self {
-            TrialStore::File(_) => Ok(next_local),
-            TrialStore::Postgres(study) => study.begin(point).await,
+            TrialStore::File(journal) => Store::begin(journal, point, next_local).await,
+            TrialStore::Postgres(study) => Store::begin(study.as_mut(), point, next_local).await,
         }
     }
 
-    /// Heartbeats for trial `number` while the guard lives (shared stores only).
-    pub fn keep_alive(&self, number: usize, every: std::time::Duration) -> Option<KeepAlive> {
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive> {
         match self {
-            TrialStore::File(_) => None,
-            TrialStore::Postgres(study) => Some(study.keep_alive(Some(number), every)),
+            TrialStore::File(journal) => Store::keep_alive(journal, number, every),
+            TrialStore::Postgres(study) => Store::keep_alive(study.as_ref(), number, every),
         }
     }
 
-    /// Appends a finished trial (durably, before the strategy hears of it).
-    pub async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
         match self {
-            TrialStore::File(journal) => {
-                journal.append(entry)?;
-                Ok(Appended::Kept)
-            }
-            TrialStore::Postgres(study) => study.append(entry).await,
+            TrialStore::File(journal) => Store::append(journal, entry).await,
+            TrialStore::Postgres(study) => Store::append(study.as_mut(), entry).await,
         }
     }
 
-    /// The shared store, when the study is in one.
-    pub fn shared(&mut self) -> Option<&mut PgStudy> {
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError> {
         match self {
-            TrialStore::File(_) => None,
-            TrialStore::Postgres(study) => Some(study),
+            TrialStore::File(journal) => Store::claim_next(journal, grace, lost_entry, next_local).await,
+            TrialStore::Postgres(study) => Store::claim_next(study.as_mut(), grace, lost_entry, next_local).await,
         }
     }
 
-    /// Marks the study finished (a shared study stops handing out work).
-    pub async fn finish(&mut self) -> Result<(), StoreError> {
+    async fn finish(&mut self) -> Result<(), StoreError> {
         match self {
-            TrialStore::File(_) => Ok(()),
-            TrialStore::Postgres(study) => study.finish().await,
+            TrialStore::File(journal) => Store::finish(journal).await,
+            TrialStore::Postgres(study) => Store::finish(study.as_mut()).await,
+        }
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        match self {
+            TrialStore::File(journal) => Store::shared(journal),
+            TrialStore::Postgres(study) => Store::shared(study.as_mut()),
+        }
+    }
+}
+
+/// What a claim found, whichever the store.
+pub struct Claimed {
+    pub state: StudyState,
+    /// Seconds since the study's leader last showed life.
+    pub leader_silent_s: f64,
+    /// Every finished trial from every worker (None: the claimant has them all).
+    pub finished: Option<Vec<Entry>>,
+    /// The points other workers are measuring now.
+    pub pending: Vec<Point>,
+    /// A candidate whose worker was lost, to hand out before asking anew.
+    pub requeued: Option<Point>,
+    taker: Taker,
+}
+
+/// How a claim takes its trial.
+enum Taker {
+    Local(usize),
+    Shared(Box<Claim>),
+}
+
+impl Claimed {
+    /// Takes `point` as the next trial of this claimant; returns its number.
+    pub async fn take(self, point: &Point) -> Result<usize, StoreError> {
+        match self.taker {
+            Taker::Local(number) => Ok(number),
+            Taker::Shared(claim) => claim.take(point).await,
         }
     }
 }

@@ -65,7 +65,7 @@ use crate::report::Report;
 use crate::search::{make_strategy, History, Strategy, Trial};
 use crate::server::TorchServe;
 use crate::space::{Point, Space};
-use crate::store::{StudyRecord, TrialStore};
+use crate::store::{Store as _, StudyRecord, TrialStore};
 use crate::trial::{Entry, NotSearched, TrialKind};
 use planner::{Confirmation, Plan, Planner};
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
@@ -188,8 +188,9 @@ impl<'a> Study<'a> {
             space: Some(space_fingerprint(&space)),
         };
         let (journal, entries) = TrialStore::open(&settings.storage, &record).await?;
-        let resume = match &journal {
-            TrialStore::Postgres(shared) => {
+        let mut journal = journal;
+        let resume = match journal.shared() {
+            Some(shared) => {
                 let (state, leader_silent_s) = shared.status().await?;
                 let joined = Joined {
                     created: shared.created(),
@@ -198,14 +199,14 @@ impl<'a> Study<'a> {
                 };
                 joins_shared(settings, role, resume, &joined)?
             }
-            TrialStore::File(_) if !resume && !entries.is_empty() => anyhow::bail!(
+            None if !resume && !entries.is_empty() => anyhow::bail!(
                 "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
                 settings.name,
                 entries.len(),
                 journal_path.display(),
                 settings.name
             ),
-            TrialStore::File(_) => resume,
+            None => resume,
         };
         create_dir()?;
         if role == Role::Leader {
@@ -293,10 +294,7 @@ impl<'a> Study<'a> {
         let every = self.beat_every();
         self.leader_alive = self.journal.shared().map(|shared| shared.keep_alive(None, every));
         self.start_server(resume).await?;
-        let stop = match self.journal.shared().is_some() {
-            true => self.search_shared(on_trial).await?,
-            false => self.search(on_trial).await?,
-        };
+        let stop = self.search(on_trial).await?;
         tracing::info!(?stop, trials = self.entries.len(), "search finished");
         if stop != StopReason::Interrupted {
             self.close_search().await?;
@@ -330,11 +328,12 @@ impl<'a> Study<'a> {
         (self.settings.heartbeat_grace / 6).max(Duration::from_millis(500))
     }
 
-    /// The search of a shared study: each candidate is claimed from the
-    /// store (the strategy sees every worker's trials), measured here, and
-    /// told by storing it; the search ends on the budget, the trial limit
-    /// or an exhausted space, once the other workers' trials are in.
-    async fn search_shared(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+    /// The search: the baseline, then each candidate claimed from the store
+    /// (a file journal is the one-worker case; in a shared store the
+    /// strategy sees every worker's trials), measured here, and told by
+    /// storing it; the search ends on the budget, the trial limit or an
+    /// exhausted space, once the other workers' trials are in.
+    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
         if !self.baseline_measured(on_trial).await? {
             return Ok(StopReason::Interrupted);
         }
@@ -381,18 +380,16 @@ impl<'a> Study<'a> {
         let grace = self.settings.heartbeat_grace;
         let space = &self.space;
         let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
-        let shared = match &self.journal {
-            TrialStore::Postgres(shared) => shared,
-            TrialStore::File(_) => anyhow::bail!("claims need a shared store"),
-        };
-        let claim = shared.claim(grace, &lost).await?;
+        let claim = self.journal.claim_next(grace, &lost, self.entries.len()).await?;
         if claim.state != crate::store::StudyState::Running {
             return Ok(ClaimStep::Closed);
         }
         if self.role == Role::Worker && claim.leader_silent_s > grace.as_secs_f64() {
             return Ok(ClaimStep::LeaderGone(claim.leader_silent_s));
         }
-        self.adopt(claim.finished.clone());
+        if let Some(finished) = claim.finished.clone() {
+            self.adopt(finished);
+        }
         let costs = self.planner().costs();
         self.history.set_running(self.runner.running_levels(&self.space));
         self.history.set_costs(costs);
@@ -450,7 +447,7 @@ impl<'a> Study<'a> {
         let grace = self.settings.heartbeat_grace;
         let space = &self.space;
         let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
-        let TrialStore::Postgres(shared) = &mut self.journal else {
+        let Some(shared) = self.journal.shared() else {
             return Ok(());
         };
         shared.set_state(crate::store::StudyState::Confirming).await?;
@@ -504,42 +501,6 @@ impl<'a> Study<'a> {
         }
         self.trial(Subject::Baseline, TrialKind::Baseline, None, None, on_trial)
             .await
-    }
-
-    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
-        if !self.baseline_measured(on_trial).await? {
-            return Ok(StopReason::Interrupted);
-        }
-        loop {
-            if self.token.is_cancelled() {
-                return Ok(StopReason::Interrupted);
-            }
-            let screened = self.screened_counted();
-            if screened >= self.settings.max_trials {
-                return Ok(StopReason::MaxTrials);
-            }
-            let costs = self.planner().costs();
-            self.history.set_running(self.runner.running_levels(&self.space));
-            self.history.set_costs(costs);
-            let defaults = self.space.default_point();
-            let point = if !self.history.contains(&defaults) {
-                defaults
-            } else {
-                match self.strategy.ask(&self.space, &self.history)? {
-                    Some(point) => self.space.normalize(&point),
-                    None => return Ok(StopReason::Exhausted),
-                }
-            };
-            if !self.planner().fits(&point, &self.budget) {
-                return Ok(StopReason::Budget);
-            }
-            if !self
-                .trial(Subject::Point(point), TrialKind::Screen, None, None, on_trial)
-                .await?
-            {
-                return Ok(StopReason::Interrupted);
-            }
-        }
     }
 
     /// Re-measures the baseline, the best candidates and each tier's leader
@@ -694,7 +655,9 @@ impl<'a> Study<'a> {
     /// Gives up an interrupted trial of a shared study at once, so that
     /// its candidate goes back to the queue without the grace period.
     async fn give_up(&mut self, number: usize, point: Option<&Point>) {
-        let TrialStore::Postgres(shared) = &self.journal else {
+        let grace = self.settings.heartbeat_grace;
+        let space = &self.space;
+        let Some(shared) = self.journal.shared() else {
             return;
         };
         let trial = crate::store::RunningTrial {
@@ -703,7 +666,7 @@ impl<'a> Study<'a> {
             worker: crate::store::worker_id(),
             silent_s: 0.0,
         };
-        let mut entry = lost_entry(&self.space, &trial, self.settings.heartbeat_grace);
+        let mut entry = lost_entry(space, &trial, grace);
         entry.failure = Some(format!("interrupted: {} gave its trial up", trial.worker));
         if let Err(e) = shared.give_up(number, &entry).await {
             tracing::warn!("giving up trial {number}: {e:#}");

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 
 use super::{lock, Study};
 use crate::report::{self, Report};
+use crate::store::Store as _;
 use crate::trial::StopReason;
 
 /// A step of the way out, as the second signal names it.
