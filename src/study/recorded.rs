@@ -8,7 +8,6 @@
 //! restore moves back to the baseline and is recorded, so tests can see
 //! that every way out restored.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -24,8 +23,7 @@ use crate::space::{Point, Space};
 use crate::trial::Switch;
 
 use super::clock::Clock;
-use super::runner::TrialResult;
-use super::testbed::{Subject, Testbed, Window};
+use super::testbed::{Subject, Testbed, TrialResult, Window};
 
 /// A fault to inject at a trial (tests of the loop's ways out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,14 +192,4 @@ fn measurement_of(sample: &Sample, window: Window, seconds: f64) -> Measurement 
         server: None,
         observer: None,
     }
-}
-
-/// Parameter → value of the baseline, for the journal's readers.
-pub fn baseline_values(space: &Space, levels: &[Option<usize>]) -> BTreeMap<String, String> {
-    space
-        .parameters
-        .iter()
-        .zip(levels)
-        .filter_map(|(p, level)| level.map(|l| (p.name.clone(), p.levels[l].to_string())))
-        .collect()
 }

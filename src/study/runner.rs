@@ -35,7 +35,7 @@ use super::clock::Clock;
 use super::estimator::encode_histogram;
 use super::gateway::StudyGateway;
 use super::server_loss::{what_was_lost, Snapshot};
-pub use super::testbed::Subject;
+pub use super::testbed::{Subject, TrialResult};
 use super::testbed::{Testbed, Window};
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
@@ -65,19 +65,6 @@ pub fn values_of(space: &Space, subject: &Subject, original: &Deployment, model:
             })
             .collect(),
     }
-}
-
-/// What one trial measured (or why it could not).
-pub struct TrialResult {
-    pub switch: Switch,
-    pub switch_s: f64,
-    pub measurement: Result<Measurement, String>,
-    /// What went wrong around the measurement without failing it: a server
-    /// found down before the move, a worker that restarted during the window.
-    pub incidents: Vec<String>,
-    /// What the server lost during the window (a worker or the JVM): the
-    /// measurement is not the candidate's (`server_loss`).
-    pub server_lost: Option<String>,
 }
 
 pub struct Runner {

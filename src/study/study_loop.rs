@@ -24,11 +24,10 @@ use crate::trial::{Candidate, Entry, StopReason, TierDecision, TrialKind};
 use super::estimator;
 use super::exit;
 use super::planner::{Confirmation, Plan, Planner};
-use super::recorded::baseline_values;
 use super::runner::{entry_of, EntryContext};
 use super::scheduler::Budget;
 use super::shortfall;
-use super::testbed::{Subject, Testbed, Window};
+use super::testbed::{values_at, Subject, Testbed, Window};
 
 /// What the loop found and how it ended.
 pub struct Finished<T> {
@@ -283,7 +282,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
                 .into_iter()
                 .map(|(k, v)| (k, v.to_string()))
                 .collect(),
-            Subject::Baseline => baseline_values(self.space, &self.testbed.baseline_levels(self.space)),
+            Subject::Baseline => values_at(self.space, &self.testbed.baseline_levels(self.space)),
         };
         let context = EntryContext {
             number: self.entries.len(),

@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use crate::bench::Measurement;
 use crate::space::{Point, Space};
-use crate::trial::TrialKind;
+use crate::trial::{Switch, TrialKind};
 
 use super::clock::Clock;
-use super::runner::TrialResult;
 
 /// What a trial is of.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,30 @@ impl Subject {
             (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
         }
     }
+}
+
+/// What one trial measured (or why it could not).
+pub struct TrialResult {
+    pub switch: Switch,
+    pub switch_s: f64,
+    pub measurement: Result<Measurement, String>,
+    /// What went wrong around the measurement without failing it: a server
+    /// found down before the move, a worker that restarted during the window.
+    pub incidents: Vec<String>,
+    /// What the server lost during the window (a worker or the JVM): the
+    /// measurement is not the candidate's (`server_loss`).
+    pub server_lost: Option<String>,
+}
+
+/// Parameter → value of the levels `levels` (the baseline's where it is
+/// on the grid), for the journal's readers.
+pub fn values_at(space: &Space, levels: &[Option<usize>]) -> BTreeMap<String, String> {
+    space
+        .parameters
+        .iter()
+        .zip(levels)
+        .filter_map(|(p, level)| level.map(|l| (p.name.clone(), p.levels[l].to_string())))
+        .collect()
 }
 
 /// The measurement window of one trial.
