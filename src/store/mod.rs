@@ -1,11 +1,14 @@
 //! Where a study's trials are kept: the file journal in `results/<study>/`
 //! (the default: embedded, nothing to start), or a PostgreSQL database that
 //! several hosts can share (`--storage postgres://…`, or `storage = "…"` in
-//! the study file). The loop sees one interface, `TrialStore`: open a study
-//! (creating it, or joining it with its trials so far), number a trial,
-//! keep it alive while it runs, append it finished, mark the study finished;
-//! `list_studies` says what a storage holds. A shared store (`shared()`)
-//! also hands out candidates by claims (see `postgres`).
+//! the study file). Both are members of one family, the `Store` trait:
+//! number a trial, keep it alive while it runs, append it finished, claim
+//! the next one (a file journal is the one-worker case: its claim hands out
+//! the next line), mark the study finished. `TrialStore` opens a study
+//! (creating it, or joining it with its trials so far) in whichever member
+//! and dispatches to it, so the study never asks which it is; `file` is the
+//! journal, `postgres` the shared store; `list_studies` says what a storage
+//! holds. Nothing here imports the study.
 //!
 //! Each trial names the worker that measured it (`host:pid`), so a study
 //! measured on several hosts can be read per host.
