@@ -32,6 +32,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod daemon;
+pub mod landscape;
 pub mod load;
 pub mod machine;
 pub mod measure;

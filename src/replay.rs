@@ -1,247 +1,48 @@
-//! The replay benchmark: strategies run against a recorded landscape instead
-//! of a live server, to choose the default strategy by evidence.
+//! The replay benchmark: strategies run the study's own loop against a
+//! recorded landscape (`landscape`) instead of a live server, to choose the
+//! default strategy by evidence.
 //!
-//! A landscape CSV has one column per parameter (named as in the search
-//! space), then `throughput_rps`, `p50_ms`, `p99_ms`, `error_rate`,
-//! `memory_mb`; rows with equal parameters are repeats (the noise). An
-//! optional first line says which parameters are cold and what moves cost
-//! where it was recorded:
+//! Each seed runs `study::study_loop` on the landscape testbed
+//! (`study::recorded`): the baseline (the landscape's first row), TorchServe's
+//! defaults, the strategy while the budget allows (with the confirmation kept
+//! back), the confirmation rounds and the tier decisions, on simulated time.
+//! A measurement is one recorded repeat of the point, drawn at random; moves
+//! cost what the landscape's header says. A seed reaches the target at the
+//! first trial (baseline and defaults count) after which some measured point
+//! has a landscape mean that is feasible (p99 ≤ SLO, errors ≤ limit) and
+//! within the target regret of the best feasible mean throughput; trials and
+//! seconds to that trial are reported. Without a budget the study may screen
+//! every config (`max_trials` = the landscape's configs); with one, the
+//! regret of the final recommendation (the max-throughput tier, judged on
+//! landscape means) says whether confirmation picked well given the noise.
 //!
-//! ```text
-//! # servetune-landscape cold=number_of_netty_threads restart_s=9.5 hot_s=1.8 window_s=5
-//! ```
-//!
-//! An evaluation returns one recorded repeat of the point, drawn at random,
-//! and is charged the time the study would spend: the window, plus a restart
-//! when a cold parameter differs from the running config, or a live change
-//! when only hot ones do (the run starts on the first row's config). A seed
-//! reaches the target at the first trial after which some evaluated point
-//! has a landscape mean that is feasible (the study's constraints: p99 ≤
-//! SLO, errors ≤ limit) and within the target regret of the best feasible
-//! mean throughput; both trials and seconds to that trial are reported.
-//!
-//! `replay_parallel` does the same for a shared study with several workers,
-//! each with its own server (its own moves): trials finish in wall-clock
-//! order, the strategy sees each as it finishes and asks beside the points
-//! still in flight (`search::ask_beside_pending`).
+//! `replay_parallel` simulates a shared study with several workers, each
+//! with its own server: trials finish in simulated wall-clock order, the
+//! strategy sees each as it finishes and asks beside the points still in
+//! flight (`search::ask_beside_pending`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
+use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::objective::{Constraints, Figures};
+pub use crate::landscape::{
+    load_landscape, parse_landscape, throughput_under_slo, Landscape, LandscapeError, Sample, MEASUREMENTS,
+};
+use crate::objective::{Constraints, Tier, Weights};
 use crate::search::{make_strategy, History, Strategy, StrategyKind, SwitchCosts, Trial, FAILED_LOSS};
-use crate::space::{Apply, Parameter, Point, Space, Target, Value};
+use crate::space::Point;
+use crate::stats::quantile;
+use crate::study::planner::Plan;
+use crate::study::recorded::Recorded;
+use crate::study::study_loop::{Finished, StudyLoop};
+use crate::trial::Entry;
 
-/// The measurement columns, in order.
-pub const MEASUREMENTS: [&str; 5] = ["throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb"];
-
-/// One recorded measurement.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    pub throughput_rps: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub error_rate: f64,
-    pub memory_mb: f64,
-}
-
-impl Sample {
-    fn figures(&self) -> Figures {
-        Figures {
-            throughput_rps: self.throughput_rps,
-            p50_ms: self.p50_ms,
-            p99_ms: self.p99_ms,
-            error_rate: self.error_rate,
-            memory_mb: self.memory_mb,
-        }
-    }
-}
-
-/// A recorded landscape.
-#[derive(Debug, Clone)]
-pub struct Landscape {
-    pub space: Space,
-    pub samples: HashMap<Point, Vec<Sample>>,
-    /// What moves cost where it was recorded (defaults when not recorded).
-    pub costs: SwitchCosts,
-}
-
-/// The `# servetune-landscape …` line: cold parameters and costs.
-fn parse_header_comment(line: &str) -> Result<(Vec<String>, SwitchCosts), String> {
-    let mut cold = Vec::new();
-    let mut costs = SwitchCosts::default();
-    for field in line.trim_start_matches('#').split_whitespace().skip(1) {
-        let (key, value) = field
-            .split_once('=')
-            .ok_or_else(|| format!("'{field}': expected key=value"))?;
-        let seconds = || {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .ok_or_else(|| format!("{key} = '{value}' is not a number of seconds"))
-        };
-        match key {
-            "cold" => cold = value.split(',').map(str::to_string).filter(|c| !c.is_empty()).collect(),
-            "restart_s" => costs.restart_s = seconds()?,
-            "hot_s" => costs.hot_s = seconds()?,
-            "window_s" => costs.window_s = seconds()?,
-            _ => return Err(format!("unknown field '{key}'")),
-        }
-    }
-    Ok((cold, costs))
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {reason}")]
-pub struct LandscapeError {
-    pub file: String,
-    pub line: usize,
-    pub reason: String,
-}
-
-fn value_of(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        Value::Int(x as i64)
-    } else {
-        Value::Float(x)
-    }
-}
-
-/// Parses a landscape CSV; the first row's configuration is the default
-/// point (where strategies that start from the current config start).
-pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeError> {
-    let error = |line: usize, reason: String| LandscapeError {
-        file: file.to_string(),
-        line,
-        reason,
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let mut cold: Vec<String> = Vec::new();
-    let mut costs = SwitchCosts::default();
-    while let Some((index, line)) = lines.next_if(|(_, l)| l.trim_start().starts_with('#')) {
-        if line.trim_start().starts_with("# servetune-landscape") {
-            (cold, costs) = parse_header_comment(line).map_err(|e| error(index + 1, e))?;
-        }
-    }
-    let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    let measurement_at: Vec<usize> = MEASUREMENTS
-        .iter()
-        .map(|name| {
-            columns
-                .iter()
-                .position(|c| c == name)
-                .ok_or_else(|| error(1, format!("no column '{name}'")))
-        })
-        .collect::<Result<_, _>>()?;
-    let parameter_columns: Vec<usize> = (0..columns.len()).filter(|i| !measurement_at.contains(i)).collect();
-    if parameter_columns.is_empty() {
-        return Err(error(1, "no parameter columns".into()));
-    }
-    let mut rows: Vec<(Vec<f64>, Sample)> = Vec::new();
-    for (index, line) in lines {
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if cells.len() != columns.len() {
-            return Err(error(
-                index + 1,
-                format!("{} cells, the header has {}", cells.len(), columns.len()),
-            ));
-        }
-        let number = |i: usize| {
-            cells[i]
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| error(index + 1, format!("{} = '{}' is not a number", columns[i], cells[i])))
-        };
-        let params = parameter_columns
-            .iter()
-            .map(|&i| number(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let m = measurement_at
-            .iter()
-            .map(|&i| number(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.push((
-            params,
-            Sample {
-                throughput_rps: m[0],
-                p50_ms: m[1],
-                p99_ms: m[2],
-                error_rate: m[3],
-                memory_mb: m[4],
-            },
-        ));
-    }
-    let first = rows.first().ok_or_else(|| error(2, "no data rows".into()))?.0.clone();
-    let mut parameters = Vec::new();
-    for (d, &column) in parameter_columns.iter().enumerate() {
-        let distinct: BTreeSet<u64> = rows.iter().map(|(p, _)| p[d].to_bits()).collect();
-        let mut levels: Vec<f64> = distinct.into_iter().map(f64::from_bits).collect();
-        levels.sort_by(f64::total_cmp);
-        let default_level = levels
-            .iter()
-            .position(|&x| x == first[d])
-            .expect("the first row's value is a level");
-        let name = columns[column].to_string();
-        parameters.push(Parameter {
-            apply: if cold.contains(&name) { Apply::Cold } else { Apply::Hot },
-            targets: vec![Target::Config(name.clone())],
-            name,
-            levels: levels.into_iter().map(value_of).collect(),
-            default_level,
-            when: None,
-        });
-    }
-    if let Some(unknown) = cold.iter().find(|c| !parameters.iter().any(|p| p.name == **c)) {
-        return Err(error(1, format!("cold={unknown}: no such parameter column")));
-    }
-    let space = Space { parameters };
-    let mut samples: HashMap<Point, Vec<Sample>> = HashMap::new();
-    for (params, sample) in rows {
-        let point: Point = params
-            .iter()
-            .zip(&space.parameters)
-            .map(|(x, p)| {
-                p.levels
-                    .iter()
-                    .position(|l| *l == value_of(*x))
-                    .expect("levels come from the rows")
-            })
-            .collect();
-        samples.entry(point).or_default().push(sample);
-    }
-    Ok(Landscape { space, samples, costs })
-}
-
-pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LandscapeError {
-        file: path.display().to_string(),
-        line: 0,
-        reason: format!("cannot read: {e}"),
-    })?;
-    parse_landscape(&text, &path.display().to_string())
-}
-
-/// The study's objective "maximum throughput with p99 ≤ SLO and errors ≤
-/// limit", as the study's own constraints and loss.
-pub fn throughput_under_slo(slo_p99_ms: f64, max_error_rate: f64) -> Constraints {
-    Constraints {
-        p99_ms: slo_p99_ms,
-        error_rate: max_error_rate,
-        memory_mb: None,
-        throughput_rps: None,
-    }
-}
+/// A budget no replay reaches: the study then screens up to its trial limit.
+const UNLIMITED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The replay's answer for one strategy.
 #[derive(Debug, Clone, Serialize)]
@@ -265,107 +66,135 @@ pub struct ReplayReport {
     /// Median restarts a seed made before reaching the target (or the end).
     pub median_restarts: f64,
     pub costs: SwitchCosts,
+    /// The simulated study budget (null: unlimited up to the trial limit).
+    pub budget_s: Option<f64>,
+    /// Regret of the final max-throughput recommendation against the best
+    /// feasible landscape mean (1 when it is infeasible on the means).
+    pub median_recommendation_regret: Option<f64>,
+    pub p90_recommendation_regret: Option<f64>,
+    pub recommendation_regret_per_seed: Vec<f64>,
+    /// Share of seeds whose recommendation was "keep the current config".
+    pub kept_current_share: f64,
+    /// Median study time a seed took in all, confirmation included.
+    pub median_study_seconds: f64,
 }
 
-fn mean(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
-    samples.iter().map(f).sum::<f64>() / samples.len() as f64
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
 }
 
-/// Quantile of trials-to-target where a failed seed counts as infinite.
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let position = q * (sorted.len() - 1) as f64;
-    let (low, high) = (position.floor() as usize, position.ceil() as usize);
-    let value = sorted[low] + (sorted[high] - sorted[low]) * (position - low as f64);
-    value.is_finite().then_some(value)
-}
-
-/// How one seed went: trials, seconds and restarts until the target (or the end).
+/// How one seed went.
 #[derive(Debug, Clone, Copy)]
 struct SeedRun {
+    /// Trials and seconds until the target, if reached.
     reached: Option<(usize, f64)>,
+    /// Restarts until the target (or the end).
     restarts: usize,
+    recommendation_regret: f64,
+    kept_current: bool,
+    study_seconds: f64,
 }
 
 /// The points whose landscape mean is feasible and within the regret of
-/// the best feasible mean, and that best mean.
-fn targets<'a>(
-    landscape: &'a Landscape,
-    objective: &Constraints,
-    target_regret: f64,
-) -> (HashMap<&'a Point, bool>, f64) {
-    let means: Vec<(&Point, f64, bool)> = landscape
-        .samples
-        .iter()
-        .map(|(p, s)| {
-            let mean_figures = Figures {
-                throughput_rps: mean(s, |x| x.throughput_rps),
-                p50_ms: mean(s, |x| x.p50_ms),
-                p99_ms: mean(s, |x| x.p99_ms),
-                error_rate: mean(s, |x| x.error_rate),
-                memory_mb: mean(s, |x| x.memory_mb),
-            };
-            (p, mean_figures.throughput_rps, objective.feasible(&mean_figures))
+/// the best feasible mean.
+fn good_points<'a>(landscape: &'a Landscape, objective: &Constraints, target_regret: f64) -> HashMap<&'a Point, bool> {
+    let best = landscape.best_feasible_throughput(objective);
+    landscape
+        .means()
+        .into_iter()
+        .map(|(p, f)| {
+            (
+                p,
+                objective.feasible(&f) && f.throughput_rps >= (1.0 - target_regret) * best,
+            )
         })
-        .collect();
-    let best = means.iter().filter(|m| m.2).map(|m| m.1).fold(0.0, f64::max);
-    let good = means
-        .iter()
-        .map(|(p, t, f)| (*p, *f && *t >= (1.0 - target_regret) * best))
-        .collect();
-    (good, best)
+        .collect()
 }
 
 /// Builds a strategy for a seed.
 pub type MakeStrategy<'a> = &'a dyn Fn(u64) -> Box<dyn Strategy>;
 
-/// One seed of a strategy against the landscape.
-fn run_seed(
-    landscape: &Landscape,
-    make: MakeStrategy<'_>,
-    seed: u64,
-    objective: &Constraints,
-    costs: SwitchCosts,
-    good: &HashMap<&Point, bool>,
-) -> SeedRun {
-    let space = &landscape.space;
-    let mut strategy = make(seed);
-    let mut noise = SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17));
-    let mut history = History::default();
-    history.set_costs(costs);
-    history.set_running(space.default_point().into_iter().map(Some).collect());
-    let (mut seconds, mut restarts) = (0.0, 0);
-    for trial_number in 1..=landscape.samples.len() {
-        let point = match strategy.ask(space, &history) {
-            Ok(Some(point)) => space.normalize(&point),
-            _ => break,
-        };
-        seconds += costs.of_move(space, history.running(), &point);
-        restarts += usize::from(history.needs_restart(space, &point));
-        let loss = match landscape.samples.get(&point) {
-            Some(samples) => objective.loss(&samples[noise.random_range(0..samples.len())].figures()),
-            None => FAILED_LOSS,
-        };
-        let trial = Trial {
-            point: point.clone(),
-            loss,
-        };
-        history.set_running(point.iter().map(|&l| Some(l)).collect());
-        history.push(trial.clone());
-        strategy.tell(space, &trial);
-        if good.get(&point).copied().unwrap_or(false) {
-            return SeedRun {
-                reached: Some((trial_number, seconds)),
-                restarts,
-            };
+/// What a replayed study is judged by and how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayObjective {
+    pub objective: Constraints,
+    pub target_regret: f64,
+    pub costs: SwitchCosts,
+    /// Simulated study time (None: unlimited up to the trial limit).
+    pub budget: Option<Duration>,
+}
+
+impl ReplayObjective {
+    /// The study plan a replay runs: windows of the landscape's length,
+    /// confirmation as a study does it by default.
+    fn plan(&self, landscape: &Landscape) -> Plan {
+        let window = Duration::from_secs_f64(self.costs.window_s);
+        Plan {
+            budget: self.budget.unwrap_or(UNLIMITED),
+            max_trials: landscape.samples.len(),
+            warmup: Duration::ZERO,
+            duration: window,
+            confirm_duration: window,
+            confirm_top: 3,
+            confirm_rounds: 3,
+            weights: Weights {
+                throughput: 1.0,
+                p99: 1.0,
+                memory: 0.2,
+            },
+            constraints: self.objective,
+            p99_from_baseline: false,
         }
     }
-    SeedRun {
-        reached: None,
-        restarts,
+}
+
+/// One seed: the study loop on the landscape testbed, on simulated time.
+fn run_seed(landscape: &Landscape, make: MakeStrategy<'_>, seed: u64, goal: &ReplayObjective) -> SeedRun {
+    let plan = goal.plan(landscape);
+    let testbed = Recorded::new(landscape, goal.costs, seed);
+    let study = StudyLoop::new(&plan, &landscape.space, testbed, make(seed));
+    let finished = study
+        .run(&|_: &Entry| {})
+        .now_or_never()
+        .expect("the landscape testbed never waits");
+    let good = good_points(landscape, &goal.objective, goal.target_regret);
+    let default_point = landscape.space.default_point();
+    let mut restarts = 0;
+    let mut reached = None;
+    for (trial, entry) in finished.entries.iter().enumerate() {
+        restarts += usize::from(entry.restarted);
+        let point = entry.point.as_ref().unwrap_or(&default_point);
+        if good.get(point).copied().unwrap_or(false) {
+            reached = Some((trial + 1, entry.elapsed_s));
+            break;
+        }
     }
+    let (recommendation_regret, kept_current) = recommendation(landscape, &goal.objective, &finished);
+    SeedRun {
+        reached,
+        restarts,
+        recommendation_regret,
+        kept_current,
+        study_seconds: finished.elapsed.as_secs_f64(),
+    }
+}
+
+/// The regret of a study's max-throughput recommendation on the landscape's
+/// means, and whether it kept the current config (also when it recommended
+/// nothing: the config then stays as it is).
+fn recommendation<T>(landscape: &Landscape, objective: &Constraints, finished: &Finished<T>) -> (f64, bool) {
+    let decision = finished.decisions.iter().find(|d| d.tier == Tier::MaxThroughput);
+    let chosen = decision.and_then(|d| finished.candidates[d.chosen].point.clone());
+    let kept_current = decision.is_none_or(|d| d.keep_current);
+    let point = chosen.unwrap_or_else(|| landscape.space.default_point());
+    let best = landscape.best_feasible_throughput(objective);
+    let means = landscape.means();
+    let regret = match means.get(&point) {
+        Some(mean) if objective.feasible(mean) && best > 0.0 => 1.0 - mean.throughput_rps / best,
+        _ => 1.0,
+    };
+    (regret.max(0.0), kept_current)
 }
 
 /// Runs `strategy` over `seeds` seeds against `landscape`, charging `costs`.
@@ -377,12 +206,28 @@ pub fn replay(
     target_regret: f64,
     costs: SwitchCosts,
 ) -> ReplayReport {
+    let goal = ReplayObjective {
+        objective,
+        target_regret,
+        costs,
+        budget: None,
+    };
+    replay_strategy(landscape, strategy, seeds, &goal)
+}
+
+/// Runs `strategy` over `seeds` seeds against `landscape` as `goal` says.
+pub fn replay_strategy(
+    landscape: &Landscape,
+    strategy: StrategyKind,
+    seeds: u64,
+    goal: &ReplayObjective,
+) -> ReplayReport {
     let name = match strategy {
         StrategyKind::Default => format!("default ({})", strategy.resolve().label()),
         other => other.label().to_string(),
     };
     let make = |seed: u64| make_strategy(strategy, seed);
-    replay_with(landscape, name, &make, seeds, objective, target_regret, costs)
+    replay_seeds(landscape, name, &make, seeds, goal)
 }
 
 /// Runs the strategies `make` builds (one per seed) against `landscape`.
@@ -395,15 +240,23 @@ pub fn replay_with(
     target_regret: f64,
     costs: SwitchCosts,
 ) -> ReplayReport {
-    let (good, best_feasible) = targets(landscape, &objective, target_regret);
-    let runs: Vec<SeedRun> = (0..seeds)
-        .map(|seed| run_seed(landscape, make, seed, &objective, costs, &good))
-        .collect();
-    let sorted = |values: Vec<f64>| {
-        let mut values = values;
-        values.sort_by(f64::total_cmp);
-        values
+    let goal = ReplayObjective {
+        objective,
+        target_regret,
+        costs,
+        budget: None,
     };
+    replay_seeds(landscape, name, make, seeds, &goal)
+}
+
+fn replay_seeds(
+    landscape: &Landscape,
+    name: String,
+    make: MakeStrategy<'_>,
+    seeds: u64,
+    goal: &ReplayObjective,
+) -> ReplayReport {
+    let runs: Vec<SeedRun> = (0..seeds).map(|seed| run_seed(landscape, make, seed, goal)).collect();
     let trials = sorted(
         runs.iter()
             .map(|r| r.reached.map_or(f64::INFINITY, |(n, _)| n as f64))
@@ -415,6 +268,8 @@ pub fn replay_with(
             .collect(),
     );
     let restarts = sorted(runs.iter().map(|r| r.restarts as f64).collect());
+    let regrets = sorted(runs.iter().map(|r| r.recommendation_regret).collect());
+    let study_seconds = sorted(runs.iter().map(|r| r.study_seconds).collect());
     ReplayReport {
         strategy: name,
         seeds,
@@ -423,14 +278,20 @@ pub fn replay_with(
         failed_seeds: runs.iter().filter(|r| r.reached.is_none()).count(),
         trials_per_seed: runs.iter().map(|r| r.reached.map(|(n, _)| n)).collect(),
         points: landscape.samples.len(),
-        best_feasible_throughput_rps: best_feasible,
-        slo_p99_ms: objective.p99_ms,
-        target_regret,
+        best_feasible_throughput_rps: landscape.best_feasible_throughput(&goal.objective),
+        slo_p99_ms: goal.objective.p99_ms,
+        target_regret: goal.target_regret,
         median_seconds_to_target: quantile(&seconds, 0.5),
         p90_seconds_to_target: quantile(&seconds, 0.9),
         seconds_per_seed: runs.iter().map(|r| r.reached.map(|(_, s)| s)).collect(),
         median_restarts: quantile(&restarts, 0.5).unwrap_or(0.0),
-        costs,
+        costs: goal.costs,
+        budget_s: goal.budget.map(|b| b.as_secs_f64()),
+        median_recommendation_regret: quantile(&regrets, 0.5),
+        p90_recommendation_regret: quantile(&regrets, 0.9),
+        recommendation_regret_per_seed: runs.iter().map(|r| r.recommendation_regret).collect(),
+        kept_current_share: runs.iter().filter(|r| r.kept_current).count() as f64 / runs.len().max(1) as f64,
+        median_study_seconds: quantile(&study_seconds, 0.5).unwrap_or(0.0),
     }
 }
 
@@ -561,7 +422,7 @@ pub fn replay_parallel(
     target_regret: f64,
     costs: SwitchCosts,
 ) -> ParallelReport {
-    let (good, _) = targets(landscape, &objective, target_regret);
+    let good = good_points(landscape, &objective, target_regret);
     let mut trials = Vec::new();
     let mut seconds = Vec::new();
     let mut duplicates = 0;
@@ -608,33 +469,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_levels_and_repeats() {
-        let landscape = parse_landscape(&synthetic(), "s.csv").unwrap();
-        assert_eq!(landscape.space.sizes(), vec![6, 6]);
-        assert_eq!(landscape.samples.len(), 36);
-        assert_eq!(landscape.samples[&vec![0, 0]].len(), 2);
-        assert_eq!(landscape.space.default_point(), vec![0, 0]);
-    }
-
-    #[test]
-    fn bad_landscapes_name_the_line() {
-        let e = parse_landscape(
-            "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n1,2,3,4,5\n",
-            "l.csv",
-        )
-        .unwrap_err();
-        assert!(e.to_string().starts_with("l.csv:2:"), "{e}");
-        let e = parse_landscape("a,p50_ms\n", "l.csv").unwrap_err();
-        assert!(e.to_string().contains("throughput_rps"), "{e}");
-        let e = parse_landscape(
-            "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\nx,1,1,1,0,1\n",
-            "l.csv",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("'x'"), "{e}");
-    }
-
-    #[test]
     fn more_workers_reach_the_target_sooner_without_measuring_a_point_twice_at_once() {
         let landscape = parse_landscape(&synthetic(), "synthetic.csv").unwrap();
         let objective = throughput_under_slo(80.0, 0.01);
@@ -667,8 +501,9 @@ mod tests {
             report.best_feasible_throughput_rps, 440.0,
             "(3, 5) has a slow repeat: its mean is 427.5"
         );
-        // Grid order: a varies fastest (both hot), so (3, 4) is index 4*6+3.
-        assert_eq!(report.median_trials_to_target, Some(28.0));
+        // The baseline (the first row) is trial 1; then grid order, the
+        // defaults first: a varies fastest (both hot), so (3, 4) is index 4*6+3.
+        assert_eq!(report.median_trials_to_target, Some(1.0 + 28.0));
         assert_eq!(quantile(&[1.0, 2.0, f64::INFINITY], 0.5), Some(2.0));
         assert_eq!(quantile(&[1.0, f64::INFINITY, f64::INFINITY], 0.5), None);
     }
@@ -689,9 +524,10 @@ mod tests {
             0.0,
             landscape.costs,
         );
-        // (0,0) as running: 4; (1,0) live: 5; (0,1) restart: 14; (1,1) live: 5.
-        assert_eq!(report.trials_per_seed, vec![Some(4)]);
-        assert_eq!(report.seconds_per_seed, vec![Some(28.0)]);
+        // The baseline (0,0) as running: 4; the defaults (0,0) again: 4;
+        // (1,0) live: 5; (0,1) restart: 14; (1,1) live: 5.
+        assert_eq!(report.trials_per_seed, vec![Some(5)]);
+        assert_eq!(report.seconds_per_seed, vec![Some(32.0)]);
         assert_eq!(report.median_restarts, 1.0);
         let e = parse_landscape(&csv.replace("cold=b", "cold=z"), "l.csv").unwrap_err();
         assert!(e.to_string().contains("cold=z"), "{e}");

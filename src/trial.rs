@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::measure::Stability;
 use crate::objective::Figures;
 use crate::space::Point;
+use crate::stats::median;
 
 /// What a journal line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,19 +188,6 @@ pub struct GainIntervals {
     pub throughput_pct: Option<Interval>,
     pub p99_pct: Option<Interval>,
     pub memory_pct: Option<Interval>,
-}
-
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 0 {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    })
 }
 
 /// The median cost of each kind of move in this study (seconds), for the

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use servetune::store::{list_studies, Appended, RunningTrial, Storage, StudyRecord, StudyState, TrialStore};
+use servetune::store::{
+    list_studies, Appended, RunningTrial, Storage, Store as _, StudyRecord, StudyState, TrialStore,
+};
 use servetune::trial::Entry;
 
 fn entry(number: usize, throughput: f64, feasible: bool) -> Entry {

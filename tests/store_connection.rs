@@ -11,7 +11,7 @@ mod common;
 
 use common::postgres::{Postgres, TestCertificates};
 use serde_json::json;
-use servetune::store::{PgStorage, Storage, StudyRecord, TrialStore};
+use servetune::store::{PgStorage, Storage, Store, StudyRecord, TrialStore};
 use servetune::trial::Entry;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -170,7 +170,7 @@ fn a_restarted_database_ends_no_run_and_counts_each_trial_once() {
     runtime().block_on(async {
         let storage = Storage::parse(&postgres.url()).unwrap();
         let (mut store, _) = TrialStore::open(&storage, &record).await.unwrap();
-        let study = store.shared().unwrap();
+        let study = Store::shared(&mut store).unwrap();
 
         // A worker's claim, the database restarted while it measures, its store.
         let number = study

@@ -410,7 +410,7 @@ fn a_failing_export_still_restores_the_server() {
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 #[cfg_attr(
-    not(feature = "failpoints"),
+    all(not(torchserve_missing), not(feature = "failpoints")),
     ignore = "needs fault injection: cargo test --features failpoints (make test does)"
 )]
 fn a_panic_or_a_journal_failure_mid_study_restores_the_server() {
@@ -465,7 +465,7 @@ fn lost_and_measured_again<'a>(
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 #[cfg_attr(
-    not(feature = "failpoints"),
+    all(not(torchserve_missing), not(feature = "failpoints")),
     ignore = "needs fault injection: cargo test --features failpoints (make test does)"
 )]
 fn a_trial_that_lost_a_worker_or_the_jvm_is_marked_and_measured_again_on_a_live_server() {

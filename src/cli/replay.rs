@@ -33,6 +33,11 @@ pub struct ReplayArgs {
     /// Seconds charged for each measurement (default: the landscape's, else 5).
     #[arg(long)]
     window_s: Option<f64>,
+    /// Simulated study time (e.g. 10m): the search stops so that the
+    /// confirmation fits, and the recommendation's regret is reported.
+    /// Without it the study screens up to every config of the landscape.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    budget: Option<std::time::Duration>,
     #[arg(long)]
     json: bool,
 }
@@ -64,15 +69,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     costs.restart_s = args.restart_s.unwrap_or(costs.restart_s);
     costs.hot_s = args.hot_s.unwrap_or(costs.hot_s);
     costs.window_s = args.window_s.unwrap_or(costs.window_s);
-    let objective = crate::replay::throughput_under_slo(args.slo_p99_ms, args.max_error_rate);
-    let report = crate::replay::replay(
-        &landscape,
-        args.strategy,
-        args.seeds,
-        objective,
-        args.target_regret,
+    let goal = crate::replay::ReplayObjective {
+        objective: crate::replay::throughput_under_slo(args.slo_p99_ms, args.max_error_rate),
+        target_regret: args.target_regret,
         costs,
-    );
+        budget: args.budget,
+    };
+    let report = crate::replay::replay_strategy(&landscape, args.strategy, args.seeds, &goal);
     if args.json {
         println!(
             "{}",
@@ -99,5 +102,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         costs.hot_s,
         costs.window_s
     );
+    if let Some(budget) = report.budget_s {
+        println!(
+            "  with a {budget:.0} s budget: recommendation regret median {}, p90 {}; kept the current config in {:.0} % of seeds",
+            show(report.median_recommendation_regret.map(|r| r * 100.0)).replace("failed", "none") + " %",
+            show(report.p90_recommendation_regret.map(|r| r * 100.0)).replace("failed", "none") + " %",
+            report.kept_current_share * 100.0
+        );
+    }
     Ok(())
 }

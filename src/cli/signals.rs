@@ -26,7 +26,7 @@ pub(super) fn cancel_on_signals(token: CancellationToken, message: &'static str)
 
 /// What the process says as it ends on a second signal.
 fn second_signal_text() -> String {
-    let undone = crate::study::way_out::undone().unwrap_or_else(|| {
+    let undone = crate::study::exit_steps::undone().unwrap_or_else(|| {
         "left undone: stopping what this command started (a server it started may still run: stop it by hand)".into()
     });
     format!("servetune: a second signal: ending now, without finishing the way out.\n{undone}")

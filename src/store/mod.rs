@@ -1,52 +1,38 @@
 //! Where a study's trials are kept: the file journal in `results/<study>/`
 //! (the default: embedded, nothing to start), or a PostgreSQL database that
 //! several hosts can share (`--storage postgres://…`, or `storage = "…"` in
-//! the study file). The loop sees one interface, `TrialStore`: open a study
-//! (creating it, or joining it with its trials so far), number a trial,
-//! keep it alive while it runs, append it finished, mark the study finished;
-//! `list_studies` says what a storage holds. A shared store (`shared()`)
-//! also hands out candidates by claims (see `postgres`).
+//! the study file). Both are members of one family, the `Store` trait:
+//! number a trial, keep it alive while it runs, append it finished, claim
+//! the next one (a file journal is the one-worker case: its claim hands out
+//! the next line), mark the study finished. `TrialStore` opens a study
+//! (creating it, or joining it with its trials so far) in whichever member
+//! and dispatches to it, so the study never asks which it is; `file` is the
+//! journal, `postgres` the shared store; `list_studies` says what a storage
+//! holds. Nothing here imports the study.
 //!
 //! Each trial names the worker that measured it (`host:pid`), so a study
 //! measured on several hosts can be read per host.
 
+mod error;
+pub mod file;
 pub mod pg_retry;
 pub mod pg_schema;
 pub mod pg_tls;
 pub mod pg_url;
 pub mod postgres;
+mod summary;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::objective::Figures;
-use crate::study::journal::{Journal, JournalError};
+use crate::space::Point;
+
 use crate::trial::Entry;
+use file::Journal;
 
+pub use error::StoreError;
 pub use postgres::{Appended, Claim, KeepAlive, LostEntry, PgStorage, PgStudy, RunningTrial, StudyState};
-
-/// What went wrong with a store; every variant names it (never a password).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("storage {storage}: {reason}")]
-    Postgres { storage: String, reason: String },
-    /// The connection broke (a reset, the database restarting): another
-    /// try on a new connection may succeed.
-    #[error("storage {storage}: {reason}")]
-    Transient { storage: String, reason: String },
-    #[error(
-        "--storage '{0}': a postgres://user@host:port/database URL, or \"file\" (the journal in results/<study>/)"
-    )]
-    Unknown(String),
-}
-
-impl StoreError {
-    /// Whether another try may succeed (see `pg_retry`).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient { .. })
-    }
-}
+pub use summary::{worker_id, BestTrial, StudySummary};
 
 /// Which storage a study uses.
 #[derive(Debug, Clone)]
@@ -87,16 +73,6 @@ impl Storage {
     }
 }
 
-/// This process, as trials name it: `host:pid`.
-pub fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
 /// A study as the storage knows it.
 pub struct StudyRecord<'a> {
     pub name: &'a str,
@@ -109,10 +85,122 @@ pub struct StudyRecord<'a> {
     pub space: Option<serde_json::Value>,
 }
 
-/// One study's trials, open for appending.
+/// What a study asks of the place its trials live: the file journal and
+/// PostgreSQL are its members; a local study is the one-worker case of
+/// claims. The study holds a `TrialStore` and never asks which it is.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// The number of the next trial: in a file journal the next line
+    /// (`next_local`); in a shared store a `running` row of this worker.
+    async fn begin(&mut self, point: Option<&Point>, next_local: usize) -> Result<usize, StoreError>;
+
+    /// Heartbeats for trial `number` while the guard lives (shared stores only).
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive>;
+
+    /// Appends a finished trial (durably, before the strategy hears of it).
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError>;
+
+    /// Claims the next trial (see `Claimed`).
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError>;
+
+    /// Marks the study finished (a shared study stops handing out work).
+    async fn finish(&mut self) -> Result<(), StoreError>;
+
+    /// The shared store, when the study is in one.
+    fn shared(&mut self) -> Option<&mut PgStudy>;
+}
+
+/// The file journal: one worker, every trial in the caller's hands.
+impl Store for Journal {
+    async fn begin(&mut self, _point: Option<&Point>, next_local: usize) -> Result<usize, StoreError> {
+        Ok(next_local)
+    }
+
+    fn keep_alive(&self, _number: usize, _every: Duration) -> Option<KeepAlive> {
+        None
+    }
+
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        Journal::append(self, entry)?;
+        Ok(Appended::Kept)
+    }
+
+    /// Its study runs, nothing is pending or given up, and the trial takes
+    /// the next line; the caller's trials are all there is.
+    async fn claim_next(
+        &mut self,
+        _grace: Duration,
+        _lost: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError> {
+        Ok(Claimed {
+            state: StudyState::Running,
+            leader_silent_s: 0.0,
+            finished: None,
+            pending: Vec::new(),
+            requeued: None,
+            taker: Taker::Local(next_local),
+        })
+    }
+
+    async fn finish(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        None
+    }
+}
+
+/// A shared study in PostgreSQL: claims under the study row's lock.
+impl Store for PgStudy {
+    async fn begin(&mut self, point: Option<&Point>, _next_local: usize) -> Result<usize, StoreError> {
+        PgStudy::begin(self, point).await
+    }
+
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive> {
+        Some(PgStudy::keep_alive(self, Some(number), every))
+    }
+
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+        PgStudy::append(self, entry).await
+    }
+
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        _next_local: usize,
+    ) -> Result<Claimed, StoreError> {
+        let mut claim = PgStudy::claim(self, grace, lost_entry).await?;
+        Ok(Claimed {
+            state: claim.state,
+            leader_silent_s: claim.leader_silent_s,
+            finished: Some(std::mem::take(&mut claim.finished)),
+            pending: std::mem::take(&mut claim.pending),
+            requeued: claim.requeued.take(),
+            taker: Taker::Shared(Box::new(claim)),
+        })
+    }
+
+    async fn finish(&mut self) -> Result<(), StoreError> {
+        PgStudy::finish(self).await
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        Some(self)
+    }
+}
+
+/// One study's trials, open for appending, in whichever member of the family.
 pub enum TrialStore {
     File(Journal),
-    Postgres(Box<postgres::PgStudy>),
+    Postgres(Box<PgStudy>),
 }
 
 impl TrialStore {
@@ -129,103 +217,83 @@ impl TrialStore {
             }
         }
     }
+}
 
-    /// The number of the next trial: in a file journal the next line
-    /// (`next_local`); in a shared store a `running` row of this worker.
-    pub async fn begin(&mut self, point: Option<&crate::space::Point>, next_local: usize) -> Result<usize, StoreError> {
+impl Store for TrialStore {
+    async fn begin(&mut self, point: Option<&Point>, next_local: usize) -> Result<usize, StoreError> {
         match self {
-            TrialStore::File(_) => Ok(next_local),
-            TrialStore::Postgres(study) => study.begin(point).await,
+            TrialStore::File(journal) => Store::begin(journal, point, next_local).await,
+            TrialStore::Postgres(study) => Store::begin(study.as_mut(), point, next_local).await,
         }
     }
 
-    /// Heartbeats for trial `number` while the guard lives (shared stores only).
-    pub fn keep_alive(&self, number: usize, every: std::time::Duration) -> Option<KeepAlive> {
+    fn keep_alive(&self, number: usize, every: Duration) -> Option<KeepAlive> {
         match self {
-            TrialStore::File(_) => None,
-            TrialStore::Postgres(study) => Some(study.keep_alive(Some(number), every)),
+            TrialStore::File(journal) => Store::keep_alive(journal, number, every),
+            TrialStore::Postgres(study) => Store::keep_alive(study.as_ref(), number, every),
         }
     }
 
-    /// Appends a finished trial (durably, before the strategy hears of it).
-    pub async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
+    async fn append(&mut self, entry: &Entry) -> Result<Appended, StoreError> {
         match self {
-            TrialStore::File(journal) => {
-                journal.append(entry)?;
-                Ok(Appended::Kept)
-            }
-            TrialStore::Postgres(study) => study.append(entry).await,
+            TrialStore::File(journal) => Store::append(journal, entry).await,
+            TrialStore::Postgres(study) => Store::append(study.as_mut(), entry).await,
         }
     }
 
-    /// The shared store, when the study is in one.
-    pub fn shared(&mut self) -> Option<&mut PgStudy> {
+    async fn claim_next(
+        &mut self,
+        grace: Duration,
+        lost_entry: LostEntry<'_>,
+        next_local: usize,
+    ) -> Result<Claimed, StoreError> {
         match self {
-            TrialStore::File(_) => None,
-            TrialStore::Postgres(study) => Some(study),
+            TrialStore::File(journal) => Store::claim_next(journal, grace, lost_entry, next_local).await,
+            TrialStore::Postgres(study) => Store::claim_next(study.as_mut(), grace, lost_entry, next_local).await,
         }
     }
 
-    /// Marks the study finished (a shared study stops handing out work).
-    pub async fn finish(&mut self) -> Result<(), StoreError> {
+    async fn finish(&mut self) -> Result<(), StoreError> {
         match self {
-            TrialStore::File(_) => Ok(()),
-            TrialStore::Postgres(study) => study.finish().await,
+            TrialStore::File(journal) => Store::finish(journal).await,
+            TrialStore::Postgres(study) => Store::finish(study.as_mut()).await,
+        }
+    }
+
+    fn shared(&mut self) -> Option<&mut PgStudy> {
+        match self {
+            TrialStore::File(journal) => Store::shared(journal),
+            TrialStore::Postgres(study) => Store::shared(study.as_mut()),
         }
     }
 }
 
-/// A study in a storage, for `servetune studies`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StudySummary {
-    pub name: String,
-    /// `running` or `finished`.
-    pub state: String,
-    pub trials: usize,
-    pub failed: usize,
-    /// The workers that measured its trials.
-    pub workers: Vec<String>,
-    /// The feasible trial with the lowest loss, if any.
-    pub best: Option<BestTrial>,
+/// What a claim found, whichever the store.
+pub struct Claimed {
+    pub state: StudyState,
+    /// Seconds since the study's leader last showed life.
+    pub leader_silent_s: f64,
+    /// Every finished trial from every worker (None: the claimant has them all).
+    pub finished: Option<Vec<Entry>>,
+    /// The points other workers are measuring now.
+    pub pending: Vec<Point>,
+    /// A candidate whose worker was lost, to hand out before asking anew.
+    pub requeued: Option<Point>,
+    taker: Taker,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BestTrial {
-    pub number: usize,
-    pub description: String,
-    pub figures: Figures,
+/// How a claim takes its trial.
+enum Taker {
+    Local(usize),
+    Shared(Box<Claim>),
 }
 
-impl StudySummary {
-    /// Sums up a study's trials.
-    pub fn of(name: &str, state: &str, entries: &[Entry]) -> Self {
-        let mut workers: Vec<String> = entries.iter().filter_map(|e| e.worker.clone()).collect();
-        workers.sort();
-        workers.dedup();
-        let best = entries
-            .iter()
-            .filter(|e| e.feasible && e.figures.is_some())
-            .min_by(|a, b| a.loss.total_cmp(&b.loss))
-            .map(|e| BestTrial {
-                number: e.number,
-                description: if e.point.is_none() {
-                    "the config as it was (baseline)".into()
-                } else {
-                    e.values
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                },
-                figures: e.figures.expect("filtered on figures"),
-            });
-        Self {
-            name: name.to_string(),
-            state: state.to_string(),
-            trials: entries.len(),
-            failed: entries.iter().filter(|e| e.failure.is_some()).count(),
-            workers,
-            best,
+impl Claimed {
+    /// Takes `point` as the next trial of this claimant; returns its number.
+    pub async fn take(self, point: &Point) -> Result<usize, StoreError> {
+        match self.taker {
+            Taker::Local(number) => Ok(number),
+            Taker::Shared(claim) => claim.take(point).await,
         }
     }
 }
@@ -245,7 +313,7 @@ pub async fn list_studies(storage: &Storage, results: &Path) -> Result<Vec<Study
                 if !journal.is_file() {
                     continue;
                 }
-                let entries = crate::study::journal::read(&journal)?;
+                let entries = file::read(&journal)?;
                 let finished = dir.join("report.json").is_file();
                 let name = dir
                     .file_name()

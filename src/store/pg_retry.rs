@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::postgres::{Claim, LostEntry, PgStorage, PgStudy, RunningTrial, StudyState};
-use super::{Appended, StoreError};
+use super::error::StoreError;
+use super::postgres::{Appended, Claim, LostEntry, PgStorage, PgStudy, RunningTrial, StudyState};
 use crate::space::Point;
 use crate::trial::Entry;
 

@@ -28,10 +28,11 @@ use std::time::Duration;
 use tokio_postgres::config::SslMode as WireSslMode;
 use tokio_postgres::{Client, Config, GenericClient};
 
+use super::error::StoreError;
 use super::pg_tls::PgTls;
 pub use super::pg_url::{password_file_lookup, redact};
 use super::pg_url::{password_from_environment, take_tls_params, SslMode, TlsParams};
-use super::{StoreError, StudySummary};
+use super::summary::{worker_id, StudySummary};
 use crate::space::Point;
 use crate::trial::Entry;
 
@@ -193,7 +194,7 @@ impl PgStorage {
             client,
             study_id,
             name: name.to_string(),
-            worker: super::worker_id(),
+            worker: worker_id(),
             created,
         };
         Ok((study, entries))

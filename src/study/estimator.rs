@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
-use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::measure::{latency_histogram, LatencySummary};
 use crate::objective::{Constraints, Figures, Tier, Weights};
 use crate::space::{Point, Space};
-use crate::trial::{Candidate, Entry, Interval, TierDecision, TrialKind};
+use crate::stats::mean;
+pub use crate::stats::{change_pct_interval, difference_interval, mean_interval};
+use crate::trial::{Candidate, Entry, TierDecision, TrialKind};
 
 /// A histogram as compact text for the journal.
 pub fn encode_histogram(histogram: &Histogram<u64>) -> Option<String> {
@@ -28,69 +29,6 @@ pub fn encode_histogram(histogram: &Histogram<u64>) -> Option<String> {
 pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
     Deserializer::new().deserialize(&mut bytes.as_slice()).ok()
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
-fn variance(values: &[f64]) -> f64 {
-    let m = mean(values);
-    values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (values.len() as f64 - 1.0).max(1.0)
-}
-
-/// The two-sided 97.5 % quantile of Student's t with `df` degrees of freedom.
-fn t_quantile(df: f64) -> f64 {
-    StudentsT::new(0.0, 1.0, df.max(1.0)).map_or(1.96, |t| t.inverse_cdf(0.975))
-}
-
-/// 95 % interval of the mean of independent runs (None with fewer than two).
-pub fn mean_interval(runs: &[f64]) -> Option<Interval> {
-    if runs.len() < 2 {
-        return None;
-    }
-    let n = runs.len() as f64;
-    let half = t_quantile(n - 1.0) * (variance(runs) / n).sqrt();
-    let estimate = mean(runs);
-    Some(Interval {
-        estimate,
-        low: estimate - half,
-        high: estimate + half,
-    })
-}
-
-/// Welch's 95 % interval of mean(a) − mean(b).
-pub fn difference_interval(a: &[f64], b: &[f64]) -> Option<Interval> {
-    if a.len() < 2 || b.len() < 2 {
-        return None;
-    }
-    let (va, vb) = (variance(a) / a.len() as f64, variance(b) / b.len() as f64);
-    let se = (va + vb).sqrt();
-    let df = if se > 0.0 {
-        (va + vb).powi(2) / (va.powi(2) / (a.len() as f64 - 1.0) + vb.powi(2) / (b.len() as f64 - 1.0)).max(1e-300)
-    } else {
-        (a.len() + b.len() - 2) as f64
-    };
-    let estimate = mean(a) - mean(b);
-    let half = t_quantile(df) * se;
-    Some(Interval {
-        estimate,
-        low: estimate - half,
-        high: estimate + half,
-    })
-}
-
-/// 95 % interval of the relative change of `new` over `old`, in percent
-/// (Welch on the logarithms, so it is a ratio of geometric means).
-pub fn change_pct_interval(new: &[f64], old: &[f64]) -> Option<Interval> {
-    let logs = |v: &[f64]| v.iter().map(|x| x.max(1e-9).ln()).collect::<Vec<_>>();
-    let d = difference_interval(&logs(new), &logs(old))?;
-    let pct = |x: f64| (x.exp() - 1.0) * 100.0;
-    Some(Interval {
-        estimate: pct(d.estimate),
-        low: pct(d.low),
-        high: pct(d.high),
-    })
 }
 
 /// The runs of one candidate.

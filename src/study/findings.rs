@@ -105,7 +105,7 @@ impl Study<'_> {
         constraints: &crate::objective::Constraints,
         reference: &Figures,
     ) -> anyhow::Result<Option<Recommendation>> {
-        let screened = self.screened_candidates();
+        let screened = self.planner().screened_candidates();
         let Some(decision) = shortfall::best_unconfirmed(&screened, constraints, &self.settings.weights, reference)
         else {
             return Ok(None);

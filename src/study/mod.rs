@@ -9,10 +9,11 @@
 //! server back on the original config (or, with `--apply`, the balanced
 //! recommendation).
 //!
-//! Order per trial (fixed, `runner`): ask → move (nothing, live, or restart,
-//! by parsed difference) → wait ready → load → measure → score → journal
-//! (fsync) → tell. Failed trials are journaled and told to the strategy with
-//! `FAILED_LOSS`; only infrastructure faults abort the study.
+//! Order per trial (fixed, `runner`): ask → move → wait ready → load →
+//! measure → score → journal (fsync) → tell. The planning (what the next
+//! trial costs, what the confirmation keeps back, its rounds) is the
+//! `planner`'s, shared with the generic loop (`study_loop`) that `replay`
+//! runs on a recorded landscape (`recorded`, behind `testbed::Testbed`).
 //!
 //! Every way out restores: done, budget, Ctrl-C, SIGTERM, an error, a panic
 //! in the loop — the phases run under a guard, and whatever they return, the
@@ -30,44 +31,49 @@
 //! last trials (`close_search`), and confirms on its own server.
 
 mod as_found;
+pub mod clock;
 pub mod estimator;
+mod exit;
+pub mod exit_steps;
 mod findings;
 pub mod gateway;
 pub mod journal;
 pub mod lock;
 mod original;
+pub mod planner;
+pub mod recorded;
 pub mod runner;
 pub mod scheduler;
 mod server_loss;
+mod server_snapshot;
 pub mod settings;
 mod setup;
+mod shared;
 mod shortfall;
+pub mod study_loop;
+pub mod testbed;
 pub mod way_out;
 
-use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::state::Deployment;
 use crate::config;
-use crate::load::request::read_bodies;
 use crate::objective::Figures;
 use crate::report::Report;
 use crate::search::{make_strategy, History, Strategy, Trial};
-use crate::server::stack::StackSpec;
-use crate::server::{TargetSpec, TorchServe};
-use crate::space::{load_spaces, Current, Point, Space};
-use crate::store::{StudyRecord, TrialStore};
-use crate::trial::{Candidate, Entry, MeasuredCosts, NotSearched, TrialKind};
+use crate::server::TorchServe;
+use crate::space::{Point, Space};
+use crate::store::{Store as _, StudyRecord, TrialStore};
+use crate::trial::{Entry, NotSearched, TrialKind};
+use planner::{Confirmation, Plan, Planner};
 use runner::{entry_of, EntryContext, Runner, Subject, RESTART_WARMUP};
 use scheduler::Budget;
 use settings::Settings;
-use setup::{check_gateway_targets, check_model_served, check_targets_reachable, gateway_of, prune, workload_of};
+use shared::{joins_shared, lost_entry, pause, space_fingerprint, ClaimStep, Joined, Role};
 
 pub use crate::trial::StopReason;
 
@@ -93,13 +99,6 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
-/// Time kept for the export (the move back to the original is part of the confirmation plan).
-const EXPORT_RESERVE: Duration = Duration::from_secs(3);
-/// What the search keeps back for the confirmation is its estimate and a
-/// quarter more: moves are costed from the medians of a few (a first
-/// register may cost twice a scale), and a slow machine stretches all.
-const RESERVE_MARGIN: f64 = 1.25;
-
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
 /// recommendation) back and leaves the server as found (`as_found`).
@@ -112,45 +111,15 @@ pub async fn run_study(
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
     let mut study = Study::open(settings, results, resume, Role::Leader, token).await?;
-    use way_out::{EXPORT, RELEASE_LOCK, RESTORE, STOP_TRIAL};
-    way_out::begin(
+    use exit_steps::{EXPORT, RELEASE_LOCK, RESTORE, STOP_TRIAL};
+    exit_steps::begin(
         &study.runner.server.spec().config,
         &[STOP_TRIAL, RESTORE, RELEASE_LOCK, EXPORT],
     );
     // A shared study this process takes up is resumed too.
     let resume = study.resumed;
-    let phases = AssertUnwindSafe(study.phases(resume, on_trial)).catch_unwind().await;
-    let (stop, failure) = match phases {
-        Ok(Ok(stop)) => (stop, None),
-        Ok(Err(error)) => (StopReason::Interrupted, Some(error)),
-        Err(panic) => (
-            StopReason::Interrupted,
-            Some(anyhow::anyhow!(
-                "the study stopped on an internal error: {}",
-                panic_text(&panic)
-            )),
-        ),
-    };
+    let (stop, failure) = exit::guarded("study", study.phases(resume, on_trial)).await;
     study.wind_up(stop, failure, apply_best).await
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
-}
-
-/// How this process takes part in a study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// `tune`: creates (or resumes) the study, measures, decides when the
-    /// search ends, confirms on its own server, reports.
-    Leader,
-    /// `worker`: joins a shared study and measures candidates on its own
-    /// server until the study stops handing them out.
-    Worker,
 }
 
 struct Study<'a> {
@@ -168,6 +137,7 @@ struct Study<'a> {
     history: History,
     strategy: Box<dyn Strategy>,
     budget: Budget,
+    plan: Plan,
     token: CancellationToken,
     dir: PathBuf,
     /// Whether the study moved the server (else nothing needs restoring).
@@ -194,42 +164,15 @@ impl<'a> Study<'a> {
         // A worker joins a study under way: like a resume, it takes its
         // server's original from the backup a cut-short run left.
         let resume = resume || role == Role::Worker;
-        let space = load_spaces(&settings.spaces)?;
-        let spec = TargetSpec::load(&settings.target)?;
-        crate::server::tls::announce_spec(&spec);
-        let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
-        let config_path = spec.config.clone();
-        // The original config: servetune's backup only when this study was cut short here.
-        let original::Original {
-            bytes: original_bytes,
-            props: original_props,
-            from_backup,
-        } = original::read(&config_path, &settings.name, resume)?;
-        if let Some(holder) = lock::holder(&config_path) {
-            let ours = resume && holder.study == settings.name && !lock::running(&holder);
-            if !ours {
-                anyhow::bail!("{}", lock::refusal(&config_path, &holder));
-            }
-        }
-        check_model_served(&original_props, &settings.model, &config_path)?;
-        if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
-            anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
-        }
-        check_targets_reachable(&space, &spec, &settings.spaces)?;
-        check_gateway_targets(&space, stack.as_ref(), &settings.spaces)?;
-        let (gateway, study_gateway) = match &stack {
-            Some(stack) => {
-                let (state, gateway) = gateway_of(stack, &settings.model, &original_props, from_backup)?;
-                (Some(state), Some(gateway))
-            }
-            None => (None, None),
-        };
-        let bodies = match &settings.body {
-            Some(path) => read_bodies(path)?,
-            None => Vec::new(),
-        };
-        let workload = workload_of(settings, bodies);
-        let (space, not_searched) = prune(space, &workload, &original_props);
+        let setup::Prepared {
+            space,
+            not_searched,
+            spec,
+            original_bytes,
+            gateway,
+            study_gateway,
+            workload,
+        } = setup::prepare(settings, resume)?;
         let dir = study_dir(results, &settings.name);
         let create_dir = || std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()));
         // The file journal lives in the folder; a shared store's study
@@ -247,8 +190,9 @@ impl<'a> Study<'a> {
             space: Some(space_fingerprint(&space)),
         };
         let (journal, entries) = TrialStore::open(&settings.storage, &record).await?;
-        let resume = match &journal {
-            TrialStore::Postgres(shared) => {
+        let mut journal = journal;
+        let resume = match journal.shared() {
+            Some(shared) => {
                 let (state, leader_silent_s) = shared.status().await?;
                 let joined = Joined {
                     created: shared.created(),
@@ -257,14 +201,14 @@ impl<'a> Study<'a> {
                 };
                 joins_shared(settings, role, resume, &joined)?
             }
-            TrialStore::File(_) if !resume && !entries.is_empty() => anyhow::bail!(
+            None if !resume && !entries.is_empty() => anyhow::bail!(
                 "study '{}' already has {} trials in {}; continue it with --resume {} or choose another name",
                 settings.name,
                 entries.len(),
                 journal_path.display(),
                 settings.name
             ),
-            TrialStore::File(_) => resume,
+            None => resume,
         };
         create_dir()?;
         if role == Role::Leader {
@@ -294,6 +238,7 @@ impl<'a> Study<'a> {
             history: History::default(),
             strategy: make_strategy(settings.strategy, settings.seed),
             budget: Budget::new(settings.budget, elapsed_before),
+            plan: Plan::from(settings),
             token,
             dir,
             touched: false,
@@ -351,10 +296,7 @@ impl<'a> Study<'a> {
         let every = self.beat_every();
         self.leader_alive = self.journal.shared().map(|shared| shared.keep_alive(None, every));
         self.start_server(resume).await?;
-        let stop = match self.journal.shared().is_some() {
-            true => self.search_shared(on_trial).await?,
-            false => self.search(on_trial).await?,
-        };
+        let stop = self.search(on_trial).await?;
         tracing::info!(?stop, trials = self.entries.len(), "search finished");
         if stop != StopReason::Interrupted {
             self.close_search().await?;
@@ -388,11 +330,12 @@ impl<'a> Study<'a> {
         (self.settings.heartbeat_grace / 6).max(Duration::from_millis(500))
     }
 
-    /// The search of a shared study: each candidate is claimed from the
-    /// store (the strategy sees every worker's trials), measured here, and
-    /// told by storing it; the search ends on the budget, the trial limit
-    /// or an exhausted space, once the other workers' trials are in.
-    async fn search_shared(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+    /// The search: the baseline, then each candidate claimed from the store
+    /// (a file journal is the one-worker case; in a shared store the
+    /// strategy sees every worker's trials), measured here, and told by
+    /// storing it; the search ends on the budget, the trial limit or an
+    /// exhausted space, once the other workers' trials are in.
+    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
         if !self.baseline_measured(on_trial).await? {
             return Ok(StopReason::Interrupted);
         }
@@ -439,19 +382,17 @@ impl<'a> Study<'a> {
         let grace = self.settings.heartbeat_grace;
         let space = &self.space;
         let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
-        let shared = match &self.journal {
-            TrialStore::Postgres(shared) => shared,
-            TrialStore::File(_) => anyhow::bail!("claims need a shared store"),
-        };
-        let claim = shared.claim(grace, &lost).await?;
+        let claim = self.journal.claim_next(grace, &lost, self.entries.len()).await?;
         if claim.state != crate::store::StudyState::Running {
             return Ok(ClaimStep::Closed);
         }
         if self.role == Role::Worker && claim.leader_silent_s > grace.as_secs_f64() {
             return Ok(ClaimStep::LeaderGone(claim.leader_silent_s));
         }
-        self.adopt(claim.finished.clone());
-        let costs = self.costs();
+        if let Some(finished) = claim.finished.clone() {
+            self.adopt(finished);
+        }
+        let costs = self.planner().costs();
         self.history.set_running(self.runner.running_levels(&self.space));
         self.history.set_costs(costs);
         let screened = self.screened_counted();
@@ -476,11 +417,8 @@ impl<'a> Study<'a> {
                 _ => return Ok(ClaimStep::Wait),
             }
         };
-        if self.role == Role::Leader {
-            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
-            if !self.budget.fits(next, self.reserve_after(&point)) {
-                return Ok(ClaimStep::Stop(StopReason::Budget));
-            }
+        if self.role == Role::Leader && !self.planner().fits(&point, &self.budget) {
+            return Ok(ClaimStep::Stop(StopReason::Budget));
         }
         let number = match claim.take(&point).await {
             // The store's connection broke: claim again once it is back.
@@ -511,7 +449,7 @@ impl<'a> Study<'a> {
         let grace = self.settings.heartbeat_grace;
         let space = &self.space;
         let lost = move |trial: &crate::store::RunningTrial| lost_entry(space, trial, grace);
-        let TrialStore::Postgres(shared) = &mut self.journal else {
+        let Some(shared) = self.journal.shared() else {
             return Ok(());
         };
         shared.set_state(crate::store::StudyState::Confirming).await?;
@@ -542,167 +480,20 @@ impl<'a> Study<'a> {
         self.measure_claims(on_trial).await
     }
 
-    /// The constraints trials are judged by: the study's, with the p99 limit
-    /// taken from the baseline when the study asks for "no worse than the
-    /// baseline" (its confirmed p99 once confirmed, else its screening p99;
-    /// unbounded before it is measured).
+    /// The planner's view of the study now.
+    fn planner(&self) -> Planner<'_> {
+        Planner {
+            plan: &self.plan,
+            space: &self.space,
+            entries: &self.entries,
+            running: self.runner.deployed().map(|_| self.runner.running_levels(&self.space)),
+            baseline_levels: self.runner.original.running_levels(&self.space, &self.settings.model),
+        }
+    }
+
+    /// The constraints trials are judged by (`Planner::constraints`).
     fn constraints(&self) -> crate::objective::Constraints {
-        let mut constraints = self.settings.constraints;
-        if self.settings.p99_from_baseline {
-            let baseline = |kind: TrialKind| -> Vec<Entry> {
-                self.entries
-                    .iter()
-                    .filter(|e| e.point.is_none() && e.kind == kind && e.figures.is_some())
-                    .cloned()
-                    .collect()
-            };
-            let confirmed = baseline(TrialKind::Confirm);
-            let runs = if confirmed.is_empty() {
-                baseline(TrialKind::Baseline)
-            } else {
-                confirmed
-            };
-            if let Some(estimate) = estimator::candidates(&runs, &self.space).into_iter().next() {
-                constraints.p99_ms = estimate.figures.p99_ms;
-            }
-        }
-        constraints
-    }
-
-    fn costs(&self) -> crate::search::SwitchCosts {
-        scheduler::switch_costs(
-            &MeasuredCosts::of(&self.entries),
-            RESTART_WARMUP,
-            self.settings.warmup + self.settings.duration,
-        )
-    }
-
-    /// Time kept back for the confirmation rounds and the export when
-    /// `next` is measured first: the plan the screening so far gives (the
-    /// baseline and the best candidates, every round, and the move back),
-    /// but no more than 40 % of the budget, and never less than the
-    /// smallest confirmation the confirmation phase accepts (the baseline
-    /// and one candidate, two rounds) — whichever way `next` turns out:
-    /// then it runs, and if it is the best its cold group joins that
-    /// smallest confirmation. Costed as `confirm` will cost it, with a
-    /// margin, so a search never ends where no confirmation fits.
-    fn reserve_after(&self, next: &Point) -> Duration {
-        let s = self.settings;
-        let mut candidates = self.screened_candidates();
-        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        let home = candidates.iter().position(Candidate::is_baseline);
-        let running = match candidates.iter().position(|c| c.point.as_ref() == Some(next)) {
-            Some(known) => Some(known),
-            None => candidates.first().cloned().map(|template| {
-                candidates.push(Candidate {
-                    point: Some(next.clone()),
-                    ..template
-                });
-                candidates.len() - 1
-            }),
-        };
-        let ends = scheduler::Ends { running, home };
-        let full = self.confirmation_plan(&candidates, &pool, s.confirm_rounds, ends).1;
-        let mut smallest = if pool.len() >= 2 {
-            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1
-        } else {
-            // Nothing measured yet beside the baseline: four windows, a live
-            // move before each and one back.
-            4.0 * self.confirmation_window() + 5.0 * self.costs().hot_s
-        };
-        if let (Some(home), Some(running)) = (home, running) {
-            if home != running {
-                smallest = smallest.max(self.confirmation_plan(&candidates, &[home, running], 2, ends).1);
-            }
-        }
-        let confirmation = full.min(s.budget.as_secs_f64() * 0.4).max(smallest);
-        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
-    }
-
-    /// What moving to `point` costs from what runs now: a live change when
-    /// the cold settings match, else a restart (also when nothing is known
-    /// to run).
-    fn move_seconds(&self, point: &Point, costs: &crate::search::SwitchCosts) -> f64 {
-        if self.runner.deployed().is_none() {
-            return costs.restart_s;
-        }
-        let running: Vec<Option<usize>> = self
-            .space
-            .parameters
-            .iter()
-            .zip(self.runner.running_levels(&self.space))
-            .map(|(p, level)| {
-                if p.apply == crate::space::Apply::Cold {
-                    level
-                } else {
-                    None
-                }
-            })
-            .collect();
-        if running == self.space.cold_key(point) {
-            costs.hot_s
-        } else {
-            costs.restart_s
-        }
-    }
-
-    /// Seconds a confirmation window is expected to take: warm-up and
-    /// window, stretched as much as the screening windows were stretched
-    /// (a steady window goes on while throughput still trends).
-    fn confirmation_window(&self) -> f64 {
-        let s = self.settings;
-        let nominal = (s.warmup + s.duration).as_secs_f64();
-        let stretch = (self.costs().window_s / nominal).max(1.0);
-        (s.warmup + s.confirm_duration).as_secs_f64() * stretch
-    }
-
-    /// Every candidate the screening (baseline and search) measured.
-    fn screened_candidates(&self) -> Vec<Candidate> {
-        let screened: Vec<Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.kind != TrialKind::Confirm)
-            .cloned()
-            .collect();
-        estimator::candidates(&screened, &self.space)
-    }
-
-    /// The candidate the server runs now (unknown after a failed trial or
-    /// before the first move of a resumed study) and the baseline.
-    fn confirmation_ends(&self, candidates: &[Candidate]) -> scheduler::Ends {
-        let running = self
-            .runner
-            .deployed()
-            .and(self.entries.last())
-            .filter(|e| e.failure.is_none())
-            .and_then(|e| candidates.iter().position(|c| c.point == e.point));
-        scheduler::Ends {
-            running,
-            home: candidates.iter().position(Candidate::is_baseline),
-        }
-    }
-
-    /// The order in which `confirm` would measure `pool` in `rounds`
-    /// rounds, and how many seconds that takes.
-    fn confirmation_plan(
-        &self,
-        candidates: &[Candidate],
-        pool: &[usize],
-        rounds: u32,
-        ends: scheduler::Ends,
-    ) -> (Vec<scheduler::Step>, f64) {
-        let cold_keys: Vec<Vec<Option<usize>>> = candidates
-            .iter()
-            .map(|candidate| match &candidate.point {
-                Some(point) => self.space.cold_key(point),
-                None => self.baseline_cold_key(),
-            })
-            .collect();
-        let group_of = |i: usize| cold_keys[i].clone();
-        let steps = scheduler::confirmation_order(pool, group_of, ends, rounds);
-        let window = Duration::from_secs_f64(self.confirmation_window());
-        let seconds = scheduler::plan_seconds(&steps, group_of, ends, &self.costs(), window);
-        (steps, seconds)
+        self.planner().constraints()
     }
 
     /// Measures the baseline unless the study has it; false when interrupted.
@@ -714,70 +505,19 @@ impl<'a> Study<'a> {
             .await
     }
 
-    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
-        if !self.baseline_measured(on_trial).await? {
-            return Ok(StopReason::Interrupted);
-        }
-        loop {
-            if self.token.is_cancelled() {
-                return Ok(StopReason::Interrupted);
-            }
-            let screened = self.screened_counted();
-            if screened >= self.settings.max_trials {
-                return Ok(StopReason::MaxTrials);
-            }
-            let costs = self.costs();
-            self.history.set_running(self.runner.running_levels(&self.space));
-            self.history.set_costs(costs);
-            let defaults = self.space.default_point();
-            let point = if !self.history.contains(&defaults) {
-                defaults
-            } else {
-                match self.strategy.ask(&self.space, &self.history)? {
-                    Some(point) => self.space.normalize(&point),
-                    None => return Ok(StopReason::Exhausted),
-                }
-            };
-            let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(&point, &costs));
-            if !self.budget.fits(next, self.reserve_after(&point)) {
-                return Ok(StopReason::Budget);
-            }
-            if !self
-                .trial(Subject::Point(point), TrialKind::Screen, None, None, on_trial)
-                .await?
-            {
-                return Ok(StopReason::Interrupted);
-            }
-        }
-    }
-
     /// Re-measures the baseline, the best candidates and each tier's leader
-    /// in alternating rounds, grouped by cold config, as the budget allows:
-    /// fewer rounds (two at least), then fewer candidates, until the plan fits.
+    /// in alternating rounds, grouped by cold config, as the budget allows
+    /// (`Planner::confirmation`).
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
-        let s = self.settings;
-        let candidates = self.screened_candidates();
-        let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &s.weights, s.confirm_top);
-        if pool.len() < 2 {
-            tracing::info!("nothing to confirm against the baseline");
-            return Ok(());
-        }
-        let ends = self.confirmation_ends(&candidates);
-        let available = s.budget.saturating_sub(self.budget.elapsed() + EXPORT_RESERVE);
-        let mut rounds = s.confirm_rounds;
-        let steps = loop {
-            let (steps, seconds) = self.confirmation_plan(&candidates, &pool, rounds, ends);
-            if seconds <= available.as_secs_f64() {
-                break steps;
+        let (candidates, steps) = match self.planner().confirmation(&self.budget) {
+            Confirmation::Steps { candidates, steps } => (candidates, steps),
+            Confirmation::NothingToConfirm => {
+                tracing::info!("nothing to confirm against the baseline");
+                return Ok(());
             }
-            if rounds > 2 {
-                rounds -= 1;
-            } else if pool.len() > 2 {
-                pool.pop();
-            } else {
+            Confirmation::NoBudget { needed_s, left_s } => {
                 tracing::warn!(
-                    "no budget left to confirm ({seconds:.0} s needed, {:.0} s left): nothing will be recommended",
-                    available.as_secs_f64()
+                    "no budget left to confirm ({needed_s:.0} s needed, {left_s:.0} s left): nothing will be recommended"
                 );
                 return Ok(());
             }
@@ -787,18 +527,13 @@ impl<'a> Study<'a> {
                 return Ok(());
             }
             let candidate = &candidates[step.candidate];
+            if self.planner().step_done(candidate, step.round) {
+                continue;
+            }
             let subject = match &candidate.point {
                 Some(point) => Subject::Point(point.clone()),
                 None => Subject::Baseline,
             };
-            let done = self
-                .entries
-                .iter()
-                .filter(|e| e.server_lost.is_none())
-                .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(step.round));
-            if done {
-                continue;
-            }
             if !self
                 .trial(subject, TrialKind::Confirm, Some(step.round), None, on_trial)
                 .await?
@@ -807,18 +542,6 @@ impl<'a> Study<'a> {
             }
         }
         Ok(())
-    }
-
-    /// The cold levels of the config as it was (None where off the grid).
-    fn baseline_cold_key(&self) -> Vec<Option<usize>> {
-        let original = &self.runner.original;
-        let levels = original.running_levels(&self.space, &self.settings.model);
-        self.space
-            .parameters
-            .iter()
-            .zip(levels)
-            .map(|(p, l)| if p.apply == crate::space::Apply::Cold { l } else { None })
-            .collect()
     }
 
     /// Runs one trial: moves, measures, journals, tells. Returns false when
@@ -872,7 +595,7 @@ impl<'a> Study<'a> {
             self.give_up(number, subject.point()).await;
             return Ok(false);
         }
-        let values = self.values_of(&subject);
+        let values = runner::values_of(&self.space, &subject, &self.runner.original, &s.model);
         let mut entry = entry_of(
             EntryContext {
                 number,
@@ -910,14 +633,7 @@ impl<'a> Study<'a> {
             self.history.push(trial.clone());
             self.strategy.tell(&self.space, &trial);
         }
-        let description = match (&subject, kind) {
-            (Subject::Point(p), TrialKind::Confirm) => {
-                format!("confirm r{} {}", round.unwrap_or(0), self.space.describe(p))
-            }
-            (Subject::Point(p), _) => self.space.describe(p),
-            (Subject::Baseline, TrialKind::Confirm) => format!("confirm r{} baseline", round.unwrap_or(0)),
-            (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
-        };
+        let description = subject.describe(&self.space, kind, round);
         if let Some(reason) = &entry.failure {
             tracing::warn!(trial = entry.number, "{description}: failed: {reason}");
         }
@@ -941,7 +657,9 @@ impl<'a> Study<'a> {
     /// Gives up an interrupted trial of a shared study at once, so that
     /// its candidate goes back to the queue without the grace period.
     async fn give_up(&mut self, number: usize, point: Option<&Point>) {
-        let TrialStore::Postgres(shared) = &self.journal else {
+        let grace = self.settings.heartbeat_grace;
+        let space = &self.space;
+        let Some(shared) = self.journal.shared() else {
             return;
         };
         let trial = crate::store::RunningTrial {
@@ -950,37 +668,10 @@ impl<'a> Study<'a> {
             worker: crate::store::worker_id(),
             silent_s: 0.0,
         };
-        let mut entry = lost_entry(&self.space, &trial, self.settings.heartbeat_grace);
+        let mut entry = lost_entry(space, &trial, grace);
         entry.failure = Some(format!("interrupted: {} gave its trial up", trial.worker));
         if let Err(e) = shared.give_up(number, &entry).await {
             tracing::warn!("giving up trial {number}: {e:#}");
-        }
-    }
-
-    /// Parameter → value of a subject, for the journal's readers.
-    fn values_of(&self, subject: &Subject) -> BTreeMap<String, String> {
-        match subject {
-            Subject::Point(point) => self
-                .space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            Subject::Baseline => {
-                let original = &self.runner.original;
-                self.space
-                    .parameters
-                    .iter()
-                    .filter_map(|p| {
-                        let value = match original.current(&p.targets[0], &self.settings.model) {
-                            Current::Set(text) => text,
-                            Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
-                            Current::Unknown => return None,
-                        };
-                        Some((p.name.clone(), value))
-                    })
-                    .collect()
-            }
         }
     }
 
@@ -1027,138 +718,6 @@ impl<'a> Study<'a> {
     }
 }
 
-/// A shared study as `open` found it.
-struct Joined {
-    /// This process created it.
-    created: bool,
-    state: crate::store::StudyState,
-    leader_silent_s: f64,
-}
-
-/// Whether this process takes up a shared study it did not create (as a
-/// resume does), or why it may not: a finished study takes no more work; a
-/// leader that still beats keeps its study (another host joins as a worker,
-/// a resume waits for the grace period); a silent leader's study is taken
-/// over by the next `tune` of it, from any host.
-fn joins_shared(settings: &Settings, role: Role, resume: bool, joined: &Joined) -> anyhow::Result<bool> {
-    let name = &settings.name;
-    if role == Role::Worker || joined.created {
-        return Ok(resume);
-    }
-    if joined.state == crate::store::StudyState::Finished {
-        anyhow::bail!(
-            "study '{name}' is finished in {}: its results are exported; choose another name for a new study",
-            settings.storage.display()
-        );
-    }
-    let grace = settings.heartbeat_grace;
-    if joined.leader_silent_s <= grace.as_secs_f64() {
-        anyhow::bail!(
-            "study '{name}' is led by a running `servetune tune` (its last sign {:.0} s ago, grace {}): \
-             to add this host, run `servetune worker --storage {} --study {name} --target TARGET.toml`; \
-             to take the study over, stop that leader and wait out the grace period",
-            joined.leader_silent_s,
-            humantime::format_duration(grace),
-            settings.storage.display()
-        );
-    }
-    if !resume {
-        tracing::info!(
-            "taking up study {name}: its leader fell silent {:.0} s ago",
-            joined.leader_silent_s
-        );
-    }
-    Ok(true)
-}
-
-/// A second's wait between claims that found nothing to do.
-async fn pause(token: CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        _ = token.cancelled() => {}
-    }
-}
-
-/// What a claim on a shared study came to.
-enum ClaimStep {
-    /// Measure `point` as trial `number`.
-    Measure { number: usize, point: Point },
-    /// Nothing to hand out until other workers' trials finish.
-    Wait,
-    /// The search is over (for the leader; workers wait for it to say so).
-    Stop(StopReason),
-    /// The study no longer hands out candidates.
-    Closed,
-    /// The leader has been silent this many seconds.
-    LeaderGone(f64),
-}
-
-/// The journal entry of a trial given up: no figures, the worst loss, and
-/// the reason, naming the worker.
-fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Duration) -> Entry {
-    let values = trial
-        .point
-        .as_ref()
-        .map(|point| {
-            space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Entry {
-        number: trial.number,
-        kind: if trial.point.is_some() {
-            TrialKind::Screen
-        } else {
-            TrialKind::Baseline
-        },
-        point: trial.point.clone(),
-        values,
-        figures: None,
-        failure: Some(format!(
-            "lost: worker {} sent no heartbeat for {:.0} s (grace {}); the candidate went back to the queue",
-            trial.worker,
-            trial.silent_s,
-            humantime::format_duration(grace)
-        )),
-        loss: crate::search::FAILED_LOSS,
-        feasible: false,
-        restarted: false,
-        throughput_ci95: None,
-        duration_s: 0.0,
-        elapsed_s: 0.0,
-        switch: Default::default(),
-        switch_s: 0.0,
-        warmup_s: 0.0,
-        stability: None,
-        round: None,
-        latency_histogram: None,
-        server_cpu_cores: None,
-        observer_cpu_share: None,
-        incidents: Vec::new(),
-        worker: Some(trial.worker.clone()),
-        server_lost: None,
-    }
-}
-
-/// The space as a shared study stores it: each parameter's name and levels.
-fn space_fingerprint(space: &Space) -> serde_json::Value {
-    serde_json::Value::Array(
-        space
-            .parameters
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "levels": p.levels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
 /// Runs a worker of a shared study (`servetune worker`): claims candidates,
 /// measures them on this host's server, stores the results, until the
 /// study stops handing them out; then puts the server back on its original
@@ -1180,17 +739,9 @@ pub async fn run_worker(
     if study.journal.shared().is_none() {
         anyhow::bail!("a worker needs a shared store (--storage postgres://…)");
     }
-    use way_out::{RELEASE_LOCK, RESTORE, STOP_TRIAL};
-    way_out::begin(&study.runner.server.spec().config, &[STOP_TRIAL, RESTORE, RELEASE_LOCK]);
-    let outcome = AssertUnwindSafe(study.work(on_trial)).catch_unwind().await;
-    let failure = match outcome {
-        Ok(Ok(_)) => None,
-        Ok(Err(error)) => Some(error),
-        Err(panic) => Some(anyhow::anyhow!(
-            "the worker stopped on an internal error: {}",
-            panic_text(&panic)
-        )),
-    };
+    use exit_steps::{RELEASE_LOCK, RESTORE, STOP_TRIAL};
+    exit_steps::begin(&study.runner.server.spec().config, &[STOP_TRIAL, RESTORE, RELEASE_LOCK]);
+    let (_, failure) = exit::guarded("worker", study.work(on_trial)).await;
     let me = crate::store::worker_id();
     let measured = study
         .entries
@@ -1198,88 +749,10 @@ pub async fn run_worker(
         .filter(|e| e.worker.as_deref() == Some(me.as_str()))
         .count();
     let restored = study.restore_within(None).await;
-    match (failure, restored) {
-        (None, Ok(())) => Ok(measured),
-        (Some(failure), Ok(())) => {
-            Err(failure.context("the worker stopped; its server is back on its original config"))
-        }
-        (None, Err(restore)) => Err(restore),
-        (Some(failure), Err(restore)) => {
-            Err(failure.context(format!("and putting the server back also failed: {restore:#}")))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StudyState;
-
-    fn settings() -> Settings {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let overrides = settings::Overrides {
-            storage: Some("postgres://tuner@db/studies".into()),
-            ..Default::default()
-        };
-        Settings::load(&root.join("examples/deployment/study.toml"), &overrides).unwrap()
-    }
-
-    fn found(created: bool, state: StudyState, leader_silent_s: f64) -> Joined {
-        Joined {
-            created,
-            state,
-            leader_silent_s,
-        }
-    }
-
-    #[test]
-    fn a_tune_takes_up_a_shared_study_only_from_a_silent_leader() {
-        let s = settings();
-        let grace = s.heartbeat_grace.as_secs_f64();
-        // Created here: a new study (or the resume asked for).
-        assert!(!joins_shared(&s, Role::Leader, false, &found(true, StudyState::Running, 0.0)).unwrap());
-        // A live leader keeps its study, also against a resume; the error says how to help.
-        for resume in [false, true] {
-            let e = joins_shared(&s, Role::Leader, resume, &found(false, StudyState::Running, 1.0))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("servetune worker --storage postgres://tuner@db/studies"),
-                "{e}"
-            );
-        }
-        // A silent leader's study is taken up, as a resume.
-        assert!(joins_shared(&s, Role::Leader, false, &found(false, StudyState::Running, grace + 1.0)).unwrap());
-        // A finished study takes no more work.
-        let e = joins_shared(&s, Role::Leader, true, &found(false, StudyState::Finished, 1e6))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("finished"), "{e}");
-        // Workers always join (they watch the leader at each claim).
-        assert!(!joins_shared(&s, Role::Worker, false, &found(false, StudyState::Running, 0.0)).unwrap());
-    }
-
-    #[test]
-    fn a_lost_trial_names_its_worker_and_counts_as_failed() {
-        let space = crate::space::load_spaces(&settings().spaces).unwrap();
-        let trial = crate::store::RunningTrial {
-            number: 7,
-            point: Some(space.default_point()),
-            worker: "host-b:42".into(),
-            silent_s: 75.0,
-        };
-        let entry = lost_entry(&space, &trial, Duration::from_secs(60));
-        let failure = entry.failure.unwrap();
-        assert!(
-            failure.contains("host-b:42") && failure.contains("75 s") && failure.contains("1m"),
-            "{failure}"
-        );
-        assert_eq!(
-            (entry.number, entry.kind, entry.feasible),
-            (7, TrialKind::Screen, false)
-        );
-        assert_eq!(entry.loss, crate::search::FAILED_LOSS);
-        assert_eq!(entry.values.len(), space.parameters.len());
-        assert_eq!(entry.worker.as_deref(), Some("host-b:42"));
-    }
+    exit::with_restore(
+        failure,
+        restored,
+        "the worker stopped; its server is back on its original config",
+    )?;
+    Ok(measured)
 }

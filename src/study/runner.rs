@@ -29,46 +29,43 @@ use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
 use crate::server::{logging, Control, TorchServe};
-use crate::space::{Point, Space};
+use crate::space::{Current, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
+use super::clock::Clock;
 use super::estimator::encode_histogram;
 use super::gateway::StudyGateway;
-use super::server_loss::{what_was_lost, Snapshot};
+use super::server_snapshot::{what_was_lost, Snapshot};
+pub use super::testbed::{Subject, TrialResult};
+use super::testbed::{Testbed, Window};
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
 /// during the first seconds of traffic (measured: the first run after a
 /// start is 25–40 % slower; see README, repeatability).
 pub const RESTART_WARMUP: Duration = Duration::from_secs(5);
 
-/// What a trial is of.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Subject {
-    /// The config as it was before the study.
-    Baseline,
-    Point(Point),
-}
-
-impl Subject {
-    pub fn point(&self) -> Option<&Point> {
-        match self {
-            Subject::Baseline => None,
-            Subject::Point(p) => Some(p),
-        }
+/// Parameter → value of a subject, for the journal's readers (the
+/// baseline's as its config sets them).
+pub fn values_of(space: &Space, subject: &Subject, original: &Deployment, model: &str) -> BTreeMap<String, String> {
+    match subject {
+        Subject::Point(point) => space
+            .values(point)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+        Subject::Baseline => space
+            .parameters
+            .iter()
+            .filter_map(|p| {
+                let value = match original.current(&p.targets[0], model) {
+                    Current::Set(text) => text,
+                    Current::Unset => format!("(unset: {})", p.levels[p.default_level]),
+                    Current::Unknown => return None,
+                };
+                Some((p.name.clone(), value))
+            })
+            .collect(),
     }
-}
-
-/// What one trial measured (or why it could not).
-pub struct TrialResult {
-    pub switch: Switch,
-    pub switch_s: f64,
-    pub measurement: Result<Measurement, String>,
-    /// What went wrong around the measurement without failing it: a server
-    /// found down before the move, a worker that restarted during the window.
-    pub incidents: Vec<String>,
-    /// What the server lost during the window (a worker or the JVM): the
-    /// measurement is not the candidate's (`server_loss`).
-    pub server_lost: Option<String>,
 }
 
 pub struct Runner {
@@ -83,6 +80,8 @@ pub struct Runner {
     token: CancellationToken,
     /// The gateway in front, in a stack study.
     gateway: Option<StudyGateway>,
+    /// Real time, from when the runner was made.
+    clock: Clock,
 }
 
 impl Runner {
@@ -102,6 +101,7 @@ impl Runner {
             workload,
             token,
             gateway: None,
+            clock: Clock::wall(),
         }
     }
 
@@ -310,6 +310,35 @@ impl Runner {
     }
 }
 
+/// A TorchServe (alone or behind its gateway) as the study loop's testbed.
+impl Testbed for Runner {
+    fn running(&self, space: &Space) -> Option<Vec<Option<usize>>> {
+        self.deployed.as_ref().map(|d| d.running_levels(space, &self.model))
+    }
+
+    fn baseline_levels(&self, space: &Space) -> Vec<Option<usize>> {
+        self.original.running_levels(space, &self.model)
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
+    async fn start(&mut self, resumed: bool) -> anyhow::Result<bool> {
+        Runner::start(self, resumed).await
+    }
+
+    async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult> {
+        let target = self.deployment_of(space, subject).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Runner::run(self, &target, window.warmup, window.duration, window.max_window).await)
+    }
+
+    async fn restore(&mut self) -> anyhow::Result<()> {
+        let original = self.original.clone();
+        self.finish_on(&original).await
+    }
+}
+
 impl Runner {
     /// Puts `target`'s config on disk without touching the server: the way
     /// out of a study whose server never came up (starting it again would
@@ -397,7 +426,10 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         warmup_s: measurement.map_or(0.0, |m| m.load.warmup_s),
         stability: measurement.and_then(|m| m.load.stability.clone()),
         round: context.round,
-        latency_histogram: measurement.and_then(|m| encode_histogram(&m.load.histogram)),
+        // An empty histogram merges to nothing: the estimator falls back to the figures.
+        latency_histogram: measurement
+            .filter(|m| !m.load.histogram.is_empty())
+            .and_then(|m| encode_histogram(&m.load.histogram)),
         server_cpu_cores: measurement.and_then(|m| m.memory_mb.map(|mem| mem.cpu_cores)),
         observer_cpu_share: measurement.and_then(|m| m.observer.map(|o| o.cpu_share)),
         incidents: result.incidents.clone(),

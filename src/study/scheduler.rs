@@ -8,7 +8,9 @@
 //! Pure: no I/O.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::clock::Clock;
 
 use crate::objective::{Constraints, Weights};
 use crate::search::SwitchCosts;
@@ -16,25 +18,32 @@ use crate::trial::{Candidate, MeasuredCosts};
 #[cfg(test)]
 use crate::trial::{Entry, Switch, TrialKind};
 
-/// The budget of one run of a study (a resumed study brings its time so far).
-#[derive(Debug, Clone, Copy)]
+/// The budget of one run of a study (a resumed study brings its time so
+/// far), on the testbed's clock.
+#[derive(Debug, Clone)]
 pub struct Budget {
-    started: Instant,
+    clock: Clock,
     before: Duration,
     total: Duration,
 }
 
 impl Budget {
+    /// A budget on the wall clock, started now.
     pub fn new(total: Duration, already_spent: Duration) -> Self {
+        Self::on(Clock::wall(), total, already_spent)
+    }
+
+    /// A budget on `clock` (simulated for a recorded landscape).
+    pub fn on(clock: Clock, total: Duration, already_spent: Duration) -> Self {
         Self {
-            started: Instant::now(),
+            clock,
             before: already_spent,
             total,
         }
     }
 
     pub fn elapsed(&self) -> Duration {
-        self.before + self.started.elapsed()
+        self.before + self.clock.elapsed()
     }
 
     pub fn total(&self) -> Duration {

@@ -2,7 +2,7 @@
 //! model worker died (or was restarted) between the start and the end of
 //! the measurement. Such figures measured a server in trouble, not the
 //! candidate: the runner compares the server's processes before and after
-//! the window (`Snapshot`, `what_was_lost`), the study journals the trial
+//! the window (`server_snapshot`), the study journals the trial
 //! with `server_lost` saying what was lost, tells the strategy nothing of
 //! it, leaves it out of every estimate, and measures the candidate again as
 //! the next trial — on a server restarted first when it is not ready (the
@@ -13,48 +13,12 @@
 use crate::search::FAILED_LOSS;
 use crate::trial::{Entry, TrialKind};
 
-use super::runner::Subject;
+use super::testbed::Subject;
 use super::{Study, TrialUpdate};
 
 /// Windows in a row in which a candidate's server may be lost before the
 /// candidate is taken as the cause (a failed trial).
 pub const WINDOWS_LOST_AT_MOST: usize = 3;
-
-/// The server's processes at one moment: the JVM (a managed server's, from
-/// its pid file or work directory) and each worker of the model as the
-/// management API lists it (pid, status), sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub jvm: Option<i32>,
-    pub workers: Vec<(i64, String)>,
-}
-
-/// What the server lost between `before` and `after`, in words for the
-/// journal: the JVM gone or replaced, a worker gone, replaced or not READY.
-/// None when nothing was lost, or when nothing was known before (a worker
-/// list that could not be read proves nothing).
-pub fn what_was_lost(before: &Snapshot, after: &Snapshot) -> Option<String> {
-    if let Some(jvm) = before.jvm {
-        if after.jvm != Some(jvm) {
-            return Some(match after.jvm {
-                Some(new) => format!("the JVM (pid {jvm}) was replaced by pid {new} during the window"),
-                None => format!("the JVM (pid {jvm}) died during the window"),
-            });
-        }
-    }
-    if before.workers.is_empty() {
-        return None;
-    }
-    let pids = |workers: &[(i64, String)]| workers.iter().map(|(pid, _)| *pid).collect::<Vec<_>>();
-    let unready = after.workers.iter().any(|(_, status)| status != "READY");
-    if pids(&before.workers) != pids(&after.workers) || unready {
-        return Some(format!(
-            "a worker restarted during the window (workers {:?} -> {:?})",
-            before.workers, after.workers
-        ));
-    }
-    None
-}
 
 impl Study<'_> {
     /// Decides what a trial whose server was lost becomes: true when it is
@@ -109,43 +73,5 @@ impl Study<'_> {
         );
         self.entries.push(lost);
         Box::pin(self.trial(subject, kind, round, None, on_trial)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn snapshot(jvm: Option<i32>, workers: &[(i64, &str)]) -> Snapshot {
-        Snapshot {
-            jvm,
-            workers: workers.iter().map(|(pid, s)| (*pid, s.to_string())).collect(),
-        }
-    }
-
-    #[test]
-    fn a_dead_jvm_or_worker_is_a_loss_and_a_steady_server_is_not() {
-        let before = snapshot(Some(10), &[(11, "READY"), (12, "READY")]);
-        assert_eq!(what_was_lost(&before, &before.clone()), None);
-        let jvm_gone = what_was_lost(&before, &snapshot(None, &[])).unwrap();
-        assert!(jvm_gone.contains("JVM (pid 10) died"), "{jvm_gone}");
-        let jvm_new = what_was_lost(&before, &snapshot(Some(20), &[(21, "READY")])).unwrap();
-        assert!(jvm_new.contains("replaced by pid 20"), "{jvm_new}");
-        let replaced = what_was_lost(&before, &snapshot(Some(10), &[(11, "READY"), (13, "READY")])).unwrap();
-        assert!(replaced.contains("worker restarted"), "{replaced}");
-        // A killed worker shows first as UNLOADING with its old pid.
-        let unloading = what_was_lost(&before, &snapshot(Some(10), &[(11, "READY"), (12, "UNLOADING")]));
-        assert!(unloading.is_some());
-        let scaled_down = what_was_lost(&before, &snapshot(Some(10), &[(11, "READY")]));
-        assert!(scaled_down.is_some(), "a worker that vanished is lost");
-    }
-
-    #[test]
-    fn nothing_known_before_proves_nothing() {
-        let unknown = snapshot(None, &[]);
-        assert_eq!(what_was_lost(&unknown, &snapshot(Some(5), &[(6, "READY")])), None);
-        // A server without a JVM pid of its own (a service) still shows its workers.
-        let service = snapshot(None, &[(6, "READY")]);
-        assert!(what_was_lost(&service, &snapshot(None, &[])).is_some());
     }
 }

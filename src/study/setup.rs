@@ -21,6 +21,9 @@ use crate::trial::NotSearched;
 use super::gateway::StudyGateway;
 
 use super::settings::{Offered, Settings};
+use super::{lock, original};
+use crate::load::request::read_bodies;
+use crate::space::load_spaces;
 
 /// The study's workload, as `bench` would build it from the same settings.
 pub(super) fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload {
@@ -217,6 +220,71 @@ pub(super) fn prune(space: Space, workload: &Workload, original: &Properties) ->
         }
     }
     (Space { parameters: kept }, not_searched)
+}
+
+/// What a study works with, read and checked before any server is touched.
+pub struct Prepared {
+    pub space: Space,
+    pub not_searched: Vec<NotSearched>,
+    pub spec: TargetSpec,
+    /// The config as it was (servetune's backup when this study resumes a cut-short run).
+    pub original_bytes: Vec<u8>,
+    /// The gateway's original state and the gateway the study runs (a stack study).
+    pub gateway: Option<GatewayState>,
+    pub study_gateway: Option<StudyGateway>,
+    pub workload: Workload,
+}
+
+/// Reads the spaces, the target, the stack and the original config; checks
+/// that no other study holds the deployment, the model is served, the ports
+/// do not clash and every parameter reaches its target; prunes what the
+/// workload cannot exercise.
+pub fn prepare(settings: &Settings, resume: bool) -> anyhow::Result<Prepared> {
+    let space = load_spaces(&settings.spaces)?;
+    let spec = TargetSpec::load(&settings.target)?;
+    crate::server::tls::announce_spec(&spec);
+    let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
+    let config_path = spec.config.clone();
+    // The original config: servetune's backup only when this study was cut short here.
+    let original::Original {
+        bytes: original_bytes,
+        props: original_props,
+        from_backup,
+    } = original::read(&config_path, &settings.name, resume)?;
+    if let Some(holder) = lock::holder(&config_path) {
+        let ours = resume && holder.study == settings.name && !lock::running(&holder);
+        if !ours {
+            anyhow::bail!("{}", lock::refusal(&config_path, &holder));
+        }
+    }
+    check_model_served(&original_props, &settings.model, &config_path)?;
+    if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
+        anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
+    }
+    check_targets_reachable(&space, &spec, &settings.spaces)?;
+    check_gateway_targets(&space, stack.as_ref(), &settings.spaces)?;
+    let (gateway, study_gateway) = match &stack {
+        Some(stack) => {
+            let (state, gateway) = gateway_of(stack, &settings.model, &original_props, from_backup)?;
+            (Some(state), Some(gateway))
+        }
+        None => (None, None),
+    };
+    let bodies = match &settings.body {
+        Some(path) => read_bodies(path)?,
+        None => Vec::new(),
+    };
+    let workload = workload_of(settings, bodies);
+    let (space, not_searched) = prune(space, &workload, &original_props);
+    Ok(Prepared {
+        space,
+        not_searched,
+        spec,
+        original_bytes,
+        gateway,
+        study_gateway,
+        workload,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,309 @@
+//! Recorded landscapes: what a grid of configs measured on a real server,
+//! with its repeats (the noise) and what moves cost there. The replay
+//! benchmark and the study's simulated testbed both read them; this module
+//! only parses and holds them (no strategy, no study).
+//!
+//! A landscape CSV has one column per parameter (named as in the search
+//! space), then `throughput_rps`, `p50_ms`, `p99_ms`, `error_rate`,
+//! `memory_mb`; rows with equal parameters are repeats. An optional first
+//! line says which parameters are cold and what moves cost where it was
+//! recorded:
+//!
+//! ```text
+//! # servetune-landscape cold=number_of_netty_threads restart_s=9.5 hot_s=1.8 window_s=5
+//! ```
+//!
+//! The first row's configuration is the space's default point and the
+//! config the recording started from.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use crate::objective::{Constraints, Figures};
+use crate::search::SwitchCosts;
+use crate::space::{Apply, Parameter, Point, Space, Target, Value};
+
+/// The measurement columns, in order.
+pub const MEASUREMENTS: [&str; 5] = ["throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb"];
+
+/// One recorded measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub throughput_rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub error_rate: f64,
+    pub memory_mb: f64,
+}
+
+impl Sample {
+    pub fn figures(&self) -> Figures {
+        Figures {
+            throughput_rps: self.throughput_rps,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            error_rate: self.error_rate,
+            memory_mb: self.memory_mb,
+        }
+    }
+}
+
+/// A recorded landscape.
+#[derive(Debug, Clone)]
+pub struct Landscape {
+    pub space: Space,
+    pub samples: HashMap<Point, Vec<Sample>>,
+    /// What moves cost where it was recorded (defaults when not recorded).
+    pub costs: SwitchCosts,
+}
+
+/// The `# servetune-landscape …` line: cold parameters and costs.
+fn parse_header_comment(line: &str) -> Result<(Vec<String>, SwitchCosts), String> {
+    let mut cold = Vec::new();
+    let mut costs = SwitchCosts::default();
+    for field in line.trim_start_matches('#').split_whitespace().skip(1) {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("'{field}': expected key=value"))?;
+        let seconds = || {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| format!("{key} = '{value}' is not a number of seconds"))
+        };
+        match key {
+            "cold" => cold = value.split(',').map(str::to_string).filter(|c| !c.is_empty()).collect(),
+            "restart_s" => costs.restart_s = seconds()?,
+            "hot_s" => costs.hot_s = seconds()?,
+            "window_s" => costs.window_s = seconds()?,
+            _ => return Err(format!("unknown field '{key}'")),
+        }
+    }
+    Ok((cold, costs))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct LandscapeError {
+    pub file: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+fn value_of(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        Value::Int(x as i64)
+    } else {
+        Value::Float(x)
+    }
+}
+
+/// Parses a landscape CSV; the first row's configuration is the default
+/// point (where strategies that start from the current config start).
+pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeError> {
+    let error = |line: usize, reason: String| LandscapeError {
+        file: file.to_string(),
+        line,
+        reason,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let mut cold: Vec<String> = Vec::new();
+    let mut costs = SwitchCosts::default();
+    while let Some((index, line)) = lines.next_if(|(_, l)| l.trim_start().starts_with('#')) {
+        if line.trim_start().starts_with("# servetune-landscape") {
+            (cold, costs) = parse_header_comment(line).map_err(|e| error(index + 1, e))?;
+        }
+    }
+    let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let measurement_at: Vec<usize> = MEASUREMENTS
+        .iter()
+        .map(|name| {
+            columns
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| error(1, format!("no column '{name}'")))
+        })
+        .collect::<Result<_, _>>()?;
+    let parameter_columns: Vec<usize> = (0..columns.len()).filter(|i| !measurement_at.contains(i)).collect();
+    if parameter_columns.is_empty() {
+        return Err(error(1, "no parameter columns".into()));
+    }
+    let mut rows: Vec<(Vec<f64>, Sample)> = Vec::new();
+    for (index, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != columns.len() {
+            return Err(error(
+                index + 1,
+                format!("{} cells, the header has {}", cells.len(), columns.len()),
+            ));
+        }
+        let number = |i: usize| {
+            cells[i]
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| error(index + 1, format!("{} = '{}' is not a number", columns[i], cells[i])))
+        };
+        let params = parameter_columns
+            .iter()
+            .map(|&i| number(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let m = measurement_at
+            .iter()
+            .map(|&i| number(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push((
+            params,
+            Sample {
+                throughput_rps: m[0],
+                p50_ms: m[1],
+                p99_ms: m[2],
+                error_rate: m[3],
+                memory_mb: m[4],
+            },
+        ));
+    }
+    let first = rows.first().ok_or_else(|| error(2, "no data rows".into()))?.0.clone();
+    let mut parameters = Vec::new();
+    for (d, &column) in parameter_columns.iter().enumerate() {
+        let distinct: BTreeSet<u64> = rows.iter().map(|(p, _)| p[d].to_bits()).collect();
+        let mut levels: Vec<f64> = distinct.into_iter().map(f64::from_bits).collect();
+        levels.sort_by(f64::total_cmp);
+        let default_level = levels
+            .iter()
+            .position(|&x| x == first[d])
+            .expect("the first row's value is a level");
+        let name = columns[column].to_string();
+        parameters.push(Parameter {
+            apply: if cold.contains(&name) { Apply::Cold } else { Apply::Hot },
+            targets: vec![Target::Config(name.clone())],
+            name,
+            levels: levels.into_iter().map(value_of).collect(),
+            default_level,
+            when: None,
+        });
+    }
+    if let Some(unknown) = cold.iter().find(|c| !parameters.iter().any(|p| p.name == **c)) {
+        return Err(error(1, format!("cold={unknown}: no such parameter column")));
+    }
+    let space = Space { parameters };
+    let mut samples: HashMap<Point, Vec<Sample>> = HashMap::new();
+    for (params, sample) in rows {
+        let point: Point = params
+            .iter()
+            .zip(&space.parameters)
+            .map(|(x, p)| {
+                p.levels
+                    .iter()
+                    .position(|l| *l == value_of(*x))
+                    .expect("levels come from the rows")
+            })
+            .collect();
+        samples.entry(point).or_default().push(sample);
+    }
+    Ok(Landscape { space, samples, costs })
+}
+
+pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LandscapeError {
+        file: path.display().to_string(),
+        line: 0,
+        reason: format!("cannot read: {e}"),
+    })?;
+    parse_landscape(&text, &path.display().to_string())
+}
+
+impl Landscape {
+    /// The mean figures of every recorded point.
+    pub fn means(&self) -> HashMap<&Point, Figures> {
+        self.samples
+            .iter()
+            .map(|(point, samples)| {
+                let mean = |f: fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>() / samples.len() as f64;
+                let figures = Figures {
+                    throughput_rps: mean(|x| x.throughput_rps),
+                    p50_ms: mean(|x| x.p50_ms),
+                    p99_ms: mean(|x| x.p99_ms),
+                    error_rate: mean(|x| x.error_rate),
+                    memory_mb: mean(|x| x.memory_mb),
+                };
+                (point, figures)
+            })
+            .collect()
+    }
+
+    /// The best feasible mean throughput under `objective` (0 when none is feasible).
+    pub fn best_feasible_throughput(&self, objective: &Constraints) -> f64 {
+        self.means()
+            .values()
+            .filter(|f| objective.feasible(f))
+            .map(|f| f.throughput_rps)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The objective "maximum throughput with p99 ≤ SLO and errors ≤ limit",
+/// as the study's own constraints and loss.
+pub fn throughput_under_slo(slo_p99_ms: f64, max_error_rate: f64) -> Constraints {
+    Constraints {
+        p99_ms: slo_p99_ms,
+        error_rate: max_error_rate,
+        memory_mb: None,
+        throughput_rps: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 6x6 landscape: throughput grows with a and b, p99 with a only;
+    /// under an 80 ms SLO the best feasible mean is at (a=3, b=4).
+    fn synthetic() -> String {
+        let mut csv = String::from("a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n");
+        for a in 0..6 {
+            for b in 0..6 {
+                let throughput = 100.0 * (a + 1) as f64 + 10.0 * b as f64;
+                let p99 = 20.0 * (a + 1) as f64;
+                csv.push_str(&format!("{a},{b},{throughput},5,{p99},0,100\n"));
+                if (a + b) % 4 == 0 {
+                    csv.push_str(&format!("{a},{b},{},5,{p99},0,100\n", throughput * 0.9));
+                }
+            }
+        }
+        csv
+    }
+
+    #[test]
+    fn parses_levels_and_repeats() {
+        let landscape = parse_landscape(&synthetic(), "s.csv").unwrap();
+        assert_eq!(landscape.space.sizes(), vec![6, 6]);
+        assert_eq!(landscape.samples.len(), 36);
+        assert_eq!(landscape.samples[&vec![0, 0]].len(), 2);
+        assert_eq!(landscape.space.default_point(), vec![0, 0]);
+    }
+
+    #[test]
+    fn bad_landscapes_name_the_line() {
+        let e = parse_landscape(
+            "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n1,2,3,4,5\n",
+            "l.csv",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("l.csv:2:"), "{e}");
+        let e = parse_landscape("a,p50_ms\n", "l.csv").unwrap_err();
+        assert!(e.to_string().contains("throughput_rps"), "{e}");
+        let e = parse_landscape(
+            "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\nx,1,1,1,0,1\n",
+            "l.csv",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("'x'"), "{e}");
+    }
+}

@@ -1,0 +1,317 @@
+//! The planner: what the study can afford next, from what it measured so
+//! far. It costs the next screening trial and keeps back what the
+//! confirmation will need (`reserve_after`), and plans the confirmation
+//! rounds within what is left (fewer rounds, then fewer candidates). Pure:
+//! it reads the trials, the space and what runs now, and never measures;
+//! the study loop asks it, whatever the testbed.
+
+use std::time::Duration;
+
+use crate::objective::{Constraints, Weights};
+use crate::search::SwitchCosts;
+use crate::space::{Apply, Point, Space};
+use crate::trial::{Candidate, Entry, MeasuredCosts, TrialKind};
+
+use super::estimator;
+use super::runner::RESTART_WARMUP;
+use super::scheduler::{self, Budget, Ends, Step};
+use super::settings::Settings;
+
+/// Time kept for the export (the move back to the original is part of the confirmation plan).
+pub const EXPORT_RESERVE: Duration = Duration::from_secs(3);
+/// What the search keeps back for the confirmation is its estimate and a
+/// quarter more: moves are costed from the medians of a few (a first
+/// register may cost twice a scale), and a slow machine stretches all.
+const RESERVE_MARGIN: f64 = 1.25;
+
+/// The part of a study's settings that plans it.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub budget: Duration,
+    pub max_trials: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub confirm_duration: Duration,
+    pub confirm_top: usize,
+    pub confirm_rounds: u32,
+    pub weights: Weights,
+    pub constraints: Constraints,
+    pub p99_from_baseline: bool,
+}
+
+impl From<&Settings> for Plan {
+    fn from(s: &Settings) -> Self {
+        Self {
+            budget: s.budget,
+            max_trials: s.max_trials,
+            warmup: s.warmup,
+            duration: s.duration,
+            confirm_duration: s.confirm_duration,
+            confirm_top: s.confirm_top,
+            confirm_rounds: s.confirm_rounds,
+            weights: s.weights,
+            constraints: s.constraints,
+            p99_from_baseline: s.p99_from_baseline,
+        }
+    }
+}
+
+/// What the confirmation will measure, or why it measures nothing.
+#[derive(Debug, Clone)]
+pub enum Confirmation {
+    /// Nothing beside the baseline to confirm.
+    NothingToConfirm,
+    /// Even the smallest plan (baseline and one candidate, two rounds) does not fit.
+    NoBudget { needed_s: f64, left_s: f64 },
+    /// These steps, into these candidates, in this order.
+    Steps {
+        candidates: Vec<Candidate>,
+        steps: Vec<Step>,
+    },
+}
+
+/// The planner's view of a study at one moment.
+pub struct Planner<'a> {
+    pub plan: &'a Plan,
+    pub space: &'a Space,
+    pub entries: &'a [Entry],
+    /// The levels running now; None while unknown (the next move restarts).
+    pub running: Option<Vec<Option<usize>>>,
+    /// The levels of the config as found (None where off the grid).
+    pub baseline_levels: Vec<Option<usize>>,
+}
+
+impl Planner<'_> {
+    /// The constraints trials are judged by: the study's, with the p99 limit
+    /// taken from the baseline when the study asks for "no worse than the
+    /// baseline" (its confirmed p99 once confirmed, else its screening p99;
+    /// unbounded before it is measured).
+    pub fn constraints(&self) -> Constraints {
+        let mut constraints = self.plan.constraints;
+        if self.plan.p99_from_baseline {
+            let baseline = |kind: TrialKind| -> Vec<Entry> {
+                self.entries
+                    .iter()
+                    .filter(|e| e.point.is_none() && e.kind == kind && e.figures.is_some())
+                    .cloned()
+                    .collect()
+            };
+            let confirmed = baseline(TrialKind::Confirm);
+            let runs = if confirmed.is_empty() {
+                baseline(TrialKind::Baseline)
+            } else {
+                confirmed
+            };
+            if let Some(estimate) = estimator::candidates(&runs, self.space).into_iter().next() {
+                constraints.p99_ms = estimate.figures.p99_ms;
+            }
+        }
+        constraints
+    }
+
+    /// What moves and windows cost, as measured in this study so far.
+    pub fn costs(&self) -> SwitchCosts {
+        scheduler::switch_costs(
+            &MeasuredCosts::of(self.entries),
+            RESTART_WARMUP,
+            self.plan.warmup + self.plan.duration,
+        )
+    }
+
+    /// The levels running now (all None when unknown).
+    pub fn running_levels(&self) -> Vec<Option<usize>> {
+        self.running
+            .clone()
+            .unwrap_or_else(|| vec![None; self.space.dimensions()])
+    }
+
+    /// Whether measuring `point` next fits the budget with the confirmation
+    /// kept back.
+    pub fn fits(&self, point: &Point, budget: &Budget) -> bool {
+        let costs = self.costs();
+        let next = Duration::from_secs_f64(costs.window_s + self.move_seconds(point, &costs));
+        budget.fits(next, self.most_reserved(&costs)) || budget.fits(next, self.reserve_after(point))
+    }
+
+    /// The most `reserve_after` can keep back: 40 % of the budget or the
+    /// smallest confirmation with a restart before every window and back,
+    /// whichever is more, with the margin (a far budget fits without the plan).
+    fn most_reserved(&self, costs: &SwitchCosts) -> Duration {
+        let move_s = costs.restart_s.max(costs.hot_s);
+        let smallest = 4.0 * (self.confirmation_window() + move_s) + move_s;
+        let most = (self.plan.budget.as_secs_f64() * 0.4).max(smallest);
+        Duration::from_secs_f64(most * RESERVE_MARGIN) + EXPORT_RESERVE
+    }
+
+    /// Time kept back for the confirmation rounds and the export when
+    /// `next` is measured first: the plan the screening so far gives (the
+    /// baseline and the best candidates, every round, and the move back),
+    /// but no more than 40 % of the budget, and never less than the
+    /// smallest confirmation the confirmation phase accepts (the baseline
+    /// and one candidate, two rounds) — whichever way `next` turns out:
+    /// then it runs, and if it is the best its cold group joins that
+    /// smallest confirmation. Costed as `confirm` will cost it, with a
+    /// margin, so a search never ends where no confirmation fits.
+    pub fn reserve_after(&self, next: &Point) -> Duration {
+        let p = self.plan;
+        let mut candidates = self.screened_candidates();
+        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &p.weights, p.confirm_top);
+        let home = candidates.iter().position(Candidate::is_baseline);
+        let running = match candidates.iter().position(|c| c.point.as_ref() == Some(next)) {
+            Some(known) => Some(known),
+            None => candidates.first().cloned().map(|template| {
+                candidates.push(Candidate {
+                    point: Some(next.clone()),
+                    ..template
+                });
+                candidates.len() - 1
+            }),
+        };
+        let ends = Ends { running, home };
+        let full = self.confirmation_plan(&candidates, &pool, p.confirm_rounds, ends).1;
+        let mut smallest = if pool.len() >= 2 {
+            self.confirmation_plan(&candidates, &pool[..2], 2, ends).1
+        } else {
+            // Nothing measured yet beside the baseline: four windows, a live
+            // move before each and one back.
+            4.0 * self.confirmation_window() + 5.0 * self.costs().hot_s
+        };
+        if let (Some(home), Some(running)) = (home, running) {
+            if home != running {
+                smallest = smallest.max(self.confirmation_plan(&candidates, &[home, running], 2, ends).1);
+            }
+        }
+        let confirmation = full.min(p.budget.as_secs_f64() * 0.4).max(smallest);
+        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
+    }
+
+    /// What moving to `point` costs from what runs now: a live change when
+    /// the cold settings match, else a restart (also when nothing is known
+    /// to run).
+    pub fn move_seconds(&self, point: &Point, costs: &SwitchCosts) -> f64 {
+        let Some(running) = &self.running else {
+            return costs.restart_s;
+        };
+        let running: Vec<Option<usize>> = self
+            .space
+            .parameters
+            .iter()
+            .zip(running)
+            .map(|(p, level)| if p.apply == Apply::Cold { *level } else { None })
+            .collect();
+        if running == self.space.cold_key(point) {
+            costs.hot_s
+        } else {
+            costs.restart_s
+        }
+    }
+
+    /// Seconds a confirmation window is expected to take: warm-up and
+    /// window, stretched as much as the screening windows were stretched
+    /// (a steady window goes on while throughput still trends).
+    pub fn confirmation_window(&self) -> f64 {
+        let p = self.plan;
+        let nominal = (p.warmup + p.duration).as_secs_f64();
+        let stretch = (self.costs().window_s / nominal).max(1.0);
+        (p.warmup + p.confirm_duration).as_secs_f64() * stretch
+    }
+
+    /// Every candidate the screening (baseline and search) measured.
+    pub fn screened_candidates(&self) -> Vec<Candidate> {
+        let screened: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind != TrialKind::Confirm)
+            .cloned()
+            .collect();
+        estimator::candidates(&screened, self.space)
+    }
+
+    /// The candidate the server runs now (unknown after a failed trial or
+    /// before the first move of a resumed study) and the baseline.
+    pub fn confirmation_ends(&self, candidates: &[Candidate]) -> Ends {
+        let running = self
+            .running
+            .as_ref()
+            .and(self.entries.last())
+            .filter(|e| e.failure.is_none())
+            .and_then(|e| candidates.iter().position(|c| c.point == e.point));
+        Ends {
+            running,
+            home: candidates.iter().position(Candidate::is_baseline),
+        }
+    }
+
+    /// The order in which the confirmation would measure `pool` in
+    /// `rounds` rounds, and how many seconds that takes.
+    pub fn confirmation_plan(
+        &self,
+        candidates: &[Candidate],
+        pool: &[usize],
+        rounds: u32,
+        ends: Ends,
+    ) -> (Vec<Step>, f64) {
+        let baseline_key = self.baseline_cold_key();
+        let cold_keys: Vec<Vec<Option<usize>>> = candidates
+            .iter()
+            .map(|candidate| match &candidate.point {
+                Some(point) => self.space.cold_key(point),
+                None => baseline_key.clone(),
+            })
+            .collect();
+        let group_of = |i: usize| cold_keys[i].clone();
+        let steps = scheduler::confirmation_order(pool, group_of, ends, rounds);
+        let window = Duration::from_secs_f64(self.confirmation_window());
+        let seconds = scheduler::plan_seconds(&steps, group_of, ends, &self.costs(), window);
+        (steps, seconds)
+    }
+
+    /// The baseline, the best candidates and each tier's leader in
+    /// alternating rounds, grouped by cold config, as the budget allows:
+    /// fewer rounds (two at least), then fewer candidates, until the plan fits.
+    pub fn confirmation(&self, budget: &Budget) -> Confirmation {
+        let p = self.plan;
+        let candidates = self.screened_candidates();
+        let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &p.weights, p.confirm_top);
+        if pool.len() < 2 {
+            return Confirmation::NothingToConfirm;
+        }
+        let ends = self.confirmation_ends(&candidates);
+        let available = p.budget.saturating_sub(budget.elapsed() + EXPORT_RESERVE);
+        let mut rounds = p.confirm_rounds;
+        loop {
+            let (steps, seconds) = self.confirmation_plan(&candidates, &pool, rounds, ends);
+            if seconds <= available.as_secs_f64() {
+                return Confirmation::Steps { candidates, steps };
+            }
+            if rounds > 2 {
+                rounds -= 1;
+            } else if pool.len() > 2 {
+                pool.pop();
+            } else {
+                return Confirmation::NoBudget {
+                    needed_s: seconds,
+                    left_s: available.as_secs_f64(),
+                };
+            }
+        }
+    }
+
+    /// The cold levels of the config as it was (None where off the grid).
+    pub fn baseline_cold_key(&self) -> Vec<Option<usize>> {
+        self.space
+            .parameters
+            .iter()
+            .zip(&self.baseline_levels)
+            .map(|(p, l)| if p.apply == Apply::Cold { *l } else { None })
+            .collect()
+    }
+
+    /// Whether a confirmation step was measured already (a resumed study).
+    pub fn step_done(&self, candidate: &Candidate, round: u32) -> bool {
+        self.entries
+            .iter()
+            .filter(|e| e.server_lost.is_none())
+            .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(round))
+    }
+}

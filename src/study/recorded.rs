@@ -1,0 +1,195 @@
+//! A recorded landscape as a testbed: the study loop runs on it exactly as
+//! on a server, on simulated time. A move costs what the landscape's header
+//! says (`restart_s` when a cold parameter changes, `hot_s` when only hot
+//! ones do, nothing when the point already runs); a window costs its
+//! length; each measurement is one recorded repeat of the point, drawn with
+//! a seeded RNG. The baseline is the landscape's first row (the space's
+//! default point, so TorchServe's defaults are the same config). The
+//! restore moves back to the baseline and is recorded, so tests can see
+//! that every way out restored.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::bench::Measurement;
+use crate::landscape::{Landscape, Sample};
+use crate::measure::process::MemoryReport;
+use crate::measure::recorder::{ErrorCounts, LatencySummary, LoadReport};
+use crate::search::SwitchCosts;
+use crate::space::{Point, Space};
+use crate::trial::Switch;
+
+use super::clock::Clock;
+use super::testbed::{Subject, Testbed, TrialResult, Window};
+
+/// A fault to inject at a trial (tests of the loop's ways out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The testbed reports an infrastructure error.
+    Error,
+    /// The testbed panics.
+    Panic,
+}
+
+/// A recorded landscape under a study.
+pub struct Recorded<'a> {
+    landscape: &'a Landscape,
+    costs: SwitchCosts,
+    clock: Clock,
+    noise: SmallRng,
+    /// The point running now (the baseline until the first move).
+    running: Point,
+    /// Moves that restarted.
+    pub restarts: usize,
+    /// Windows measured.
+    pub measured: usize,
+    /// Times the testbed was put back on the baseline.
+    pub restores: usize,
+    fault: Option<(usize, Fault)>,
+}
+
+impl<'a> Recorded<'a> {
+    /// The landscape on the baseline, its moves charged `costs`, its noise drawn with `seed`.
+    pub fn new(landscape: &'a Landscape, costs: SwitchCosts, seed: u64) -> Self {
+        Self {
+            landscape,
+            costs,
+            clock: Clock::simulated(),
+            noise: SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17)),
+            running: landscape.space.default_point(),
+            restarts: 0,
+            measured: 0,
+            restores: 0,
+            fault: None,
+        }
+    }
+
+    /// Injects `fault` when window number `at` (from 0) is asked for.
+    #[must_use]
+    pub fn with_fault(mut self, at: usize, fault: Fault) -> Self {
+        self.fault = Some((at, fault));
+        self
+    }
+
+    /// Whether the baseline runs now.
+    pub fn on_baseline(&self) -> bool {
+        self.running == self.landscape.space.default_point()
+    }
+
+    /// Moves to `point`: how, and what it costs.
+    fn move_to(&mut self, point: &Point) -> (Switch, f64) {
+        let space = &self.landscape.space;
+        let (switch, seconds) = if *point == self.running {
+            (Switch::None, 0.0)
+        } else if space.cold_key(point) == space.cold_key(&self.running) {
+            (Switch::Scale, self.costs.hot_s)
+        } else {
+            self.restarts += 1;
+            (Switch::Restart, self.costs.restart_s)
+        };
+        self.running = point.clone();
+        self.clock.advance(Duration::from_secs_f64(seconds));
+        (switch, seconds)
+    }
+}
+
+impl Testbed for Recorded<'_> {
+    fn running(&self, _space: &Space) -> Option<Vec<Option<usize>>> {
+        Some(self.running.iter().map(|&l| Some(l)).collect())
+    }
+
+    fn baseline_levels(&self, _space: &Space) -> Vec<Option<usize>> {
+        self.landscape.space.default_point().into_iter().map(Some).collect()
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
+    async fn start(&mut self, _resumed: bool) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    async fn run(&mut self, _space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult> {
+        match self.fault {
+            Some((at, Fault::Error)) if at == self.measured => anyhow::bail!("injected fault at window {at}"),
+            Some((at, Fault::Panic)) if at == self.measured => panic!("injected panic at window {at}"),
+            _ => {}
+        }
+        let point = subject
+            .point()
+            .cloned()
+            .unwrap_or_else(|| self.landscape.space.default_point());
+        let (switch, switch_s) = self.move_to(&point);
+        let seconds = (window.warmup + window.duration).as_secs_f64();
+        self.clock.advance(window.warmup + window.duration);
+        self.measured += 1;
+        let measurement = match self.landscape.samples.get(&point) {
+            Some(samples) => {
+                let sample = samples[self.noise.random_range(0..samples.len())];
+                Ok(measurement_of(&sample, window, seconds))
+            }
+            None => Err("this config was not recorded".to_string()),
+        };
+        Ok(TrialResult {
+            switch,
+            switch_s,
+            measurement,
+            incidents: Vec::new(),
+            server_lost: None,
+        })
+    }
+
+    async fn restore(&mut self) -> anyhow::Result<()> {
+        let baseline = self.landscape.space.default_point();
+        self.move_to(&baseline);
+        self.restores += 1;
+        Ok(())
+    }
+}
+
+/// A recorded repeat as the measurement of a window.
+fn measurement_of(sample: &Sample, window: Window, seconds: f64) -> Measurement {
+    let latency = LatencySummary {
+        p50: sample.p50_ms,
+        p90: sample.p99_ms,
+        p95: sample.p99_ms,
+        p99: sample.p99_ms,
+        p999: sample.p99_ms,
+        max: sample.p99_ms,
+        mean: sample.p50_ms,
+    };
+    let requests = (sample.throughput_rps * window.duration.as_secs_f64()).round() as u64;
+    Measurement {
+        load: LoadReport {
+            requests,
+            ok: requests,
+            throughput_rps: sample.throughput_rps,
+            error_rate: sample.error_rate,
+            latency_ms: latency,
+            latency_uncorrected_ms: latency,
+            errors: ErrorCounts::default(),
+            late_sends: 0,
+            dropped_sends: 0,
+            unfinished_at_end: 0,
+            duration_s: seconds - window.warmup.as_secs_f64(),
+            warmup_s: window.warmup.as_secs_f64(),
+            timeline: Vec::new(),
+            stability: None,
+            histogram: Histogram::new(3).expect("three significant digits are valid"),
+        },
+        memory_mb: Some(MemoryReport {
+            rss_peak: sample.memory_mb,
+            rss_mean: sample.memory_mb,
+            pss_peak: sample.memory_mb,
+            pss_mean: sample.memory_mb,
+            cpu_cores: 0.0,
+            samples: 1,
+        }),
+        server: None,
+        observer: None,
+    }
+}

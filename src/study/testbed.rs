@@ -1,0 +1,105 @@
+//! What a study tunes, as the study loop sees it: the running state, a move
+//! to a candidate with a measurement window after it, health and revival
+//! (`start`), the study's clock, and the final restore (leave it as found).
+//!
+//! Implementations: the `Runner` (a TorchServe, managed or through its
+//! restart command, alone or behind the gateway) and a recorded landscape
+//! (`recorded`: simulated clock, move costs from its header, noise from its
+//! repeats). The loop (`study_loop`) is generic over this trait and never
+//! asks which one it drives.
+
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use crate::bench::Measurement;
+use crate::space::{Point, Space};
+use crate::trial::{Switch, TrialKind};
+
+use super::clock::Clock;
+
+/// What a trial is of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The config as it was before the study.
+    Baseline,
+    Point(Point),
+}
+
+impl Subject {
+    pub fn point(&self) -> Option<&Point> {
+        match self {
+            Subject::Baseline => None,
+            Subject::Point(p) => Some(p),
+        }
+    }
+
+    /// How a trial of it shows in the log and the progress line.
+    pub fn describe(&self, space: &Space, kind: TrialKind, round: Option<u32>) -> String {
+        let round = round.unwrap_or(0);
+        match (self, kind) {
+            (Subject::Point(p), TrialKind::Confirm) => format!("confirm r{round} {}", space.describe(p)),
+            (Subject::Point(p), _) => space.describe(p),
+            (Subject::Baseline, TrialKind::Confirm) => format!("confirm r{round} baseline"),
+            (Subject::Baseline, _) => "baseline (the config as it was)".to_string(),
+        }
+    }
+}
+
+/// What one trial measured (or why it could not).
+pub struct TrialResult {
+    pub switch: Switch,
+    pub switch_s: f64,
+    pub measurement: Result<Measurement, String>,
+    /// What went wrong around the measurement without failing it: a server
+    /// found down before the move, a worker that restarted during the window.
+    pub incidents: Vec<String>,
+    /// What the server lost during the window (a worker or the JVM): the
+    /// measurement is not the candidate's (`server_loss`).
+    pub server_lost: Option<String>,
+}
+
+/// Parameter → value of the levels `levels` (the baseline's where it is
+/// on the grid), for the journal's readers.
+pub fn values_at(space: &Space, levels: &[Option<usize>]) -> BTreeMap<String, String> {
+    space
+        .parameters
+        .iter()
+        .zip(levels)
+        .filter_map(|(p, level)| level.map(|l| (p.name.clone(), p.levels[l].to_string())))
+        .collect()
+}
+
+/// The measurement window of one trial.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// An adaptive window goes on until throughput is steady, at most this long.
+    pub max_window: Option<Duration>,
+}
+
+/// A deployment the study loop can move, measure and put back.
+#[allow(async_fn_in_trait)]
+pub trait Testbed {
+    /// The levels of `space` running now; None while unknown (the next move restarts).
+    fn running(&self, space: &Space) -> Option<Vec<Option<usize>>>;
+
+    /// The levels of the config as found (None where off the grid).
+    fn baseline_levels(&self, space: &Space) -> Vec<Option<usize>>;
+
+    /// The study's clock: real time for a server, simulated for a landscape.
+    fn clock(&self) -> Clock;
+
+    /// Makes sure the deployment is up (starting or reviving it); returns
+    /// whether it had to start it.
+    async fn start(&mut self, resumed: bool) -> anyhow::Result<bool>;
+
+    /// Moves to `subject` (nothing, live or restart) and measures one
+    /// window; a failed move or window is the trial's failure, an `Err` an
+    /// infrastructure fault that ends the study.
+    async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult>;
+
+    /// Leaves the deployment as it was found.
+    async fn restore(&mut self) -> anyhow::Result<()>;
+}
