@@ -260,12 +260,12 @@ pub fn throughput_under_slo(slo_p99_ms: f64, max_error_rate: f64) -> Constraints
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A 6x6 landscape: throughput grows with a and b, p99 with a only;
     /// under an 80 ms SLO the best feasible mean is at (a=3, b=4).
-    fn synthetic() -> String {
+    pub(crate) fn synthetic() -> String {
         let mut csv = String::from("a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n");
         for a in 0..6 {
             for b in 0..6 {

@@ -451,22 +451,7 @@ pub fn replay_parallel(
 mod tests {
     use super::*;
 
-    /// A 6x6 landscape: throughput grows with a and b, p99 with a only;
-    /// under an 80 ms SLO the best feasible mean is at (a=3, b=4).
-    fn synthetic() -> String {
-        let mut csv = String::from("a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n");
-        for a in 0..6 {
-            for b in 0..6 {
-                let throughput = 100.0 * (a + 1) as f64 + 10.0 * b as f64;
-                let p99 = 20.0 * (a + 1) as f64;
-                csv.push_str(&format!("{a},{b},{throughput},5,{p99},0,100\n"));
-                if (a + b) % 4 == 0 {
-                    csv.push_str(&format!("{a},{b},{},5,{p99},0,100\n", throughput * 0.9));
-                }
-            }
-        }
-        csv
-    }
+    use crate::landscape::tests::synthetic;
 
     #[test]
     fn more_workers_reach_the_target_sooner_without_measuring_a_point_twice_at_once() {
