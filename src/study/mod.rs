@@ -640,16 +640,18 @@ impl<'a> Study<'a> {
         for incident in &entry.incidents {
             tracing::warn!(trial = entry.number, "{description}: {incident}");
         }
+        let (number, figures, feasible) = (entry.number, entry.figures, entry.feasible);
+        // The best may be this very trial: look for it among the entries with it.
+        self.entries.push(entry);
         let update = TrialUpdate {
-            number: entry.number,
+            number,
             description,
-            figures: entry.figures,
-            feasible: entry.feasible,
+            figures,
+            feasible,
             best: self.best_figures(),
             elapsed: self.budget.elapsed(),
             budget: self.budget.total(),
         };
-        self.entries.push(entry);
         on_trial(&update);
         Ok(true)
     }
