@@ -68,6 +68,12 @@ impl Control {
         matches!(self, Control::Managed { .. })
     }
 
+    /// Whether servetune starts and stops TorchServe itself (a managed
+    /// server), rather than a service manager through `restart_command`.
+    pub fn starts_server(&self) -> bool {
+        matches!(self, Control::Managed { .. })
+    }
+
     /// The folder a managed TorchServe runs in (its logs and pid file); a
     /// service's is its own.
     pub fn work_dir(&self) -> Option<&Path> {

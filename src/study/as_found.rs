@@ -8,7 +8,7 @@
 //! (`restart_command`) counts as running: servetune never stops it.
 
 use crate::apply::state::Deployment;
-use crate::server::{Control, TorchServe};
+use crate::server::TorchServe;
 
 use super::{lock, Study};
 
@@ -55,8 +55,6 @@ impl Study<'_> {
 /// Whether `server` runs now (a JVM in its work directory, or a server
 /// answering ready on its ports).
 async fn server_runs_now(server: &TorchServe) -> bool {
-    match server.spec().control {
-        Control::RestartCommand { .. } => true,
-        Control::Managed { .. } => server.running_jvm().is_some() || server.is_ready().await,
-    }
+    // A service manager's TorchServe is its business: taken as running.
+    !server.spec().control.starts_server() || server.running_jvm().is_some() || server.is_ready().await
 }

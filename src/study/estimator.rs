@@ -152,6 +152,26 @@ fn measure_name(tier: Tier) -> &'static str {
     }
 }
 
+/// The figures the tiers' scores are relative to: the baseline's, else
+/// TorchServe's defaults', else ones (nothing measured to compare with).
+pub fn reference_figures(candidates: &[Candidate], space: &Space) -> Figures {
+    let defaults = space.default_point();
+    candidates
+        .iter()
+        .find(|c| c.is_baseline())
+        .or_else(|| candidates.iter().find(|c| c.point.as_ref() == Some(&defaults)))
+        .map_or(
+            Figures {
+                throughput_rps: 1.0,
+                p50_ms: 1.0,
+                p99_ms: 1.0,
+                error_rate: 0.0,
+                memory_mb: 1.0,
+            },
+            |c| c.figures,
+        )
+}
+
 /// Chooses each tier among the confirmed, feasible candidates. The best
 /// mean wins unless the measurements cannot tell it from the baseline, in
 /// which case the current config is kept; candidates it cannot be told

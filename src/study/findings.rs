@@ -25,16 +25,7 @@ impl Study<'_> {
         let baseline = candidates.iter().find(|c| c.is_baseline());
         let defaults_point = self.space.default_point();
         let defaults = candidates.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
-        let reference = baseline.or(defaults).map_or(
-            Figures {
-                throughput_rps: 1.0,
-                p50_ms: 1.0,
-                p99_ms: 1.0,
-                error_rate: 0.0,
-                memory_mb: 1.0,
-            },
-            |c| c.figures,
-        );
+        let reference = estimator::reference_figures(&candidates, &self.space);
         let constraints = self.constraints();
         let decisions = estimator::decide_tiers(&candidates, &constraints, &s.weights, &reference);
         let mut recommendations = Vec::new();

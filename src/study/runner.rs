@@ -28,7 +28,7 @@ use crate::apply::Edit;
 use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
-use crate::server::{logging, Control, TorchServe};
+use crate::server::{logging, TorchServe};
 use crate::space::{Current, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
@@ -169,25 +169,22 @@ impl Runner {
             self.deployed = (!resumed).then(|| self.original.clone());
             return Ok(false);
         }
-        match self.server.spec().control {
-            Control::Managed { .. } => {
-                // Not running (or not ready): one start on the original, bounded
-                // by ready_timeout. No rollback and second start: there is
-                // nothing running to go back to, and the final restore puts
-                // the files back.
-                let mut edit = Edit::replace(&self.config_path, &self.original.config)?;
-                edit.write()?;
-                self.server.set_environment(self.original.environment.clone());
-                self.server
-                    .restart()
-                    .await
-                    .context("starting TorchServe for the study")?;
-                self.deployed = Some(self.original.clone());
-            }
-            Control::RestartCommand { .. } => {
-                self.server.wait_ready().await.context("TorchServe is not ready")?;
-                self.deployed = (!resumed).then(|| self.original.clone());
-            }
+        if self.server.spec().control.starts_server() {
+            // Not running (or not ready): one start on the original, bounded
+            // by ready_timeout. No rollback and second start: there is
+            // nothing running to go back to, and the final restore puts
+            // the files back.
+            let mut edit = Edit::replace(&self.config_path, &self.original.config)?;
+            edit.write()?;
+            self.server.set_environment(self.original.environment.clone());
+            self.server
+                .restart()
+                .await
+                .context("starting TorchServe for the study")?;
+            self.deployed = Some(self.original.clone());
+        } else {
+            self.server.wait_ready().await.context("TorchServe is not ready")?;
+            self.deployed = (!resumed).then(|| self.original.clone());
         }
         Ok(true)
     }

@@ -14,7 +14,7 @@ use crate::apply::state::GatewayState;
 use crate::config::{self, GatewayToml, Properties};
 use crate::load::{Schedule, StabilityRule, Stages, Workload};
 use crate::server::stack::StackSpec;
-use crate::server::{logging, Control, Endpoints, TargetSpec};
+use crate::server::{logging, Endpoints, TargetSpec};
 use crate::space::{Space, Target};
 use crate::trial::NotSearched;
 
@@ -157,7 +157,7 @@ pub(super) fn gateway_of(
 
 /// Refuses environment parameters when servetune does not start the server.
 pub(super) fn check_targets_reachable(space: &Space, spec: &TargetSpec, spaces: &[PathBuf]) -> anyhow::Result<()> {
-    if matches!(spec.control, Control::Managed { .. }) {
+    if spec.control.starts_server() {
         return Ok(());
     }
     for parameter in &space.parameters {

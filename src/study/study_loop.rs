@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::objective::{Constraints, Figures};
+use crate::objective::Constraints;
 use crate::search::{History, Strategy, Trial};
 use crate::space::Space;
 use crate::store::file::Journal;
@@ -112,21 +112,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
         let planner = self.planner();
         let constraints = planner.constraints();
         let candidates = estimator::candidates(&self.entries, self.space);
-        let defaults = self.space.default_point();
-        let reference = candidates
-            .iter()
-            .find(|c| c.is_baseline())
-            .or_else(|| candidates.iter().find(|c| c.point.as_ref() == Some(&defaults)))
-            .map_or(
-                Figures {
-                    throughput_rps: 1.0,
-                    p50_ms: 1.0,
-                    p99_ms: 1.0,
-                    error_rate: 0.0,
-                    memory_mb: 1.0,
-                },
-                |c| c.figures,
-            );
+        let reference = estimator::reference_figures(&candidates, self.space);
         let decisions = estimator::decide_tiers(&candidates, &constraints, &self.plan.weights, &reference);
         let confirms = self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count();
         Finished {
