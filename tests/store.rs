@@ -504,42 +504,10 @@ fn two_workers_run_one_study_and_a_killed_workers_candidate_comes_back() {
     let (leader_original, host_original) = (leader.config_bytes(), host.config_bytes());
     // Both hosts find the study's files at one path (here: the leader's folder).
     let dir = leader.dir.path();
-    std::fs::write(
-        dir.join("space.toml"),
-        "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
-         target = \"models.{model}.batchSize\"\napply = \"hot\"\n\
-         [[parameter]]\nname = \"max_batch_delay\"\nkind = \"int\"\nmin = 1\nmax = 4\ndefault = 1\n\
-         target = \"models.{model}.maxBatchDelay\"\napply = \"hot\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("study.toml"),
-        format!(
-            "name = \"fleet\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\nbudget = \"240s\"\n\
-             max_trials = 12\nstrategy = \"random\"\nheartbeat_grace = \"5s\"\n\
-             [workload]\nbody = \"{}\"\nusers = 4\nduration = \"2s\"\nwarmup = \"1s\"\nsteady = false\n\
-             confirm_top = 1\nconfirm_rounds = 2\n[constraints]\np99_ms = 2000\n",
-            common::repo_root().join("examples/deployment/bodies/tiny").display()
-        ),
-    )
-    .unwrap();
+    write_shared_study(dir, "fleet", 4, 12, "5s");
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
-    let mut tune = servetune_in(
-        dir,
-        &["tune", "--study", "study.toml", "--storage", &url, "--json"],
-        &log("tune"),
-    );
-    wait_for(
-        "the study in the store",
-        Duration::from_secs(60),
-        &[&log("tune")],
-        || {
-            (!rows(&postgres, "SELECT 1 FROM pg_tables WHERE tablename = 'studies'").is_empty()
-                && !rows(&postgres, "SELECT id FROM studies WHERE name = 'fleet'").is_empty())
-            .then_some(())
-        },
-    );
+    let mut tune = start_leader(dir, &postgres, "fleet", &log("tune"));
     let target = host.target.to_str().unwrap().to_string();
     let worker_args = ["worker", "--storage", &url, "--study", "fleet", "--target", &target];
     let mut first = servetune_in(host.dir.path(), &worker_args, &log("worker-1"));
@@ -663,42 +631,10 @@ fn a_database_restarted_twice_mid_study_ends_neither_leader_nor_worker() {
     );
     let (leader_original, host_original) = (leader.config_bytes(), host.config_bytes());
     let dir = leader.dir.path();
-    std::fs::write(
-        dir.join("space.toml"),
-        "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
-         target = \"models.{model}.batchSize\"\napply = \"hot\"\n\
-         [[parameter]]\nname = \"max_batch_delay\"\nkind = \"int\"\nmin = 1\nmax = 2\ndefault = 1\n\
-         target = \"models.{model}.maxBatchDelay\"\napply = \"hot\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("study.toml"),
-        format!(
-            "name = \"restarts\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\nbudget = \"240s\"\n\
-             max_trials = 8\nstrategy = \"random\"\nheartbeat_grace = \"10s\"\n\
-             [workload]\nbody = \"{}\"\nusers = 4\nduration = \"2s\"\nwarmup = \"1s\"\nsteady = false\n\
-             confirm_top = 1\nconfirm_rounds = 2\n[constraints]\np99_ms = 2000\n",
-            common::repo_root().join("examples/deployment/bodies/tiny").display()
-        ),
-    )
-    .unwrap();
+    write_shared_study(dir, "restarts", 2, 8, "10s");
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| logs.path().join(name);
-    let mut tune = servetune_in(
-        dir,
-        &["tune", "--study", "study.toml", "--storage", &url, "--json"],
-        &log("tune"),
-    );
-    wait_for(
-        "the study in the store",
-        Duration::from_secs(60),
-        &[&log("tune")],
-        || {
-            (!rows(&postgres, "SELECT 1 FROM pg_tables WHERE tablename = 'studies'").is_empty()
-                && !rows(&postgres, "SELECT id FROM studies WHERE name = 'restarts'").is_empty())
-            .then_some(())
-        },
-    );
+    let mut tune = start_leader(dir, &postgres, "restarts", &log("tune"));
     let target = host.target.to_str().unwrap().to_string();
     let mut worker = servetune_in(
         host.dir.path(),
@@ -761,4 +697,48 @@ fn a_database_restarted_twice_mid_study_ends_neither_leader_nor_worker() {
     assert!(dir.join("results/restarts/report.json").is_file());
     assert_eq!(leader.config_bytes(), leader_original);
     assert_eq!(host.config_bytes(), host_original);
+}
+
+/// A shared study of `tiny` in `dir` (batch size 1-8, delay 1-`max_delay`
+/// ms, random search, two confirmation rounds of the best).
+fn write_shared_study(dir: &Path, name: &str, max_delay: u32, max_trials: usize, heartbeat_grace: &str) {
+    std::fs::write(
+        dir.join("space.toml"),
+        format!(
+            "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 8\ndefault = 1\n\
+             target = \"models.{{model}}.batchSize\"\napply = \"hot\"\n\
+             [[parameter]]\nname = \"max_batch_delay\"\nkind = \"int\"\nmin = 1\nmax = {max_delay}\ndefault = 1\n\
+             target = \"models.{{model}}.maxBatchDelay\"\napply = \"hot\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("study.toml"),
+        format!(
+            "name = \"{name}\"\ntarget = \"target.toml\"\nspace = \"space.toml\"\nmodel = \"tiny\"\nbudget = \"240s\"\n\
+             max_trials = {max_trials}\nstrategy = \"random\"\nheartbeat_grace = \"{heartbeat_grace}\"\n\
+             [workload]\nbody = \"{}\"\nusers = 4\nduration = \"2s\"\nwarmup = \"1s\"\nsteady = false\n\
+             confirm_top = 1\nconfirm_rounds = 2\n[constraints]\np99_ms = 2000\n",
+            common::repo_root().join("examples/deployment/bodies/tiny").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Starts the leader (`tune --storage`) of study `name` in `dir` and waits
+/// until the study is in the store.
+fn start_leader(dir: &Path, postgres: &common::postgres::Postgres, name: &str, log: &Path) -> std::process::Child {
+    let url = postgres.url();
+    let tune = servetune_in(
+        dir,
+        &["tune", "--study", "study.toml", "--storage", &url, "--json"],
+        log,
+    );
+    let query = format!("SELECT id FROM studies WHERE name = '{name}'");
+    wait_for("the study in the store", Duration::from_secs(60), &[log], || {
+        (!rows(postgres, "SELECT 1 FROM pg_tables WHERE tablename = 'studies'").is_empty()
+            && !rows(postgres, &query).is_empty())
+        .then_some(())
+    });
+    tune
 }
