@@ -32,14 +32,13 @@ use serde::Serialize;
 pub use crate::landscape::{
     load_landscape, parse_landscape, throughput_under_slo, Landscape, LandscapeError, Sample, MEASUREMENTS,
 };
-use crate::objective::{Constraints, Tier, Weights};
+use crate::objective::{Constraints, Tier};
 use crate::search::{make_strategy, History, Strategy, StrategyKind, SwitchCosts, Trial, FAILED_LOSS};
 use crate::space::Point;
 use crate::stats::quantile;
 use crate::study::planner::Plan;
 use crate::study::recorded::Recorded;
-use crate::study::study_loop::{Finished, StudyLoop};
-use crate::trial::Entry;
+use crate::study::study_loop::{Finished, StudyLoop, TrialUpdate};
 
 /// A budget no replay reaches: the study then screens up to its trial limit.
 const UNLIMITED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -113,7 +112,7 @@ fn good_points<'a>(landscape: &'a Landscape, objective: &Constraints, target_reg
 }
 
 /// Builds a strategy for a seed.
-pub type MakeStrategy<'a> = &'a dyn Fn(u64) -> Box<dyn Strategy>;
+pub type MakeStrategy<'a> = &'a (dyn Fn(u64) -> Box<dyn Strategy> + Sync);
 
 /// What a replayed study is judged by and how long it may run.
 #[derive(Debug, Clone, Copy)]
@@ -130,22 +129,12 @@ impl ReplayObjective {
     /// confirmation as a study does it by default.
     fn plan(&self, landscape: &Landscape) -> Plan {
         let window = Duration::from_secs_f64(self.costs.window_s);
-        Plan {
-            budget: self.budget.unwrap_or(UNLIMITED),
-            max_trials: landscape.samples.len(),
-            warmup: Duration::ZERO,
-            duration: window,
-            confirm_duration: window,
-            confirm_top: 3,
-            confirm_rounds: 3,
-            weights: Weights {
-                throughput: 1.0,
-                p99: 1.0,
-                memory: 0.2,
-            },
-            constraints: self.objective,
-            p99_from_baseline: false,
-        }
+        Plan::fixed(
+            self.budget.unwrap_or(UNLIMITED),
+            landscape.samples.len(),
+            window,
+            self.objective,
+        )
     }
 }
 
@@ -153,9 +142,9 @@ impl ReplayObjective {
 fn run_seed(landscape: &Landscape, make: MakeStrategy<'_>, seed: u64, goal: &ReplayObjective) -> SeedRun {
     let plan = goal.plan(landscape);
     let testbed = Recorded::new(landscape, goal.costs, seed);
-    let study = StudyLoop::new(&plan, &landscape.space, testbed, make(seed));
+    let study = StudyLoop::new(&plan, &landscape.space, testbed, Box::new(move || make(seed)));
     let finished = study
-        .run(&|_: &Entry| {})
+        .run(&|_: &TrialUpdate| {})
         .now_or_never()
         .expect("the landscape testbed never waits");
     let good = good_points(landscape, &goal.objective, goal.target_regret);
@@ -183,7 +172,7 @@ fn run_seed(landscape: &Landscape, make: MakeStrategy<'_>, seed: u64, goal: &Rep
 /// The regret of a study's max-throughput recommendation on the landscape's
 /// means, and whether it kept the current config (also when it recommended
 /// nothing: the config then stays as it is).
-fn recommendation<T>(landscape: &Landscape, objective: &Constraints, finished: &Finished<T>) -> (f64, bool) {
+fn recommendation<T, S>(landscape: &Landscape, objective: &Constraints, finished: &Finished<T, S>) -> (f64, bool) {
     let decision = finished.decisions.iter().find(|d| d.tier == Tier::MaxThroughput);
     let chosen = decision.and_then(|d| finished.candidates[d.chosen].point.clone());
     let kept_current = decision.is_none_or(|d| d.keep_current);

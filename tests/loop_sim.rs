@@ -3,18 +3,19 @@
 //! from a file journal, and every way out (done, budget, cancellation, an
 //! error, a panic) ending with the testbed restored.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use servetune::landscape::{parse_landscape, throughput_under_slo, Landscape};
-use servetune::objective::{Tier, Weights};
+use servetune::objective::Tier;
 use servetune::search::{make_strategy, StrategyKind};
 use servetune::store::file::Journal;
 use servetune::study::planner::Plan;
 use servetune::study::recorded::{Fault, Recorded};
-use servetune::study::study_loop::{Finished, StudyLoop};
-use servetune::trial::{Entry, StopReason, TrialKind};
+use servetune::study::study_loop::{Finished, StudyLoop, TrialUpdate};
+use servetune::trial::{StopReason, TrialKind};
 use tokio_util::sync::CancellationToken;
 
 /// 4x4 configs, `b` cold: throughput grows with a and b, p99 with a; under
@@ -37,33 +38,37 @@ fn landscape() -> Landscape {
 }
 
 fn plan(budget: Duration, max_trials: usize) -> Plan {
-    Plan {
+    Plan::fixed(
         budget,
         max_trials,
-        warmup: Duration::ZERO,
-        duration: Duration::from_secs(5),
-        confirm_duration: Duration::from_secs(5),
-        confirm_top: 3,
-        confirm_rounds: 3,
-        weights: Weights {
-            throughput: 1.0,
-            p99: 1.0,
-            memory: 0.2,
-        },
-        constraints: throughput_under_slo(70.0, 0.01),
-        p99_from_baseline: false,
-    }
+        Duration::from_secs(5),
+        throughput_under_slo(70.0, 0.01),
+    )
 }
 
-fn run<'a>(study: StudyLoop<'a, Recorded<'a>>, on_trial: &(dyn Fn(&Entry) + Sync)) -> Finished<Recorded<'a>> {
+fn run<'a>(
+    study: StudyLoop<'a, Recorded<'a>, Journal>,
+    on_trial: &(dyn Fn(&TrialUpdate) + Sync),
+) -> Finished<Recorded<'a>, Journal> {
     study.run(on_trial).now_or_never().expect("the landscape never waits")
 }
 
-fn study<'a>(plan: &'a Plan, landscape: &'a Landscape, testbed: Recorded<'a>) -> StudyLoop<'a, Recorded<'a>> {
-    StudyLoop::new(plan, &landscape.space, testbed, make_strategy(StrategyKind::Default, 1))
+fn study<'a>(plan: &'a Plan, landscape: &'a Landscape, testbed: Recorded<'a>) -> StudyLoop<'a, Recorded<'a>, Journal> {
+    StudyLoop::new(
+        plan,
+        &landscape.space,
+        testbed,
+        Box::new(|| make_strategy(StrategyKind::Default, 1)),
+    )
 }
 
-fn count(finished: &Finished<Recorded<'_>>, kind: TrialKind) -> usize {
+/// The study's trials kept in the journal at `path`, going on from what it holds.
+fn journaled<'a>(study: StudyLoop<'a, Recorded<'a>, Journal>, path: &Path) -> StudyLoop<'a, Recorded<'a>, Journal> {
+    let (journal, entries) = Journal::open(path).unwrap();
+    study.with_store(journal, entries)
+}
+
+fn count(finished: &Finished<Recorded<'_>, Journal>, kind: TrialKind) -> usize {
     finished.entries.iter().filter(|e| e.kind == kind).count()
 }
 
@@ -123,12 +128,12 @@ fn a_budget_too_small_for_the_confirmation_says_so() {
     let token = CancellationToken::new();
     let cancel = token.clone();
     let roomy = plan(Duration::from_secs(3600), 100);
-    let (journal, entries) = Journal::open(&path).unwrap();
     let first = run(
-        study(&roomy, &landscape, Recorded::new(&landscape, landscape.costs, 3))
-            .with_token(token)
-            .with_journal(journal, entries),
-        &move |e: &Entry| {
+        journaled(
+            study(&roomy, &landscape, Recorded::new(&landscape, landscape.costs, 3)).with_token(token),
+            &path,
+        ),
+        &move |e: &TrialUpdate| {
             if e.number == 3 {
                 cancel.cancel();
             }
@@ -136,9 +141,11 @@ fn a_budget_too_small_for_the_confirmation_says_so() {
     );
     let spent = first.elapsed;
     let tight = plan(spent + Duration::from_secs(20), 100);
-    let (journal, entries) = Journal::open(&path).unwrap();
     let finished = run(
-        study(&tight, &landscape, Recorded::new(&landscape, landscape.costs, 3)).with_journal(journal, entries),
+        journaled(
+            study(&tight, &landscape, Recorded::new(&landscape, landscape.costs, 3)),
+            &path,
+        ),
         &|_| {},
     );
     assert_eq!(finished.stop, StopReason::Budget);
@@ -191,7 +198,7 @@ fn every_way_out_restores_the_testbed() {
     let token = CancellationToken::new();
     let seen = AtomicUsize::new(0);
     let cancel = token.clone();
-    let on_trial = move |_: &Entry| {
+    let on_trial = move |_: &TrialUpdate| {
         if seen.fetch_add(1, Ordering::SeqCst) == 3 {
             cancel.cancel();
         }
@@ -212,25 +219,27 @@ fn a_resumed_study_never_measures_a_journaled_trial_again() {
     let path = dir.path().join("trials.jsonl");
     let token = CancellationToken::new();
     let cancel = token.clone();
-    let on_trial = move |e: &Entry| {
+    let on_trial = move |e: &TrialUpdate| {
         if e.number == 4 {
             cancel.cancel();
         }
     };
-    let (journal, entries) = Journal::open(&path).unwrap();
     let first = run(
-        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 7))
-            .with_token(token)
-            .with_journal(journal, entries),
+        journaled(
+            study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 7)).with_token(token),
+            &path,
+        ),
         &on_trial,
     );
     assert_eq!(first.stop, StopReason::Interrupted);
-    let journaled = first.entries.len();
+    let kept = first.entries.len();
     assert_eq!(first.testbed.restores, 1);
-    let (journal, entries) = Journal::open(&path).unwrap();
-    assert_eq!(entries.len(), journaled);
+    assert_eq!(Journal::open(&path).unwrap().1.len(), kept);
     let second = run(
-        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 8)).with_journal(journal, entries),
+        journaled(
+            study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 8)),
+            &path,
+        ),
         &|_| {},
     );
     assert!(second.failure.is_none());
@@ -240,7 +249,7 @@ fn a_resumed_study_never_measures_a_journaled_trial_again() {
         "the baseline is not measured again"
     );
     assert_eq!(count(&second, TrialKind::Screen), 8);
-    assert_eq!(second.testbed.measured, second.entries.len() - journaled);
+    assert_eq!(second.testbed.measured, second.entries.len() - kept);
     let mut screened: Vec<_> = second
         .entries
         .iter()
@@ -251,4 +260,99 @@ fn a_resumed_study_never_measures_a_journaled_trial_again() {
     screened.dedup();
     assert_eq!(screened.len(), 8, "no screening point twice");
     assert_eq!(Journal::open(&path).unwrap().1.len(), second.entries.len());
+}
+
+#[test]
+fn a_window_whose_server_was_lost_is_measured_again_and_three_in_a_row_fail_the_candidate() {
+    let landscape = landscape();
+    let plan = plan(Duration::from_secs(3600), 6);
+    // Window 2 (the second screening trial) loses a worker once.
+    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(2, Fault::ServerLost(1));
+    let finished = run(study(&plan, &landscape, testbed), &|_| {});
+    assert!(finished.failure.is_none());
+    let lost = &finished.entries[2];
+    assert!(lost.server_lost.is_some() && lost.failure.is_none(), "{lost:?}");
+    let again = &finished.entries[3];
+    assert_eq!(
+        (again.point.as_ref(), again.server_lost.as_ref()),
+        (lost.point.as_ref(), None)
+    );
+    assert!(again.figures.is_some());
+    // The lost window does not count against the trial limit.
+    let counted = finished
+        .entries
+        .iter()
+        .filter(|e| e.kind == TrialKind::Screen && e.server_lost.is_none())
+        .count();
+    assert_eq!(counted, 6);
+    // Lost three windows in a row: the candidate is taken as the cause.
+    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(2, Fault::ServerLost(3));
+    let finished = run(study(&plan, &landscape, testbed), &|_| {});
+    let marked: Vec<_> = finished.entries[2..5].iter().map(|e| e.server_lost.is_some()).collect();
+    assert_eq!(marked, [true, true, false]);
+    let third = &finished.entries[4];
+    assert!(
+        third
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("3 windows in a row")),
+        "{third:?}"
+    );
+    assert!(third.figures.is_none() && !third.feasible);
+    assert_eq!(finished.testbed.restores, 1);
+}
+
+#[test]
+fn a_study_that_applies_its_best_ends_on_the_balanced_recommendation() {
+    let landscape = landscape();
+    let plan = plan(Duration::from_secs(3600), 8);
+    let testbed = Recorded::new(&landscape, landscape.costs, 1);
+    let finished = run(study(&plan, &landscape, testbed).applying_best(true), &|_| {});
+    let balanced = finished
+        .decisions
+        .iter()
+        .find(|d| d.tier == Tier::Balanced)
+        .expect("a balanced tier");
+    assert!(!balanced.keep_current, "the landscape's best beats its baseline");
+    let point = finished.candidates[balanced.chosen].point.clone().unwrap();
+    assert_eq!(finished.testbed.running_point(), &point);
+    assert_eq!(finished.testbed.restores, 1);
+    // A failed study never applies anything: it ends on the baseline.
+    let testbed = Recorded::new(&landscape, landscape.costs, 1).with_fault(12, Fault::Error);
+    let failed = run(study(&plan, &landscape, testbed).applying_best(true), &|_| {});
+    assert!(failed.failure.is_some());
+    assert!(failed.testbed.on_baseline());
+}
+
+#[test]
+fn trial_updates_carry_the_best_so_far_this_trial_included() {
+    let landscape = landscape();
+    let plan = plan(Duration::from_secs(3600), 6);
+    let updates = std::sync::Mutex::new(Vec::new());
+    let finished = run(
+        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 2)),
+        &|u: &TrialUpdate| updates.lock().unwrap().push(u.clone()),
+    );
+    let updates = updates.into_inner().unwrap();
+    assert_eq!(updates.len(), finished.entries.len());
+    for (i, (update, entry)) in updates.iter().zip(&finished.entries).enumerate() {
+        assert_eq!(update.number, entry.number);
+        if let Some(best) = update.best {
+            let so_far = &finished.entries[..=i];
+            assert!(
+                so_far.iter().any(|e| e.figures == Some(best)),
+                "the best shown after trial {i} is a trial so far"
+            );
+        }
+        assert!(update.elapsed <= update.budget);
+    }
+    let first_good = finished
+        .entries
+        .iter()
+        .position(|e| e.kind == TrialKind::Screen && e.loss < 0.0)
+        .expect("a feasible screening trial");
+    assert!(
+        updates[first_good].best.is_some(),
+        "the best includes the trial just measured"
+    );
 }

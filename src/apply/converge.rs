@@ -36,6 +36,12 @@ pub enum Way<'a> {
     /// A live change of exactly these model fields; anything that needs a
     /// restart is refused before the server is touched.
     Live(&'a [Assignment]),
+    /// The server is left down on the state: its files (config, log4j2)
+    /// say it, the environment is the next start's; TorchServe is stopped
+    /// when `stop` (it was found stopped), not touched otherwise (it never
+    /// came up: starting it again would only fail again), and a managed
+    /// gateway ends as at the study's end.
+    Down { stop: bool },
 }
 
 /// What the move is for: it decides what a failure leaves, what becomes of
@@ -147,6 +153,14 @@ pub async fn converge<G: FrontGateway>(
     gateway: Option<&mut G>,
 ) -> anyhow::Result<Moved> {
     let started = Instant::now();
+    if let Way::Down { stop } = plan.way {
+        leave_down(server, to, stop, gateway).await?;
+        *running = None;
+        return Ok(Moved {
+            switch: if stop { Switch::Restart } else { Switch::None },
+            took: started.elapsed(),
+        });
+    }
     if plan.way == Way::Least && running.is_some() && !server.is_ready().await {
         tracing::warn!("TorchServe is not ready before the move (it may have died); restarting it");
         *running = None;
@@ -222,7 +236,7 @@ fn transition(running: Option<&Deployment>, to: &Deployment, way: Way<'_>) -> Tr
     let least = running.map_or(Transition::Restart, |from| from.transition_to(to));
     match way {
         Way::Least => least,
-        Way::Restart => Transition::Restart,
+        Way::Restart | Way::Down { .. } => Transition::Restart,
         Way::Live(assignments) => Transition::Live {
             assignments: assignments.to_vec(),
             switch: match least {
@@ -296,6 +310,35 @@ async fn finish_torchserve(server: &TorchServe, to: &Deployment, transition: &Tr
         .restart()
         .await
         .context("restarting TorchServe on the final config")
+}
+
+/// `Way::Down`: the gateway finished and TorchServe stopped (when
+/// `stop`), then `to`'s files on disk and its environment for the next start.
+async fn leave_down<G: FrontGateway>(
+    server: &TorchServe,
+    to: &Deployment,
+    stop: bool,
+    gateway: Option<&mut G>,
+) -> anyhow::Result<()> {
+    if stop {
+        if let (Some(gateway), Some(state)) = (gateway, &to.gateway) {
+            gateway
+                .finish_on(state, server)
+                .await
+                .context("putting the gateway on the final config")?;
+        }
+        server
+            .stop()
+            .await
+            .context("stopping TorchServe (it was not running before the study)")?;
+    }
+    write_log4j(server, to)?;
+    let mut file = ConfigFile::read(&server.spec().config)?;
+    if file.bytes() != to.config.as_slice() {
+        file.write(&to.config)?;
+    }
+    server.set_environment(to.environment.clone());
+    Ok(())
 }
 
 fn write_if_changed(mut edit: Edit) -> anyhow::Result<()> {

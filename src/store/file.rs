@@ -11,7 +11,8 @@ pub use crate::trial::{Entry, TrialKind};
 
 pub struct Journal {
     path: PathBuf,
-    file: File,
+    /// None: a journal that keeps nothing (a replay on simulated time).
+    file: Option<File>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,16 +46,23 @@ impl Journal {
             tracing::warn!("journal {}: dropping a torn last line", path.display());
             file.set_len(valid_len as u64).map_err(|e| fail(e.to_string()))?;
         }
-        let mut journal = Self {
-            path: path.to_path_buf(),
-            file,
-        };
         use std::io::Seek as _;
-        journal
-            .file
-            .seek(std::io::SeekFrom::End(0))
-            .map_err(|e| fail(e.to_string()))?;
+        let mut file = file;
+        file.seek(std::io::SeekFrom::End(0)).map_err(|e| fail(e.to_string()))?;
+        let journal = Self {
+            path: path.to_path_buf(),
+            file: Some(file),
+        };
         Ok((journal, entries))
+    }
+
+    /// A journal that keeps nothing: the study's trials live in its memory
+    /// alone (`servetune replay`, the loop's own tests).
+    pub fn unkept() -> Self {
+        Self {
+            path: PathBuf::from("(not kept)"),
+            file: None,
+        }
     }
 
     /// Appends one entry and fsyncs it.
@@ -67,10 +75,13 @@ impl Journal {
         fail::fail_point!("journal::append", |_| Err(fail(std::io::Error::other(
             "injected write failure"
         ))));
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let mut line = serde_json::to_vec(entry).expect("entries serialise");
         line.push(b'\n');
-        self.file.write_all(&line).map_err(fail)?;
-        self.file.sync_data().map_err(fail)
+        file.write_all(&line).map_err(fail)?;
+        file.sync_data().map_err(fail)
     }
 }
 

@@ -111,6 +111,27 @@ pub trait Store {
     /// Marks the study finished (a shared study stops handing out work).
     async fn finish(&mut self) -> Result<(), StoreError>;
 
+    /// The study's own sign of life while its leader runs (shared stores only).
+    fn keep_study_alive(&self, every: Duration) -> Option<KeepAlive>;
+
+    /// Gives trial `number` up at once (an interrupted worker), so its
+    /// candidate goes back to the queue; `entry` says why.
+    async fn give_up(&mut self, number: usize, entry: &Entry) -> Result<(), StoreError>;
+
+    /// Stops handing out candidates (the search is over; confirmation follows).
+    async fn close_claims(&mut self) -> Result<(), StoreError>;
+
+    /// How many trials other workers are measuring now, after giving up
+    /// those silent for `grace`.
+    async fn running_elsewhere(&mut self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<usize, StoreError>;
+
+    /// Every finished trial of every worker (None: the caller has them all).
+    async fn finished_entries(&mut self) -> Result<Option<Vec<Entry>>, StoreError>;
+
+    /// Every stored trial, those given up included (None: the caller's
+    /// journal file already holds them).
+    async fn every_entry(&mut self) -> Result<Option<Vec<Entry>>, StoreError>;
+
     /// The shared store, when the study is in one.
     fn shared(&mut self) -> Option<&mut PgStudy>;
 }
@@ -152,6 +173,30 @@ impl Store for Journal {
         Ok(())
     }
 
+    fn keep_study_alive(&self, _every: Duration) -> Option<KeepAlive> {
+        None
+    }
+
+    async fn give_up(&mut self, _number: usize, _entry: &Entry) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn close_claims(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn running_elsewhere(&mut self, _grace: Duration, _lost: LostEntry<'_>) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    async fn finished_entries(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn every_entry(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        Ok(None)
+    }
+
     fn shared(&mut self) -> Option<&mut PgStudy> {
         None
     }
@@ -190,6 +235,30 @@ impl Store for PgStudy {
 
     async fn finish(&mut self) -> Result<(), StoreError> {
         PgStudy::finish(self).await
+    }
+
+    fn keep_study_alive(&self, every: Duration) -> Option<KeepAlive> {
+        Some(PgStudy::keep_alive(self, None, every))
+    }
+
+    async fn give_up(&mut self, number: usize, entry: &Entry) -> Result<(), StoreError> {
+        PgStudy::give_up(self, number, entry).await
+    }
+
+    async fn close_claims(&mut self) -> Result<(), StoreError> {
+        self.set_state(StudyState::Confirming).await
+    }
+
+    async fn running_elsewhere(&mut self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<usize, StoreError> {
+        Ok(self.running(grace, lost_entry).await?.len())
+    }
+
+    async fn finished_entries(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        self.entries().await.map(Some)
+    }
+
+    async fn every_entry(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        self.all_entries().await.map(Some)
     }
 
     fn shared(&mut self) -> Option<&mut PgStudy> {
@@ -257,6 +326,48 @@ impl Store for TrialStore {
         match self {
             TrialStore::File(journal) => Store::finish(journal).await,
             TrialStore::Postgres(study) => Store::finish(study.as_mut()).await,
+        }
+    }
+
+    fn keep_study_alive(&self, every: Duration) -> Option<KeepAlive> {
+        match self {
+            TrialStore::File(journal) => Store::keep_study_alive(journal, every),
+            TrialStore::Postgres(study) => Store::keep_study_alive(study.as_ref(), every),
+        }
+    }
+
+    async fn give_up(&mut self, number: usize, entry: &Entry) -> Result<(), StoreError> {
+        match self {
+            TrialStore::File(journal) => Store::give_up(journal, number, entry).await,
+            TrialStore::Postgres(study) => Store::give_up(study.as_mut(), number, entry).await,
+        }
+    }
+
+    async fn close_claims(&mut self) -> Result<(), StoreError> {
+        match self {
+            TrialStore::File(journal) => Store::close_claims(journal).await,
+            TrialStore::Postgres(study) => Store::close_claims(study.as_mut()).await,
+        }
+    }
+
+    async fn running_elsewhere(&mut self, grace: Duration, lost_entry: LostEntry<'_>) -> Result<usize, StoreError> {
+        match self {
+            TrialStore::File(journal) => Store::running_elsewhere(journal, grace, lost_entry).await,
+            TrialStore::Postgres(study) => Store::running_elsewhere(study.as_mut(), grace, lost_entry).await,
+        }
+    }
+
+    async fn finished_entries(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        match self {
+            TrialStore::File(journal) => Store::finished_entries(journal).await,
+            TrialStore::Postgres(study) => Store::finished_entries(study.as_mut()).await,
+        }
+    }
+
+    async fn every_entry(&mut self) -> Result<Option<Vec<Entry>>, StoreError> {
+        match self {
+            TrialStore::File(journal) => Store::every_entry(journal).await,
+            TrialStore::Postgres(study) => Store::every_entry(study.as_mut()).await,
         }
     }
 

@@ -6,39 +6,69 @@
 //! are `estimator`'s and `shortfall`'s; this turns them into the `report`
 //! module's types.
 
-use crate::apply::state::{Deployment, GatewayState};
+use crate::apply::state::Deployment;
 use crate::apply::tier::{TierManifest, TierOrigin, TierStates};
-use crate::objective::{Figures, Tier};
+use crate::objective::Figures;
 use crate::report::{self, Gains, Recommendation, RecommendedFiles, Report};
 use crate::server::logging;
 use crate::trial::{Candidate, MeasuredCosts, TierDecision, TrialKind};
 
-use super::runner::Subject;
+use super::planner::{Plan, Planner};
+use super::runner::{Runner, Subject};
+use super::served::Served;
+use super::settings::Settings;
+use super::study_loop::Finished;
 use super::{estimator, shortfall};
-use super::{StopReason, Study};
+use crate::space::Space;
+use crate::store::TrialStore;
+use crate::trial::{Entry, NotSearched};
+
+/// What a report is made of besides the loop's findings.
+pub struct Found<'a> {
+    pub settings: &'a Settings,
+    pub plan: &'a Plan,
+    pub space: &'a Space,
+    pub not_searched: &'a [NotSearched],
+}
+
+/// A finished study as its report reads it.
+struct Study<'a> {
+    found: &'a Found<'a>,
+    runner: &'a Runner,
+    entries: &'a [Entry],
+}
+
+/// The report of a finished study.
+pub fn report(found: &Found<'_>, finished: &Finished<Served, TrialStore>) -> anyhow::Result<Report> {
+    let study = Study {
+        found,
+        runner: &finished.testbed.runner,
+        entries: &finished.entries,
+    };
+    study.report(finished)
+}
 
 impl Study<'_> {
-    /// The report of what the journal holds.
-    pub(super) fn report(&self, stop: StopReason) -> anyhow::Result<Report> {
-        let s = self.settings;
-        let candidates = estimator::candidates(&self.entries, &self.space);
+    fn report(&self, finished: &Finished<Served, TrialStore>) -> anyhow::Result<Report> {
+        let s = self.found.settings;
+        let stop = finished.stop;
+        let candidates = &finished.candidates;
         let baseline = candidates.iter().find(|c| c.is_baseline());
-        let defaults_point = self.space.default_point();
+        let defaults_point = self.found.space.default_point();
         let defaults = candidates.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
-        let reference = estimator::reference_figures(&candidates, &self.space);
-        let constraints = self.constraints();
-        let decisions = estimator::decide_tiers(&candidates, &constraints, &s.weights, &reference);
+        let reference = estimator::reference_figures(candidates, self.found.space);
+        let constraints = finished.constraints;
         let mut recommendations = Vec::new();
-        for decision in &decisions {
-            recommendations.push(self.recommendation(decision, &candidates, baseline, defaults)?);
+        for decision in &finished.decisions {
+            recommendations.push(self.recommendation(decision, candidates, baseline, defaults)?);
         }
         let confirmation_runs = self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count();
-        let confirmation_incomplete = shortfall::confirmation_shortfall(&candidates, stop, confirmation_runs);
+        let confirmation_incomplete = finished.confirmation_incomplete.clone();
         let not_confirmed = match &confirmation_incomplete {
             Some(_) => self.screening_suggestion(&constraints, &reference)?,
             None => None,
         };
-        let costs = MeasuredCosts::of(&self.entries);
+        let costs = MeasuredCosts::of(self.entries);
         let no_recommendation = recommendations.is_empty().then(|| {
             if candidates.iter().any(|c| c.confirmed) {
                 "no confirmed candidate met the constraints".to_string()
@@ -55,17 +85,17 @@ impl Study<'_> {
             screening_trials: self.entries.iter().filter(|e| e.kind == TrialKind::Screen).count(),
             confirmation_runs,
             failed_trials: self.entries.iter().filter(|e| e.failure.is_some()).count(),
-            elapsed_s: self.budget.elapsed().as_secs_f64(),
+            elapsed_s: finished.elapsed.as_secs_f64(),
             budget_s: s.budget.as_secs_f64(),
             slo_p99_ms: constraints.p99_ms,
             slo_from_baseline: s.p99_from_baseline,
             baseline: baseline.map(|c| c.figures),
             defaults: defaults.map(|c| c.figures),
             recommendations,
-            pareto_front: Report::front_of(&candidates, |f| constraints.feasible(f)),
+            pareto_front: Report::front_of(candidates, |f| constraints.feasible(f)),
             hot_share: costs.hot_share(),
             costs,
-            not_searched: self.not_searched.clone(),
+            not_searched: self.found.not_searched.to_vec(),
             incidents: self
                 .entries
                 .iter()
@@ -74,9 +104,9 @@ impl Study<'_> {
             no_recommendation,
             confirmation_incomplete,
             not_confirmed,
-            hosts: crate::report::hosts_of(&self.entries),
-            candidates,
-            entries: self.entries.clone(),
+            hosts: crate::report::hosts_of(self.entries),
+            candidates: candidates.clone(),
+            entries: self.entries.to_vec(),
             config_name: self
                 .runner
                 .server
@@ -96,13 +126,21 @@ impl Study<'_> {
         constraints: &crate::objective::Constraints,
         reference: &Figures,
     ) -> anyhow::Result<Option<Recommendation>> {
-        let screened = self.planner().screened_candidates();
-        let Some(decision) = shortfall::best_unconfirmed(&screened, constraints, &self.settings.weights, reference)
+        let planner = Planner {
+            plan: self.found.plan,
+            space: self.found.space,
+            entries: self.entries,
+            running: None,
+            baseline_levels: Vec::new(),
+        };
+        let screened = planner.screened_candidates();
+        let Some(decision) =
+            shortfall::best_unconfirmed(&screened, constraints, &self.found.settings.weights, reference)
         else {
             return Ok(None);
         };
         let baseline = screened.iter().find(|c| c.is_baseline());
-        let defaults_point = self.space.default_point();
+        let defaults_point = self.found.space.default_point();
         let defaults = screened.iter().find(|c| c.point.as_ref() == Some(&defaults_point));
         self.recommendation(&decision, &screened, baseline, defaults).map(Some)
     }
@@ -121,7 +159,7 @@ impl Study<'_> {
         };
         let deployment = self
             .runner
-            .deployment_of(&self.space, &subject)
+            .deployment_of(self.found.space, &subject)
             .map_err(|e| anyhow::anyhow!(e))?;
         let props = deployment.properties().map_err(|e| anyhow::anyhow!(e))?;
         let level = logging::level_of(props.get("vmargs"));
@@ -159,7 +197,8 @@ impl Study<'_> {
                 .point
                 .as_ref()
                 .map(|p| {
-                    self.space
+                    self.found
+                        .space
                         .values(p)
                         .into_iter()
                         .map(|(k, v)| (k, v.to_string()))
@@ -186,7 +225,7 @@ impl Study<'_> {
             environment: deployment.environment.clone(),
             gateway_environment: deployment.gateway.as_ref().map(|g| g.environment.clone()),
             files: RecommendedFiles {
-                model_config_yaml: report::model_config_yaml(&deployment.config, &self.settings.model),
+                model_config_yaml: report::model_config_yaml(&deployment.config, &self.found.settings.model),
                 gateway_config: deployment
                     .gateway
                     .map(|g| (self.runner.gateway_config_name(), g.config)),
@@ -203,9 +242,9 @@ impl Study<'_> {
         let original = &self.runner.original;
         let manifest = TierManifest::between(
             &TierOrigin {
-                study: &self.settings.name,
+                study: &self.found.settings.name,
                 tier: decision.tier.label(),
-                model: &self.settings.model,
+                model: &self.found.settings.model,
                 measured_config: &self.runner.server.spec().config,
                 gateway: deployment.gateway.is_some(),
             },
@@ -218,24 +257,5 @@ impl Study<'_> {
         )
         .map_err(|e| anyhow::anyhow!("the {} tier's changes: {e}", decision.tier.label()))?;
         Ok(manifest.to_json())
-    }
-
-    /// The balanced recommendation's state, unless it keeps the current config.
-    pub(super) fn balanced_deployment(&self, report: &Report) -> Option<Deployment> {
-        let balanced = report.recommendation(Tier::Balanced)?;
-        if balanced.keep_current {
-            return None;
-        }
-        Some(Deployment {
-            config: balanced.files.config.clone(),
-            environment: balanced.environment.clone(),
-            gateway: match (&balanced.files.gateway_config, &balanced.gateway_environment) {
-                (Some((_, config)), Some(environment)) => Some(GatewayState {
-                    config: config.clone(),
-                    environment: environment.clone(),
-                }),
-                _ => None,
-            },
-        })
     }
 }

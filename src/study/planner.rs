@@ -37,6 +37,35 @@ pub struct Plan {
     pub weights: Weights,
     pub constraints: Constraints,
     pub p99_from_baseline: bool,
+    /// An adaptive window goes on until throughput is steady, at most this long.
+    pub max_window: Option<Duration>,
+    /// A shared study's trial silent this long is given up (also: how
+    /// often trials beat, a sixth of it).
+    pub heartbeat_grace: Duration,
+}
+
+impl Plan {
+    /// A plan of fixed windows (no adaptive window, the default grace).
+    pub fn fixed(budget: Duration, max_trials: usize, window: Duration, constraints: Constraints) -> Self {
+        Self {
+            budget,
+            max_trials,
+            warmup: Duration::ZERO,
+            duration: window,
+            confirm_duration: window,
+            confirm_top: 3,
+            confirm_rounds: 3,
+            weights: Weights {
+                throughput: 1.0,
+                p99: 1.0,
+                memory: 0.2,
+            },
+            constraints,
+            p99_from_baseline: false,
+            max_window: None,
+            heartbeat_grace: Duration::from_secs(60),
+        }
+    }
 }
 
 impl From<&Settings> for Plan {
@@ -52,6 +81,8 @@ impl From<&Settings> for Plan {
             weights: s.weights,
             constraints: s.constraints,
             p99_from_baseline: s.p99_from_baseline,
+            max_window: s.max_window,
+            heartbeat_grace: s.heartbeat_grace,
         }
     }
 }

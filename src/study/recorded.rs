@@ -5,9 +5,11 @@
 //! length; each measurement is one recorded repeat of the point, drawn with
 //! a seeded RNG. The baseline is the landscape's first row (the space's
 //! default point, so TorchServe's defaults are the same config). The
-//! restore moves back to the baseline and is recorded, so tests can see
-//! that every way out restored.
+//! restore moves back to the baseline (or onto the recommendation the
+//! study applies) and is recorded, so tests can see that every way out
+//! restored.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -23,7 +25,7 @@ use crate::space::{Point, Space};
 use crate::trial::Switch;
 
 use super::clock::Clock;
-use super::testbed::{Subject, Testbed, TrialResult, Window};
+use super::testbed::{values_of_subject, Subject, Testbed, TrialResult, Window};
 
 /// A fault to inject at a trial (tests of the loop's ways out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Fault {
     Error,
     /// The testbed panics.
     Panic,
+    /// The server is lost during this many windows in a row.
+    ServerLost(usize),
 }
 
 /// A recorded landscape under a study.
@@ -74,6 +78,11 @@ impl<'a> Recorded<'a> {
         self
     }
 
+    /// The point running now.
+    pub fn running_point(&self) -> &Point {
+        &self.running
+    }
+
     /// Whether the baseline runs now.
     pub fn on_baseline(&self) -> bool {
         self.running == self.landscape.space.default_point()
@@ -109,14 +118,22 @@ impl Testbed for Recorded<'_> {
         self.clock.clone()
     }
 
+    fn values(&self, space: &Space, subject: &Subject) -> BTreeMap<String, String> {
+        values_of_subject(space, subject, &self.baseline_levels(space))
+    }
+
     async fn start(&mut self, _resumed: bool) -> anyhow::Result<bool> {
         Ok(false)
     }
 
     async fn run(&mut self, _space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult> {
+        let mut server_lost = None;
         match self.fault {
             Some((at, Fault::Error)) if at == self.measured => anyhow::bail!("injected fault at window {at}"),
             Some((at, Fault::Panic)) if at == self.measured => panic!("injected panic at window {at}"),
+            Some((at, Fault::ServerLost(windows))) if (at..at + windows).contains(&self.measured) => {
+                server_lost = Some(format!("injected: a worker died in window {}", self.measured));
+            }
             _ => {}
         }
         let point = subject
@@ -138,14 +155,14 @@ impl Testbed for Recorded<'_> {
             switch,
             switch_s,
             measurement,
-            incidents: Vec::new(),
-            server_lost: None,
+            incidents: server_lost.iter().cloned().collect(),
+            server_lost,
         })
     }
 
-    async fn restore(&mut self) -> anyhow::Result<()> {
-        let baseline = self.landscape.space.default_point();
-        self.move_to(&baseline);
+    async fn restore(&mut self, _space: &Space, onto: Option<&Point>) -> anyhow::Result<()> {
+        let last = onto.cloned().unwrap_or_else(|| self.landscape.space.default_point());
+        self.move_to(&last);
         self.restores += 1;
         Ok(())
     }

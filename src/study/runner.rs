@@ -22,13 +22,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::converge::{converge, Plan};
+use crate::apply::converge::{converge, converge_torchserve, Plan, Purpose, Way};
 use crate::apply::state::Deployment;
-use crate::apply::Edit;
 use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
-use crate::server::{logging, TorchServe};
+use crate::server::TorchServe;
 use crate::space::{Current, Space};
 use crate::trial::{Entry, Switch, TrialKind};
 
@@ -37,7 +36,6 @@ use super::estimator::encode_histogram;
 use super::gateway::StudyGateway;
 use super::server_snapshot::{what_was_lost, Snapshot};
 pub use super::testbed::{Subject, TrialResult};
-use super::testbed::{Testbed, Window};
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
 /// during the first seconds of traffic (measured: the first run after a
@@ -124,6 +122,16 @@ impl Runner {
             .map_or_else(|| "tensorzero.toml".into(), |n| n.to_string_lossy().into_owned())
     }
 
+    /// The model the study tunes.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Real time, from when the runner was made.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
     pub fn config_dir(&self) -> &Path {
         self.config_path.parent().unwrap_or(Path::new("."))
     }
@@ -171,17 +179,13 @@ impl Runner {
         }
         if self.server.spec().control.starts_server() {
             // Not running (or not ready): one start on the original, bounded
-            // by ready_timeout. No rollback and second start: there is
-            // nothing running to go back to, and the final restore puts
-            // the files back.
-            let mut edit = Edit::replace(&self.config_path, &self.original.config)?;
-            edit.write()?;
-            self.server.set_environment(self.original.environment.clone());
-            self.server
-                .restart()
+            // by ready_timeout — the final plan: a restart on it, no
+            // rollback and second start (there is nothing running to go
+            // back to, and the final restore puts the files back).
+            let original = self.original.clone();
+            converge_torchserve(&self.server, &mut self.deployed, &original, Plan::FINAL)
                 .await
                 .context("starting TorchServe for the study")?;
-            self.deployed = Some(self.original.clone());
         } else {
             self.server.wait_ready().await.context("TorchServe is not ready")?;
             self.deployed = (!resumed).then(|| self.original.clone());
@@ -305,73 +309,17 @@ impl Runner {
         converge(&self.server, &mut self.deployed, target, Plan::FINAL, gateway).await?;
         Ok(())
     }
-}
 
-/// A TorchServe (alone or behind its gateway) as the study loop's testbed.
-impl Testbed for Runner {
-    fn running(&self, space: &Space) -> Option<Vec<Option<usize>>> {
-        self.deployed.as_ref().map(|d| d.running_levels(space, &self.model))
-    }
-
-    fn baseline_levels(&self, space: &Space) -> Vec<Option<usize>> {
-        self.original.running_levels(space, &self.model)
-    }
-
-    fn clock(&self) -> Clock {
-        self.clock.clone()
-    }
-
-    async fn start(&mut self, resumed: bool) -> anyhow::Result<bool> {
-        Runner::start(self, resumed).await
-    }
-
-    async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult> {
-        let target = self.deployment_of(space, subject).map_err(|e| anyhow::anyhow!(e))?;
-        Ok(Runner::run(self, &target, window.warmup, window.duration, window.max_window).await)
-    }
-
-    async fn restore(&mut self) -> anyhow::Result<()> {
-        let original = self.original.clone();
-        self.finish_on(&original).await
-    }
-}
-
-impl Runner {
-    /// Puts `target`'s config on disk without touching the server: the way
-    /// out of a study whose server never came up (starting it again would
-    /// only fail again).
-    pub fn put_back_files(&mut self, target: &Deployment) -> anyhow::Result<()> {
-        let mut file = crate::config::ConfigFile::read(&self.config_path)?;
-        if file.bytes() != target.config.as_slice() {
-            file.write(&target.config)?;
-        }
-        Ok(())
-    }
-
-    /// Puts `target` on disk and stops the server (it was stopped before
-    /// the study): the next start runs `target`. A stack's gateway ends as
-    /// `finish_on` leaves it.
-    pub async fn finish_stopped(&mut self, target: &Deployment) -> anyhow::Result<()> {
-        if let (Some(gateway), Some(state)) = (self.gateway.as_mut(), &target.gateway) {
-            gateway
-                .finish_on(state, &self.server)
-                .await
-                .context("putting the gateway on the final config")?;
-        }
-        self.server
-            .stop()
-            .await
-            .context("stopping TorchServe (it was not running before the study)")?;
-        if let Some(level) = target
-            .properties()
-            .ok()
-            .and_then(|p| logging::level_of(p.get("vmargs")))
-        {
-            logging::ensure_written(self.config_dir(), &level).context("writing the log4j2 config")?;
-        }
-        self.put_back_files(target)?;
-        self.server.set_environment(target.environment.clone());
-        self.deployed = None;
+    /// Puts `target` on disk and leaves the server down: stopped when
+    /// `stop` (it was stopped before the study), not touched when it never
+    /// came up. A stack's gateway ends as `finish_on` leaves it.
+    pub async fn finish_down(&mut self, target: &Deployment, stop: bool) -> anyhow::Result<()> {
+        let gateway = self.gateway.as_mut();
+        let plan = Plan {
+            way: Way::Down { stop },
+            purpose: Purpose::Final,
+        };
+        converge(&self.server, &mut self.deployed, target, plan, gateway).await?;
         Ok(())
     }
 }

@@ -1,36 +1,65 @@
-//! The study loop, generic over what it tunes (`Testbed`): the baseline →
-//! TorchServe's defaults → what the strategy proposes while the next trial
-//! fits the budget with the confirmation kept back (`Planner::fits`) → the
-//! confirmation rounds the budget allows (`Planner::confirmation`) → tier
-//! decisions among the confirmed (`estimator`). Every way out — done, the
-//! budget, the trial limit, the cancellation token, an error, a panic —
-//! ends with the testbed restored.
+//! The study loop — the one loop every study runs, generic over what it
+//! tunes (`Testbed`) and where its trials are kept (`store::Store`): the
+//! baseline → TorchServe's defaults → what the strategy proposes while the
+//! next trial fits the budget with the confirmation kept back
+//! (`Planner::fits`) → the confirmation rounds the budget allows
+//! (`Planner::confirmation`) → tier decisions among the confirmed
+//! (`estimator`). Every way out — done, the budget, the trial limit, the
+//! cancellation token, an error, a panic — ends with the testbed restored
+//! (onto the balanced recommendation when the study applies it).
 //!
-//! Fixed order per trial: ask → move → measure → journal → tell. A resumed
-//! loop replays its journal into the history and the strategy and never
-//! measures a journaled trial again. `servetune replay` runs this loop on a
-//! recorded landscape (`recorded`).
+//! Fixed order per trial: claim → move → measure → journal → tell. Each
+//! candidate is *claimed* from the store: a file journal is the one-worker
+//! case (the next line); in a shared store the strategy is rebuilt from
+//! every worker's finished trials and asks beside the points in flight, a
+//! lost trial's candidate comes first, and only the leader checks the
+//! budget. A worker (`Role::Worker`) only measures claims until the study
+//! closes. A trial whose server was lost (`server_loss`) is journaled
+//! marked and measured again. A resumed loop replays its journal into the
+//! history and the strategy and never measures a journaled trial again.
+//!
+//! `tune`, `worker` and the daemon run it on a TorchServe (`served`);
+//! `servetune replay` and the loop's tests on a recorded landscape
+//! (`recorded`), on simulated time.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::objective::Constraints;
+use crate::objective::{Constraints, Figures, Tier};
 use crate::search::{History, Strategy, Trial};
-use crate::space::Space;
+use crate::space::{Point, Space};
 use crate::store::file::Journal;
+use crate::store::{Appended, KeepAlive, RunningTrial, Store, StudyState};
 use crate::trial::{Candidate, Entry, StopReason, TierDecision, TrialKind};
 
 use super::estimator;
 use super::exit;
 use super::planner::{Confirmation, Plan, Planner};
-use super::runner::{entry_of, EntryContext};
+use super::runner::{entry_of, EntryContext, RESTART_WARMUP};
 use super::scheduler::Budget;
+use super::server_loss::{judge_server_loss, screened_counted};
+use super::shared::{lost_entry, pause, ClaimStep};
 use super::shortfall;
-use super::testbed::{values_at, Subject, Testbed, Window};
+use super::testbed::{Subject, Testbed, Window};
+
+pub use super::shared::Role;
+
+/// What the caller sees after each trial.
+#[derive(Debug, Clone)]
+pub struct TrialUpdate {
+    pub number: usize,
+    pub description: String,
+    pub figures: Option<Figures>,
+    pub feasible: bool,
+    /// The best so far, this trial included.
+    pub best: Option<Figures>,
+    pub elapsed: Duration,
+    pub budget: Duration,
+}
 
 /// What the loop found and how it ended.
-pub struct Finished<T> {
+pub struct Finished<T, S> {
     pub stop: StopReason,
     /// Every trial, in order.
     pub entries: Vec<Entry>,
@@ -43,48 +72,98 @@ pub struct Finished<T> {
     pub no_budget_to_confirm: bool,
     /// The constraints the trials were judged by.
     pub constraints: Constraints,
-    /// Study time spent.
+    /// Study time spent until the restore.
     pub elapsed: Duration,
     /// An error or panic that ended the loop.
     pub failure: Option<anyhow::Error>,
     /// Whether the final restore went through.
     pub restored: anyhow::Result<()>,
     pub testbed: T,
+    pub store: S,
+    /// The leader's sign of life in a shared store, kept until the caller
+    /// has marked the study finished.
+    pub leader_alive: Option<KeepAlive>,
 }
 
-/// One study over a testbed.
-pub struct StudyLoop<'a, T: Testbed> {
+/// Builds a fresh strategy (a shared study rebuilds it from every worker's trials).
+pub type StrategyFactory<'a> = Box<dyn Fn() -> Box<dyn Strategy> + Send + Sync + 'a>;
+
+/// One study over a testbed, its trials kept in a store.
+pub struct StudyLoop<'a, T: Testbed, S: Store> {
     plan: &'a Plan,
     space: &'a Space,
     testbed: T,
+    store: S,
+    make_strategy: StrategyFactory<'a>,
     strategy: Box<dyn Strategy>,
     history: History,
     entries: Vec<Entry>,
     budget: Budget,
     token: CancellationToken,
-    journal: Option<Journal>,
+    role: Role,
     resumed: bool,
+    /// The testbed had to start its server (a cold JIT: the baseline gets
+    /// the extra warm-up of a restart).
+    started: bool,
+    /// End on the balanced recommendation instead of the config as found.
+    apply_best: bool,
     no_budget_to_confirm: bool,
+    leader_alive: Option<KeepAlive>,
 }
 
-impl<'a, T: Testbed> StudyLoop<'a, T> {
-    pub fn new(plan: &'a Plan, space: &'a Space, testbed: T, strategy: Box<dyn Strategy>) -> Self {
+impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
+    /// A study whose trials are kept in memory only (see `with_store`).
+    pub fn new(plan: &'a Plan, space: &'a Space, testbed: T, make_strategy: StrategyFactory<'a>) -> Self {
         let budget = Budget::on(testbed.clock(), plan.budget, Duration::ZERO);
         Self {
             plan,
             space,
             testbed,
-            strategy,
+            store: Journal::unkept(),
+            strategy: make_strategy(),
+            make_strategy,
             history: History::default(),
             entries: Vec::new(),
             budget,
             token: CancellationToken::new(),
-            journal: None,
+            role: Role::Leader,
             resumed: false,
+            started: false,
+            apply_best: false,
             no_budget_to_confirm: false,
+            leader_alive: None,
         }
     }
 
+    /// Keeps every trial in `store`, going on from `entries` (its trials so far).
+    pub fn with_store<S: Store>(self, store: S, entries: Vec<Entry>) -> StudyLoop<'a, T, S> {
+        let spent = Duration::from_secs_f64(entries.last().map_or(0.0, |e| e.elapsed_s));
+        let mut study = StudyLoop {
+            budget: Budget::on(self.testbed.clock(), self.plan.budget, spent),
+            resumed: self.resumed || !entries.is_empty(),
+            plan: self.plan,
+            space: self.space,
+            testbed: self.testbed,
+            store,
+            make_strategy: self.make_strategy,
+            strategy: self.strategy,
+            history: self.history,
+            entries: self.entries,
+            token: self.token,
+            role: self.role,
+            started: self.started,
+            apply_best: self.apply_best,
+            no_budget_to_confirm: self.no_budget_to_confirm,
+            leader_alive: None,
+        };
+        for entry in entries {
+            study.replay(entry);
+        }
+        study
+    }
+}
+
+impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
     /// Stops at the next trial once `token` is cancelled (SIGTERM, Ctrl-C).
     #[must_use]
     pub fn with_token(mut self, token: CancellationToken) -> Self {
@@ -92,41 +171,60 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
         self
     }
 
-    /// Journals every trial to `journal`, going on from `entries` (read from it).
+    /// Takes part as `role`: a worker measures claims until the study closes.
     #[must_use]
-    pub fn with_journal(mut self, journal: Journal, entries: Vec<Entry>) -> Self {
-        let spent = Duration::from_secs_f64(entries.last().map_or(0.0, |e| e.elapsed_s));
-        self.budget = Budget::on(self.testbed.clock(), self.plan.budget, spent);
-        self.resumed = !entries.is_empty();
-        for entry in entries {
-            self.replay(entry);
-        }
-        self.journal = Some(journal);
+    pub fn as_role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Goes on from an earlier run (the testbed then does not know what runs).
+    #[must_use]
+    pub fn resuming(mut self, resumed: bool) -> Self {
+        self.resumed |= resumed;
+        self
+    }
+
+    /// Ends on the balanced recommendation, when there is one that changes
+    /// something, instead of the config as found.
+    #[must_use]
+    pub fn applying_best(mut self, apply_best: bool) -> Self {
+        self.apply_best = apply_best;
         self
     }
 
     /// Runs the study to its end and restores the testbed, whatever happens.
-    pub async fn run(mut self, on_trial: &(dyn Fn(&Entry) + Sync)) -> Finished<T> {
-        let (stop, failure) = exit::guarded("study", self.phases(on_trial)).await;
-        let restored = self.testbed.restore().await;
-        let planner = self.planner();
-        let constraints = planner.constraints();
+    pub async fn run(mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> Finished<T, S> {
+        let what = match self.role {
+            Role::Leader => "study",
+            Role::Worker => "worker",
+        };
+        let (stop, failure) = exit::guarded(what, self.phases(on_trial)).await;
+        let elapsed = self.budget.elapsed();
+        let constraints = self.planner().constraints();
         let candidates = estimator::candidates(&self.entries, self.space);
         let reference = estimator::reference_figures(&candidates, self.space);
         let decisions = estimator::decide_tiers(&candidates, &constraints, &self.plan.weights, &reference);
+        let onto = match (self.apply_best, &failure) {
+            (true, None) => balanced_point(&decisions, &candidates),
+            _ => None,
+        };
+        let restored = self.testbed.restore(self.space, onto.as_ref()).await;
         let confirms = self.entries.iter().filter(|e| e.kind == TrialKind::Confirm).count();
         Finished {
             stop,
             confirmation_incomplete: shortfall::confirmation_shortfall(&candidates, stop, confirms),
             no_budget_to_confirm: self.no_budget_to_confirm,
             constraints,
-            elapsed: self.budget.elapsed(),
+            elapsed,
             entries: self.entries,
             candidates,
             decisions,
             failure,
             restored,
             testbed: self.testbed,
+            store: self.store,
+            leader_alive: self.leader_alive,
         }
     }
 
@@ -140,6 +238,12 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
         }
     }
 
+    /// How often a trial (or the leader) beats in a shared store: six
+    /// times a grace period, so a late beat or two never loses a trial.
+    fn beat_every(&self) -> Duration {
+        (self.plan.heartbeat_grace / 6).max(Duration::from_millis(500))
+    }
+
     /// Rebuilds history and strategy state from a journaled trial.
     fn replay(&mut self, entry: Entry) {
         if let (TrialKind::Screen, Some(point), None) = (entry.kind, &entry.point, &entry.server_lost) {
@@ -147,74 +251,180 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
                 point: point.clone(),
                 loss: entry.loss,
             };
+            self.history.set_running(point.iter().map(|&l| Some(l)).collect());
             self.history.push(trial.clone());
             self.strategy.tell(self.space, &trial);
         }
         self.entries.push(entry);
     }
 
-    async fn phases(&mut self, on_trial: &(dyn Fn(&Entry) + Sync)) -> anyhow::Result<StopReason> {
-        self.testbed.start(self.resumed).await?;
+    /// Takes the store's finished trials as this study's: entries, history
+    /// and a strategy told all of them, in number order.
+    fn adopt(&mut self, entries: Vec<Entry>) {
+        self.entries.clear();
+        self.history = History::default();
+        self.strategy = (self.make_strategy)();
+        for entry in entries {
+            self.replay(entry);
+        }
+    }
+
+    async fn phases(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
+        if self.resumed && self.role == Role::Leader {
+            tracing::info!("resuming the study after {} trials", self.entries.len());
+        }
+        if self.role == Role::Leader {
+            self.leader_alive = self.store.keep_study_alive(self.beat_every());
+        }
+        self.started = self.testbed.start(self.resumed).await?;
+        if self.role == Role::Worker {
+            return self.measure_claims(on_trial).await;
+        }
         let stop = self.search(on_trial).await?;
+        tracing::info!(?stop, trials = self.entries.len(), "search finished");
         if stop != StopReason::Interrupted {
+            self.close_search().await?;
             self.confirm(on_trial).await?;
         }
         Ok(stop)
     }
 
-    /// The baseline, then the defaults, then the strategy's proposals.
-    async fn search(&mut self, on_trial: &(dyn Fn(&Entry) + Sync)) -> anyhow::Result<StopReason> {
+    /// The baseline unless the study has it, then the claimed candidates.
+    async fn search(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
         let has_baseline = self.entries.iter().any(|e| e.kind == TrialKind::Baseline);
         if !has_baseline
             && !self
-                .trial(Subject::Baseline, TrialKind::Baseline, None, on_trial)
+                .trial(Subject::Baseline, TrialKind::Baseline, None, None, on_trial)
                 .await?
         {
             return Ok(StopReason::Interrupted);
         }
+        self.measure_claims(on_trial).await
+    }
+
+    /// Claims and measures candidates until the search ends (the leader:
+    /// its budget, trial limit or space; a worker: the study closing).
+    async fn measure_claims(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<StopReason> {
         loop {
             if self.token.is_cancelled() {
                 return Ok(StopReason::Interrupted);
             }
-            let screened = self
-                .entries
-                .iter()
-                .filter(|e| e.kind == TrialKind::Screen && e.server_lost.is_none())
-                .count();
-            if screened >= self.plan.max_trials {
-                return Ok(StopReason::MaxTrials);
-            }
-            let planner = self.planner();
-            let (running, costs) = (planner.running_levels(), planner.costs());
-            self.history.set_running(running);
-            self.history.set_costs(costs);
-            let defaults = self.space.default_point();
-            let point = if !self.history.contains(&defaults) {
-                defaults
-            } else {
-                match self.strategy.ask(self.space, &self.history)? {
-                    Some(point) => self.space.normalize(&point),
-                    None => return Ok(StopReason::Exhausted),
+            match self.claim_next().await? {
+                ClaimStep::Measure { number, point } => {
+                    if !self
+                        .trial(Subject::Point(point), TrialKind::Screen, None, Some(number), on_trial)
+                        .await?
+                    {
+                        return Ok(StopReason::Interrupted);
+                    }
                 }
-            };
-            if !self.planner().fits(&point, &self.budget) {
-                return Ok(StopReason::Budget);
-            }
-            if !self
-                .trial(Subject::Point(point), TrialKind::Screen, None, on_trial)
-                .await?
-            {
-                return Ok(StopReason::Interrupted);
+                ClaimStep::Stop(stop) if self.role == Role::Leader => return Ok(stop),
+                // A worker waits for the leader to end the search.
+                ClaimStep::Wait | ClaimStep::Stop(_) => pause(self.token.clone()).await,
+                ClaimStep::Closed => return Ok(StopReason::Exhausted),
+                ClaimStep::LeaderGone(silent_s) => anyhow::bail!(
+                    "the study's leader (`servetune tune`) has shown no sign of life for {silent_s:.0} s, \
+                     more than heartbeat_grace: this worker stops; start it again once a leader runs the study \
+                     (`servetune tune --study FILE --storage …` on any host takes it up)"
+                ),
             }
         }
     }
 
-    /// The confirmation rounds the planner fits into what is left.
-    async fn confirm(&mut self, on_trial: &(dyn Fn(&Entry) + Sync)) -> anyhow::Result<()> {
+    /// Claims the next candidate: gives up trials whose workers fell
+    /// silent, takes in every finished trial, and picks a lost candidate,
+    /// the defaults, or what the strategy proposes beside the points being
+    /// measured (constant liar). The leader also checks that the trial fits
+    /// its budget.
+    async fn claim_next(&mut self) -> anyhow::Result<ClaimStep> {
+        let grace = self.plan.heartbeat_grace;
+        let space = self.space;
+        let lost = move |trial: &RunningTrial| lost_entry(space, trial, grace);
+        let claim = self.store.claim_next(grace, &lost, self.entries.len()).await?;
+        if claim.state != StudyState::Running {
+            return Ok(ClaimStep::Closed);
+        }
+        if self.role == Role::Worker && claim.leader_silent_s > grace.as_secs_f64() {
+            return Ok(ClaimStep::LeaderGone(claim.leader_silent_s));
+        }
+        if let Some(finished) = claim.finished.clone() {
+            self.adopt(finished);
+        }
+        let planner = self.planner();
+        let (running, costs) = (planner.running_levels(), planner.costs());
+        self.history.set_running(running);
+        self.history.set_costs(costs);
+        let idle = claim.pending.is_empty();
+        if screened_counted(&self.entries) + claim.pending.len() >= self.plan.max_trials {
+            return Ok(if idle {
+                ClaimStep::Stop(StopReason::MaxTrials)
+            } else {
+                ClaimStep::Wait
+            });
+        }
+        let defaults = self.space.default_point();
+        let point = if let Some(point) = claim.requeued.clone() {
+            point
+        } else if !self.history.contains(&defaults) && !claim.pending.contains(&defaults) {
+            defaults
+        } else {
+            match crate::search::ask_beside_pending(self.strategy.as_mut(), self.space, &self.history, &claim.pending)?
+            {
+                Some(point) if !claim.pending.contains(&self.space.normalize(&point)) => self.space.normalize(&point),
+                _ if idle => return Ok(ClaimStep::Stop(StopReason::Exhausted)),
+                _ => return Ok(ClaimStep::Wait),
+            }
+        };
+        if self.role == Role::Leader && !self.planner().fits(&point, &self.budget) {
+            return Ok(ClaimStep::Stop(StopReason::Budget));
+        }
+        let number = match claim.take(&point).await {
+            // The store's connection broke: claim again once it is back.
+            Err(e) if e.is_transient() => {
+                tracing::warn!("{e}: claiming again");
+                return Ok(ClaimStep::Wait);
+            }
+            taken => taken?,
+        };
+        Ok(ClaimStep::Measure { number, point })
+    }
+
+    /// Ends the screening: no more candidates are handed out, the other
+    /// workers' trials are waited for (or given up after the grace period),
+    /// and every finished trial is taken in (a file journal: at once).
+    async fn close_search(&mut self) -> anyhow::Result<()> {
+        let grace = self.plan.heartbeat_grace;
+        let space = self.space;
+        let lost = move |trial: &RunningTrial| lost_entry(space, trial, grace);
+        self.store.close_claims().await?;
+        loop {
+            let running = self.store.running_elsewhere(grace, &lost).await?;
+            if running == 0 || self.token.is_cancelled() {
+                break;
+            }
+            tracing::info!("waiting for {running} trial(s) of other workers before the confirmation");
+            pause(self.token.clone()).await;
+        }
+        if let Some(entries) = self.store.finished_entries().await? {
+            self.adopt(entries);
+        }
+        Ok(())
+    }
+
+    /// The confirmation rounds the planner fits into what is left: the
+    /// baseline, the best candidates and each tier's leader re-measured in
+    /// alternating rounds, grouped by cold config.
+    async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
         let (candidates, steps) = match self.planner().confirmation(&self.budget) {
             Confirmation::Steps { candidates, steps } => (candidates, steps),
-            Confirmation::NothingToConfirm => return Ok(()),
-            Confirmation::NoBudget { .. } => {
+            Confirmation::NothingToConfirm => {
+                tracing::info!("nothing to confirm against the baseline");
+                return Ok(());
+            }
+            Confirmation::NoBudget { needed_s, left_s } => {
+                tracing::warn!(
+                    "no budget left to confirm ({needed_s:.0} s needed, {left_s:.0} s left): nothing will be recommended"
+                );
                 self.no_budget_to_confirm = true;
                 return Ok(());
             }
@@ -230,7 +440,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
             };
             if self.token.is_cancelled()
                 || !self
-                    .trial(subject, TrialKind::Confirm, Some(step.round), on_trial)
+                    .trial(subject, TrialKind::Confirm, Some(step.round), None, on_trial)
                     .await?
             {
                 return Ok(());
@@ -239,49 +449,86 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
         Ok(())
     }
 
-    /// Moves, measures, journals, tells; false when interrupted mid-trial.
+    /// The window of a trial of `kind`: a confirmation's is its own length
+    /// (an adaptive one capped in proportion); the baseline on a server the
+    /// study started gets a restart's extra warm-up.
+    fn window(&self, kind: TrialKind) -> Window {
+        let p = self.plan;
+        let (duration, max_window) = match kind {
+            TrialKind::Confirm => (
+                p.confirm_duration,
+                p.max_window
+                    .map(|m| m.mul_f64(p.confirm_duration.as_secs_f64() / p.duration.as_secs_f64())),
+            ),
+            _ => (p.duration, p.max_window),
+        };
+        let cold = kind == TrialKind::Baseline && self.started;
+        Window {
+            warmup: p.warmup + if cold { RESTART_WARMUP } else { Duration::ZERO },
+            duration,
+            max_window,
+        }
+    }
+
+    /// Runs one trial: moves, measures, journals, tells. Returns false when
+    /// interrupted mid-trial (nothing journaled; in a shared store the
+    /// trial is given up at once, its candidate back in the queue).
+    /// `claimed`: the number a claim took for it (else one is taken here).
     async fn trial(
         &mut self,
         subject: Subject,
         kind: TrialKind,
         round: Option<u32>,
-        on_trial: &(dyn Fn(&Entry) + Sync),
+        claimed: Option<usize>,
+        on_trial: &(dyn Fn(&TrialUpdate) + Sync),
     ) -> anyhow::Result<bool> {
-        let p = self.plan;
-        let window = Window {
-            warmup: p.warmup,
-            duration: if kind == TrialKind::Confirm {
-                p.confirm_duration
-            } else {
-                p.duration
-            },
-            max_window: None,
+        let number = match claimed {
+            Some(number) => number,
+            None => self.store.begin(subject.point(), self.entries.len()).await?,
         };
-        let result = self.testbed.run(self.space, &subject, window).await?;
+        let heartbeat = self.store.keep_alive(number, self.beat_every());
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("study::before-move");
+        let result = self.testbed.run(self.space, &subject, self.window(kind)).await;
+        drop(heartbeat);
+        let result = result?;
         if self.token.is_cancelled() {
+            self.give_up(number, subject.point()).await;
             return Ok(false);
         }
-        let values = match &subject {
-            Subject::Point(point) => self
-                .space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            Subject::Baseline => values_at(self.space, &self.testbed.baseline_levels(self.space)),
-        };
         let context = EntryContext {
-            number: self.entries.len(),
+            number,
             kind,
+            values: self.testbed.values(self.space, &subject),
             subject: &subject,
-            values,
             round,
             elapsed: self.budget.elapsed(),
         };
-        let entry = entry_of(context, &result, &self.planner().constraints());
-        if let Some(journal) = self.journal.as_mut() {
-            journal.append(&entry)?;
+        let mut entry = entry_of(context, &result, &self.planner().constraints());
+        let lost = judge_server_loss(&self.entries, &mut entry);
+        if self.store.append(&entry).await? == Appended::GivenUp {
+            tracing::warn!(
+                trial = number,
+                "this trial was given up meanwhile (no heartbeat within {}) and its candidate handed out again: \
+                 its result is dropped",
+                humantime::format_duration(self.plan.heartbeat_grace)
+            );
+            return Ok(true);
         }
+        if lost {
+            return self.measure_again(entry, subject, kind, round, on_trial).await;
+        }
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("study::after-trial", |_| Err(anyhow::anyhow!(
+            "injected fault after a trial"
+        )));
+        self.tell(kind, &subject, &entry);
+        self.report_trial(entry, &subject, kind, round, on_trial);
+        Ok(true)
+    }
+
+    /// Tells the strategy a screening trial's outcome.
+    fn tell(&mut self, kind: TrialKind, subject: &Subject, entry: &Entry) {
         if let (TrialKind::Screen, Some(point)) = (kind, subject.point()) {
             let trial = Trial {
                 point: point.clone(),
@@ -290,8 +537,90 @@ impl<'a, T: Testbed> StudyLoop<'a, T> {
             self.history.push(trial.clone());
             self.strategy.tell(self.space, &trial);
         }
-        on_trial(&entry);
-        self.entries.push(entry);
-        Ok(true)
     }
+
+    /// Keeps the trial and tells the caller, with the best so far (this
+    /// trial included).
+    fn report_trial(
+        &mut self,
+        entry: Entry,
+        subject: &Subject,
+        kind: TrialKind,
+        round: Option<u32>,
+        on_trial: &(dyn Fn(&TrialUpdate) + Sync),
+    ) {
+        let description = subject.describe(self.space, kind, round);
+        if let Some(reason) = &entry.failure {
+            tracing::warn!(trial = entry.number, "{description}: failed: {reason}");
+        }
+        for incident in &entry.incidents {
+            tracing::warn!(trial = entry.number, "{description}: {incident}");
+        }
+        let (number, figures, feasible) = (entry.number, entry.figures, entry.feasible);
+        self.entries.push(entry);
+        on_trial(&TrialUpdate {
+            number,
+            description,
+            figures,
+            feasible,
+            best: self.best_figures(),
+            elapsed: self.budget.elapsed(),
+            budget: self.budget.total(),
+        });
+    }
+
+    /// Keeps `lost` (journaled, marked, not told) and measures its subject
+    /// again as a trial of its own. Returns what `trial` returns.
+    async fn measure_again(
+        &mut self,
+        lost: Entry,
+        subject: Subject,
+        kind: TrialKind,
+        round: Option<u32>,
+        on_trial: &(dyn Fn(&TrialUpdate) + Sync),
+    ) -> anyhow::Result<bool> {
+        tracing::warn!(
+            trial = lost.number,
+            "{}: the figures are not this candidate's; it is measured again",
+            lost.server_lost.as_deref().unwrap_or("the server was lost")
+        );
+        self.entries.push(lost);
+        Box::pin(self.trial(subject, kind, round, None, on_trial)).await
+    }
+
+    /// Gives up an interrupted trial at once, so that in a shared store its
+    /// candidate goes back to the queue without the grace period.
+    async fn give_up(&mut self, number: usize, point: Option<&Point>) {
+        let trial = RunningTrial {
+            number,
+            point: point.cloned(),
+            worker: crate::store::worker_id(),
+            silent_s: 0.0,
+        };
+        let mut entry = lost_entry(self.space, &trial, self.plan.heartbeat_grace);
+        entry.failure = Some(format!("interrupted: {} gave its trial up", trial.worker));
+        if let Err(e) = self.store.give_up(number, &entry).await {
+            tracing::warn!("giving up trial {number}: {e:#}");
+        }
+    }
+
+    fn best_figures(&self) -> Option<Figures> {
+        let (best, loss) = self.history.best()?;
+        (loss < 0.0).then(|| {
+            self.entries
+                .iter()
+                .rev()
+                .find(|e| e.point.as_ref() == Some(&best))
+                .and_then(|e| e.figures)
+        })?
+    }
+}
+
+/// The balanced recommendation's point, unless it keeps the current config.
+fn balanced_point(decisions: &[TierDecision], candidates: &[Candidate]) -> Option<Point> {
+    let balanced = decisions.iter().find(|d| d.tier == Tier::Balanced)?;
+    if balanced.keep_current {
+        return None;
+    }
+    candidates[balanced.chosen].point.clone()
 }

@@ -59,6 +59,19 @@ pub struct TrialResult {
     pub server_lost: Option<String>,
 }
 
+/// Parameter → value of what `subject` runs, where `baseline` gives the
+/// baseline's levels (on the grid), for the journal's readers.
+pub fn values_of_subject(space: &Space, subject: &Subject, baseline: &[Option<usize>]) -> BTreeMap<String, String> {
+    match subject {
+        Subject::Point(point) => space
+            .values(point)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+        Subject::Baseline => values_at(space, baseline),
+    }
+}
+
 /// Parameter → value of the levels `levels` (the baseline's where it is
 /// on the grid), for the journal's readers.
 pub fn values_at(space: &Space, levels: &[Option<usize>]) -> BTreeMap<String, String> {
@@ -91,6 +104,9 @@ pub trait Testbed {
     /// The study's clock: real time for a server, simulated for a landscape.
     fn clock(&self) -> Clock;
 
+    /// Parameter → value of what a trial of `subject` runs, for the journal's readers.
+    fn values(&self, space: &Space, subject: &Subject) -> BTreeMap<String, String>;
+
     /// Makes sure the deployment is up (starting or reviving it); returns
     /// whether it had to start it.
     async fn start(&mut self, resumed: bool) -> anyhow::Result<bool>;
@@ -100,6 +116,7 @@ pub trait Testbed {
     /// infrastructure fault that ends the study.
     async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult>;
 
-    /// Leaves the deployment as it was found.
-    async fn restore(&mut self) -> anyhow::Result<()>;
+    /// Leaves the deployment as it was found: on the config as found, or
+    /// on `onto` (the balanced recommendation, when the study applies it).
+    async fn restore(&mut self, space: &Space, onto: Option<&Point>) -> anyhow::Result<()>;
 }
