@@ -17,28 +17,32 @@
 //! landscape means) says whether confirmation picked well given the noise.
 //!
 //! `replay_parallel` simulates a shared study with several workers, each
-//! with its own server: trials finish in simulated wall-clock order, the
-//! strategy sees each as it finishes and asks beside the points still in
-//! flight (`search::ask_beside_pending`).
+//! with its own server: the same loop, once as the leader and once per
+//! further worker, on one simulated timeline (`study::clock::Timeline`),
+//! claiming from one study in memory (`store::memory`), so trials finish
+//! in simulated wall-clock order and each claim sees every finished trial
+//! and asks beside the points still in flight.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 pub use crate::landscape::{
     load_landscape, parse_landscape, throughput_under_slo, Landscape, LandscapeError, Sample, MEASUREMENTS,
 };
 use crate::objective::{Constraints, Tier};
-use crate::search::{make_strategy, History, Strategy, StrategyKind, SwitchCosts, Trial, FAILED_LOSS};
+use crate::search::{make_strategy, Strategy, StrategyKind, SwitchCosts};
 use crate::space::Point;
 use crate::stats::quantile;
+use crate::store::memory::MemoryStudy;
+use crate::study::clock::Timeline;
 use crate::study::planner::Plan;
 use crate::study::recorded::Recorded;
-use crate::study::study_loop::{Finished, StudyLoop, TrialUpdate};
+use crate::study::study_loop::{Finished, Role, StudyLoop, TrialUpdate};
+use crate::trial::{Entry, TrialKind};
+use tokio_util::sync::CancellationToken;
 
 /// A budget no replay reaches: the study then screens up to its trial limit.
 const UNLIMITED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -301,104 +305,62 @@ pub struct ParallelReport {
     pub concurrent_duplicates: usize,
 }
 
-/// One trial in flight.
-struct InFlight {
-    finishes_at: f64,
-    worker: usize,
-    point: Point,
-}
-
-/// The state of one simulated shared study.
-struct Simulation<'a> {
-    landscape: &'a Landscape,
-    costs: SwitchCosts,
-    history: History,
-    /// Where each worker's server runs.
-    running: Vec<Vec<Option<usize>>>,
-    in_flight: Vec<InFlight>,
-    asked: usize,
-    duplicates: usize,
-}
-
-impl Simulation<'_> {
-    /// Worker `worker`, free at `now`, asks for a point and starts on it;
-    /// false when the strategy has nothing more (or every point was asked).
-    fn start(&mut self, strategy: &mut dyn Strategy, worker: usize, now: f64) -> bool {
-        let space = &self.landscape.space;
-        if self.asked >= self.landscape.samples.len() {
-            return false;
-        }
-        self.history.set_running(self.running[worker].clone());
-        let pending: Vec<Point> = self.in_flight.iter().map(|f| f.point.clone()).collect();
-        let Ok(Some(point)) = crate::search::ask_beside_pending(strategy, space, &self.history, &pending) else {
-            return false;
-        };
-        let point = space.normalize(&point);
-        self.duplicates += usize::from(pending.contains(&point));
-        let seconds = self.costs.of_move(space, &self.running[worker], &point);
-        self.running[worker] = point.iter().map(|&l| Some(l)).collect();
-        self.in_flight.push(InFlight {
-            finishes_at: now + seconds,
-            worker,
-            point,
-        });
-        self.asked += 1;
-        true
-    }
-}
-
-/// One seed with `workers` simulated workers: trials and wall seconds to
-/// the target (if reached), and points measured twice at once.
+/// One seed with `workers` simulated workers: the study loop as the leader
+/// and `workers - 1` loops as workers, each on its own landscape testbed,
+/// all on one simulated timeline, claiming from one study in memory as
+/// workers do from PostgreSQL. Returns the trials (in finishing order;
+/// the baseline counts) and simulated seconds to the target, if reached,
+/// and the points measured twice at once.
 fn run_parallel_seed(
     landscape: &Landscape,
-    strategy: &mut dyn Strategy,
+    make: MakeStrategy<'_>,
     seed: u64,
     workers: usize,
-    objective: &Constraints,
+    plan: &Plan,
     costs: SwitchCosts,
     good: &HashMap<&Point, bool>,
 ) -> (Option<(usize, f64)>, usize) {
-    let space = &landscape.space;
-    let mut noise = SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17));
-    let mut history = History::default();
-    history.set_costs(costs);
-    let default_running: Vec<Option<usize>> = space.default_point().into_iter().map(Some).collect();
-    let mut simulation = Simulation {
-        landscape,
-        costs,
-        history,
-        running: vec![default_running; workers],
-        in_flight: Vec::new(),
-        asked: 0,
-        duplicates: 0,
-    };
-    for worker in 0..workers {
-        simulation.start(strategy, worker, 0.0);
-    }
-    let mut finished = 0;
-    while !simulation.in_flight.is_empty() {
-        let flights = &simulation.in_flight;
-        let next = (0..flights.len())
-            .min_by(|&a, &b| flights[a].finishes_at.total_cmp(&flights[b].finishes_at))
-            .expect("not empty");
-        let done = simulation.in_flight.swap_remove(next);
-        let loss = match landscape.samples.get(&done.point) {
-            Some(samples) => objective.loss(&samples[noise.random_range(0..samples.len())].figures()),
-            None => FAILED_LOSS,
-        };
-        let trial = Trial {
-            point: done.point.clone(),
-            loss,
-        };
-        simulation.history.push(trial.clone());
-        strategy.tell(space, &trial);
-        finished += 1;
-        if good.get(&done.point).copied().unwrap_or(false) {
-            return (Some((finished, done.finishes_at)), simulation.duplicates);
+    let timeline = Timeline::default();
+    let study = MemoryStudy::new("worker-0");
+    // The study stops once the target is reached: what follows is not measured here.
+    let reached = CancellationToken::new();
+    let default_point = landscape.space.default_point();
+    let on_trial = |update: &TrialUpdate| {
+        let entries = study.entries();
+        let entry = entries.iter().find(|e| e.number == update.number);
+        let point = entry.and_then(|e| e.point.as_ref()).unwrap_or(&default_point);
+        if good.get(point).copied().unwrap_or(false) {
+            reached.cancel();
         }
-        simulation.start(strategy, done.worker, done.finishes_at);
-    }
-    (None, simulation.duplicates)
+    };
+    let runs = (0..workers)
+        .map(|w| {
+            let noise = seed.wrapping_mul(1009).wrapping_add(w as u64);
+            let testbed = Recorded::new(landscape, costs, noise).on_timeline(&timeline);
+            let role = if w == 0 { Role::Leader } else { Role::Worker };
+            StudyLoop::new(plan, &landscape.space, testbed, Box::new(move || make(seed)))
+                .with_store(study.joined_by(&format!("worker-{w}")), Vec::new())
+                .with_token(reached.clone())
+                .as_role(role)
+                .run(&on_trial)
+        })
+        .collect();
+    let finished = timeline.run_together(runs);
+    debug_assert!(finished.iter().all(|f| f.failure.is_none()));
+    let mut measured: Vec<Entry> = study
+        .entries()
+        .into_iter()
+        .filter(|e| e.kind != TrialKind::Confirm)
+        .collect();
+    measured.sort_by(|a, b| a.elapsed_s.total_cmp(&b.elapsed_s));
+    let reached = measured.iter().enumerate().find_map(|(i, entry)| {
+        let point = entry.point.as_ref().unwrap_or(&default_point);
+        good.get(point)
+            .copied()
+            .unwrap_or(false)
+            .then_some((i + 1, entry.elapsed_s))
+    });
+    (reached, study.measured_twice())
 }
 
 /// Runs `strategy` with `workers` simulated workers over `seeds` seeds.
@@ -412,13 +374,19 @@ pub fn replay_parallel(
     costs: SwitchCosts,
 ) -> ParallelReport {
     let good = good_points(landscape, &objective, target_regret);
+    let goal = ReplayObjective {
+        objective,
+        target_regret,
+        costs,
+        budget: None,
+    };
+    let plan = goal.plan(landscape);
+    let make = |seed: u64| make_strategy(strategy, seed);
     let mut trials = Vec::new();
     let mut seconds = Vec::new();
     let mut duplicates = 0;
     for seed in 0..seeds {
-        let mut made = make_strategy(strategy, seed);
-        let (reached, twice) =
-            run_parallel_seed(landscape, made.as_mut(), seed, workers.max(1), &objective, costs, &good);
+        let (reached, twice) = run_parallel_seed(landscape, &make, seed, workers.max(1), &plan, costs, &good);
         duplicates += twice;
         trials.push(reached.map_or(f64::INFINITY, |(n, _)| n as f64));
         seconds.push(reached.map_or(f64::INFINITY, |(_, s)| s));

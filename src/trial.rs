@@ -69,6 +69,8 @@ pub enum StopReason {
     MaxTrials,
     Exhausted,
     Interrupted,
+    /// A warm start found the earlier recommendation still best, within the noise.
+    Unchanged,
 }
 
 /// One finished trial: a line of `trials.jsonl`. Fields added since the

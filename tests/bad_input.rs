@@ -795,6 +795,21 @@ fn cases() -> Vec<Case> {
             ],
             &["--storage", "sslmode=verify-ca", "sslrootcert"],
         ),
+        // Warm start.
+        case(
+            "a warm start from a folder that holds no study",
+            &[],
+            &[
+                "tune",
+                "--study",
+                "study.toml",
+                "--results-dir",
+                "results",
+                "--warm-start",
+                "nope",
+            ],
+            &["--warm-start nope", "fingerprint.json"],
+        ),
         // replay.
         case(
             "replay a landscape with NaN",

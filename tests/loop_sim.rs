@@ -15,6 +15,7 @@ use servetune::store::file::Journal;
 use servetune::study::planner::Plan;
 use servetune::study::recorded::{Fault, Recorded};
 use servetune::study::study_loop::{Finished, StudyLoop, TrialUpdate};
+use servetune::study::warm::{WarmStart, FIRST_CANDIDATES};
 use servetune::trial::{StopReason, TrialKind};
 use tokio_util::sync::CancellationToken;
 
@@ -22,13 +23,18 @@ use tokio_util::sync::CancellationToken;
 /// a 70 ms SLO the best feasible mean is (a=2, b=3). Restart 10 s, live 2 s,
 /// window 5 s.
 fn landscape() -> Landscape {
+    landscape_scaled(|_, _| 1.0)
+}
+
+/// `landscape()` with the throughput of (a, b) scaled by `scale(a, b)` (a server that changed).
+fn landscape_scaled(scale: impl Fn(usize, usize) -> f64) -> Landscape {
     let mut csv = String::from(
         "# servetune-landscape cold=b restart_s=10 hot_s=2 window_s=5\n\
          a,b,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n",
     );
     for b in 0..4 {
         for a in 0..4 {
-            let throughput = 100.0 * (a + 1) as f64 + 20.0 * b as f64;
+            let throughput = (100.0 * (a + 1) as f64 + 20.0 * b as f64) * scale(a, b);
             let p99 = 20.0 * (a + 1) as f64;
             csv.push_str(&format!("{a},{b},{throughput},5,{p99},0,100\n"));
             csv.push_str(&format!("{a},{b},{},5,{p99},0,100\n", throughput * 0.97));
@@ -355,4 +361,65 @@ fn trial_updates_carry_the_best_so_far_this_trial_included() {
         updates[first_good].best.is_some(),
         "the best includes the trial just measured"
     );
+}
+
+#[test]
+fn a_warm_started_study_measures_the_earlier_best_first_and_stops_when_it_is_unchanged() {
+    let landscape = landscape();
+    let plan = plan(Duration::from_secs(3600), 12);
+    let earlier = run(
+        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 1)),
+        &|_| {},
+    );
+    let warm = WarmStart::from_entries(Path::new("results/earlier"), &earlier.entries, &landscape.space, &plan);
+    let (best, _) = warm
+        .previous_best
+        .clone()
+        .expect("the earlier study recommends a config");
+    assert!(
+        warm.first[..2].contains(&best),
+        "its recommendations are measured first"
+    );
+    assert_eq!(warm.prior.len(), count(&earlier, TrialKind::Screen));
+    let again = run(
+        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 2)).warm_started(Some(warm.clone())),
+        &|_| {},
+    );
+    assert_eq!(again.stop, StopReason::Unchanged);
+    assert_eq!(again.entries[0].kind, TrialKind::Baseline);
+    let measured_first: Vec<_> = again.entries[1..=warm.first.len()]
+        .iter()
+        .map(|e| e.point.clone().unwrap())
+        .collect();
+    assert_eq!(measured_first, warm.first, "right after the baseline");
+    let screened = count(&again, TrialKind::Screen);
+    assert!(
+        screened <= FIRST_CANDIDATES && screened < count(&earlier, TrialKind::Screen),
+        "{screened} screening trials"
+    );
+    assert!(count(&again, TrialKind::Confirm) >= 4, "the confirmation still runs");
+    assert!(again.elapsed < earlier.elapsed, "the rest of the budget is saved");
+    let summary = again.warm_start.expect("the loop says what it reused");
+    assert!(summary.unchanged && summary.earlier_trials == warm.prior.len());
+    assert_eq!(again.testbed.restores, 1);
+
+    // The server changed: the earlier best lost 40 %; the search goes on.
+    let values = landscape.space.values(&best);
+    let at = |name: &str| values.iter().find(|(n, _)| n.as_str() == name).unwrap().1.to_string();
+    let (best_a, best_b) = (at("a"), at("b"));
+    let changed = landscape_scaled(|a, b| {
+        if (a.to_string(), b.to_string()) == (best_a.clone(), best_b.clone()) {
+            0.6
+        } else {
+            1.0
+        }
+    });
+    let warm = WarmStart::from_entries(Path::new("results/earlier"), &earlier.entries, &changed.space, &plan);
+    let moved = run(
+        study(&plan, &changed, Recorded::new(&changed, changed.costs, 3)).warm_started(Some(warm)),
+        &|_| {},
+    );
+    assert_ne!(moved.stop, StopReason::Unchanged);
+    assert!(!moved.warm_start.as_ref().expect("a summary").unchanged);
+    assert!(count(&moved, TrialKind::Screen) > FIRST_CANDIDATES);
 }

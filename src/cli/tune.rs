@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::search::StrategyKind;
 use crate::study::settings::{Overrides, Settings};
-use crate::study::{run_study, source_marker, study_dir, TrialUpdate};
+use crate::study::{run_study, source_marker, study_dir, Launch, TrialUpdate, WarmFrom};
 
 #[derive(Debug, clap::Args)]
 pub struct TuneArgs {
@@ -37,6 +37,13 @@ pub struct TuneArgs {
     /// Leave the server on the balanced recommendation instead of the original config.
     #[arg(long)]
     apply: bool,
+    /// Start from an earlier study of the same deployment and space
+    /// (its results folder, e.g. results/<study>): its recommendation and
+    /// best candidates are measured first, its trials inform the strategy at
+    /// half weight, and the search stops early when its recommendation
+    /// still wins ("unchanged").
+    #[arg(long, value_name = "RESULTS/STUDY", conflicts_with = "resume")]
+    warm_start: Option<PathBuf>,
     /// Print the report as JSON at the end.
     #[arg(long)]
     json: bool,
@@ -136,15 +143,12 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
             token.clone(),
             "interrupted: stopping the trial, exporting what there is, restoring the server",
         );
-        run_study(
-            &settings,
-            &args.results_dir,
+        let launch = Launch {
             resume,
-            args.apply,
-            token.clone(),
-            &on_trial,
-        )
-        .await
+            apply_best: args.apply,
+            warm_start: args.warm_start.clone().map(WarmFrom::Asked),
+        };
+        run_study(&settings, &args.results_dir, launch, token.clone(), &on_trial).await
     });
     // A step of the way out abandoned past its deadline may still hold a
     // blocking thread: the process does not wait for it.

@@ -26,7 +26,7 @@ use super::watcher::{self, CycleState, LiveFeed};
 use crate::apply::converge::{converge_torchserve, Plan, Way};
 use crate::apply::state::{Deployment, Transition};
 use crate::server::{TargetSpec, TorchServe};
-use crate::study::{run_study, TrialUpdate};
+use crate::study::{run_study, Launch, TrialUpdate, WarmFrom};
 use crate::trial::Switch;
 
 pub struct Supervisor {
@@ -234,7 +234,15 @@ impl Supervisor {
                 }
             });
         };
-        let report = run_study(&settings, &self.results, resuming, false, stop.child_token(), &on_trial).await;
+        let launch = Launch {
+            resume: resuming,
+            apply_best: false,
+            warm_start: (!resuming)
+                .then(|| last_study_of(&self.results, &self.name, &study_name))
+                .flatten()
+                .map(WarmFrom::Earlier),
+        };
+        let report = run_study(&settings, &self.results, launch, stop.child_token(), &on_trial).await;
         if let Some(spec) = shadow_spec {
             if let Err(e) = TorchServe::new(spec).stop().await {
                 tracing::warn!(deployment = %self.name, "stopping the shadow: {e}");
@@ -463,6 +471,24 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// The results folder of the deployment's last finished study before
+/// `current` (the daemon warm-starts each cycle from it), if any.
+fn last_study_of(results: &Path, deployment: &str, current: &str) -> Option<PathBuf> {
+    let prefix = format!("{deployment}-");
+    let mut finished: Vec<(u64, PathBuf)> = std::fs::read_dir(results)
+        .ok()?
+        .flatten()
+        .filter_map(|dir| {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            let stamp: u64 = name.strip_prefix(&prefix)?.parse().ok()?;
+            let path = dir.path();
+            (name != current && path.join("report.json").is_file()).then_some((stamp, path))
+        })
+        .collect();
+    finished.sort();
+    finished.pop().map(|(_, path)| path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,5 +508,29 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["decisions.jsonl", "prod-4", "prod-5", "shadow"]);
+    }
+
+    #[test]
+    fn each_cycle_warm_starts_from_the_deployments_last_finished_study() {
+        let results = tempfile::tempdir().unwrap();
+        let make = |name: &str, finished: bool| {
+            let dir = results.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            if finished {
+                std::fs::write(dir.join("report.json"), "{}").unwrap();
+            }
+        };
+        assert_eq!(last_study_of(results.path(), "tiny", "tiny-300"), None);
+        make("tiny-100", true);
+        make("tiny-200", true);
+        make("tiny-250", false);
+        make("tinybig-900", true);
+        make("other-999", true);
+        make("tiny-300", true);
+        assert_eq!(
+            last_study_of(results.path(), "tiny", "tiny-300"),
+            Some(results.path().join("tiny-200")),
+            "the newest finished one of this deployment, not the current one"
+        );
     }
 }

@@ -80,6 +80,21 @@ pub struct RecommendedFiles {
     pub tier_manifest: Option<String>,
 }
 
+/// What a warm-started study took from an earlier one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WarmStartSummary {
+    /// The earlier study's results folder.
+    pub from: String,
+    /// Its screening trials told to the strategy.
+    pub earlier_trials: usize,
+    /// Its points measured first (its recommendation and best candidates).
+    pub measured_first: usize,
+    /// The weight its losses were told at.
+    pub prior_weight: f64,
+    /// Its recommendation still won within the noise: the search stopped early.
+    pub unchanged: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub study: String,
@@ -121,6 +136,9 @@ pub struct Report {
     /// Per worker (`host:pid`), when several measured the study.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostFigures>,
+    /// What a warm start reused (`tune --warm-start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<WarmStartSummary>,
     #[serde(skip)]
     pub candidates: Vec<Candidate>,
     #[serde(skip)]

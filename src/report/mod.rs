@@ -22,7 +22,7 @@ use anyhow::Context as _;
 
 use crate::objective::{Figures, Tier};
 use crate::trial::Interval;
-pub use contents::{hosts_of, Gains, HostFigures, Recommendation, RecommendedFiles, Report};
+pub use contents::{hosts_of, Gains, HostFigures, Recommendation, RecommendedFiles, Report, WarmStartSummary};
 
 /// The `model-config.yaml` fields of `model` in a config's `models={…}`.
 pub fn model_config_yaml(config: &[u8], model: &str) -> String {
@@ -204,6 +204,20 @@ Several workers measured this study, each on its own server; each screened other
     md
 }
 
+/// What a warm start reused, as the summary says it.
+fn warm_start_text(warm: &WarmStartSummary) -> String {
+    let outcome = if warm.unchanged {
+        "its recommendation still wins within the noise: unchanged, the search stopped early"
+    } else {
+        "the search went on from there"
+    };
+    format!(
+        "Warm start from `{}`: its {} screening trials told to the strategy at weight {}, its recommendation and \
+         best candidates ({}) measured first; {outcome}.\n\n",
+        warm.from, warm.earlier_trials, warm.prior_weight, warm.measured_first
+    )
+}
+
 pub fn summary_markdown(report: &Report) -> String {
     let mut md = format!(
         "# servetune study `{}`\n\nStrategy {}: {} screening trials and {} confirmation runs ({} failed) in {:.0} s \
@@ -223,6 +237,9 @@ pub fn summary_markdown(report: &Report) -> String {
             ""
         }
     );
+    if let Some(warm) = &report.warm_start {
+        md.push_str(&warm_start_text(warm));
+    }
     let row = |name: &str, f: &Figures| {
         format!(
             "| {name} | {:.1} | {:.2} | {:.2} | {:.2}% | {:.0} |\n",

@@ -7,7 +7,8 @@
 //! the next line), mark the study finished. `TrialStore` opens a study
 //! (creating it, or joining it with its trials so far) in whichever member
 //! and dispatches to it, so the study never asks which it is; `file` is the
-//! journal, `postgres` the shared store; `list_studies` says what a storage
+//! journal, `postgres` the shared store, `memory` a shared study held in
+//! memory (a simulated one); `list_studies` says what a storage
 //! holds. Nothing here imports the study.
 //!
 //! Each trial names the worker that measured it (`host:pid`), so a study
@@ -15,6 +16,7 @@
 
 mod error;
 pub mod file;
+pub mod memory;
 pub mod pg_retry;
 pub mod pg_schema;
 pub mod pg_tls;
@@ -397,14 +399,34 @@ pub struct Claimed {
 enum Taker {
     Local(usize),
     Shared(Box<Claim>),
+    /// A store in this process numbers it at once (`memory`).
+    InProcess(Box<dyn FnOnce(&Point) -> usize + Send>),
 }
 
 impl Claimed {
+    /// A claim on a store in this process, which `take` numbers.
+    pub fn in_process(
+        state: StudyState,
+        finished: Vec<Entry>,
+        pending: Vec<Point>,
+        take: impl FnOnce(&Point) -> usize + Send + 'static,
+    ) -> Self {
+        Self {
+            state,
+            leader_silent_s: 0.0,
+            finished: Some(finished),
+            pending,
+            requeued: None,
+            taker: Taker::InProcess(Box::new(take)),
+        }
+    }
+
     /// Takes `point` as the next trial of this claimant; returns its number.
     pub async fn take(self, point: &Point) -> Result<usize, StoreError> {
         match self.taker {
             Taker::Local(number) => Ok(number),
             Taker::Shared(claim) => claim.take(point).await,
+            Taker::InProcess(take) => Ok(take(point)),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Study<'_> {
             confirmation_incomplete,
             not_confirmed,
             hosts: crate::report::hosts_of(self.entries),
+            warm_start: finished.warm_start.clone(),
             candidates: candidates.clone(),
             entries: self.entries.to_vec(),
             config_name: self

@@ -42,6 +42,7 @@ mod shared;
 mod shortfall;
 pub mod study_loop;
 pub mod testbed;
+pub mod warm;
 pub mod way_out;
 
 use std::path::{Path, PathBuf};
@@ -77,18 +78,52 @@ pub fn source_marker(dir: &Path) -> PathBuf {
     dir.join("study-source.txt")
 }
 
+/// How a study is started.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Go on with the study of this name where it stopped.
+    pub resume: bool,
+    /// End on the balanced recommendation instead of the original config.
+    pub apply_best: bool,
+    /// Start from what an earlier study learned (`warm`).
+    pub warm_start: Option<WarmFrom>,
+}
+
+/// Where a warm start comes from.
+#[derive(Debug, Clone)]
+pub enum WarmFrom {
+    /// The operator named it (`--warm-start`): a study of another
+    /// deployment or space is refused.
+    Asked(PathBuf),
+    /// The deployment's last study (the daemon): one that does not fit is
+    /// ignored, with a note.
+    Earlier(PathBuf),
+}
+
 /// Runs (or resumes) a study; returns the report that was exported. Every
 /// exit puts the original config (or, with `apply_best`, the balanced
 /// recommendation) back and leaves the server as found (`served`).
 pub async fn run_study(
     settings: &Settings,
     results: &Path,
-    resume: bool,
-    apply_best: bool,
+    launch: Launch,
     token: CancellationToken,
     on_trial: &(dyn Fn(&TrialUpdate) + Sync),
 ) -> anyhow::Result<Report> {
-    let opened = Opened::open(settings, results, resume, Role::Leader, token.clone()).await?;
+    let Launch {
+        resume,
+        apply_best,
+        warm_start,
+    } = launch;
+    let opened = Opened::open(
+        settings,
+        results,
+        resume,
+        Role::Leader,
+        warm_start.as_ref(),
+        token.clone(),
+    )
+    .await?;
     use exit_steps::{EXPORT, RELEASE_LOCK, RESTORE, STOP_TRIAL};
     exit_steps::begin(&opened.config_path(), &[STOP_TRIAL, RESTORE, RELEASE_LOCK, EXPORT]);
     let plan = Plan::from(settings);
@@ -100,11 +135,13 @@ pub async fn run_study(
         entries,
         dir,
         resumed,
+        warm,
     } = opened;
     let study = study_loop(settings, &plan, &space, served, store, entries)
         .with_token(token)
         .resuming(resumed)
-        .applying_best(apply_best);
+        .applying_best(apply_best)
+        .warm_started(warm);
     let finished = study.run(on_trial).await;
     let found = findings::Found {
         settings,
@@ -132,7 +169,7 @@ pub async fn run_worker(
             settings.name
         );
     }
-    let mut opened = Opened::open(settings, results, true, Role::Worker, token.clone()).await?;
+    let mut opened = Opened::open(settings, results, true, Role::Worker, None, token.clone()).await?;
     if opened.store.shared().is_none() {
         anyhow::bail!("a worker needs a shared store (--storage postgres://…)");
     }
@@ -165,6 +202,26 @@ pub async fn run_worker(
     Ok(measured)
 }
 
+/// The warm start `from` hands on: an earlier study the operator named
+/// must fit; the daemon's last one is ignored, with a note, when it does not.
+fn warm_start_from(
+    from: &WarmFrom,
+    fingerprint: &warm::Fingerprint,
+    space: &Space,
+    plan: &Plan,
+) -> anyhow::Result<Option<warm::WarmStart>> {
+    match from {
+        WarmFrom::Asked(dir) => warm::WarmStart::load(dir, fingerprint, space, plan).map(Some),
+        WarmFrom::Earlier(dir) => match warm::WarmStart::load(dir, fingerprint, space, plan) {
+            Ok(warm) => Ok(Some(warm)),
+            Err(e) => {
+                tracing::warn!("not warm-starting: {e:#}");
+                Ok(None)
+            }
+        },
+    }
+}
+
 /// The study loop of `settings` on `served`, its trials in `store`.
 fn study_loop<'a>(
     settings: &'a Settings,
@@ -189,6 +246,8 @@ struct Opened {
     dir: PathBuf,
     /// The study goes on from an earlier run (or, shared, another process's).
     resumed: bool,
+    /// What an earlier study hands on (`Launch::warm_start`).
+    warm: Option<warm::WarmStart>,
 }
 
 impl Opened {
@@ -198,6 +257,7 @@ impl Opened {
         results: &Path,
         resume: bool,
         role: Role,
+        warm_from: Option<&WarmFrom>,
         token: CancellationToken,
     ) -> anyhow::Result<Self> {
         // A worker joins a study under way: like a resume, it takes its
@@ -212,6 +272,15 @@ impl Opened {
             study_gateway,
             workload,
         } = setup::prepare(settings, resume)?;
+        let fingerprint = warm::Fingerprint {
+            space: space_fingerprint(&space),
+            model: settings.model.clone(),
+            config: std::path::absolute(&spec.config).unwrap_or_else(|_| spec.config.clone()),
+        };
+        let warm = match warm_from {
+            Some(from) => warm_start_from(from, &fingerprint, &space, &Plan::from(settings))?,
+            None => None,
+        };
         let dir = study_dir(results, &settings.name);
         let create_dir = || std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()));
         // The file journal lives in the folder; a shared store's study
@@ -252,6 +321,9 @@ impl Opened {
         if role == Role::Leader {
             config::file::write_data_atomically(&source_marker(&dir), source.display().to_string().as_bytes())
                 .context("writing the study's source marker")?;
+            let json = serde_json::to_vec_pretty(&fingerprint).expect("a fingerprint serialises");
+            let path = warm::Fingerprint::path(&dir);
+            config::file::write_data_atomically(&path, &json).with_context(|| format!("writing {}", path.display()))?;
         }
         let original = Deployment {
             config: original_bytes,
@@ -271,6 +343,7 @@ impl Opened {
             entries,
             dir,
             resumed,
+            warm,
         })
     }
 

@@ -24,7 +24,7 @@ use crate::search::SwitchCosts;
 use crate::space::{Point, Space};
 use crate::trial::Switch;
 
-use super::clock::Clock;
+use super::clock::{Clock, Timeline};
 use super::testbed::{values_of_subject, Subject, Testbed, TrialResult, Window};
 
 /// A fault to inject at a trial (tests of the loop's ways out).
@@ -71,6 +71,13 @@ impl<'a> Recorded<'a> {
         }
     }
 
+    /// Runs on `timeline`, shared with other studies (a simulated shared study).
+    #[must_use]
+    pub fn on_timeline(mut self, timeline: &Timeline) -> Self {
+        self.clock = Clock::Shared(timeline.clone());
+        self
+    }
+
     /// Injects `fault` when window number `at` (from 0) is asked for.
     #[must_use]
     pub fn with_fault(mut self, at: usize, fault: Fault) -> Self {
@@ -100,7 +107,6 @@ impl<'a> Recorded<'a> {
             (Switch::Restart, self.costs.restart_s)
         };
         self.running = point.clone();
-        self.clock.advance(Duration::from_secs_f64(seconds));
         (switch, seconds)
     }
 }
@@ -142,7 +148,9 @@ impl Testbed for Recorded<'_> {
             .unwrap_or_else(|| self.landscape.space.default_point());
         let (switch, switch_s) = self.move_to(&point);
         let seconds = (window.warmup + window.duration).as_secs_f64();
-        self.clock.advance(window.warmup + window.duration);
+        self.clock
+            .pass(Duration::from_secs_f64(switch_s) + window.warmup + window.duration)
+            .await;
         self.measured += 1;
         let measurement = match self.landscape.samples.get(&point) {
             Some(samples) => {
@@ -162,7 +170,8 @@ impl Testbed for Recorded<'_> {
 
     async fn restore(&mut self, _space: &Space, onto: Option<&Point>) -> anyhow::Result<()> {
         let last = onto.cloned().unwrap_or_else(|| self.landscape.space.default_point());
-        self.move_to(&last);
+        let (_, seconds) = self.move_to(&last);
+        self.clock.pass(Duration::from_secs_f64(seconds)).await;
         self.restores += 1;
         Ok(())
     }

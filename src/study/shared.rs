@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::space::{Point, Space};
 use crate::trial::{Entry, StopReason, TrialKind};
 
+use super::clock::Clock;
 use super::settings::Settings;
 
 /// How this process takes part in a study.
@@ -68,10 +69,12 @@ pub fn joins_shared(settings: &Settings, role: Role, resume: bool, joined: &Join
 }
 
 /// A second's wait between claims that found nothing to do.
-pub async fn pause(token: CancellationToken) {
+/// (On the study's clock: simulated studies wait simulated time.)
+pub async fn pause(clock: &Clock, token: CancellationToken) {
     tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        biased;
         _ = token.cancelled() => {}
+        _ = clock.pass(Duration::from_secs(1)) => {}
     }
 }
 

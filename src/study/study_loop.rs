@@ -17,6 +17,9 @@
 //! closes. A trial whose server was lost (`server_loss`) is journaled
 //! marked and measured again. A resumed loop replays its journal into the
 //! history and the strategy and never measures a journaled trial again.
+//! A warm-started loop (`warm`) measures an earlier study's best points
+//! first, tells the strategy its trials at a lower weight, and may stop
+//! the search early when the earlier recommendation is unchanged.
 //!
 //! `tune`, `worker` and the daemon run it on a TorchServe (`served`);
 //! `servetune replay` and the loop's tests on a recorded landscape
@@ -42,6 +45,8 @@ use super::server_loss::{judge_server_loss, screened_counted};
 use super::shared::{lost_entry, pause, ClaimStep};
 use super::shortfall;
 use super::testbed::{Subject, Testbed, Window};
+use super::warm::WarmStart;
+use crate::report::WarmStartSummary;
 
 pub use super::shared::Role;
 
@@ -83,6 +88,9 @@ pub struct Finished<T, S> {
     /// The leader's sign of life in a shared store, kept until the caller
     /// has marked the study finished.
     pub leader_alive: Option<KeepAlive>,
+    /// What a warm start reused, and whether it found the earlier
+    /// recommendation unchanged.
+    pub warm_start: Option<WarmStartSummary>,
 }
 
 /// Builds a fresh strategy (a shared study rebuilds it from every worker's trials).
@@ -109,6 +117,10 @@ pub struct StudyLoop<'a, T: Testbed, S: Store> {
     apply_best: bool,
     no_budget_to_confirm: bool,
     leader_alive: Option<KeepAlive>,
+    /// What an earlier study of this deployment hands on (`warm`).
+    warm: Option<WarmStart>,
+    /// The warm start found the earlier recommendation unchanged.
+    unchanged: bool,
 }
 
 impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
@@ -132,6 +144,8 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             apply_best: false,
             no_budget_to_confirm: false,
             leader_alive: None,
+            warm: None,
+            unchanged: false,
         }
     }
 
@@ -155,6 +169,8 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             apply_best: self.apply_best,
             no_budget_to_confirm: self.no_budget_to_confirm,
             leader_alive: None,
+            warm: self.warm,
+            unchanged: self.unchanged,
         };
         for entry in entries {
             study.replay(entry);
@@ -193,6 +209,24 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         self
     }
 
+    /// Starts from what an earlier study learned (`warm`): its points
+    /// measured first, its trials told to the strategy at their weight.
+    #[must_use]
+    pub fn warm_started(mut self, warm: Option<WarmStart>) -> Self {
+        self.warm = warm;
+        self.tell_prior();
+        self
+    }
+
+    /// Tells the strategy the earlier study's trials (before this study's own).
+    fn tell_prior(&mut self) {
+        if let Some(warm) = &self.warm {
+            for trial in &warm.prior {
+                self.strategy.tell(self.space, trial);
+            }
+        }
+    }
+
     /// Runs the study to its end and restores the testbed, whatever happens.
     pub async fn run(mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> Finished<T, S> {
         let what = match self.role {
@@ -225,6 +259,7 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             testbed: self.testbed,
             store: self.store,
             leader_alive: self.leader_alive,
+            warm_start: self.warm.as_ref().map(|w| w.summary(self.unchanged)),
         }
     }
 
@@ -264,6 +299,7 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         self.entries.clear();
         self.history = History::default();
         self.strategy = (self.make_strategy)();
+        self.tell_prior();
         for entry in entries {
             self.replay(entry);
         }
@@ -320,7 +356,7 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 }
                 ClaimStep::Stop(stop) if self.role == Role::Leader => return Ok(stop),
                 // A worker waits for the leader to end the search.
-                ClaimStep::Wait | ClaimStep::Stop(_) => pause(self.token.clone()).await,
+                ClaimStep::Wait | ClaimStep::Stop(_) => pause(&self.testbed.clock(), self.token.clone()).await,
                 ClaimStep::Closed => return Ok(StopReason::Exhausted),
                 ClaimStep::LeaderGone(silent_s) => anyhow::bail!(
                     "the study's leader (`servetune tune`) has shown no sign of life for {silent_s:.0} s, \
@@ -355,6 +391,10 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         self.history.set_running(running);
         self.history.set_costs(costs);
         let idle = claim.pending.is_empty();
+        if self.role == Role::Leader && idle && self.warm_unchanged() {
+            self.unchanged = true;
+            return Ok(ClaimStep::Stop(StopReason::Unchanged));
+        }
         if screened_counted(&self.entries) + claim.pending.len() >= self.plan.max_trials {
             return Ok(if idle {
                 ClaimStep::Stop(StopReason::MaxTrials)
@@ -363,7 +403,13 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             });
         }
         let defaults = self.space.default_point();
+        let warm_first = self
+            .warm
+            .as_ref()
+            .and_then(|warm| warm.next_first(|p| self.history.contains(p) || claim.pending.contains(p)));
         let point = if let Some(point) = claim.requeued.clone() {
+            point
+        } else if let Some(point) = warm_first {
             point
         } else if !self.history.contains(&defaults) && !claim.pending.contains(&defaults) {
             defaults
@@ -403,7 +449,7 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 break;
             }
             tracing::info!("waiting for {running} trial(s) of other workers before the confirmation");
-            pause(self.token.clone()).await;
+            pause(&self.testbed.clock(), self.token.clone()).await;
         }
         if let Some(entries) = self.store.finished_entries().await? {
             self.adopt(entries);
@@ -602,6 +648,17 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         if let Err(e) = self.store.give_up(number, &entry).await {
             tracing::warn!("giving up trial {number}: {e:#}");
         }
+    }
+
+    /// Whether the warm start's earlier recommendation came out unchanged.
+    fn warm_unchanged(&self) -> bool {
+        let screened: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == TrialKind::Screen)
+            .cloned()
+            .collect();
+        self.warm.as_ref().is_some_and(|warm| warm.unchanged(&screened))
     }
 
     fn best_figures(&self) -> Option<Figures> {
