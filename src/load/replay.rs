@@ -238,9 +238,11 @@ impl ReplayTraffic {
         models
     }
 
-    /// How long one pass takes: until just after the last request.
+    /// How long one pass takes: the slice's period (to the next request
+    /// had the log gone on, or to `--to`), and at least past its last request.
     pub fn pass_length(&self) -> Duration {
-        self.entries.last().map_or(Duration::ZERO, |e| e.offset) + Duration::from_millis(1)
+        let last = self.entries.last().map_or(Duration::ZERO, |e| e.offset);
+        self.period.max(last + Duration::from_millis(1))
     }
 
     /// When request number `k` (counting over loops) is due after the start;
@@ -415,6 +417,8 @@ mod tests {
         assert_eq!(traffic.groups[1].path, "/predictions/other/1.0");
         assert_eq!(traffic.requests_between(Duration::ZERO, Duration::from_millis(600)), 3);
         assert_eq!(traffic.due_offset(4), None);
+        // Two seconds of log at 2x, and the mean gap after the last request.
+        assert_eq!(traffic.pass_length().as_millis(), 1_000 + 333);
     }
 
     #[test]

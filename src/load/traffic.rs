@@ -255,3 +255,106 @@ fn peak_figures(profile: &Profile, peak: &LoadReport, window: (Duration, Duratio
         error_rate: peak.error_rate,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::replay::{ReplayEntry, ReplayGroup, Speed};
+    use std::sync::Arc;
+
+    fn replay_of(models: &[&str]) -> Schedule {
+        let groups = models
+            .iter()
+            .map(|model| ReplayGroup {
+                method: "POST".into(),
+                path: format!("/predictions/{model}"),
+                model: model.to_string(),
+                bodies: vec![b"x".to_vec()],
+            })
+            .collect();
+        Schedule::Replay(Arc::new(ReplayTraffic {
+            log: "access_log.log".into(),
+            entries: (0..10)
+                .map(|i| ReplayEntry {
+                    offset: Duration::from_millis(i * 100),
+                    group: (i % models.len() as u64) as u32,
+                    body: 0,
+                })
+                .collect(),
+            groups,
+            period: Duration::from_secs(1),
+            speed: Speed(1.0),
+            looped: false,
+            unreadable_lines: 3,
+            other_lines: 1,
+        }))
+    }
+
+    #[test]
+    fn each_model_gets_its_own_figures_and_two_paths_of_one_model_count_together() {
+        let schedule = replay_of(&["tiny", "big", "tiny"]);
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut main = Recorder::new(start, Duration::ZERO, second);
+        let mut traffic = TrafficRecorder::new(&schedule, start, Duration::ZERO, second);
+        for (group, latency_ms, status) in [(0, 2, 200), (2, 4, 200), (1, 50, 200), (1, 60, 503)] {
+            let at = start + Duration::from_millis(10);
+            let done = at + Duration::from_millis(latency_ms);
+            let record = |r: &mut Recorder| r.record_response(at, at, done, status);
+            record(&mut main);
+            traffic.record(Some(group), at, record);
+            traffic.record_lateness(at, at + Duration::from_millis(latency_ms));
+        }
+        let other_thread = TrafficRecorder::new(&schedule, start, Duration::ZERO, second);
+        traffic.merge(other_thread);
+        let report = main.report(0, 1);
+        let figures = traffic.report(&schedule, &report, 0, 1);
+        let tiny = &figures.models["tiny"];
+        assert_eq!((tiny.requests, tiny.error_rate), (2, 0.0));
+        assert!(
+            (tiny.p99_ms - 4.0).abs() < 0.01 && (tiny.p50_ms - 2.0).abs() < 0.01,
+            "{tiny:?}"
+        );
+        let big = &figures.models["big"];
+        assert_eq!((big.requests, big.error_rate, big.throughput_rps), (2, 0.5, 1.0));
+        let replay = figures.replay.expect("a replay reports its fidelity");
+        assert_eq!(
+            (replay.slice_requests, replay.unreadable_lines, replay.other_lines),
+            (10, 3, 1)
+        );
+        assert_eq!((replay.asked_rps, replay.sent_rps), (10.0, 4.0));
+        assert!((replay.lateness_ms.max - 60.0).abs() < 0.1, "{replay:?}");
+        assert!(figures.peak.is_none());
+    }
+
+    #[test]
+    fn a_profile_reports_the_requests_due_at_its_peak() {
+        let profile: Profile = "step:10,40@1s".parse().unwrap();
+        let schedule = Schedule::Profile {
+            profile,
+            arrival: crate::load::Arrival::Constant,
+        };
+        let start = Instant::now();
+        let window = Duration::from_secs(2);
+        let mut main = Recorder::new(start, Duration::ZERO, window);
+        let mut traffic = TrafficRecorder::new(&schedule, start, Duration::ZERO, window);
+        for (at_ms, latency_ms) in [(100, 1), (500, 1), (1_100, 30), (1_600, 50)] {
+            let at = start + Duration::from_millis(at_ms);
+            let record = |r: &mut Recorder| r.record_response(at, at, at + Duration::from_millis(latency_ms), 200);
+            record(&mut main);
+            traffic.record(None, at, record);
+        }
+        let figures = traffic.report(&schedule, &main.report(0, 1), 0, 1);
+        let peak = figures.peak.expect("a profile reports its peak");
+        assert_eq!((peak.rate_rps, peak.requests), (40.0, 2));
+        assert!(
+            (peak.seconds - 1.0).abs() < 0.02 && (peak.throughput_rps - 2.0).abs() < 0.05,
+            "{peak:?}"
+        );
+        assert!(
+            (peak.p99_ms - 50.0).abs() < 0.1 && (peak.p50_ms - 30.0).abs() < 0.1,
+            "{peak:?}"
+        );
+        assert!(figures.models.is_empty() && figures.replay.is_none());
+    }
+}
