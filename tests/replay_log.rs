@@ -153,6 +153,7 @@ fn bad_replays_and_profiles_are_refused_before_any_load() {
             vec!["--replay", "/nonexistent/access_log.log"],
         ),
         (replay(&["--users", "2"]), vec!["--users"]),
+        (replay(&["--duration", "1m"]), vec!["--duration", "--loop"]),
     ];
     for (args, expected) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

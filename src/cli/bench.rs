@@ -372,6 +372,10 @@ fn varying_schedule(args: &BenchArgs) -> anyhow::Result<Option<(Schedule, Durati
         return Ok(None);
     };
     let duration = match args.duration {
+        Some(duration) if args.replay.is_some() && !args.looped && args.warmup + duration > length => bail!(
+            "--duration: --warmup and --duration last {:?}, longer than the replayed slice ({length:?}): add --loop, or shorten them",
+            args.warmup + duration
+        ),
         Some(duration) => duration,
         None => length.saturating_sub(args.warmup),
     };
