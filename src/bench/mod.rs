@@ -7,9 +7,13 @@
 //! through (URL, bearer key, process tree, metrics), for `bench --target`
 //! and the study alike.
 //!
+//! `replay` checks, before a replay, that the server serves every model of
+//! the log.
+//!
 //! Called by the `bench` command and by the study's runner.
 
 pub mod capacity;
+pub mod replay;
 pub mod stress;
 
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::load::tls::Verification;
-use crate::load::{run_load, LoadError, LoadPlan, Progress};
+use crate::load::{run_load_traffic, LoadError, LoadPlan, Progress, TrafficReport};
 use crate::measure::metrics::{scrape, ServerLatency};
 use crate::measure::process::{MemoryReport, ObserverCost, TreeSampler, SAMPLE_INTERVAL};
 use crate::measure::LoadReport;
@@ -104,6 +108,17 @@ pub async fn measure_once(
     token: CancellationToken,
     progress: Arc<Progress>,
 ) -> Result<Measurement, LoadError> {
+    Ok(measure_traffic(plan, probe, token, progress).await?.0)
+}
+
+/// `measure_once`, with a replay's or a profile's own figures (per model,
+/// fidelity to the log, at the peak).
+pub async fn measure_traffic(
+    plan: LoadPlan,
+    probe: &ServerProbe,
+    token: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<(Measurement, TrafficReport), LoadError> {
     let http = crate::server::tls::http_client(&probe.metrics_tls, Duration::from_secs(5))
         .map_err(|e| tracing::warn!("metrics: {e}"))
         .ok();
@@ -123,7 +138,7 @@ pub async fn measure_once(
             }
         })
     });
-    let load = run_load(plan, token, progress).await;
+    let load = run_load_traffic(plan, token, progress).await;
     let (memory_mb, observer) = match sampler {
         Some(handle) => match handle.await.ok().flatten().map(TreeSampler::finish) {
             Some((memory, cost)) => (Some(memory), Some(cost)),
@@ -131,15 +146,18 @@ pub async fn measure_once(
         },
         None => (None, None),
     };
-    let load = load?;
+    let (load, traffic) = load?;
     let server = match (&probe.metrics_url, &http, before) {
         (Some(url), Some(http), Some(before)) => scrape(http, url).await.ok().map(|after| before.delta(&after)),
         _ => None,
     };
-    Ok(Measurement {
-        load,
-        memory_mb,
-        server,
-        observer,
-    })
+    Ok((
+        Measurement {
+            load,
+            memory_mb,
+            server,
+            observer,
+        },
+        traffic,
+    ))
 }

@@ -1,7 +1,7 @@
 //! `servetune bench`: benchmark a running endpoint, or the current config of
-//! a managed TorchServe (`--target`), with a fixed load, a capacity search
-//! or a stress test; prints a table (or `--json`) and saves the result under
-//! `results/bench/`.
+//! a managed TorchServe (`--target`), with a fixed load, a rate profile, a
+//! replayed access log, a capacity search or a stress test; prints a table
+//! (or `--json`) and saves the result under `results/bench/`.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -14,11 +14,15 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::capacity::{find_capacity, Capacity, CapacitySearch};
+use crate::bench::replay::check_models_served;
 use crate::bench::stress::{run_stress, StressPlan, StressResult};
-use crate::bench::{measure_once, torchserve_endpoint, Measurement, ServerProbe};
+use crate::bench::{measure_traffic, torchserve_endpoint, Measurement, ServerProbe};
+use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic, Speed, TimePoint};
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::tls::Verification;
-use crate::load::{Arrival, LoadPlan, Progress, Protocol, Schedule, StabilityRule, Stages, Workload};
+use crate::load::{
+    Arrival, LoadPlan, Profile, Progress, Protocol, Schedule, StabilityRule, Stages, TrafficReport, Workload,
+};
 use crate::server::{TargetSpec, TorchServe};
 
 #[derive(Debug, clap::Args)]
@@ -47,8 +51,33 @@ pub struct BenchArgs {
     #[arg(long)]
     content_type: Option<String>,
     /// Open loop: requests per second.
-    #[arg(long, conflicts_with_all = ["users", "stages", "find_capacity", "stress"])]
+    #[arg(long, conflicts_with_all = ["users", "stages", "find_capacity", "stress", "profile", "replay"])]
     rate: Option<f64>,
+    /// Open loop at a rate that varies: "step:50,200,50@20s",
+    /// "burst:base=50,peak=400,every=30s,for=5s" or
+    /// "diurnal:min=20,max=300,period=10m" (time counts from the start,
+    /// warm-up included; default --duration: one pass less the warm-up).
+    #[arg(long, conflicts_with_all = ["users", "stages", "find_capacity", "stress", "replay"])]
+    profile: Option<Profile>,
+    /// Replay the inference requests of a TorchServe access log at their
+    /// recorded instants, each to its own path (open loop; needs --body-dir).
+    #[arg(long, value_name = "ACCESS_LOG", conflicts_with_all = ["users", "stages", "find_capacity", "stress", "body"])]
+    replay: Option<PathBuf>,
+    /// Replay: sample bodies, one folder per model (BODY_DIR/<model>/).
+    #[arg(long, value_name = "DIR", requires = "replay")]
+    body_dir: Option<PathBuf>,
+    /// Replay: how much faster than recorded, e.g. 4x or 0.5x.
+    #[arg(long, default_value = "1x", requires = "replay", allow_hyphen_values = true)]
+    speed: Speed,
+    /// Replay from this log time (2026-11-28T11:03:05,354) or offset from its first request (+30s).
+    #[arg(long, value_name = "TIME", requires = "replay", allow_hyphen_values = true)]
+    from: Option<TimePoint>,
+    /// Replay up to (not including) this log time or offset.
+    #[arg(long, value_name = "TIME", requires = "replay", allow_hyphen_values = true)]
+    to: Option<TimePoint>,
+    /// Replay: start the slice again when it ends, until --duration is over.
+    #[arg(long = "loop", requires_all = ["replay", "duration"])]
+    looped: bool,
     /// Open-loop arrivals.
     #[arg(long, value_enum, default_value = "constant")]
     arrival: Arrival,
@@ -158,6 +187,9 @@ struct BenchOutput {
     capacity: Option<Capacity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stress: Option<StressResult>,
+    /// A replay's or a profile's own figures: `models`, `replay`, `peak`.
+    #[serde(flatten)]
+    traffic: TrafficReport,
 }
 
 /// The URL, headers and server probe, from --url/--target.
@@ -223,6 +255,14 @@ async fn resolve_target(args: &BenchArgs) -> anyhow::Result<Resolved> {
 
 /// The workload the flags describe.
 fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
+    if let Some(open) = varying_schedule(args)? {
+        return Ok(Workload {
+            schedule: open.0,
+            duration: open.1,
+            stability: None,
+            ..base_workload(args)?
+        });
+    }
     let (schedule, duration) = match (&args.rate, &args.users, &args.stages) {
         (Some(rate), _, _) => (
             Schedule::Open {
@@ -265,10 +305,22 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
             },
             Duration::from_secs(1),
         ),
-        _ => bail!("say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"),
+        _ => bail!(
+            "say how to load: --rate N, --users N, --stages SPEC, --profile SPEC, --replay LOG, --find-capacity or --stress"
+        ),
     };
     // Stages shape the load over time: measure them as given.
     let steady = !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress;
+    Ok(Workload {
+        schedule,
+        duration,
+        stability: steady.then(|| StabilityRule::within(args.max_duration.unwrap_or(duration * 3))),
+        ..base_workload(args)?
+    })
+}
+
+/// What every workload of the flags shares (the schedule and window aside).
+fn base_workload(args: &BenchArgs) -> anyhow::Result<Workload> {
     Ok(Workload {
         method: args.method.clone(),
         bodies: match &args.body {
@@ -278,16 +330,67 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
         protocol: args.protocol,
         content_type: args.content_type.clone(),
         headers: args.headers.clone(),
-        schedule,
+        schedule: Schedule::Open {
+            rate_per_s: 1.0,
+            arrival: args.arrival,
+        },
         warmup: args.warmup,
-        duration,
-        stability: steady.then(|| StabilityRule::within(args.max_duration.unwrap_or(duration * 3))),
+        duration: Duration::from_secs(10),
+        stability: None,
         request_timeout: args.timeout,
         max_in_flight: args.max_in_flight,
         threads: args.threads,
         seed: args.seed,
         verification: cli_verification(args),
     })
+}
+
+/// A profile's or a replay's schedule and measured window (a fixed one:
+/// the load varies on purpose), or None for the other modes.
+fn varying_schedule(args: &BenchArgs) -> anyhow::Result<Option<(Schedule, Duration)>> {
+    let (schedule, length) = if let Some(profile) = &args.profile {
+        let length = profile.natural_length();
+        let schedule = Schedule::Profile {
+            profile: profile.clone(),
+            arrival: args.arrival,
+        };
+        (schedule, length)
+    } else if let Some(log) = &args.replay {
+        let Some(body_dir) = &args.body_dir else {
+            bail!("--replay needs --body-dir DIR: one folder of sample bodies per model (DIR/<model>/)");
+        };
+        let options = ReplayOptions {
+            speed: args.speed,
+            from: args.from,
+            to: args.to,
+            looped: args.looped,
+        };
+        let traffic = ReplayTraffic::build(&ReplayLog::read(log)?, &options, body_dir)?;
+        let length = traffic.pass_length();
+        (Schedule::Replay(Arc::new(traffic)), length)
+    } else {
+        return Ok(None);
+    };
+    let duration = match args.duration {
+        Some(duration) if args.replay.is_some() && !args.looped && args.warmup + duration > length => bail!(
+            "--duration: --warmup and --duration last {:?}, longer than the replayed slice ({length:?}): add --loop, or shorten them",
+            args.warmup + duration
+        ),
+        Some(duration) => duration,
+        None => length.saturating_sub(args.warmup),
+    };
+    if duration.is_zero() {
+        bail!(
+            "the {} lasts {length:?}, no longer than --warmup {:?}: nothing to measure (shorten --warmup)",
+            if args.profile.is_some() {
+                "--profile"
+            } else {
+                "replayed slice"
+            },
+            args.warmup
+        );
+    }
+    Ok(Some((schedule, duration)))
 }
 
 async fn build_plan(args: &BenchArgs, resolved: &Resolved) -> anyhow::Result<LoadPlan> {
@@ -313,6 +416,14 @@ fn describe(schedule: &Schedule, args: &BenchArgs) -> String {
         Schedule::Closed { stages, .. } => {
             format!("closed loop stages (peak {} users)", stages.peak_users())
         }
+        Schedule::Profile { profile, .. } => format!("profile {profile}"),
+        Schedule::Replay(traffic) => format!(
+            "replay {} at {} ({} requests, models {})",
+            traffic.log.display(),
+            traffic.speed,
+            traffic.entries.len(),
+            traffic.models().join(", ")
+        ),
     }
 }
 
@@ -343,6 +454,7 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
             resolved.probe = ServerProbe::default();
         }
         let plan = build_plan(&args, &resolved).await?;
+        check_models_served(&plan).await?;
         let mode = describe(&plan.schedule, &args);
         let mut output = BenchOutput {
             url: resolved.url.clone(),
@@ -350,6 +462,7 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
             measurement: None,
             capacity: None,
             stress: None,
+            traffic: TrafficReport::default(),
         };
         if args.find_capacity {
             let mut search = CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
@@ -374,11 +487,13 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
         } else {
             let progress = Arc::new(Progress::default());
             let bar = progress_bar(&args, plan.warmup + plan.duration, Arc::clone(&progress));
-            let measurement = measure_once(plan, &resolved.probe, token.clone(), progress).await;
+            let measured = measure_traffic(plan, &resolved.probe, token.clone(), progress).await;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            output.measurement = Some(measurement?);
+            let (measurement, traffic) = measured?;
+            output.measurement = Some(measurement);
+            output.traffic = traffic;
         }
         anyhow::Ok(output)
     })?;
@@ -504,6 +619,52 @@ fn print_measurement(m: &Measurement) {
     }
 }
 
+fn print_traffic(traffic: &TrafficReport) {
+    if let Some(r) = &traffic.replay {
+        println!(
+            "replay        {} at {}x{}: {} requests in the slice, {} unreadable lines skipped, {} other requests",
+            r.log,
+            r.speed,
+            if r.looped { " looped" } else { "" },
+            r.slice_requests,
+            r.unreadable_lines,
+            r.other_lines
+        );
+        println!(
+            "followed      sent {:.1} req/s of {:.1} asked ({:.1} recorded)   lateness p50 {:.2}  p99 {:.2}  max {:.2} ms   late {}  dropped {}",
+            r.sent_rps,
+            r.asked_rps,
+            r.recorded_rps,
+            r.lateness_ms.p50,
+            r.lateness_ms.p99,
+            r.lateness_ms.max,
+            r.late_sends,
+            r.dropped
+        );
+    }
+    for (model, m) in &traffic.models {
+        println!(
+            "model {model:<8} {} requests  {:.1} req/s  p50 {:.2}  p99 {:.2} ms  error rate {:.2}%",
+            m.requests,
+            m.throughput_rps,
+            m.p50_ms,
+            m.p99_ms,
+            m.error_rate * 100.0
+        );
+    }
+    if let Some(p) = &traffic.peak {
+        println!(
+            "at peak       {:.0} req/s asked over {:.0}s: {:.1} req/s  p50 {:.2}  p99 {:.2} ms  error rate {:.2}%",
+            p.rate_rps,
+            p.seconds,
+            p.throughput_rps,
+            p.p50_ms,
+            p.p99_ms,
+            p.error_rate * 100.0
+        );
+    }
+}
+
 fn print_table(output: &BenchOutput, saved: Option<&Path>) {
     println!("servetune bench  {}  {}", output.url, output.mode);
     if let Some(m) = &output.measurement {
@@ -513,6 +674,7 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
         );
         print_measurement(m);
     }
+    print_traffic(&output.traffic);
     if let Some(c) = &output.capacity {
         println!("probes (rate req/s -> p99 ms, error rate):");
         for p in &c.probes {

@@ -1,99 +1,20 @@
 //! Following TorchServe's access log (`access_log.log`) without adding load:
-//! parsing its lines and reading the new ones as they are written, across
-//! rotation and truncation.
-//!
-//! A line (TorchServe 0.12, log4j2 pattern `%d{ISO8601} - %m%n`) looks like
-//! `2026-11-28T11:03:05,354 - /127.0.0.1:50886 "POST /predictions/tiny HTTP/1.1" 200 75`:
-//! the local time, the client, the quoted request line, the HTTP status and
-//! the time taken in milliseconds.
+//! reading the new lines as they are written, across rotation and
+//! truncation. Each line is parsed by `load::access_log` (the parser a
+//! replay uses too), re-exported here.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+pub use crate::load::access_log::{parse_line, AccessLine};
+
 /// Most bytes one poll reads, so memory stays bounded however far behind we are.
 const MAX_POLL_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Longest line kept; a longer one is dropped (and counted as skipped).
 const MAX_LINE_BYTES: usize = 64 * 1024;
-
-/// One request as the access log records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLine {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub millis: u64,
-}
-
-impl AccessLine {
-    /// The model an inference request is for: `/predictions/M[/V]`,
-    /// `/v1/models/M[/versions/V]:predict`, `/v2/models/M[/versions/V]/infer`;
-    /// None for other paths (management, ping, metrics).
-    pub fn inference_model(&self) -> Option<&str> {
-        let segments: Vec<&str> = path_without_query(&self.path)
-            .split('/')
-            .filter(|segment| !segment.is_empty())
-            .collect();
-        let model = match segments.as_slice() {
-            ["predictions", model] | ["predictions", model, _] => Some(*model),
-            ["v1", "models", model_predict] => model_predict.strip_suffix(":predict"),
-            ["v1", "models", model, "versions", version_predict] if version_predict.ends_with(":predict") => {
-                Some(*model)
-            }
-            ["v2", "models", model, "infer"] | ["v2", "models", model, "versions", _, "infer"] => Some(*model),
-            _ => None,
-        };
-        model.filter(|name| !name.is_empty())
-    }
-
-    /// A server-side failure: 5xx, or 429 / 503 / 507 (TorchServe's overload
-    /// answers). 4xx client errors are not.
-    pub fn is_error(&self) -> bool {
-        self.status >= 500 || self.status == 429
-    }
-}
-
-fn path_without_query(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
-}
-
-/// Parses one access-log line; None for anything else. Never panics.
-pub fn parse_line(line: &str) -> Option<AccessLine> {
-    let line = line.trim_end();
-    let open = line.find('"')?;
-    let close = line.rfind('"')?;
-    if close <= open || !line[..open].contains(" - ") {
-        return None;
-    }
-    let (method, path) = parse_request_line(&line[open + 1..close])?;
-    let (status, millis) = parse_outcome(&line[close + 1..])?;
-    Some(AccessLine {
-        method: method.to_string(),
-        path: path.to_string(),
-        status,
-        millis,
-    })
-}
-
-/// `METHOD PATH [PROTOCOL]` into the method and the path.
-fn parse_request_line(request: &str) -> Option<(&str, &str)> {
-    let mut parts = request.split_whitespace();
-    let method = parts.next()?;
-    let path = parts.next()?;
-    let _protocol = parts.next();
-    let is_method = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-    (is_method && path.starts_with('/') && parts.next().is_none()).then_some((method, path))
-}
-
-/// `STATUS MILLIS` into the HTTP status and the time taken.
-fn parse_outcome(rest: &str) -> Option<(u16, u64)> {
-    let mut parts = rest.split_whitespace();
-    let status: u16 = parts.next()?.parse().ok()?;
-    let millis: u64 = parts.next()?.parse().ok()?;
-    ((100..=599).contains(&status) && parts.next().is_none()).then_some((status, millis))
-}
 
 /// The file being read and how far.
 struct OpenLog {

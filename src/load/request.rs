@@ -132,51 +132,71 @@ pub fn parse_header(text: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
-/// The rendered requests: one byte string per body, sent round-robin.
+/// The rendered requests: one byte string per body, sent round-robin; or
+/// several groups of them (a replay: one group per path), picked by group
+/// and body.
 #[derive(Debug, Clone)]
 pub struct RenderedRequests {
-    wire: Vec<Vec<u8>>,
+    groups: Vec<Vec<Vec<u8>>>,
 }
 
 impl RenderedRequests {
     pub fn render(spec: &RequestSpec) -> Self {
-        let bodies: Vec<&[u8]> = if spec.bodies.is_empty() {
-            vec![&[]]
-        } else {
-            spec.bodies.iter().map(Vec::as_slice).collect()
-        };
-        let wire = bodies
-            .into_iter()
-            .map(|body| {
-                let mut head = format!(
-                    "{} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: servetune\r\nAccept: */*\r\n",
-                    spec.method, spec.endpoint.path_and_query, spec.endpoint.host, spec.endpoint.port
-                );
-                let has = |name: &str| spec.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-                if let Some(content_type) = &spec.content_type {
-                    if !has("content-type") && !body.is_empty() {
-                        head.push_str(&format!("Content-Type: {content_type}\r\n"));
-                    }
-                }
-                for (name, value) in &spec.headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                if !body.is_empty() || spec.method != "GET" {
-                    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-                }
-                head.push_str("\r\n");
-                let mut bytes = head.into_bytes();
-                bytes.extend_from_slice(body);
-                bytes
-            })
-            .collect();
-        Self { wire }
+        Self::render_groups(std::slice::from_ref(spec))
     }
 
-    /// The bytes of request number `index`.
-    pub fn get(&self, index: u64) -> &[u8] {
-        &self.wire[(index % self.wire.len() as u64) as usize]
+    /// One group per spec, in order.
+    pub fn render_groups(specs: &[RequestSpec]) -> Self {
+        Self {
+            groups: specs.iter().map(render_one).collect(),
+        }
     }
+
+    /// The bytes of request number `index` (of the first group).
+    pub fn get(&self, index: u64) -> &[u8] {
+        let wire = &self.groups[0];
+        &wire[(index % wire.len() as u64) as usize]
+    }
+
+    /// The bytes of body `body` of group `group`.
+    pub fn get_in(&self, group: u32, body: u32) -> &[u8] {
+        let wire = &self.groups[group as usize];
+        &wire[body as usize % wire.len()]
+    }
+}
+
+/// Every body of `spec`, rendered.
+fn render_one(spec: &RequestSpec) -> Vec<Vec<u8>> {
+    let bodies: Vec<&[u8]> = if spec.bodies.is_empty() {
+        vec![&[]]
+    } else {
+        spec.bodies.iter().map(Vec::as_slice).collect()
+    };
+    bodies
+        .into_iter()
+        .map(|body| {
+            let mut head = format!(
+                "{} {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: servetune\r\nAccept: */*\r\n",
+                spec.method, spec.endpoint.path_and_query, spec.endpoint.host, spec.endpoint.port
+            );
+            let has = |name: &str| spec.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if let Some(content_type) = &spec.content_type {
+                if !has("content-type") && !body.is_empty() {
+                    head.push_str(&format!("Content-Type: {content_type}\r\n"));
+                }
+            }
+            for (name, value) in &spec.headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            if !body.is_empty() || spec.method != "GET" {
+                head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            }
+            head.push_str("\r\n");
+            let mut bytes = head.into_bytes();
+            bytes.extend_from_slice(body);
+            bytes
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! stop and the cancellation token, so a stalled server never holds a run.
 //!
 //! Open loop: the i-th request is due at an absolute time (constant period
-//! or Poisson arrivals); a connection task takes the next due slot when it is
+//! or Poisson arrivals, a rate profile, or a replayed log's instants: see
+//! `due`); a connection task takes the next due slot when it is
 //! free, waits until it is due, and latency is measured from that due time
 //! (or from the actual send when the connection sat idle until then, so the
 //! timer's own tick is not blamed on the server).
@@ -25,38 +26,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::task::LocalSet;
 
 use tokio::time::{sleep_until, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::due::{DueTimes, Pick};
 use super::error::LoadError;
 use super::http::{Connection, Failure};
 use super::progress::Progress;
 use super::request::RenderedRequests;
+pub use super::schedule::{Arrival, Schedule};
 use super::stages::Stages;
 use super::tls::TlsTarget;
+use super::traffic::{TrafficRecorder, TrafficReport};
 use super::window::{self, StabilityRule, WindowShape, WindowTokens};
 use crate::measure::{ErrorClass, LoadReport, Recorder};
-
-/// How open-loop arrivals are spaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arrival {
-    Constant,
-    Poisson,
-}
-
-/// When requests are sent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Schedule {
-    /// Virtual users: each sends its next request when the last one answered.
-    Closed { stages: Stages, think_time: Duration },
-    /// Requests at a rate, whether or not earlier ones answered.
-    Open { rate_per_s: f64, arrival: Arrival },
-}
 
 /// Everything one run needs.
 #[derive(Debug, Clone)]
@@ -112,6 +97,15 @@ pub async fn run_load(
     token: CancellationToken,
     progress: Arc<Progress>,
 ) -> Result<LoadReport, LoadError> {
+    Ok(run_load_traffic(plan, token, progress).await?.0)
+}
+
+/// `run_load`, with a replay's or a profile's own figures too.
+pub async fn run_load_traffic(
+    plan: LoadPlan,
+    token: CancellationToken,
+    progress: Arc<Progress>,
+) -> Result<(LoadReport, TrafficReport), LoadError> {
     validate(&plan)?;
     match Connection::open(plan.address, Duration::from_secs(3), plan.tls.as_deref()).await {
         Err(Failure::Connect(e) | Failure::Io(e)) => {
@@ -162,10 +156,14 @@ pub async fn run_load(
         handles.push(receiver);
     }
     let mut merged = Recorder::new(start, shape.warmup, shape.slot());
+    let mut traffic = TrafficRecorder::new(&plan.schedule, start, shape.warmup, shape.slot());
     let mut failure = None;
     for handle in handles {
         match handle.await {
-            Ok(Ok(recorder)) => merged.merge(recorder),
+            Ok(Ok((recorder, thread_traffic))) => {
+                merged.merge(recorder);
+                traffic.merge(thread_traffic);
+            }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some(LoadError::Thread("a load thread panicked".into())),
         }
@@ -179,7 +177,8 @@ pub async fn run_load(
     let outcome = outcome.map_err(|_| LoadError::Thread("the window monitor stopped".into()))?;
     let mut report = merged.report(outcome.from, outcome.to);
     report.stability = outcome.stability;
-    Ok(report)
+    let traffic = traffic.report(&plan.schedule, &report, outcome.from, outcome.to);
+    Ok((report, traffic))
 }
 
 /// The window `plan` asks for.
@@ -219,6 +218,8 @@ struct ThreadContext {
     window: Arc<WindowTokens>,
     token: CancellationToken,
     recorder: RefCell<Recorder>,
+    /// Per-model, peak and lateness observations (replays and profiles).
+    traffic: RefCell<TrafficRecorder>,
     progress: Arc<Progress>,
     request_counter: Cell<u64>,
 }
@@ -230,7 +231,7 @@ fn run_thread(
     token: CancellationToken,
     window: Arc<WindowTokens>,
     progress: Arc<Progress>,
-) -> Result<Recorder, LoadError> {
+) -> Result<(Recorder, TrafficRecorder), LoadError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -240,6 +241,12 @@ fn run_thread(
         window,
         token,
         recorder: RefCell::new(Recorder::new(start, plan.warmup, window_shape(plan).slot())),
+        traffic: RefCell::new(TrafficRecorder::new(
+            &plan.schedule,
+            start,
+            plan.warmup,
+            window_shape(plan).slot(),
+        )),
         progress,
         request_counter: Cell::new(thread_index as u64),
     });
@@ -250,14 +257,29 @@ fn run_thread(
             Schedule::Closed { stages, think_time } => {
                 run_closed(&context, stages, *think_time, thread_index, start).await
             }
-            Schedule::Open { rate_per_s, arrival } => {
-                run_open(&context, *rate_per_s, *arrival, thread_index, start).await
+            open => {
+                let due = due_times(open, start, plan, thread_index);
+                run_open(&context, due, thread_index).await
             }
         }
     });
     drop(local);
     let context = Rc::try_unwrap(context).map_err(|_| LoadError::Thread("tasks outlived the run".into()))?;
-    Ok(context.recorder.into_inner())
+    Ok((context.recorder.into_inner(), context.traffic.into_inner()))
+}
+
+/// This thread's due times for an open-loop schedule.
+fn due_times(schedule: &Schedule, start: Instant, plan: &LoadPlan, thread_index: usize) -> DueTimes {
+    match schedule {
+        Schedule::Open { rate_per_s, arrival } => {
+            DueTimes::rate(start, *rate_per_s, *arrival, plan.threads, thread_index, plan.seed)
+        }
+        Schedule::Profile { profile, arrival } => {
+            DueTimes::profile(start, profile.clone(), *arrival, plan.threads, thread_index, plan.seed)
+        }
+        Schedule::Replay(traffic) => DueTimes::replay(start, Arc::clone(traffic), plan.threads, thread_index),
+        Schedule::Closed { .. } => unreachable!("a closed loop has no due times"),
+    }
 }
 
 /// How one request ended, from the loop's point of view.
@@ -317,9 +339,24 @@ impl Lane {
     }
 }
 
+impl ThreadContext {
+    /// Records into the main recorder and the traffic recorders of `pick`.
+    fn record(&self, pick: Pick, intended: Instant, record: impl Fn(&mut Recorder)) {
+        record(&mut self.recorder.borrow_mut());
+        if self.tracks_traffic() {
+            self.traffic.borrow_mut().record(pick.group(), intended, record);
+        }
+    }
+
+    /// Whether the schedule has figures of its own (per model, at peak).
+    fn tracks_traffic(&self) -> bool {
+        matches!(self.plan.schedule, Schedule::Profile { .. } | Schedule::Replay(_))
+    }
+}
+
 /// Sends one request on the lane's connection (opening it if needed),
 /// racing the hard stop; records the outcome with latency from `intended`.
-async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -> Step {
+async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant, pick: Pick) -> Step {
     let plan = &context.plan;
     let index = context.request_counter.get();
     context.request_counter.set(index + plan.threads as u64);
@@ -333,7 +370,10 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
         connection
             .as_mut()
             .expect("opened above")
-            .exchange(plan.requests.get(index))
+            .exchange(match pick {
+                Pick::Next => plan.requests.get(index),
+                Pick::Entry { group, body } => plan.requests.get_in(group, body),
+            })
             .await
     };
     let outcome = tokio::select! {
@@ -345,16 +385,15 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
     };
     let done = Instant::now();
     let Some(result) = outcome else {
-        context.recorder.borrow_mut().record_unfinished(intended);
+        context.record(pick, intended, |r| r.record_unfinished(intended));
         lane.connection = None;
         return Step::WindowClosed;
     };
     let failure = match result {
         Some(Ok(response)) => {
-            context
-                .recorder
-                .borrow_mut()
-                .record_response(intended, sent, done, response.status);
+            context.record(pick, intended, |r| {
+                r.record_response(intended, sent, done, response.status)
+            });
             let counter = match ErrorClass::of_status(response.status) {
                 Some(_) => &context.progress.errors,
                 None => &context.progress.ok,
@@ -370,7 +409,7 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant) -
         Some(Err(Failure::Io(_) | Failure::Protocol(_))) => ErrorClass::Io,
         None => ErrorClass::Timeout,
     };
-    context.recorder.borrow_mut().record_failure(intended, done, failure);
+    context.record(pick, intended, |r| r.record_failure(intended, done, failure));
     context.progress.errors.fetch_add(1, Ordering::Relaxed);
     lane.connection = None;
     if failure == ErrorClass::Connect {
@@ -427,7 +466,7 @@ async fn virtual_user(context: Rc<ThreadContext>, stop: Rc<Cell<bool>>, think_ti
     let mut lane = Lane::new(&context);
     while window_open(&context) && !stop.get() {
         let intended = Instant::now();
-        if let Step::WindowClosed = send_one(&context, &mut lane, intended).await {
+        if let Step::WindowClosed = send_one(&context, &mut lane, intended, Pick::Next).await {
             return;
         }
         if !think_time.is_zero() && !lane.pace_until(Instant::now() + think_time, context.window.end()).await {
@@ -436,63 +475,9 @@ async fn virtual_user(context: Rc<ThreadContext>, stop: Rc<Cell<bool>>, think_ti
     }
 }
 
-/// Due times of this thread's open-loop requests.
-struct Slots {
-    next_due: Instant,
-    period: Duration,
-    arrival: Arrival,
-    rate_per_s: f64,
-    rng: SmallRng,
-}
-
-impl Slots {
-    fn new(start: Instant, rate_per_s: f64, arrival: Arrival, threads: usize, thread_index: usize, seed: u64) -> Self {
-        let thread_rate = rate_per_s / threads as f64;
-        let period = Duration::from_secs_f64(1.0 / thread_rate);
-        let mut rng = SmallRng::seed_from_u64(seed ^ (thread_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        // Threads interleave their constant schedules; Poisson starts at a random gap.
-        let first = match arrival {
-            Arrival::Constant => Duration::from_secs_f64(thread_index as f64 / rate_per_s),
-            Arrival::Poisson => exponential(&mut rng, thread_rate),
-        };
-        Self {
-            next_due: start + first,
-            period,
-            arrival,
-            rate_per_s: thread_rate,
-            rng,
-        }
-    }
-
-    /// The next due time before `end`, if any.
-    fn take(&mut self, end: Instant) -> Option<Instant> {
-        let due = self.next_due;
-        if due >= end {
-            return None;
-        }
-        self.next_due += match self.arrival {
-            Arrival::Constant => self.period,
-            Arrival::Poisson => exponential(&mut self.rng, self.rate_per_s),
-        };
-        Some(due)
-    }
-}
-
-fn exponential(rng: &mut SmallRng, rate_per_s: f64) -> Duration {
-    let uniform: f64 = rng.random::<f64>();
-    Duration::from_secs_f64(-(1.0 - uniform).ln() / rate_per_s)
-}
-
-async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival, thread_index: usize, start: Instant) {
+async fn run_open(context: &Rc<ThreadContext>, due_times: DueTimes, thread_index: usize) {
     let plan = &context.plan;
-    let slots = Rc::new(RefCell::new(Slots::new(
-        start,
-        rate_per_s,
-        arrival,
-        plan.threads,
-        thread_index,
-        plan.seed,
-    )));
+    let slots = Rc::new(RefCell::new(due_times));
     let connections = share(plan.max_in_flight as u32, plan.threads, thread_index).max(1);
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -501,9 +486,10 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
         tasks.push(tokio::task::spawn_local(async move {
             let mut lane = Lane::new(&context);
             while window_open(&context) {
-                let Some(due) = slots.borrow_mut().take(context.window.end()) else {
+                let Some(slot) = slots.borrow_mut().take(context.window.end()) else {
                     break;
                 };
+                let due = slot.at;
                 // Idle until due: any delay past it is the timer's (1 ms ticks),
                 // not the server's, so latency counts from the actual send.
                 // Busy past due: the server held this connection, so latency
@@ -513,11 +499,14 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
                     break;
                 }
                 let now = Instant::now();
+                if context.tracks_traffic() {
+                    context.traffic.borrow_mut().record_lateness(due, now);
+                }
                 if now > due + LATE_AFTER {
-                    context.recorder.borrow_mut().record_late(due);
+                    context.record(slot.pick, due, |r| r.record_late(due));
                 }
                 let intended = if idle_until_due { now } else { due };
-                if let Step::WindowClosed = send_one(&context, &mut lane, intended).await {
+                if let Step::WindowClosed = send_one(&context, &mut lane, intended, slot.pick).await {
                     break;
                 }
             }
@@ -528,8 +517,7 @@ async fn run_open(context: &Rc<ThreadContext>, rate_per_s: f64, arrival: Arrival
     }
     // Slots due before the end that no connection was free to take.
     let mut slots = slots.borrow_mut();
-    let mut recorder = context.recorder.borrow_mut();
-    while let Some(due) = slots.take(context.window.end()) {
-        recorder.record_dropped(due);
+    while let Some(slot) = slots.take(context.window.end()) {
+        context.record(slot.pick, slot.at, |r| r.record_dropped(slot.at));
     }
 }

@@ -1,5 +1,6 @@
 //! A workload: what is sent (method, bodies, content type, headers) and how
-//! (closed or open loop, warm-up, window, stability rule, limits), as the
+//! (closed or open loop, a rate profile or a replayed log, warm-up, window,
+//! stability rule, limits), as the
 //! `bench` flags and a study's `[workload]` both describe it. `plan` turns
 //! one into a `LoadPlan` against a URL; both callers go through it, so a
 //! study measures exactly what `bench` would.
@@ -63,7 +64,7 @@ impl Workload {
     pub fn max_concurrency(&self) -> usize {
         match &self.schedule {
             Schedule::Closed { stages, .. } => stages.peak_users() as usize,
-            Schedule::Open { .. } => self.max_in_flight,
+            Schedule::Open { .. } | Schedule::Profile { .. } | Schedule::Replay(_) => self.max_in_flight,
         }
     }
 
@@ -113,6 +114,32 @@ impl Workload {
         })
     }
 
+    /// The rendered requests: `spec`'s, or for a replay one group per
+    /// replayed path (its method, its model's bodies) on `spec`'s host.
+    fn render(&self, spec: RequestSpec) -> RenderedRequests {
+        let Schedule::Replay(traffic) = &self.schedule else {
+            return RenderedRequests::render(&spec);
+        };
+        let groups: Vec<RequestSpec> = traffic
+            .groups
+            .iter()
+            .map(|group| RequestSpec {
+                method: self
+                    .method
+                    .clone()
+                    .unwrap_or_else(|| group.method.clone())
+                    .to_ascii_uppercase(),
+                endpoint: Endpoint {
+                    path_and_query: group.path.clone(),
+                    ..spec.endpoint.clone()
+                },
+                bodies: group.bodies.clone(),
+                ..spec.clone()
+            })
+            .collect();
+        RenderedRequests::render_groups(&groups)
+    }
+
     /// The load plan for `url`: resolves the host and prepares TLS.
     pub async fn plan(&self, url: &str, extra_headers: &[(String, String)]) -> Result<LoadPlan, LoadError> {
         let spec = self.requests(url, extra_headers)?;
@@ -125,7 +152,7 @@ impl Workload {
         Ok(LoadPlan {
             tls,
             address: resolve(&endpoint.host, endpoint.port).await?,
-            requests: Arc::new(RenderedRequests::render(&spec)),
+            requests: Arc::new(self.render(spec)),
             schedule: self.schedule.clone(),
             warmup: self.warmup,
             duration: self.duration,

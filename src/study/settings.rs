@@ -19,7 +19,14 @@
 //! # protocol = "torchserve"               # torchserve | kserve-v2 | openai (content type)
 //! # content_type = "application/octet-stream"
 //! users = 16                              # closed loop …
-//! # rate = 300                            # … or open loop (requests/s)
+//! # rate = 300                            # … or open loop (requests/s) …
+//! # profile = "step:50,200,50@20s"        # … or a rate profile (as bench --profile) …
+//! # replay = "access_log.log"             # … or an access log replayed (as bench --replay),
+//! # body_dir = "bodies"                   #   with bodies per model (bodies/<model>/),
+//! # speed = "2x"                          #   faster or slower than recorded,
+//! # from = "+60s"                         #   a slice of it (a log time, or an offset),
+//! # to = "+120s"
+//! # loop = true                           #   started again when it ends
 //! duration = "5s"                         # screening window (default: budget/60, 3 to 10 s)
 //! warmup = "2s"                           # the least warm-up (default: 1 s, 2 s for windows over 5 s)
 //! steady = true                           # windows go on until throughput is steady …
@@ -45,7 +52,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::Protocol;
+use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic};
+use crate::load::{Arrival, Profile, Protocol, Schedule};
 use crate::objective::{Constraints, Weights};
 use crate::search::StrategyKind;
 use crate::server::stack::StackSpec;
@@ -103,6 +111,21 @@ pub struct WorkloadFile {
     pub confirm_duration: Option<Duration>,
     pub confirm_top: Option<usize>,
     pub confirm_rounds: Option<u32>,
+    /// A rate profile (`step:…`, `burst:…`, `diurnal:…`).
+    pub profile: Option<String>,
+    /// An access log to replay.
+    pub replay: Option<PathBuf>,
+    /// Replay: one folder of sample bodies per model.
+    pub body_dir: Option<PathBuf>,
+    /// Replay: `4x`, `0.5x`.
+    pub speed: Option<String>,
+    /// Replay: a log time or `+offset` where the slice starts.
+    pub from: Option<String>,
+    /// Replay: where the slice ends.
+    pub to: Option<String>,
+    /// Replay: start the slice again when it ends.
+    #[serde(rename = "loop")]
+    pub looped: Option<bool>,
 }
 
 /// One space file, or several whose parameters a study searches together
@@ -171,7 +194,12 @@ pub struct Settings {
     pub body: Option<PathBuf>,
     pub protocol: Protocol,
     pub content_type: Option<String>,
+    /// Users or a rate; with a profile its peak rate, with a replay the
+    /// slice's mean rate at its speed.
     pub offered: Offered,
+    /// A rate profile or a replayed slice of a log, sent instead of
+    /// `offered` (the same for every candidate, from each window's start).
+    pub varying: Option<Schedule>,
     pub duration: Duration,
     pub warmup: Duration,
     /// Windows go on until throughput is steady, for at most this long (None: fixed windows).
@@ -243,10 +271,15 @@ impl Settings {
             ));
         }
         let w = &f.workload;
-        let offered = match (w.users, w.rate) {
-            (Some(users), None) if users > 0 => Offered::Users(users),
-            (None, Some(rate)) if rate > 0.0 && rate.is_finite() => Offered::Rate(rate),
-            _ => return Err("[workload] needs exactly one of users = N (≥ 1) or rate = R (> 0)".into()),
+        let varying = varying_schedule(w, &resolve)?;
+        let offered = match (w.users, w.rate, &varying) {
+            (Some(users), None, None) if users > 0 => Offered::Users(users),
+            (None, Some(rate), None) if rate > 0.0 && rate.is_finite() => Offered::Rate(rate),
+            (None, None, Some(schedule)) => Offered::Rate(offered_rate(schedule)),
+            _ => return Err(
+                "[workload] needs exactly one of users = N (≥ 1), rate = R (> 0), profile = \"…\" or replay = \"…\""
+                    .into(),
+            ),
         };
         let budget = overrides.budget.or(f.budget).unwrap_or(Duration::from_secs(30 * 60));
         if budget < Duration::from_secs(10) {
@@ -276,7 +309,13 @@ impl Settings {
         if confirm_rounds < 2 {
             return Err("[workload] confirm_rounds must be at least 2: an interval needs independent repeats".into());
         }
-        let max_window = match (w.steady.unwrap_or(true), w.max_window) {
+        // A varying load is measured as it is: fixed windows.
+        let steady = w.steady.unwrap_or(varying.is_none());
+        if steady && varying.is_some() {
+            return Err("[workload] steady = true waits for a steady throughput, which a profile or a replay never has: leave it out".into());
+        }
+        check_replay_covers_windows(varying.as_ref(), warmup + duration.max(confirm_duration))?;
+        let max_window = match (steady, w.max_window) {
             (false, Some(_)) => return Err("[workload] max_window needs steady = true".into()),
             (false, None) => None,
             (true, Some(max)) if max < duration => {
@@ -385,6 +424,7 @@ impl Settings {
             protocol: w.protocol.unwrap_or(default_protocol),
             content_type: w.content_type.clone(),
             offered,
+            varying,
             duration,
             warmup,
             max_window,
@@ -396,6 +436,81 @@ impl Settings {
             p99_from_baseline,
         })
     }
+}
+
+/// The profile or replay of `[workload]`, if any (the log and bodies are
+/// read here, so a bad one is refused before anything starts).
+fn varying_schedule(w: &WorkloadFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Option<Schedule>, String> {
+    let replay_only = [
+        ("body_dir", w.body_dir.is_some()),
+        ("speed", w.speed.is_some()),
+        ("from", w.from.is_some()),
+        ("to", w.to.is_some()),
+        ("loop", w.looped.is_some()),
+    ];
+    if let Some((key, _)) = replay_only.iter().find(|(_, given)| *given && w.replay.is_none()) {
+        return Err(format!("[workload] {key} needs replay = \"access_log.log\""));
+    }
+    match (&w.profile, &w.replay) {
+        (Some(_), Some(_)) => Err("[workload] profile and replay: give one of them".into()),
+        (Some(text), None) => {
+            let profile: Profile = text.parse().map_err(|e| format!("[workload] profile: {e}"))?;
+            Ok(Some(Schedule::Profile {
+                profile,
+                arrival: Arrival::Constant,
+            }))
+        }
+        (None, Some(log)) => {
+            let body_dir = w
+                .body_dir
+                .as_deref()
+                .ok_or("[workload] replay needs body_dir = \"bodies\": one folder of sample bodies per model")?;
+            let options = ReplayOptions {
+                speed: parse_key("speed", &w.speed)?.unwrap_or(crate::load::replay::Speed(1.0)),
+                from: parse_key("from", &w.from)?,
+                to: parse_key("to", &w.to)?,
+                looped: w.looped.unwrap_or(false),
+            };
+            let log = ReplayLog::read(&resolve(log)).map_err(|e| format!("[workload] replay: {e}"))?;
+            let traffic = ReplayTraffic::build(&log, &options, &resolve(body_dir))
+                .map_err(|e| format!("[workload] replay: {e}"))?;
+            Ok(Some(Schedule::Replay(std::sync::Arc::new(traffic))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `[workload] KEY` parsed, when given.
+fn parse_key<T: std::str::FromStr<Err = String>>(key: &str, text: &Option<String>) -> Result<Option<T>, String> {
+    text.as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| format!("[workload] {key}: {e}"))
+}
+
+/// The rate a profile or replay offers: a profile's peak, a replay's mean.
+fn offered_rate(schedule: &Schedule) -> f64 {
+    match schedule {
+        Schedule::Profile { profile, .. } => profile.peak_rate(),
+        Schedule::Replay(traffic) => traffic.entries.len() as f64 / traffic.period.as_secs_f64(),
+        Schedule::Open { rate_per_s, .. } => *rate_per_s,
+        Schedule::Closed { stages, .. } => f64::from(stages.peak_users()),
+    }
+}
+
+/// A slice that is not looped must last as long as the longest window.
+fn check_replay_covers_windows(varying: Option<&Schedule>, longest: Duration) -> Result<(), String> {
+    let Some(Schedule::Replay(traffic)) = varying else {
+        return Ok(());
+    };
+    if !traffic.looped && traffic.pass_length() < longest {
+        return Err(format!(
+            "[workload] replay: the slice lasts {}, shorter than a window ({} with its warm-up): set loop = true, or replay a longer slice",
+            humantime::format_duration(Duration::from_millis(traffic.pass_length().as_millis() as u64)),
+            humantime::format_duration(longest)
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -513,5 +628,64 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("study.toml") && e.contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_workload_can_be_a_profile_or_a_replayed_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |ms: u32| {
+            format!(
+                "2026-11-28T10:00:{:02},{:03} - /127.0.0.1:1 \"POST /predictions/tiny HTTP/1.1\" 200 3\n",
+                ms / 1000,
+                ms % 1000
+            )
+        };
+        let log: String = (0..40).map(|i| line(i * 250)).collect();
+        std::fs::write(dir.path().join("access_log.log"), log).unwrap();
+        std::fs::create_dir_all(dir.path().join("bodies/tiny")).unwrap();
+        std::fs::write(dir.path().join("bodies/tiny/a.bin"), b"x").unwrap();
+        let load_in = |workload: &str| {
+            let path = dir.path().join("study.toml");
+            std::fs::write(&path, STUDY.replace("users = 4\n", workload)).unwrap();
+            Settings::load(&path, &Overrides::default())
+        };
+        let profile = load_in("profile = \"step:10,40@5s\"\nduration = \"8s\"\n").unwrap();
+        assert!(matches!(profile.varying, Some(Schedule::Profile { .. })));
+        assert_eq!((profile.offered, profile.max_window), (Offered::Rate(40.0), None));
+
+        let replay = load_in(
+            "replay = \"access_log.log\"\nbody_dir = \"bodies\"\nspeed = \"2x\"\nloop = true\nduration = \"3s\"\n",
+        )
+        .unwrap();
+        let Some(Schedule::Replay(traffic)) = &replay.varying else {
+            panic!("a replay: {:?}", replay.varying)
+        };
+        assert_eq!((traffic.entries.len(), traffic.looped), (40, true));
+        assert_eq!(replay.offered, Offered::Rate(8.0), "4 a second in the log, at 2x");
+
+        for (workload, says) in [
+            ("profile = \"step:10\"\n", "[workload] profile"),
+            ("profile = \"step:10@5s\"\nusers = 4\n", "exactly one of"),
+            ("profile = \"step:10@5s\"\nsteady = true\n", "steady"),
+            ("replay = \"access_log.log\"\n", "body_dir"),
+            ("speed = \"2x\"\nusers = 4\n", "speed needs replay"),
+            ("replay = \"access_log.log\"\nbody_dir = \"nowhere\"\n", "nowhere"),
+            (
+                "replay = \"access_log.log\"\nbody_dir = \"bodies\"\nfrom = \"+1h\"\n",
+                "no inference requests",
+            ),
+            (
+                "replay = \"access_log.log\"\nbody_dir = \"bodies\"\nspeed = \"fast\"\n",
+                "[workload] speed",
+            ),
+            (
+                "replay = \"access_log.log\"\nbody_dir = \"bodies\"\nduration = \"20s\"\n",
+                "loop = true",
+            ),
+            ("replay = \"missing.log\"\nbody_dir = \"bodies\"\n", "missing.log"),
+        ] {
+            let e = load_in(workload).unwrap_err().to_string();
+            assert!(e.contains("study.toml") && e.contains(says), "{workload}: {e}");
+        }
     }
 }

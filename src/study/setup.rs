@@ -41,6 +41,9 @@ pub(super) fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload
             arrival: crate::load::Arrival::Constant,
         },
     };
+    if let Some(varying) = &settings.varying {
+        workload.schedule = varying.clone();
+    }
     workload.stability = settings.max_window.map(StabilityRule::within);
     workload.seed = settings.seed;
     // TLS is the target file's (`ca_file`, `insecure_tls`): the runner sets it.
