@@ -14,8 +14,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::capacity::{find_capacity, Capacity, CapacitySearch};
+use crate::bench::soak::{run_soak, SoakReport};
 use crate::bench::stress::{run_stress, StressPlan, StressResult};
-use crate::bench::{measure_once, torchserve_endpoint, Measurement, ServerProbe};
+use crate::bench::timeline::{measure_observed, Timeline};
+use crate::bench::{torchserve_endpoint, Measurement, ServerProbe};
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::tls::Verification;
 use crate::load::{Arrival, LoadPlan, Progress, Protocol, Schedule, StabilityRule, Stages, Workload};
@@ -137,6 +139,14 @@ pub struct BenchArgs {
     /// Do not save the result.
     #[arg(long)]
     no_save: bool,
+    /// Soak: hold --rate or --users this long (e.g. 2h) and judge the
+    /// server's stability: memory slope per process, throughput and p99
+    /// drift, errors.
+    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["stages", "duration", "find_capacity", "stress"])]
+    soak: Option<Duration>,
+    /// Write timeline.svg here (default: beside the saved result).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// A duration flag: `10s`, `2m`; a negative one is named as such.
@@ -158,6 +168,11 @@ struct BenchOutput {
     capacity: Option<Capacity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stress: Option<StressResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    soak: Option<SoakReport>,
+    /// Where the run's timeline picture was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline_svg: Option<PathBuf>,
 }
 
 /// The URL, headers and server probe, from --url/--target.
@@ -229,10 +244,10 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
                 rate_per_s: *rate,
                 arrival: args.arrival,
             },
-            args.duration.unwrap_or(Duration::from_secs(10)),
+            args.soak.or(args.duration).unwrap_or(Duration::from_secs(10)),
         ),
         (_, Some(users), _) => {
-            let duration = args.duration.unwrap_or(Duration::from_secs(10));
+            let duration = args.soak.or(args.duration).unwrap_or(Duration::from_secs(10));
             (
                 Schedule::Closed {
                     stages: Stages::constant(*users, args.warmup + duration),
@@ -268,7 +283,8 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
         _ => bail!("say how to load: --rate N, --users N, --stages SPEC, --find-capacity or --stress"),
     };
     // Stages shape the load over time: measure them as given.
-    let steady = !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress;
+    let steady =
+        !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress && args.soak.is_none();
     Ok(Workload {
         method: args.method.clone(),
         bodies: match &args.body {
@@ -332,6 +348,12 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
     if !(0.0..=1.0).contains(&args.max_error_rate) {
         bail!("--max-error-rate must be within [0, 1]");
     }
+    if args.soak.is_some_and(|d| d.is_zero()) {
+        bail!("--soak must be longer than 0s");
+    }
+    if args.soak.is_some() && args.rate.is_none() && args.users.is_none() {
+        bail!("--soak needs a load to hold: --rate N or --users N");
+    }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {
         super::signals::cancel_on_signals(
@@ -350,7 +372,10 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
             measurement: None,
             capacity: None,
             stress: None,
+            soak: None,
+            timeline_svg: None,
         };
+        let mut timeline = None;
         if args.find_capacity {
             let mut search = CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
             search.start_rate = args.start_rate;
@@ -374,18 +399,33 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
         } else {
             let progress = Arc::new(Progress::default());
             let bar = progress_bar(&args, plan.warmup + plan.duration, Arc::clone(&progress));
-            let measurement = measure_once(plan, &resolved.probe, token.clone(), progress).await;
+            let mode = output.mode.clone();
+            let observed = match args.soak {
+                Some(soak) => run_soak(plan, soak, &mode, &resolved.probe, token.clone(), progress)
+                    .await
+                    .map(|soaked| (soaked.observed, Some(soaked.report))),
+                None => measure_observed(plan, &mode, &resolved.probe, token.clone(), progress)
+                    .await
+                    .map(|observed| (observed, None)),
+            };
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            output.measurement = Some(measurement?);
+            let (observed, soak) = observed?;
+            output.measurement = Some(observed.measurement);
+            output.soak = soak;
+            timeline = Some(observed.timeline);
         }
-        anyhow::Ok(output)
+        anyhow::Ok((output, timeline))
     })?;
-    let saved = if args.no_save {
-        None
-    } else {
-        Some(save(&args.results_dir, &output)?)
+    let (mut output, timeline) = output;
+    let result_path = (!args.no_save).then(|| result_path(&args.results_dir, &output));
+    if let Some(timeline) = &timeline {
+        output.timeline_svg = write_timeline(timeline, args.out.as_deref(), result_path.as_deref())?;
+    }
+    let saved = match &result_path {
+        Some(path) => Some(save(path, &output)?),
+        None => None,
     };
     if args.json {
         println!(
@@ -426,14 +466,38 @@ fn progress_bar(args: &BenchArgs, total: Duration, progress: Arc<Progress>) -> O
     Some(bar)
 }
 
-fn save(dir: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
-    let dir = dir.join("bench");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Where the result is saved: `results/bench/<time>-<kind>.json`.
+fn result_path(dir: &Path, output: &BenchOutput) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
     let kind = output.mode.split_whitespace().next().unwrap_or("bench");
-    let path = dir.join(format!("{stamp}-{kind}.json"));
+    dir.join("bench").join(format!("{stamp}-{kind}.json"))
+}
+
+/// Writes `timeline.svg` into --out, else beside the saved result (none
+/// when neither is asked for); returns where.
+fn write_timeline(timeline: &Timeline, out: Option<&Path>, result: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    let path = match (out, result) {
+        (Some(dir), _) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating --out {}", dir.display()))?;
+            dir.join("timeline.svg")
+        }
+        (None, Some(result)) => result.with_extension("timeline.svg"),
+        (None, None) => return Ok(None),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    crate::report::timeline::write_bench_timeline(timeline, &path)?;
+    Ok(Some(path))
+}
+
+fn save(path: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let path = path.to_path_buf();
     let json = serde_json::to_string_pretty(output).expect("the output serialises");
     crate::config::file::write_data_atomically(&path, json.as_bytes())
         .with_context(|| format!("saving {}", path.display()))?;
@@ -562,7 +626,54 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
             _ => {}
         }
     }
+    if let Some(s) = &output.soak {
+        print_soak(s);
+    }
+    if let Some(path) = &output.timeline_svg {
+        println!("timeline      {}", path.display());
+    }
     if let Some(path) = saved {
         println!("saved         {}", path.display());
     }
+}
+
+fn print_soak(s: &SoakReport) {
+    println!(
+        "soak          {:.0} s measured: {}",
+        s.duration_s,
+        s.verdict.to_uppercase()
+    );
+    let slope = |t: &crate::bench::soak::MemoryTrend| {
+        t.slope_mb_per_h.map_or("n/a (too few samples)".into(), |i| {
+            format!("{:+.1} MB/h [{:+.1}, {:+.1}]", i.estimate, i.low, i.high)
+        })
+    };
+    if let Some(total) = &s.memory {
+        println!(
+            "  memory      all processes {:.0} -> {:.0} MB (RSS), slope {}",
+            total.first_mb,
+            total.last_mb,
+            slope(total)
+        );
+    }
+    for p in &s.processes {
+        println!(
+            "  {:<11} pid {:<7} {:.0} -> {:.0} MB, slope {}",
+            p.role,
+            p.pid,
+            p.trend.first_mb,
+            p.trend.last_mb,
+            slope(&p.trend)
+        );
+    }
+    println!(
+        "  drift       throughput {:.1} -> {:.1} req/s ({:+.1}%)   p99 {:.2} -> {:.2} ms ({:+.1}%)   (first vs last tenth)",
+        s.throughput_first_rps,
+        s.throughput_last_rps,
+        s.throughput_drift_pct,
+        s.p99_first_ms,
+        s.p99_last_ms,
+        s.p99_drift_pct
+    );
+    println!("  errors      {} ({:.2}%)", s.errors, s.error_rate * 100.0);
 }

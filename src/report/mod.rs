@@ -15,6 +15,7 @@
 
 mod contents;
 mod plots;
+pub mod timeline;
 
 use std::path::Path;
 
