@@ -11,8 +11,9 @@
 //! - Errors over the window.
 //!
 //! The verdict (thresholds below, repeated in the README): `grows N MB/h`
-//! when the total's slope is above zero with 95 % confidence and at least
-//! `GROWTH_MB_PER_H` and `GROWTH_SHARE_PER_H` of the mean; `p99 degrades`
+//! when the total's slope is above zero with 95 % confidence, at least
+//! `GROWTH_MB_PER_H` and `GROWTH_SHARE_PER_H` of the mean, and the line
+//! gained `GROWTH_MIN_MB` over the window; `p99 degrades`
 //! when the last tenth's p99 is `P99_DEGRADES_PCT` over the first's and at
 //! least `P99_DEGRADES_MS` more; `throughput drops` when the last tenth
 //! serves `THROUGHPUT_DROPS_PCT` less; `errors` when the error rate is over
@@ -38,8 +39,11 @@ use crate::stats::Interval;
 
 /// Memory grows when its slope is at least this many MB per hour …
 pub const GROWTH_MB_PER_H: f64 = 10.0;
-/// … and at least this share of its mean per hour (1 %).
+/// … and at least this share of its mean per hour (1 %) …
 pub const GROWTH_SHARE_PER_H: f64 = 0.01;
+/// … and the fitted line gained at least this many MB over the soak (a
+/// short soak extrapolates a JVM's first megabytes to an hour otherwise).
+pub const GROWTH_MIN_MB: f64 = 10.0;
 /// p99 degrades when the last tenth's is this much higher (percent) …
 pub const P99_DEGRADES_PCT: f64 = 25.0;
 /// … and by at least this many milliseconds.
@@ -58,6 +62,8 @@ pub struct MemoryTrend {
     /// The slope in MB per hour, with its 95 % interval (None with fewer than three samples).
     pub slope_mb_per_h: Option<Interval>,
     pub samples: usize,
+    /// Seconds from the first sample to the last.
+    pub span_s: f64,
 }
 
 /// One process's memory trend.
@@ -124,13 +130,16 @@ pub fn trend(points: &[(f64, f64)]) -> Option<MemoryTrend> {
         last_mb: last.1,
         slope_mb_per_h,
         samples: points.len(),
+        span_s: last.0 - first.0,
     })
 }
 
 /// Whether a trend grows by the verdict's thresholds.
 pub fn grows(trend: &MemoryTrend) -> bool {
     trend.slope_mb_per_h.is_some_and(|slope| {
-        slope.above_zero() && slope.estimate >= GROWTH_MB_PER_H.max(GROWTH_SHARE_PER_H * trend.mean_mb)
+        slope.above_zero()
+            && slope.estimate >= GROWTH_MB_PER_H.max(GROWTH_SHARE_PER_H * trend.mean_mb)
+            && slope.estimate * trend.span_s / 3600.0 >= GROWTH_MIN_MB
     })
 }
 
@@ -283,6 +292,19 @@ mod tests {
         assert!(slope.low > 50.0 && slope.high < 70.0, "{slope:?}");
         assert_eq!(r.verdict, "grows 60 MB/h");
         assert!(!r.stable);
+    }
+
+    #[test]
+    fn a_short_soak_does_not_extrapolate_a_few_megabytes_to_an_hour() {
+        // 2 MB over 20 s is 360 MB/h, but only 2 MB: too little to call.
+        let r = analyse(
+            &seconds(22, |_| 50, |_| 30.0),
+            &track(|t| 700.0 + t / 10.0, 22),
+            2.0,
+            0.0,
+        );
+        assert!(r.memory.unwrap().slope_mb_per_h.unwrap().low > 300.0);
+        assert_eq!(r.verdict, "stable");
     }
 
     #[test]
