@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::cost::CostReport;
+use crate::bench::soak::SoakReport;
 use crate::objective::{pareto_front, Figures, Tier};
 use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason, TrialKind};
 
@@ -121,6 +123,13 @@ pub struct Report {
     /// Per worker (`host:pid`), when several measured the study.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostFigures>,
+    /// Cost per million requests of the baseline and each tier, and the
+    /// lowest-cost tier (the study file's `[cost]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostReport>,
+    /// How the balanced recommendation held up over the study's `soak`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
     #[serde(skip)]
     pub candidates: Vec<Candidate>,
     #[serde(skip)]

@@ -235,6 +235,8 @@ pub(super) mod tests {
             confirmation_incomplete: None,
             not_confirmed: None,
             hosts: Vec::new(),
+            cost: None,
+            soak: None,
             candidates: figures.iter().enumerate().map(|(i, &f)| candidate(i, f)).collect(),
             entries: Vec::new(),
             config_name: "config.properties".into(),

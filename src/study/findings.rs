@@ -61,6 +61,10 @@ impl Study<'_> {
             slo_from_baseline: s.p99_from_baseline,
             baseline: baseline.map(|c| c.figures),
             defaults: defaults.map(|c| c.figures),
+            cost: s
+                .cost
+                .map(|prices| report::cost_of_tiers(&prices, baseline.map(|c| &c.figures), &recommendations)),
+            soak: None,
             recommendations,
             pareto_front: Report::front_of(&candidates, |f| constraints.feasible(f)),
             hot_share: costs.hot_share(),
