@@ -7,15 +7,18 @@
 //! `summary.md` (the table, each recommendation's interval and gain over the
 //! baseline with its interval, what the measurements cannot tell apart, what
 //! logging and threads the recommendation runs with, what was not searched
-//! and why, what moves cost), `trials.csv`, SVG plots (`plots.rs`) and
-//! `report.json`. When the confirmation did not complete, what the
+//! and why, what moves cost, the cost per million requests of each tier
+//! and the balanced tier's soak when asked for), `trials.csv`, SVG plots
+//! (`plots.rs`, `study_timeline.rs`) and `report.json`. When the confirmation did not complete, what the
 //! screening alone suggests goes to `recommended/balanced-not-confirmed/`
 //! with a README saying so. The study decides; this module only renders and
 //! writes.
 
+pub mod bars;
 mod contents;
 pub mod cost;
 mod plots;
+pub mod study_timeline;
 pub mod timeline;
 
 use std::path::Path;
@@ -103,6 +106,10 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
         plots::throughput_vs_p99(report).as_bytes(),
     )?;
     write(&dir.join("memory-vs-p99.svg"), plots::memory_vs_p99(report).as_bytes())?;
+    write(
+        &dir.join("study-timeline.svg"),
+        study_timeline::study_timeline_svg(&report.entries).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -366,7 +373,10 @@ pub fn summary_markdown(report: &Report) -> String {
     for p in &report.pareto_front {
         md.push_str(&format!("- {p}\n"));
     }
-    md.push_str("\nPlots: `throughput-vs-p99.svg`, `memory-vs-p99.svg`. Every trial: `trials.csv`, `trials.jsonl`.\n");
+    md.push_str(
+        "\nPlots: `throughput-vs-p99.svg`, `memory-vs-p99.svg`, `study-timeline.svg` (each trial over study time). \
+         Every trial: `trials.csv`, `trials.jsonl`.\n",
+    );
     let left_out = plots::left_out(report);
     if left_out > 0 {
         md.push_str(&format!(
