@@ -95,6 +95,55 @@ pub struct SoakReport {
     pub error_rate: f64,
 }
 
+impl SoakReport {
+    /// The soak in lines of text, for the `bench` output.
+    pub fn text(&self) -> String {
+        let slope = |t: &MemoryTrend| {
+            t.slope_mb_per_h.map_or("n/a (too few samples)".into(), |i| {
+                format!("{:+.1} MB/h [{:+.1}, {:+.1}]", i.estimate, i.low, i.high)
+            })
+        };
+        let mut text = format!(
+            "soak          {:.0} s measured: {}\n",
+            self.duration_s,
+            self.verdict.to_uppercase()
+        );
+        if let Some(total) = &self.memory {
+            text.push_str(&format!(
+                "  memory      all processes {:.0} -> {:.0} MB (RSS), slope {}\n",
+                total.first_mb,
+                total.last_mb,
+                slope(total)
+            ));
+        }
+        for p in &self.processes {
+            text.push_str(&format!(
+                "  {:<11} pid {:<7} {:.0} -> {:.0} MB, slope {}\n",
+                p.role,
+                p.pid,
+                p.trend.first_mb,
+                p.trend.last_mb,
+                slope(&p.trend)
+            ));
+        }
+        text.push_str(&format!(
+            "  drift       throughput {:.1} -> {:.1} req/s ({:+.1}%)   p99 {:.2} -> {:.2} ms ({:+.1}%)   (first vs last tenth)\n",
+            self.throughput_first_rps,
+            self.throughput_last_rps,
+            self.throughput_drift_pct,
+            self.p99_first_ms,
+            self.p99_last_ms,
+            self.p99_drift_pct
+        ));
+        text.push_str(&format!(
+            "  errors      {} ({:.2}%)",
+            self.errors,
+            self.error_rate * 100.0
+        ));
+        text
+    }
+}
+
 /// A soak's measurement and its verdict.
 #[derive(Debug, Clone)]
 pub struct Soaked {
@@ -292,6 +341,12 @@ mod tests {
         assert!(slope.low > 50.0 && slope.high < 70.0, "{slope:?}");
         assert_eq!(r.verdict, "grows 60 MB/h");
         assert!(!r.stable);
+        let text = r.text();
+        assert!(
+            text.contains("GROWS 60 MB/H") && text.contains("worker      pid 7"),
+            "{text}"
+        );
+        assert!(text.contains("slope +60.0 MB/h ["), "{text}");
     }
 
     #[test]

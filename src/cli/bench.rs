@@ -627,7 +627,7 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
         }
     }
     if let Some(s) = &output.soak {
-        print_soak(s);
+        println!("{}", s.text());
     }
     if let Some(path) = &output.timeline_svg {
         println!("timeline      {}", path.display());
@@ -635,45 +635,4 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
     if let Some(path) = saved {
         println!("saved         {}", path.display());
     }
-}
-
-fn print_soak(s: &SoakReport) {
-    println!(
-        "soak          {:.0} s measured: {}",
-        s.duration_s,
-        s.verdict.to_uppercase()
-    );
-    let slope = |t: &crate::bench::soak::MemoryTrend| {
-        t.slope_mb_per_h.map_or("n/a (too few samples)".into(), |i| {
-            format!("{:+.1} MB/h [{:+.1}, {:+.1}]", i.estimate, i.low, i.high)
-        })
-    };
-    if let Some(total) = &s.memory {
-        println!(
-            "  memory      all processes {:.0} -> {:.0} MB (RSS), slope {}",
-            total.first_mb,
-            total.last_mb,
-            slope(total)
-        );
-    }
-    for p in &s.processes {
-        println!(
-            "  {:<11} pid {:<7} {:.0} -> {:.0} MB, slope {}",
-            p.role,
-            p.pid,
-            p.trend.first_mb,
-            p.trend.last_mb,
-            slope(&p.trend)
-        );
-    }
-    println!(
-        "  drift       throughput {:.1} -> {:.1} req/s ({:+.1}%)   p99 {:.2} -> {:.2} ms ({:+.1}%)   (first vs last tenth)",
-        s.throughput_first_rps,
-        s.throughput_last_rps,
-        s.throughput_drift_pct,
-        s.p99_first_ms,
-        s.p99_last_ms,
-        s.p99_drift_pct
-    );
-    println!("  errors      {} ({:.2}%)", s.errors, s.error_rate * 100.0);
 }

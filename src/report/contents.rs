@@ -143,6 +143,20 @@ impl Report {
         self.recommendations.iter().find(|r| r.tier == tier)
     }
 
+    /// Records the balanced recommendation's soak: the report's `soak`,
+    /// and, when it was not stable, the verdict in that tier's reason.
+    pub fn record_soak(&mut self, soak: SoakReport) {
+        if !soak.stable {
+            if let Some(balanced) = self.recommendations.iter_mut().find(|r| r.tier == Tier::Balanced) {
+                balanced.reason.push_str(&format!(
+                    " Soaked {:.0} s: {} (see the soak section before deploying).",
+                    soak.duration_s, soak.verdict
+                ));
+            }
+        }
+        self.soak = Some(soak);
+    }
+
     /// The feasible candidates' descriptions on the Pareto front.
     pub fn front_of(candidates: &[Candidate], feasible: impl Fn(&Figures) -> bool) -> Vec<String> {
         let kept: Vec<&Candidate> = candidates.iter().filter(|c| feasible(&c.figures)).collect();

@@ -616,6 +616,23 @@ mod tests {
     }
 
     #[test]
+    fn an_unstable_soak_is_said_in_the_balanced_reason() {
+        let mut report = report_of(&[figures(300.0, 20.0)], None, 50.0);
+        report.recommendations = vec![recommendation("batch_size=8", false)];
+        let leak: Vec<(f64, f64)> = (0..1800).map(|t| (f64::from(t), 800.0 + f64::from(t) / 60.0)).collect();
+        let memory = crate::bench::track::MemoryTrack {
+            processes: Vec::new(),
+            total_mb: leak,
+        };
+        let soak = crate::bench::soak::analyse(&[], &memory, 0.0, 0.0);
+        assert!(!soak.stable);
+        report.record_soak(soak);
+        let reason = &report.recommendations[0].reason;
+        assert!(reason.contains("grows 60 MB/h"), "{reason}");
+        assert!(summary_markdown(&report).contains("**grows 60 MB/h**"));
+    }
+
+    #[test]
     fn a_complete_confirmation_exports_no_unconfirmed_folder() {
         let dir = tempfile::tempdir().unwrap();
         let report = report_of(&[figures(300.0, 20.0)], Some(figures(100.0, 40.0)), 50.0);
