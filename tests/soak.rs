@@ -7,6 +7,37 @@ mod common;
 
 use std::process::Command;
 
+/// `bench` with `args`, which must fail: its stderr.
+fn bench_fails(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .arg("bench")
+        .args(args)
+        .args(["--no-save"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{args:?} was accepted");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_soak_flags_are_refused_naming_the_flag() {
+    let url = ["--url", "http://127.0.0.1:1/x"];
+    let zero = bench_fails(&[&url[..], &["--users", "1", "--soak", "0s"]].concat());
+    assert!(zero.contains("--soak must be longer than 0s"), "{zero}");
+    let negative = bench_fails(&[&url[..], &["--users", "1", "--soak", "-5m"]].concat());
+    assert!(
+        negative.contains("--soak") && negative.contains("negative"),
+        "{negative}"
+    );
+    let no_load = bench_fails(&[&url[..], &["--soak", "5m"]].concat());
+    assert!(no_load.contains("--soak needs a load"), "{no_load}");
+    let with_stages = bench_fails(&[&url[..], &["--stages", "0:4@4s", "--soak", "5m"]].concat());
+    assert!(
+        with_stages.contains("--soak") && with_stages.contains("--stages"),
+        "{with_stages}"
+    );
+}
+
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn a_short_soak_reports_memory_trends_drift_and_a_verdict() {

@@ -142,7 +142,12 @@ pub struct BenchArgs {
     /// Soak: hold --rate or --users this long (e.g. 2h) and judge the
     /// server's stability: memory slope per process, throughput and p99
     /// drift, errors.
-    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["stages", "duration", "find_capacity", "stress"])]
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        conflicts_with_all = ["stages", "duration", "find_capacity", "stress"]
+    )]
     soak: Option<Duration>,
     /// Write timeline.svg here (default: beside the saved result).
     #[arg(long, value_name = "DIR")]

@@ -602,6 +602,8 @@ mod tests {
             summary.contains("## Soak") && summary.contains("**stable**"),
             "{summary}"
         );
+        let timeline = std::fs::read_to_string(dir.path().join("study-timeline.svg")).unwrap();
+        assert!(timeline.starts_with("<svg") && summary.contains("study-timeline.svg"));
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
         assert_eq!(json["cost"]["lowest_cost"], "balanced");
