@@ -1,7 +1,9 @@
 //! `servetune bench`: benchmark a running endpoint, or the current config of
 //! a managed TorchServe (`--target`), with a fixed load, a capacity search
-//! or a stress test; prints a table (or `--json`) and saves the result under
-//! `results/bench/`.
+//! or a stress test, or a soak (`--soak`: a long fixed load and a stability
+//! verdict); prints a table (or `--json`), saves the result under
+//! `results/bench/` and draws the run's `timeline.svg` beside it (or in
+//! `--out`).
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
