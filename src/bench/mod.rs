@@ -1,7 +1,9 @@
 //! Benchmarking one configuration: a load run with the server's memory,
 //! CPU and own metrics measured alongside (`measure_once`), and the two
 //! reusable measurements built on it: the highest rate within an SLO
-//! (`capacity`) and the stress test (`stress`).
+//! (`capacity`) and the stress test (`stress`); a run seen second by
+//! second with every process's memory (`timeline`, `track`) and the
+//! long-running stability test built on it (`soak`).
 //!
 //! `torchserve_endpoint` resolves what a managed TorchServe is loaded
 //! through (URL, bearer key, process tree, metrics), for `bench --target`
@@ -14,7 +16,10 @@
 
 pub mod capacity;
 pub mod replay;
+pub mod soak;
 pub mod stress;
+pub mod timeline;
+pub mod track;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! `servetune bench`: benchmark a running endpoint, or the current config of
 //! a managed TorchServe (`--target`), with a fixed load, a rate profile, a
-//! replayed access log, a capacity search or a stress test; prints a table
-//! (or `--json`) and saves the result under `results/bench/`.
+//! replayed access log, a capacity search, a stress test or a soak (`--soak`:
+//! a long fixed load and a stability verdict); prints a table (or `--json`),
+//! saves the result under `results/bench/` and draws the run's
+//! `timeline.svg` beside it (or in `--out`).
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -13,10 +15,13 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::bench_print::{print_measurement, print_traffic};
 use crate::bench::capacity::{find_capacity, Capacity, CapacitySearch};
 use crate::bench::replay::check_models_served;
+use crate::bench::soak::{run_soak, SoakReport};
 use crate::bench::stress::{run_stress, StressPlan, StressResult};
-use crate::bench::{measure_traffic, torchserve_endpoint, Measurement, ServerProbe};
+use crate::bench::timeline::{measure_observed, Timeline};
+use crate::bench::{torchserve_endpoint, Measurement, ServerProbe};
 use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic, Speed, TimePoint};
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::tls::Verification;
@@ -166,6 +171,19 @@ pub struct BenchArgs {
     /// Do not save the result.
     #[arg(long)]
     no_save: bool,
+    /// Soak: hold --rate or --users this long (e.g. 2h) and judge the
+    /// server's stability: memory slope per process, throughput and p99
+    /// drift, errors.
+    #[arg(
+        long,
+        value_parser = parse_duration,
+        allow_hyphen_values = true,
+        conflicts_with_all = ["stages", "duration", "find_capacity", "stress"]
+    )]
+    soak: Option<Duration>,
+    /// Write timeline.svg here (default: beside the saved result).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// A duration flag: `10s`, `2m`; a negative one is named as such.
@@ -190,6 +208,11 @@ struct BenchOutput {
     /// A replay's or a profile's own figures: `models`, `replay`, `peak`.
     #[serde(flatten)]
     traffic: TrafficReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    soak: Option<SoakReport>,
+    /// Where the run's timeline picture was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline_svg: Option<PathBuf>,
 }
 
 /// The URL, headers and server probe, from --url/--target.
@@ -269,10 +292,10 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
                 rate_per_s: *rate,
                 arrival: args.arrival,
             },
-            args.duration.unwrap_or(Duration::from_secs(10)),
+            args.soak.or(args.duration).unwrap_or(Duration::from_secs(10)),
         ),
         (_, Some(users), _) => {
-            let duration = args.duration.unwrap_or(Duration::from_secs(10));
+            let duration = args.soak.or(args.duration).unwrap_or(Duration::from_secs(10));
             (
                 Schedule::Closed {
                     stages: Stages::constant(*users, args.warmup + duration),
@@ -310,7 +333,8 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
         ),
     };
     // Stages shape the load over time: measure them as given.
-    let steady = !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress;
+    let steady =
+        !args.fixed_window && args.stages.is_none() && !args.find_capacity && !args.stress && args.soak.is_none();
     Ok(Workload {
         schedule,
         duration,
@@ -443,6 +467,12 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
     if !(0.0..=1.0).contains(&args.max_error_rate) {
         bail!("--max-error-rate must be within [0, 1]");
     }
+    if args.soak.is_some_and(|d| d.is_zero()) {
+        bail!("--soak must be longer than 0s");
+    }
+    if args.soak.is_some() && args.rate.is_none() && args.users.is_none() {
+        bail!("--soak needs a load to hold: --rate N or --users N");
+    }
     let token = CancellationToken::new();
     let output = runtime.block_on(async {
         super::signals::cancel_on_signals(
@@ -463,7 +493,10 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
             capacity: None,
             stress: None,
             traffic: TrafficReport::default(),
+            soak: None,
+            timeline_svg: None,
         };
+        let mut timeline = None;
         if args.find_capacity {
             let mut search = CapacitySearch::new(args.slo_p99.expect("clap requires it"), args.max_error_rate);
             search.start_rate = args.start_rate;
@@ -487,20 +520,34 @@ pub fn run(args: BenchArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<
         } else {
             let progress = Arc::new(Progress::default());
             let bar = progress_bar(&args, plan.warmup + plan.duration, Arc::clone(&progress));
-            let measured = measure_traffic(plan, &resolved.probe, token.clone(), progress).await;
+            let mode = output.mode.clone();
+            let observed = match args.soak {
+                Some(soak) => run_soak(plan, soak, &mode, &resolved.probe, token.clone(), progress)
+                    .await
+                    .map(|soaked| (soaked.observed, Some(soaked.report))),
+                None => measure_observed(plan, &mode, &resolved.probe, token.clone(), progress)
+                    .await
+                    .map(|observed| (observed, None)),
+            };
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            let (measurement, traffic) = measured?;
-            output.measurement = Some(measurement);
-            output.traffic = traffic;
+            let (observed, soak) = observed?;
+            output.traffic = observed.traffic.clone();
+            output.measurement = Some(observed.measurement);
+            output.soak = soak;
+            timeline = Some(observed.timeline);
         }
-        anyhow::Ok(output)
+        anyhow::Ok((output, timeline))
     })?;
-    let saved = if args.no_save {
-        None
-    } else {
-        Some(save(&args.results_dir, &output)?)
+    let (mut output, timeline) = output;
+    let result_path = (!args.no_save).then(|| result_path(&args.results_dir, &output));
+    if let Some(timeline) = &timeline {
+        output.timeline_svg = write_timeline(timeline, args.out.as_deref(), result_path.as_deref())?;
+    }
+    let saved = match &result_path {
+        Some(path) => Some(save(path, &output)?),
+        None => None,
     };
     if args.json {
         println!(
@@ -541,128 +588,42 @@ fn progress_bar(args: &BenchArgs, total: Duration, progress: Arc<Progress>) -> O
     Some(bar)
 }
 
-fn save(dir: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
-    let dir = dir.join("bench");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Where the result is saved: `results/bench/<time>-<kind>.json`.
+fn result_path(dir: &Path, output: &BenchOutput) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
     let kind = output.mode.split_whitespace().next().unwrap_or("bench");
-    let path = dir.join(format!("{stamp}-{kind}.json"));
+    dir.join("bench").join(format!("{stamp}-{kind}.json"))
+}
+
+/// Writes `timeline.svg` into --out, else beside the saved result (none
+/// when neither is asked for); returns where.
+fn write_timeline(timeline: &Timeline, out: Option<&Path>, result: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    let path = match (out, result) {
+        (Some(dir), _) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating --out {}", dir.display()))?;
+            dir.join("timeline.svg")
+        }
+        (None, Some(result)) => result.with_extension("timeline.svg"),
+        (None, None) => return Ok(None),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    crate::report::timeline::write_bench_timeline(timeline, &path)?;
+    Ok(Some(path))
+}
+
+fn save(path: &Path, output: &BenchOutput) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let path = path.to_path_buf();
     let json = serde_json::to_string_pretty(output).expect("the output serialises");
     crate::config::file::write_data_atomically(&path, json.as_bytes())
         .with_context(|| format!("saving {}", path.display()))?;
     Ok(path)
-}
-
-fn print_measurement(m: &Measurement) {
-    let l = &m.load;
-    println!(
-        "requests      {} (ok {}, errors {})   throughput {:.1} req/s   error rate {:.2}%",
-        l.requests,
-        l.ok,
-        l.errors.total,
-        l.throughput_rps,
-        l.error_rate * 100.0
-    );
-    let row = |name: &str, s: &crate::measure::LatencySummary| {
-        println!(
-            "{name:<13} p50 {:.2}  p90 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-            s.p50, s.p90, s.p95, s.p99, s.p999, s.max, s.mean
-        )
-    };
-    row("latency ms", &l.latency_ms);
-    if (l.latency_uncorrected_ms.p99 - l.latency_ms.p99).abs() > 0.05 * l.latency_ms.p99.max(0.001) {
-        row("uncorrected", &l.latency_uncorrected_ms);
-    }
-    let e = &l.errors;
-    println!(
-        "errors        connect {}  timeout {}  503 {}  4xx {}  5xx {}  io {}  other {}",
-        e.connect, e.timeout, e.status_503, e.status_4xx, e.status_5xx, e.io, e.status_other
-    );
-    println!(
-        "sends         late {}  dropped {}  unfinished at end {}",
-        l.late_sends, l.dropped_sends, l.unfinished_at_end
-    );
-    if let Some(mem) = &m.memory_mb {
-        println!(
-            "memory MB     rss peak {:.0}  rss mean {:.0}  pss peak {:.0}  pss mean {:.0}   cpu {:.2} cores",
-            mem.rss_peak, mem.rss_mean, mem.pss_peak, mem.pss_mean, mem.cpu_cores
-        );
-    }
-    if let Some(server) = &m.server {
-        println!(
-            "server        inference {:.2} ms mean  queue {:.2} ms mean  ({} requests)",
-            server.inference_ms_mean, server.queue_ms_mean, server.requests
-        );
-    }
-    if let Some(s) = &l.stability {
-        let rates: Vec<String> = s.sub_window_rps.iter().map(|r| format!("{r:.0}")).collect();
-        println!(
-            "steadiness    {} (last three {:.0}s sub-windows: spread {:.1}%; limits: trend {:.1}%, spread {:.1}%): req/s {}",
-            if s.stable { "steady" } else { "NOT steady at the cap" },
-            s.sub_window_s,
-            s.spread_pct,
-            s.tolerance_pct,
-            s.tolerance_pct * 3.0,
-            rates.join(" ")
-        );
-    }
-    if let Some(o) = &m.observer {
-        println!(
-            "observer      {:.3} CPU s for {} samples ({} with PSS): {:.2}% of one core",
-            o.cpu_s,
-            o.samples,
-            o.pss_samples,
-            o.cpu_share * 100.0
-        );
-    }
-}
-
-fn print_traffic(traffic: &TrafficReport) {
-    if let Some(r) = &traffic.replay {
-        println!(
-            "replay        {} at {}x{}: {} requests in the slice, {} unreadable lines skipped, {} other requests",
-            r.log,
-            r.speed,
-            if r.looped { " looped" } else { "" },
-            r.slice_requests,
-            r.unreadable_lines,
-            r.other_lines
-        );
-        println!(
-            "followed      sent {:.1} req/s of {:.1} asked ({:.1} recorded)   lateness p50 {:.2}  p99 {:.2}  max {:.2} ms   late {}  dropped {}",
-            r.sent_rps,
-            r.asked_rps,
-            r.recorded_rps,
-            r.lateness_ms.p50,
-            r.lateness_ms.p99,
-            r.lateness_ms.max,
-            r.late_sends,
-            r.dropped
-        );
-    }
-    for (model, m) in &traffic.models {
-        println!(
-            "model {model:<8} {} requests  {:.1} req/s  p50 {:.2}  p99 {:.2} ms  error rate {:.2}%",
-            m.requests,
-            m.throughput_rps,
-            m.p50_ms,
-            m.p99_ms,
-            m.error_rate * 100.0
-        );
-    }
-    if let Some(p) = &traffic.peak {
-        println!(
-            "at peak       {:.0} req/s asked over {:.0}s: {:.1} req/s  p50 {:.2}  p99 {:.2} ms  error rate {:.2}%",
-            p.rate_rps,
-            p.seconds,
-            p.throughput_rps,
-            p.p50_ms,
-            p.p99_ms,
-            p.error_rate * 100.0
-        );
-    }
 }
 
 fn print_table(output: &BenchOutput, saved: Option<&Path>) {
@@ -723,6 +684,12 @@ fn print_table(output: &BenchOutput, saved: Option<&Path>) {
             (Some(_), None) => println!("recovery time not recovered within the recovery window"),
             _ => {}
         }
+    }
+    if let Some(s) = &output.soak {
+        println!("{}", s.text());
+    }
+    if let Some(path) = &output.timeline_svg {
+        println!("timeline      {}", path.display());
     }
     if let Some(path) = saved {
         println!("saved         {}", path.display());

@@ -9,6 +9,7 @@
 mod apply;
 mod apply_from;
 mod bench;
+mod bench_print;
 mod compare;
 mod daemon;
 mod init;

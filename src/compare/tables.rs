@@ -1,7 +1,9 @@
 //! The comparison as the published report lays it out — three tables
 //! (latency, throughput, memory), each Direct | With TensorZero |
 //! Difference — in Markdown, CSV and an SVG of p50/p99 per model, and the
-//! files of `results/compare/<time>/`.
+//! files of `results/compare/<time>/` (with the three tables as bar charts
+//! with interval whiskers, `compare-{latency,throughput,memory}.svg`, drawn
+//! by `report::bars`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -199,7 +201,7 @@ fn draw(c: &Comparison, text: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes compare.{md,csv,json,svg} to `results/compare/<time>/`.
+/// Writes compare.{md,csv,json,svg} and compare-*.svg to `results/compare/<time>/`.
 pub fn save(results: &Path, c: &Comparison) -> anyhow::Result<PathBuf> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
@@ -215,6 +217,12 @@ pub fn save(results: &Path, c: &Comparison) -> anyhow::Result<PathBuf> {
     ] {
         let path = dir.join(name);
         crate::config::file::write_data_atomically(&path, content.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let value = serde_json::to_value(c).expect("the comparison serialises");
+    for (name, svg) in crate::report::bars::comparison_bars(&value) {
+        let path = dir.join(name);
+        crate::config::file::write_data_atomically(&path, svg.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(dir)

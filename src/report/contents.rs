@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::cost::CostReport;
+use crate::bench::soak::SoakReport;
 use crate::objective::{pareto_front, Figures, Tier};
 use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason, TrialKind};
 
@@ -139,6 +141,13 @@ pub struct Report {
     /// What a warm start reused (`tune --warm-start`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<WarmStartSummary>,
+    /// Cost per million requests of the baseline and each tier, and the
+    /// lowest-cost tier (the study file's `[cost]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostReport>,
+    /// How the balanced recommendation held up over the study's `soak`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
     #[serde(skip)]
     pub candidates: Vec<Candidate>,
     #[serde(skip)]
@@ -150,6 +159,20 @@ pub struct Report {
 impl Report {
     pub fn recommendation(&self, tier: Tier) -> Option<&Recommendation> {
         self.recommendations.iter().find(|r| r.tier == tier)
+    }
+
+    /// Records the balanced recommendation's soak: the report's `soak`,
+    /// and, when it was not stable, the verdict in that tier's reason.
+    pub fn record_soak(&mut self, soak: SoakReport) {
+        if !soak.stable {
+            if let Some(balanced) = self.recommendations.iter_mut().find(|r| r.tier == Tier::Balanced) {
+                balanced.reason.push_str(&format!(
+                    " Soaked {:.0} s: {} (see the soak section before deploying).",
+                    soak.duration_s, soak.verdict
+                ));
+            }
+        }
+        self.soak = Some(soak);
     }
 
     /// The feasible candidates' descriptions on the Pareto front.

@@ -7,14 +7,19 @@
 //! `summary.md` (the table, each recommendation's interval and gain over the
 //! baseline with its interval, what the measurements cannot tell apart, what
 //! logging and threads the recommendation runs with, what was not searched
-//! and why, what moves cost), `trials.csv`, SVG plots (`plots.rs`) and
-//! `report.json`. When the confirmation did not complete, what the
+//! and why, what moves cost, the cost per million requests of each tier
+//! and the balanced tier's soak when asked for), `trials.csv`, SVG plots
+//! (`plots.rs`, `study_timeline.rs`) and `report.json`. When the confirmation did not complete, what the
 //! screening alone suggests goes to `recommended/balanced-not-confirmed/`
 //! with a README saying so. The study decides; this module only renders and
 //! writes.
 
+pub mod bars;
 mod contents;
+pub mod cost;
 mod plots;
+pub mod study_timeline;
+pub mod timeline;
 
 use std::path::Path;
 
@@ -23,6 +28,24 @@ use anyhow::Context as _;
 use crate::objective::{Figures, Tier};
 use crate::trial::Interval;
 pub use contents::{hosts_of, Gains, HostFigures, Recommendation, RecommendedFiles, Report, WarmStartSummary};
+
+/// The cost of the baseline and of each recommended tier on this machine
+/// at `prices` (the study file's `[cost]`), with the lowest-cost tier.
+pub fn cost_of_tiers(
+    prices: &cost::Prices,
+    baseline: Option<&Figures>,
+    recommendations: &[Recommendation],
+) -> cost::CostReport {
+    let tiers: Vec<cost::Priced> = recommendations
+        .iter()
+        .map(|r| cost::Priced {
+            label: r.tier.label(),
+            description: &r.description,
+            figures: &r.figures,
+        })
+        .collect();
+    cost::tiers_cost(prices, crate::machine::logical_cpus() as f64, baseline, &tiers)
+}
 
 /// The `model-config.yaml` fields of `model` in a config's `models={…}`.
 pub fn model_config_yaml(config: &[u8], model: &str) -> String {
@@ -83,6 +106,10 @@ pub fn export(report: &Report, dir: &Path) -> anyhow::Result<()> {
         plots::throughput_vs_p99(report).as_bytes(),
     )?;
     write(&dir.join("memory-vs-p99.svg"), plots::memory_vs_p99(report).as_bytes())?;
+    write(
+        &dir.join("study-timeline.svg"),
+        study_timeline::study_timeline_svg(&report.entries).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -317,6 +344,12 @@ pub fn summary_markdown(report: &Report) -> String {
              TensorZero gateway must start with, beside the stack's own).\n",
         );
     }
+    if let Some(soak) = &report.soak {
+        md.push_str(&soak_markdown(soak));
+    }
+    if let Some(cost) = &report.cost {
+        md.push_str(&cost::cost_markdown(cost));
+    }
     if !report.incidents.is_empty() {
         md.push_str(
             "\n## Incidents\n\nConfirmation runs with an incident were measured again and left out of the figures.\n\n",
@@ -357,7 +390,10 @@ pub fn summary_markdown(report: &Report) -> String {
     for p in &report.pareto_front {
         md.push_str(&format!("- {p}\n"));
     }
-    md.push_str("\nPlots: `throughput-vs-p99.svg`, `memory-vs-p99.svg`. Every trial: `trials.csv`, `trials.jsonl`.\n");
+    md.push_str(
+        "\nPlots: `throughput-vs-p99.svg`, `memory-vs-p99.svg`, `study-timeline.svg` (each trial over study time). \
+         Every trial: `trials.csv`, `trials.jsonl`.\n",
+    );
     let left_out = plots::left_out(report);
     if left_out > 0 {
         md.push_str(&format!(
@@ -365,6 +401,28 @@ pub fn summary_markdown(report: &Report) -> String {
         ));
     }
     md
+}
+
+/// The balanced recommendation's soak, in words.
+fn soak_markdown(soak: &crate::bench::soak::SoakReport) -> String {
+    let slope = soak.memory.and_then(|m| m.slope_mb_per_h).map_or("n/a".into(), |i| {
+        format!("{:+.1} MB/h [{:+.1}, {:+.1}]", i.estimate, i.low, i.high)
+    });
+    format!(
+        "\n## Soak\n\nThe balanced recommendation ran {:.0} s under the study's load: **{}**. Memory slope (all \
+         processes, RSS) {slope}; throughput {:.1} → {:.1} req/s ({:+.1} %) and p99 {:.2} → {:.2} ms ({:+.1} %) from \
+         the first tenth to the last; {} errors ({:.2} %).\n",
+        soak.duration_s,
+        soak.verdict,
+        soak.throughput_first_rps,
+        soak.throughput_last_rps,
+        soak.throughput_drift_pct,
+        soak.p99_first_ms,
+        soak.p99_last_ms,
+        soak.p99_drift_pct,
+        soak.errors,
+        soak.error_rate * 100.0
+    )
 }
 
 /// How to deploy a tier the way it was measured (its changed keys, its
@@ -536,6 +594,61 @@ mod tests {
         assert!(summary.contains("300.0 req/s"), "{summary}");
         let readme = std::fs::read_to_string(dir.path().join("recommended").join(NOT_CONFIRMED_DIR).join("README.md"));
         assert!(readme.unwrap().contains("keep the current config"));
+    }
+
+    #[test]
+    fn cost_rows_and_the_soak_verdict_reach_the_summary_and_report_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = report_of(&[figures(300.0, 20.0)], Some(figures(100.0, 40.0)), 50.0);
+        report.recommendations = vec![recommendation("batch_size=8", false)];
+        let prices: cost::Prices = serde_json::from_str(r#"{"core_hour": 0.05}"#).unwrap();
+        report.cost = Some(cost_of_tiers(
+            &prices,
+            report.baseline.as_ref(),
+            &report.recommendations,
+        ));
+        let memory = crate::bench::track::MemoryTrack::default();
+        report.soak = Some(crate::bench::soak::analyse(&[], &memory, 0.0, 0.0));
+        export(&report, dir.path()).unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(
+            summary.contains("## Cost") && summary.contains("lowest-cost: **balanced**"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("## Soak") && summary.contains("**stable**"),
+            "{summary}"
+        );
+        let timeline = std::fs::read_to_string(dir.path().join("study-timeline.svg")).unwrap();
+        assert!(timeline.starts_with("<svg") && summary.contains("study-timeline.svg"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["cost"]["lowest_cost"], "balanced");
+        let baseline = json["cost"]["baseline"]["cost_per_million_requests"].as_f64().unwrap();
+        let balanced = json["cost"]["tiers"][0]["cost_per_million_requests"].as_f64().unwrap();
+        assert!(
+            (baseline / balanced - 3.0).abs() < 1e-9,
+            "a third of the cost at three times the throughput"
+        );
+        assert_eq!(json["soak"]["verdict"], "stable");
+        assert!(json["recommendations"].is_array(), "the old fields stay");
+    }
+
+    #[test]
+    fn an_unstable_soak_is_said_in_the_balanced_reason() {
+        let mut report = report_of(&[figures(300.0, 20.0)], None, 50.0);
+        report.recommendations = vec![recommendation("batch_size=8", false)];
+        let leak: Vec<(f64, f64)> = (0..1800).map(|t| (f64::from(t), 800.0 + f64::from(t) / 60.0)).collect();
+        let memory = crate::bench::track::MemoryTrack {
+            processes: Vec::new(),
+            total_mb: leak,
+        };
+        let soak = crate::bench::soak::analyse(&[], &memory, 0.0, 0.0);
+        assert!(!soak.stable);
+        report.record_soak(soak);
+        let reason = &report.recommendations[0].reason;
+        assert!(reason.contains("grows 60 MB/h"), "{reason}");
+        assert!(summary_markdown(&report).contains("**grows 60 MB/h**"));
     }
 
     #[test]

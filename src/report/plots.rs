@@ -12,7 +12,7 @@ const SIZE: (u32, u32) = (800, 560);
 /// finite. The range is never empty nor narrower than a small share of
 /// its magnitude: plotters' key-point search never returns on a range
 /// that is empty, reversed, infinite or too narrow for `f64` steps.
-fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(super) fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     const LIMIT: f64 = 1e12;
     let finite: Vec<f64> = values.filter(|v| v.is_finite() && v.abs() <= LIMIT).collect();
     let (Some(min), Some(max)) = (
@@ -27,7 +27,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Whether a point can be drawn (both coordinates within the axes' reach).
-fn drawable((x, y): (f64, f64)) -> bool {
+pub(super) fn drawable((x, y): (f64, f64)) -> bool {
     x.is_finite() && y.is_finite() && x.abs() <= 1e12 && y.abs() <= 1e12
 }
 
@@ -236,6 +236,8 @@ pub(super) mod tests {
             not_confirmed: None,
             hosts: Vec::new(),
             warm_start: None,
+            cost: None,
+            soak: None,
             candidates: figures.iter().enumerate().map(|(i, &f)| candidate(i, f)).collect(),
             entries: Vec::new(),
             config_name: "config.properties".into(),

@@ -77,7 +77,7 @@ impl Study<'_> {
                     .to_string()
             }
         });
-        Ok(Report {
+        let mut report = Report {
             study: s.name.clone(),
             strategy: s.strategy.resolve().label().to_string(),
             stop,
@@ -91,6 +91,10 @@ impl Study<'_> {
             slo_from_baseline: s.p99_from_baseline,
             baseline: baseline.map(|c| c.figures),
             defaults: defaults.map(|c| c.figures),
+            cost: s
+                .cost
+                .map(|prices| report::cost_of_tiers(&prices, baseline.map(|c| &c.figures), &recommendations)),
+            soak: None,
             recommendations,
             pareto_front: Report::front_of(candidates, |f| constraints.feasible(f)),
             hot_share: costs.hot_share(),
@@ -116,7 +120,11 @@ impl Study<'_> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-        })
+        };
+        if let Some(soak) = finished.soak.clone() {
+            report.record_soak(soak);
+        }
+        Ok(report)
     }
 
     /// What the screening alone suggests for the balanced tier when the

@@ -42,6 +42,8 @@ pub struct Plan {
     /// A shared study's trial silent this long is given up (also: how
     /// often trials beat, a sixth of it).
     pub heartbeat_grace: Duration,
+    /// Soak the balanced recommendation this long before recommending it.
+    pub soak: Option<Duration>,
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
             p99_from_baseline: false,
             max_window: None,
             heartbeat_grace: Duration::from_secs(60),
+            soak: None,
         }
     }
 }
@@ -83,6 +86,7 @@ impl From<&Settings> for Plan {
             p99_from_baseline: s.p99_from_baseline,
             max_window: s.max_window,
             heartbeat_grace: s.heartbeat_grace,
+            soak: s.soak,
         }
     }
 }
@@ -171,7 +175,7 @@ impl Planner<'_> {
         let move_s = costs.restart_s.max(costs.hot_s);
         let smallest = 4.0 * (self.confirmation_window() + move_s) + move_s;
         let most = (self.plan.budget.as_secs_f64() * 0.4).max(smallest);
-        Duration::from_secs_f64(most * RESERVE_MARGIN) + EXPORT_RESERVE
+        Duration::from_secs_f64(most * RESERVE_MARGIN) + EXPORT_RESERVE + self.soak_reserve()
     }
 
     /// Time kept back for the confirmation rounds and the export when
@@ -213,7 +217,16 @@ impl Planner<'_> {
             }
         }
         let confirmation = full.min(p.budget.as_secs_f64() * 0.4).max(smallest);
-        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE
+        Duration::from_secs_f64(confirmation * RESERVE_MARGIN) + EXPORT_RESERVE + self.soak_reserve()
+    }
+
+    /// Time kept back for soaking the balanced recommendation (a restart
+    /// onto it and the soak), when the study soaks.
+    fn soak_reserve(&self) -> Duration {
+        match self.plan.soak {
+            Some(soak) => soak + Duration::from_secs_f64(self.costs().restart_s),
+            None => Duration::ZERO,
+        }
     }
 
     /// What moving to `point` costs from what runs now: a live change when

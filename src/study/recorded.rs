@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::bench::soak::SoakReport;
 use crate::bench::Measurement;
 use crate::landscape::{Landscape, Sample};
 use crate::measure::process::MemoryReport;
@@ -166,6 +167,11 @@ impl Testbed for Recorded<'_> {
             incidents: server_lost.iter().cloned().collect(),
             server_lost,
         })
+    }
+
+    /// A landscape records no memory over time: nothing to soak.
+    async fn soak(&mut self, _space: &Space, _point: &Point, _length: Duration) -> anyhow::Result<Option<SoakReport>> {
+        Ok(None)
     }
 
     async fn restore(&mut self, _space: &Space, onto: Option<&Point>) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::converge::{converge, converge_torchserve, Plan, Purpose, Way};
 use crate::apply::state::Deployment;
+use crate::bench::soak::{run_soak, SoakReport};
 use crate::bench::{measure_once, torchserve_endpoint, Measurement};
 use crate::load::{Progress, Workload};
 use crate::objective::{Constraints, Figures};
@@ -221,6 +222,25 @@ impl Runner {
         }
         let plan = workload.plan(&served.url, &served.headers).await?;
         Ok(measure_once(plan, &served.probe, self.token.clone(), Arc::new(Progress::default())).await?)
+    }
+
+    /// Moves to `target` and holds the study's load on it for `length`
+    /// (`bench --soak`): memory growth, throughput and p99 drift, errors.
+    pub async fn soak(&mut self, target: &Deployment, length: Duration) -> anyhow::Result<SoakReport> {
+        self.move_to(target).await.context("moving to the config to soak")?;
+        let mut served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
+        if let Some(gateway) = &self.gateway {
+            served.url = gateway.url().context("the gateway is not running")?;
+            served.headers.clear();
+            served.probe.also.extend(gateway.pid());
+        }
+        let mut workload = self.workload.with_window(RESTART_WARMUP, length);
+        workload.verification = served.verification.clone();
+        workload.stability = None;
+        let plan = workload.plan(&served.url, &served.headers).await?;
+        let progress = Arc::new(Progress::default());
+        let soaked = run_soak(plan, length, "soak", &served.probe, self.token.clone(), progress).await?;
+        Ok(soaked.report)
     }
 
     /// Moves to `target` and measures it; a failure of either is the trial's.

@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::apply::state::Deployment;
+use crate::bench::soak::SoakReport;
 use crate::server::TorchServe;
 use crate::space::{Point, Space};
 
@@ -195,6 +196,11 @@ impl Testbed for Served {
             .runner
             .run(&target, window.warmup, window.duration, window.max_window)
             .await)
+    }
+
+    async fn soak(&mut self, space: &Space, point: &Point, length: Duration) -> anyhow::Result<Option<SoakReport>> {
+        let target = self.deployment_of(space, &Subject::Point(point.clone()))?;
+        self.runner.soak(&target, length).await.map(Some)
     }
 
     /// The restore under its deadline; on success the deployment is freed,

@@ -45,6 +45,14 @@
 //! error_rate = 0.01
 //! # memory_mb = 4000
 //! # throughput_rps = 100
+//!
+//! # soak = "20m"                         # (top level) soak the balanced recommendation first
+//!
+//! [cost]                                  # cost per million requests, lowest-cost tier
+//! core_hour = 0.04                        # per core and hour (this machine's cores, or `cores`) …
+//! gb_hour = 0.005                         # … plus per GB of the config's memory and hour
+//! # instance_hour = 0.34                  # … or an instance per hour,
+//! # cores = 8                             # with the cores it has
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -55,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic};
 use crate::load::{Arrival, Profile, Protocol, Schedule};
 use crate::objective::{Constraints, Weights};
+use crate::report::cost::Prices;
 use crate::search::StrategyKind;
 use crate::server::stack::StackSpec;
 use crate::store::Storage;
@@ -89,6 +98,12 @@ pub struct StudyFile {
     #[serde(default)]
     pub objectives: Option<Weights>,
     pub constraints: ConstraintsFile,
+    /// Soak the balanced recommendation this long before recommending it.
+    #[serde(default, with = "humantime_serde")]
+    pub soak: Option<Duration>,
+    /// Prices, for the cost per million requests of each tier.
+    #[serde(default)]
+    pub cost: Option<Prices>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -214,6 +229,10 @@ pub struct Settings {
     /// The p99 limit is the baseline's p99: no candidate may be slower at
     /// the tail than the config as it is.
     pub p99_from_baseline: bool,
+    /// How long the balanced recommendation is soaked before it is recommended.
+    pub soak: Option<Duration>,
+    /// Prices of the host, for the report's cost rows.
+    pub cost: Option<Prices>,
 }
 
 /// Overrides from the command line.
@@ -403,6 +422,9 @@ impl Settings {
             Some(text) => Storage::parse(text).map_err(|e| format!("storage: {e}"))?,
             None => Storage::File,
         };
+        if f.soak.is_some_and(|soak| soak < Duration::from_secs(10)) {
+            return Err("soak must be at least 10s (its first and last tenths are compared)".into());
+        }
         let heartbeat_grace = f.heartbeat_grace.unwrap_or(Duration::from_secs(60));
         if heartbeat_grace < Duration::from_secs(2) {
             return Err("heartbeat_grace must be at least 2s (workers beat several times within it)".into());
@@ -434,6 +456,8 @@ impl Settings {
             weights,
             constraints,
             p99_from_baseline,
+            soak: f.soak,
+            cost: f.cost,
         })
     }
 }
@@ -586,6 +610,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn soak_and_cost_are_read_and_bad_prices_name_the_file_and_line() {
+        let text = format!("soak = \"20m\"\n{STUDY}[cost]\ncore_hour = 0.04\ngb_hour = 0.005\n");
+        let s = load(&text, &Overrides::default()).unwrap();
+        assert_eq!(s.soak, Some(Duration::from_secs(20 * 60)));
+        let cost = s.cost.unwrap();
+        assert_eq!((cost.core_hour, cost.gb_hour, cost.instance_hour), (0.04, 0.005, None));
+        let plain = load(STUDY, &Overrides::default()).unwrap();
+        assert!(plain.soak.is_none() && plain.cost.is_none(), "both are optional");
+        let bad = format!("{STUDY}[cost]\ncore_hour = -0.04\n");
+        let line = bad.lines().position(|l| l.starts_with("core_hour")).unwrap() + 1;
+        let e = load(&bad, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("study.toml") && e.contains(&format!("line {line}")) && e.contains("not a price"),
+            "{e}"
+        );
+        let e = load(
+            &format!("{STUDY}[cost]\ninstance_hour = 1\ngb_hour = 1\n"),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("study.toml") && e.contains("not both"), "{e}");
+        let e = load(&format!("soak = \"5s\"\n{STUDY}"), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("study.toml") && e.contains("soak must be at least 10s"),
+            "{e}"
+        );
     }
 
     #[test]

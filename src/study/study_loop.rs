@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::bench::soak::SoakReport;
 use crate::objective::{Constraints, Figures, Tier};
 use crate::search::{History, Strategy, Trial};
 use crate::space::{Point, Space};
@@ -91,6 +92,8 @@ pub struct Finished<T, S> {
     /// What a warm start reused, and whether it found the earlier
     /// recommendation unchanged.
     pub warm_start: Option<WarmStartSummary>,
+    /// How the balanced recommendation held up over the study's `soak`.
+    pub soak: Option<SoakReport>,
 }
 
 /// Builds a fresh strategy (a shared study rebuilds it from every worker's trials).
@@ -239,6 +242,12 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         let candidates = estimator::candidates(&self.entries, self.space);
         let reference = estimator::reference_figures(&candidates, self.space);
         let decisions = estimator::decide_tiers(&candidates, &constraints, &self.plan.weights, &reference);
+        let soak = match (&failure, stop, self.plan.soak) {
+            (None, stop, Some(length)) if stop != StopReason::Interrupted => {
+                self.soak_balanced(&decisions, &candidates, length).await
+            }
+            _ => None,
+        };
         let onto = match (self.apply_best, &failure) {
             (true, None) => balanced_point(&decisions, &candidates),
             _ => None,
@@ -260,6 +269,33 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             store: self.store,
             leader_alive: self.leader_alive,
             warm_start: self.warm.as_ref().map(|w| w.summary(self.unchanged)),
+            soak,
+        }
+    }
+
+    /// Soaks the balanced recommendation (when it changes something)
+    /// before it is recommended; a soak that could not run is said in the
+    /// log, and the recommendation stands without it.
+    async fn soak_balanced(
+        &mut self,
+        decisions: &[TierDecision],
+        candidates: &[Candidate],
+        length: Duration,
+    ) -> Option<SoakReport> {
+        let point = balanced_point(decisions, candidates)?;
+        if self.token.is_cancelled() {
+            return None;
+        }
+        tracing::info!(
+            "soaking the balanced recommendation for {}",
+            humantime::format_duration(length)
+        );
+        match self.testbed.soak(self.space, &point, length).await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::warn!("soaking the balanced recommendation: {e:#}");
+                None
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use crate::bench::soak::SoakReport;
 use crate::bench::Measurement;
 use crate::space::{Point, Space};
 use crate::trial::{Switch, TrialKind};
@@ -115,6 +116,11 @@ pub trait Testbed {
     /// window; a failed move or window is the trial's failure, an `Err` an
     /// infrastructure fault that ends the study.
     async fn run(&mut self, space: &Space, subject: &Subject, window: Window) -> anyhow::Result<TrialResult>;
+
+    /// Moves to `point` and holds the study's load on it for `length`,
+    /// judging how it holds up (memory growth, drift); None where the
+    /// testbed has nothing to soak (a recorded landscape).
+    async fn soak(&mut self, space: &Space, point: &Point, length: Duration) -> anyhow::Result<Option<SoakReport>>;
 
     /// Leaves the deployment as it was found: on the config as found, or
     /// on `onto` (the balanced recommendation, when the study applies it).
