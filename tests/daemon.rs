@@ -57,7 +57,7 @@ fn write_daemon_config(dir: &Path, api_port: u16, probation: &str) -> PathBuf {
         &path,
         format!(
             "results_dir = \"results\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\ntoken_file = \"state/token\"\n\
-             [[deployment]]\nname = \"prod\"\nstudy = \"study.toml\"\nmode = \"shadow\"\n\
+             [[deployment]]\nname = \"prod\"\nstudy = \"study.toml\"\nreplay = false\nmode = \"shadow\"\n\
              [deployment.triggers]\nschedule = \"2099-01-01T03:00:00Z\"\n\
              [deployment.canary]\nprobation = \"{probation}\"\nmin_requests = 20\np99_margin = 0.5\n"
         ),
@@ -373,6 +373,14 @@ fn a_manual_trigger_runs_a_cycle_rolls_back_a_broken_canary_reloads_and_stops_cl
     }
     let applied = decisions(&deployment);
     assert_eq!(applied.last().unwrap()["action"], "applied", "{applied:?}");
+    let traffic = applied.last().unwrap()["traffic"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        traffic.contains("the study's own workload (replay = false)"),
+        "{traffic}"
+    );
     assert_ne!(
         deployment.config_bytes(),
         original,
@@ -592,6 +600,11 @@ fn a_broken_daemon_config_is_refused_naming_file_and_key() {
         ),
         ("bad name", good.replace("name = \"prod\"", "name = \"a b\""), "name"),
         (
+            "a replay window under a second",
+            good.replace("mode = \"shadow\"", "mode = \"shadow\"\nreplay_window = \"10ms\""),
+            "replay_window",
+        ),
+        (
             "negative margin",
             good.replace("probation = \"1m\"", "p99_margin = -1.0"),
             "p99_margin",
@@ -657,8 +670,9 @@ fn in_place_waits_for_its_window_then_tunes_production_itself() {
     let port = common::free_port();
     let config = write_daemon_config(deployment.dir.path(), port, "4s");
     let shadow_mode = std::fs::read_to_string(&config).unwrap();
+    // In place, the study replays production's own traffic (the default).
     let in_place = |window: &str| {
-        shadow_mode.replace(
+        shadow_mode.replace("replay = false\n", "").replace(
             "mode = \"shadow\"\n[deployment.triggers]\n",
             &format!(
                 "mode = \"in-place\"\n[deployment.triggers]\nmaintenance_window = \"{window}\"\nmax_live_rps = 1000.0\n"
@@ -706,6 +720,11 @@ fn in_place_waits_for_its_window_then_tunes_production_itself() {
     assert!(
         common::runtime().block_on(deployment.server().is_ready()),
         "production serves"
+    );
+    let traffic = decision["traffic"].as_str().unwrap_or_default();
+    assert!(
+        traffic.contains("production's traffic") && traffic.contains("tiny"),
+        "the study replayed production's log: {decision}"
     );
     let now = deployment.config_bytes();
     match decision["action"].as_str() {

@@ -51,6 +51,9 @@ pub struct Decision {
     /// The recommended settings (empty when nothing was recommended).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub values: std::collections::BTreeMap<String, String>,
+    /// Which traffic the study measured (production's replayed log, or why not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<String>,
 }
 
 impl Decision {
@@ -62,6 +65,7 @@ impl Decision {
             study: study.to_string(),
             figures,
             values: Default::default(),
+            traffic: None,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! probation = "10m"
 //! ```
 
+use super::traffic::ProductionReplay;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -56,6 +57,11 @@ struct DeploymentFile {
     access_log: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     budget: Option<Duration>,
+    /// `false`: cycles measure the study's workload, not production's replayed log.
+    replay: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    replay_window: Option<Duration>,
+    samples: Option<PathBuf>,
     #[serde(default)]
     triggers: TriggersFile,
     #[serde(default)]
@@ -118,6 +124,8 @@ pub struct DeploymentConfig {
     pub target: TargetSpec,
     pub mode: Mode,
     pub access_log: PathBuf,
+    /// How cycles replay production's traffic.
+    pub replay: ProductionReplay,
     pub triggers: Triggers,
     pub canary: Canary,
 }
@@ -258,6 +266,14 @@ impl DeploymentConfig {
             Some(path) => base.join(path),
             None => default_access_log(&target)?,
         };
+        if file.replay_window.is_some_and(|w| w < Duration::from_secs(1)) {
+            bail!("replay_window must be at least 1s");
+        }
+        let replay = ProductionReplay {
+            off: file.replay == Some(false),
+            window: file.replay_window,
+            samples: file.samples.map(|path| base.join(path)),
+        };
         let triggers = Triggers::check(file.triggers)?;
         if file.mode == Mode::InPlace && triggers.maintenance_window.is_none() {
             bail!("mode = \"in-place\" tunes production: set triggers.maintenance_window (e.g. \"02:00-04:00\")");
@@ -269,6 +285,7 @@ impl DeploymentConfig {
             target,
             mode: file.mode,
             access_log,
+            replay,
             triggers,
             canary: Canary::check(file.canary)?,
         })

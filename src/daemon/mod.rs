@@ -5,7 +5,8 @@
 //! watcher that follows production from its access log and metrics
 //! (`watcher`, `access_log`, `live`) and publishes triggers (`trigger`) and
 //! live figures, and a cycle runner that takes the triggers — studies on a
-//! shadow (`shadow`) or in place, and a canary with rollback (`canary`).
+//! shadow (`shadow`) or in place, measured on production's own replayed
+//! traffic (`traffic`), and a canary with rollback (`canary`).
 //! State shown by the API lives in `status`.
 //!
 //! Signals: SIGTERM/SIGINT stop the trial, restore, and exit 0; SIGHUP
@@ -21,6 +22,7 @@ pub mod live;
 pub mod shadow;
 pub mod status;
 mod supervisor;
+pub mod traffic;
 mod trigger;
 mod watcher;
 

@@ -191,6 +191,13 @@ impl Supervisor {
         let study_name = resume.unwrap_or_else(|| format!("{}-{}", self.name, unix_now()));
         let mut settings = config.settings.clone();
         settings.name = study_name.clone();
+        let traffic = config.replay.cycle_traffic(&settings, &config.access_log);
+        tracing::info!(deployment = %self.name, "the study measures {}", traffic.description);
+        if let Some(replayed) = traffic.schedule.clone() {
+            // A varying load is measured in fixed windows.
+            settings.varying = Some(replayed);
+            settings.max_window = None;
+        }
         if let Some(left) = window_left {
             settings.budget = settings.budget.min(left.saturating_sub(Duration::from_secs(60)));
         }
@@ -258,7 +265,7 @@ impl Supervisor {
         self.record_running(None)?;
         prune_old_studies(&self.results, &self.name, KEEP_STUDIES);
         let report = report.context("the study")?;
-        let decision = match canary::worth_applying(&report) {
+        let mut decision = match canary::worth_applying(&report) {
             Err(why_not) => {
                 let figures = DecisionFigures {
                     baseline: report.baseline,
@@ -291,6 +298,7 @@ impl Supervisor {
                 decision
             }
         };
+        decision.traffic = Some(traffic.description);
         self.decide(decision)
     }
 
