@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::measure::traffic_figures::{ModelFigures, PeakFigures};
 use crate::measure::Stability;
 use crate::objective::Figures;
 use crate::space::Point;
@@ -132,6 +133,12 @@ pub struct Entry {
     /// any estimate, and the candidate is measured again as the next trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_lost: Option<String>,
+    /// Per model, when the window's requests named several (a replayed log).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelFigures>,
+    /// The figures at a rate profile's peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<PeakFigures>,
 }
 
 pub use crate::stats::Interval;

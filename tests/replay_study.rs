@@ -88,5 +88,14 @@ fn a_study_measures_every_candidate_on_the_replayed_log() {
             "a clean window measured {rate} req/s, not the replay's 40: {windows:?}"
         );
     }
+    // Each measured window carries its per-model figures (one model here).
+    for line in journal.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        if entry["figures"].is_object() {
+            let tiny = &entry["models"]["tiny"];
+            assert!(tiny["throughput_rps"].as_f64().is_some_and(|r| r > 0.0), "{entry}");
+            assert!(tiny["p99_ms"].as_f64().is_some(), "{entry}");
+        }
+    }
     assert_eq!(deployment.config_bytes(), original, "byte-identical after the study");
 }

@@ -167,7 +167,7 @@ fn tune_keeps_its_trials_in_postgresql_and_exports_them_alike() {
     std::fs::write(
         dir.join("study.toml"),
         format!(
-            "name = \"shared\"\ntarget = \"target.toml\"\nspace = \"{}\"\nmodel = \"tiny\"\nbudget = \"50s\"\n\
+            "name = \"shared\"\ntarget = \"target.toml\"\nspace = \"{}\"\nmodel = \"tiny\"\nbudget = \"80s\"\n\
              [workload]\nbody = \"{}\"\nusers = 4\nduration = \"2s\"\nwarmup = \"1s\"\nconfirm_rounds = 2\n\
              [constraints]\np99_ms = 200\n",
             root.join("search-spaces/torchserve-cpu.toml").display(),

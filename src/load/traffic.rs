@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::profile::Profile;
 use super::replay::ReplayTraffic;
 use super::schedule::Schedule;
+pub use crate::measure::traffic_figures::{ModelFigures, PeakFigures};
 use crate::measure::{latency_histogram, LoadReport, Recorder};
 
 /// A replay's or a profile's figures beyond the main ones.
@@ -28,28 +29,6 @@ pub struct TrafficReport {
     pub replay: Option<ReplayFidelity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak: Option<PeakFigures>,
-}
-
-/// One model's figures over the window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelFigures {
-    pub requests: u64,
-    pub throughput_rps: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub error_rate: f64,
-}
-
-impl ModelFigures {
-    fn of(report: &LoadReport) -> Self {
-        Self {
-            requests: report.requests,
-            throughput_rps: report.throughput_rps,
-            p50_ms: report.latency_ms.p50,
-            p99_ms: report.latency_ms.p99,
-            error_rate: report.error_rate,
-        }
-    }
 }
 
 /// How closely a replay followed its log, over the measured window.
@@ -84,21 +63,6 @@ pub struct Lateness {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
-}
-
-/// The figures of the requests due at a profile's peak.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PeakFigures {
-    pub profile: String,
-    /// The target rate at the peak.
-    pub rate_rps: f64,
-    /// Seconds of peak within the window.
-    pub seconds: f64,
-    pub requests: u64,
-    pub throughput_rps: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub error_rate: f64,
 }
 
 /// One thread's extra observations.

@@ -8,6 +8,7 @@
 pub mod metrics;
 pub mod process;
 pub mod recorder;
+pub mod traffic_figures;
 
 pub use recorder::{
     latency_histogram, ErrorClass, ErrorCounts, LatencySummary, LoadReport, Recorder, SecondStats, Stability,

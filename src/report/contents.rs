@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::cost::CostReport;
 use crate::bench::soak::SoakReport;
+use crate::measure::traffic_figures::{ModelFigures, PeakFigures};
 use crate::objective::{pareto_front, Figures, Tier};
 use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason, TrialKind};
 
@@ -41,6 +42,12 @@ pub struct Recommendation {
     /// Confirmed figures: mean throughput and memory over the runs, p50/p99
     /// of the runs' merged latencies.
     pub figures: Figures,
+    /// Per model (a replayed log naming several), from its latest window.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelFigures>,
+    /// At a rate profile's peak, from its latest window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak: Option<PeakFigures>,
     /// Half-width of the 95 % interval of mean throughput (Student t over runs).
     pub throughput_ci95: Option<f64>,
     pub throughput: Option<Interval>,

@@ -231,6 +231,34 @@ Several workers measured this study, each on its own server; each screened other
     md
 }
 
+/// A recommendation's figures at a profile's peak and per model, from its
+/// latest window (empty without a profile or a replayed log).
+fn traffic_text(r: &Recommendation) -> String {
+    let mut text = String::new();
+    if let Some(peak) = &r.peak {
+        text.push_str(&format!(
+            "At the profile's peak ({:.0} req/s offered): {:.1} req/s, p99 {:.1} ms, errors {:.2}%.\n",
+            peak.rate_rps,
+            peak.throughput_rps,
+            peak.p99_ms,
+            peak.error_rate * 100.0
+        ));
+    }
+    if !r.models.is_empty() {
+        text.push_str("\n| model | throughput req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|\n");
+        for (model, f) in &r.models {
+            text.push_str(&format!(
+                "| {model} | {:.1} | {:.2} | {:.2} | {:.2}% |\n",
+                f.throughput_rps,
+                f.p50_ms,
+                f.p99_ms,
+                f.error_rate * 100.0
+            ));
+        }
+    }
+    text
+}
+
 /// What a warm start reused, as the summary says it.
 fn warm_start_text(warm: &WarmStartSummary) -> String {
     let outcome = if warm.unchanged {
@@ -321,6 +349,7 @@ pub fn summary_markdown(report: &Report) -> String {
             ));
         }
         md.push('\n');
+        md.push_str(&traffic_text(r));
     }
     if let Some(why) = &report.no_recommendation {
         md.push_str(&format!("\nNothing is recommended: {why}\n"));
@@ -501,6 +530,8 @@ mod tests {
             description: description.into(),
             values: BTreeMap::from([("batch_size".to_string(), "8".to_string())]),
             figures: figures(300.0, 20.0),
+            models: Default::default(),
+            peak: None,
             throughput_ci95: None,
             throughput: None,
             runs: 1,

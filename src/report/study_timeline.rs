@@ -261,6 +261,8 @@ mod tests {
             incidents: Vec::new(),
             worker: None,
             server_lost: None,
+            models: Default::default(),
+            peak: None,
         }
     }
 

@@ -142,6 +142,8 @@ mod tests {
             observer_cpu_share: None,
             incidents: Vec::new(),
             server_lost: None,
+            models: Default::default(),
+            peak: None,
             worker: None,
         }
     }

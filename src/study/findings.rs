@@ -195,6 +195,12 @@ impl Study<'_> {
             },
         };
         let tier_manifest = self.tier_manifest(decision, &deployment)?;
+        // Per-model and peak figures come from its latest measured window.
+        let latest = self
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.point == chosen.point && e.figures.is_some() && e.server_lost.is_none());
         Ok(Recommendation {
             tier: decision.tier,
             description: if decision.keep_current {
@@ -215,6 +221,8 @@ impl Study<'_> {
                 })
                 .unwrap_or_default(),
             figures: chosen.figures,
+            models: latest.map(|e| e.models.clone()).unwrap_or_default(),
+            peak: latest.and_then(|e| e.peak.clone()),
             throughput_ci95: chosen.throughput.map(|i| i.half_width()),
             throughput: chosen.throughput,
             runs: chosen.runs,

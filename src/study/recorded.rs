@@ -166,6 +166,8 @@ impl Testbed for Recorded<'_> {
             measurement,
             incidents: server_lost.iter().cloned().collect(),
             server_lost,
+            models: BTreeMap::new(),
+            peak: None,
         })
     }
 

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::converge::{converge, converge_torchserve, Plan, Purpose, Way};
 use crate::apply::state::Deployment;
 use crate::bench::soak::{run_soak, SoakReport};
-use crate::bench::{measure_once, torchserve_endpoint, Measurement};
-use crate::load::{Progress, Workload};
+use crate::bench::{measure_traffic, torchserve_endpoint, Measurement, ServerProbe};
+use crate::load::{LoadPlan, Progress, TrafficReport, Workload};
 use crate::objective::{Constraints, Figures};
 use crate::server::TorchServe;
 use crate::space::{Current, Space};
@@ -202,13 +202,15 @@ impl Runner {
         Ok((moved.switch, moved.took))
     }
 
-    /// Measures what runs now with the study's workload.
-    pub async fn measure(
+    /// The study's workload over a window (`warmup`, `duration`, capped at
+    /// `max_window` when adaptive), planned against what serves it now
+    /// (TorchServe, or the gateway in front), and that server's probe.
+    async fn plan_window(
         &self,
         warmup: Duration,
         duration: Duration,
         max_window: Option<Duration>,
-    ) -> anyhow::Result<Measurement> {
+    ) -> anyhow::Result<(LoadPlan, ServerProbe)> {
         let mut served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
         if let Some(gateway) = &self.gateway {
             served.url = gateway.url().context("the gateway is not running")?;
@@ -221,25 +223,29 @@ impl Runner {
             rule.max_window = max;
         }
         let plan = workload.plan(&served.url, &served.headers).await?;
-        Ok(measure_once(plan, &served.probe, self.token.clone(), Arc::new(Progress::default())).await?)
+        Ok((plan, served.probe))
+    }
+
+    /// Measures what runs now with the study's workload; with a replay's or
+    /// a profile's own figures (per model, at the peak).
+    pub async fn measure(
+        &self,
+        warmup: Duration,
+        duration: Duration,
+        max_window: Option<Duration>,
+    ) -> anyhow::Result<(Measurement, TrafficReport)> {
+        let (plan, probe) = self.plan_window(warmup, duration, max_window).await?;
+        Ok(measure_traffic(plan, &probe, self.token.clone(), Arc::new(Progress::default())).await?)
     }
 
     /// Moves to `target` and holds the study's load on it for `length`
     /// (`bench --soak`): memory growth, throughput and p99 drift, errors.
     pub async fn soak(&mut self, target: &Deployment, length: Duration) -> anyhow::Result<SoakReport> {
         self.move_to(target).await.context("moving to the config to soak")?;
-        let mut served = torchserve_endpoint(&self.server, Some(&self.model)).await?;
-        if let Some(gateway) = &self.gateway {
-            served.url = gateway.url().context("the gateway is not running")?;
-            served.headers.clear();
-            served.probe.also.extend(gateway.pid());
-        }
-        let mut workload = self.workload.with_window(RESTART_WARMUP, length);
-        workload.verification = served.verification.clone();
-        workload.stability = None;
-        let plan = workload.plan(&served.url, &served.headers).await?;
+        let (mut plan, probe) = self.plan_window(RESTART_WARMUP, length, None).await?;
+        plan.stability = None;
         let progress = Arc::new(Progress::default());
-        let soaked = run_soak(plan, length, "soak", &served.probe, self.token.clone(), progress).await?;
+        let soaked = run_soak(plan, length, "soak", &probe, self.token.clone(), progress).await?;
         Ok(soaked.report)
     }
 
@@ -264,6 +270,8 @@ impl Runner {
                     measurement: Err(format!("{e:#}")),
                     incidents,
                     server_lost: None,
+                    models: Default::default(),
+                    peak: None,
                 }
             }
         };
@@ -276,7 +284,7 @@ impl Runner {
         let before = self.snapshot().await;
         #[cfg(feature = "failpoints")]
         let _chaos = kill_midway(&before, warmup + duration / 2);
-        let measurement = self
+        let measured = self
             .measure(warmup, duration, max_window)
             .await
             .map_err(|e| format!("measuring: {e:#}"));
@@ -284,12 +292,18 @@ impl Runner {
         // process during it says nothing about the candidate either way.
         let server_lost = what_was_lost(&before, &self.snapshot().await);
         incidents.extend(server_lost.clone());
+        let (measurement, traffic) = match measured {
+            Ok((measurement, traffic)) => (Ok(measurement), traffic),
+            Err(e) => (Err(e), TrafficReport::default()),
+        };
         TrialResult {
             switch,
             switch_s: switch_time.as_secs_f64(),
             measurement,
             incidents,
             server_lost,
+            models: traffic.models,
+            peak: traffic.peak,
         }
     }
 
@@ -400,6 +414,8 @@ pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &C
         incidents: result.incidents.clone(),
         worker: Some(crate::store::worker_id()),
         server_lost: result.server_lost.clone(),
+        models: result.models.clone(),
+        peak: result.peak.clone(),
     }
 }
 

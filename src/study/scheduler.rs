@@ -381,6 +381,8 @@ mod tests {
             observer_cpu_share: None,
             incidents: Vec::new(),
             server_lost: None,
+            models: Default::default(),
+            peak: None,
             worker: None,
         };
         let entries = vec![

@@ -139,6 +139,8 @@ pub fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Dura
         incidents: Vec::new(),
         worker: Some(trial.worker.clone()),
         server_lost: None,
+        models: Default::default(),
+        peak: None,
     }
 }
 

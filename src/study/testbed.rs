@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::bench::soak::SoakReport;
 use crate::bench::Measurement;
+use crate::measure::traffic_figures::{ModelFigures, PeakFigures};
 use crate::space::{Point, Space};
 use crate::trial::{Switch, TrialKind};
 
@@ -58,6 +59,10 @@ pub struct TrialResult {
     /// What the server lost during the window (a worker or the JVM): the
     /// measurement is not the candidate's (`server_loss`).
     pub server_lost: Option<String>,
+    /// Per model, when the window's requests named several (a replayed log).
+    pub models: BTreeMap<String, ModelFigures>,
+    /// The figures at a rate profile's peak.
+    pub peak: Option<PeakFigures>,
 }
 
 /// Parameter → value of what `subject` runs, where `baseline` gives the
