@@ -14,7 +14,7 @@
 #
 # Archives: NAME.mar (eager); for the models with a model.py, also
 # NAME-ts.mar (TorchScript) and NAME-onnx.mar (ONNX, served by onnxruntime),
-# exported offline from the same seeded weights.
+# exported offline from the same seeded weights; bert-onnx.mar for BERT.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -138,6 +138,8 @@ archives_of() {
     echo "$name.mar"
     if grep -q "example_shape=" "$src/build.py"; then
         echo "$name-ts.mar"
+        echo "$name-onnx.mar"
+    elif grep -q "onnx_export=" "$src/build.py"; then
         echo "$name-onnx.mar"
     fi
 }

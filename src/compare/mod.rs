@@ -15,6 +15,13 @@
 //! difference is paired by round, so a gap the rounds cannot tell from zero
 //! shows as such. Memory is the PSS of TorchServe's process tree, plus the
 //! gateway's for the second column. `tables` renders the result.
+//!
+//! The overhead apart from the model's noise: before the capacity rounds,
+//! `pairs` alternating request pairs at one request in flight (`low_load`,
+//! summarised by `paired`: bootstrap intervals of the median and p99 of the
+//! differences), and in every fixed-load window the CPU each process tree
+//! spent per request (`cpu`). When TorchServe also serves `<model>-onnx`
+//! (the model's ONNX archive), it is measured as a third way, direct.
 
 pub mod check;
 pub mod cpu;
@@ -143,12 +150,16 @@ pub struct Difference {
     pub low_load_p99_ms: Option<Interval>,
     /// Pairs measured at low load.
     pub low_load_pairs: usize,
-    /// Capacity change in percent, paired over rounds.
+    /// Capacity change in percent, paired over rounds (the mean of the
+    /// rounds' log ratios, so one bad round cannot make it absurd).
     pub throughput_pct_ci95: Option<Interval>,
     /// Rounds this run's spread would need for a ±3 % throughput interval.
     pub throughput_rounds_for_3pct: Option<u32>,
     /// Memory difference, paired over rounds.
     pub memory_mb_ci95: Option<Interval>,
+    /// PSS of the gateway process alone over its rounds: the part of the
+    /// memory difference that is not TorchServe's drift between windows.
+    pub gateway_memory_mb: Option<Interval>,
     /// CPU per request of the whole path, paired over rounds.
     pub cpu_ms_per_request: Option<Interval>,
     /// Throughput change of a CPU-bound host (every core busy): direct CPU
@@ -566,9 +577,14 @@ fn summarize(model: &StackModel, load_rps: f64, rounds: Vec<Round>) -> ModelComp
     };
     let paired = |figure: fn(&Round) -> f64| mean_interval(&pairs(&|d, g| Some(figure(g) - figure(d))));
     let percent = |new: f64, old: f64| if old > 0.0 { (new - old) / old * 100.0 } else { 0.0 };
-    let throughput_pct_ci95 = mean_interval(&pairs(&|d, g| {
-        (d.capacity_rps > 0.0).then(|| percent(g.capacity_rps, d.capacity_rps))
-    }));
+    let log_ratios =
+        pairs(&|d, g| (d.capacity_rps > 0.0 && g.capacity_rps > 0.0).then(|| (g.capacity_rps / d.capacity_rps).ln()));
+    let throughput_pct_ci95 = mean_interval(&log_ratios).map(|i| Interval {
+        estimate: (i.estimate.exp() - 1.0) * 100.0,
+        low: (i.low.exp() - 1.0) * 100.0,
+        high: (i.high.exp() - 1.0) * 100.0,
+    });
+    let gateway_pss: Vec<f64> = gateway_rounds.iter().filter_map(|r| r.gateway_pss_mb).collect();
     let cpu_total = |r: &Round| r.cpu_per_request.as_ref().map(CpuPerRequest::total_ms);
     let cpu_bound = pairs(&|d, g| cpu::cpu_bound_throughput_change_pct(cpu_total(d)?, cpu_total(g)?));
     let gateway_cpu_share_pct = gateway
@@ -587,6 +603,7 @@ fn summarize(model: &StackModel, load_rps: f64, rounds: Vec<Round>) -> ModelComp
         low_load_p99_ms: None,
         low_load_pairs: 0,
         throughput_rounds_for_3pct: rounds_for(&throughput_pct_ci95, direct_rounds.len(), 3.0),
+        gateway_memory_mb: interval_or_single(&gateway_pss),
         throughput_pct_ci95,
         memory_mb_ci95: mean_interval(&pairs(&|d, g| Some(memory_of(g, true) - memory_of(d, false)))),
         cpu_ms_per_request: interval_or_single(&pairs(&|d, g| Some(cpu_total(g)? - cpu_total(d)?))),
@@ -674,6 +691,8 @@ mod tests {
         );
         let throughput = c.difference.throughput_pct_ci95.expect("two rounds");
         assert!((throughput.estimate + 5.0).abs() < 1e-9, "{throughput:?}");
+        let gateway_memory = c.difference.gateway_memory_mb.expect("two rounds");
+        assert!((gateway_memory.estimate - 10.0).abs() < 1e-9, "{gateway_memory:?}");
         assert_eq!(
             c.difference.throughput_rounds_for_3pct,
             Some(2),

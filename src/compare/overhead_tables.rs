@@ -161,7 +161,10 @@ fn precision_section(c: &Comparison) -> String {
             ),
             (
                 "memory",
-                precision(&d.memory_mb_ci95, 10.0, "MB", "the workers' memory moves between rounds"),
+                precision(&d.memory_mb_ci95, 10.0, "MB", &format!(
+                    "TorchServe's own PSS (JVM heap, workers) drifts between windows; the gateway process alone: {}",
+                    d.gateway_memory_mb.map_or_else(|| "n/a".into(), |i| format!("{:.1} ± {:.1} MB", i.estimate, i.half_width()))
+                )),
             ),
         ];
         let _ = writeln!(out, "- **{}**", m.model);

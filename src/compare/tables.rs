@@ -79,7 +79,7 @@ pub fn markdown(c: &Comparison) -> String {
     for m in &c.models {
         let _ = writeln!(
             out,
-            "| {} | {:.0} ms | {:.1}{} | {:.1}{} | {:+.1} % {}: {} |",
+            "| {} | {:.0} ms | {:.1}{} | {:.1}{} | {:+.1} % (paired {} %): {} |",
             m.model,
             m.slo_p99_ms,
             m.direct.throughput_rps,
