@@ -14,7 +14,8 @@
 #
 # Archives: NAME.mar (eager); for the models with a model.py, also
 # NAME-ts.mar (TorchScript) and NAME-onnx.mar (ONNX, served by onnxruntime),
-# exported offline from the same seeded weights; bert-onnx.mar for BERT.
+# exported offline from the same seeded weights; bert-onnx.mar for BERT;
+# echo-onnx.mar (an identity graph) for the ONNX Runtime column's test.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -139,7 +140,7 @@ archives_of() {
     if grep -q "example_shape=" "$src/build.py"; then
         echo "$name-ts.mar"
         echo "$name-onnx.mar"
-    elif grep -q "onnx_export=" "$src/build.py"; then
+    elif grep -q -E "onnx_export=|export_identity" "$src/build.py"; then
         echo "$name-onnx.mar"
     fi
 }

@@ -3,8 +3,9 @@
 //! a real gateway, both started by compare) reports the low-load paired
 //! differences with their intervals, CPU per request of each process tree,
 //! and the paired throughput and memory intervals — every new field
-//! present and finite — and says in its tables which differences reached
-//! the goals of precision.
+//! present and finite — measures the model's ONNX archive (`echo-onnx`, an
+//! identity graph run by onnxruntime) as a third column, and says in its
+//! tables which differences reached the goals of precision.
 
 mod common;
 
@@ -81,10 +82,12 @@ fn run_compare(stack: &Path, results: &Path, dir: &Path) -> std::process::Output
 fn compare_reports_the_overhead_at_low_load_and_cpu_per_request_with_intervals() {
     let provisioned = require_torchserve!();
     assert!(
-        provisioned.model_store.join("echo.mar").exists(),
-        "echo.mar is missing: run scripts/setup-torchserve.sh"
+        ["echo.mar", "echo-onnx.mar"]
+            .iter()
+            .all(|archive| provisioned.model_store.join(archive).exists()),
+        "echo.mar or echo-onnx.mar is missing: run scripts/setup-torchserve.sh"
     );
-    let deployment = common::Deployment::serving_models(&provisioned, &["echo"], "");
+    let deployment = common::Deployment::serving_models(&provisioned, &["echo", "echo-onnx"], "");
     let stack = write_echo_stack(&deployment);
     let results = deployment.dir.path().join("results");
     let output = run_compare(&stack, &results, deployment.dir.path());
@@ -141,8 +144,22 @@ fn compare_reports_the_overhead_at_low_load_and_cpu_per_request_with_intervals()
             .is_some_and(|n| n > 0),
         "each round says how many requests its CPU was divided by: {model}"
     );
-    // No ONNX archive of echo is served: no third column.
-    assert!(model.get("onnxruntime").is_none(), "{model}");
+    // TorchServe serves echo-onnx: the ONNX Runtime column, with the fields of direct.
+    let onnx = &model["onnxruntime"];
+    for field in ["p50_ms", "p99_ms", "throughput_rps", "memory_mb"] {
+        assert!(
+            onnx[field].as_f64().is_some_and(|v| v > 0.0),
+            "onnxruntime.{field}: {model}"
+        );
+    }
+    interval(&onnx["cpu_ms_per_request"], "onnxruntime.cpu_ms_per_request");
+    let onnx_rounds = model["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == "onnxruntime")
+        .count();
+    assert_eq!(onnx_rounds, 2, "each round measures the third way too: {model}");
     assert!(report["tf_serving"]
         .as_str()
         .is_some_and(|s| s.contains("not measured")));
