@@ -161,6 +161,8 @@ fn three_models_answer_direct_and_through_the_gateway_and_compare_reports_them()
             "2s",
             "--warmup",
             "1s",
+            "--pairs",
+            "20",
             "--json",
             "--results-dir",
             results.to_str().unwrap(),

@@ -42,7 +42,7 @@ pub use self::check::answer_problem;
 use self::check::{check_bodies, check_route};
 use self::cpu::{CpuPerRequest, CpuReading};
 use crate::bench::capacity::{find_capacity, CapacitySearch};
-use crate::bench::{measure_once, torchserve_endpoint, ServerProbe};
+use crate::bench::{measure_once, torchserve_endpoint, ServedModel, ServerProbe};
 use crate::load::tls::Verification;
 use crate::load::{Arrival, LoadPlan, Progress, Schedule, Workload};
 use crate::measure::process::{TreeSampler, SAMPLE_INTERVAL};
@@ -328,37 +328,15 @@ async fn compare_model(
         low_load::alternate(&direct, &through, &bodies, options.pairs, token).await?
     };
     tracing::info!(model = %model.name, pairs = low_load.first_ms.len(), "low-load pairs");
-    let workload = Workload {
-        bodies,
-        content_type: Some("application/json".into()),
-        verification: served.verification.clone(),
-        ..Workload::closed(1, options.warmup, options.duration)
-    };
-    let mut ways = vec![
-        Way {
-            path: Path::Direct,
-            plan: workload.plan(&direct_url, &served.headers).await?,
-            probe: served.probe.clone(),
-            gateway_pid: None,
-        },
-        Way {
-            path: Path::Gateway,
-            plan: workload.plan(&gateway_url, &[]).await?,
-            probe: served.probe.clone(),
-            gateway_pid: gateway.pid(),
-        },
-    ];
-    if let Some(url) = &onnx_url {
-        ways.push(Way {
-            path: Path::Onnxruntime,
-            plan: workload.plan(url, &served.headers).await?,
-            probe: served.probe.clone(),
-            gateway_pid: None,
-        });
-    }
-    if gateway_first {
-        ways.swap(0, 1);
-    }
+    let ways = ways_of(
+        &workload_of(bodies, &served, options),
+        &served,
+        gateway,
+        [&direct_url, &gateway_url],
+        onnx_url.as_deref(),
+        gateway_first,
+    )
+    .await?;
     let capacities = search_capacities(model, &ways, options, token).await?;
     let capacity_of = |path: Path| mean(&capacities.iter().map(|c| c[path as usize]).collect::<Vec<_>>());
     let (direct_capacity, gateway_capacity) = (capacity_of(Path::Direct), capacity_of(Path::Gateway));
@@ -385,6 +363,45 @@ async fn compare_model(
     let mut compared = summarize(model, load_rps, rounds);
     set_low_load(&mut compared, &low_load);
     Ok(compared)
+}
+
+/// The load of a model's rounds: its bodies, one user (the plans set the schedule).
+fn workload_of(bodies: Vec<Vec<u8>>, served: &ServedModel, options: &Options) -> Workload {
+    Workload {
+        bodies,
+        content_type: Some("application/json".into()),
+        verification: served.verification.clone(),
+        ..Workload::closed(1, options.warmup, options.duration)
+    }
+}
+
+/// The ways of a model: direct, through the gateway and, when TorchServe
+/// serves the model's ONNX archive, to it; the gateway first when asked.
+async fn ways_of(
+    workload: &Workload,
+    served: &ServedModel,
+    gateway: &Gateway,
+    [direct_url, gateway_url]: [&str; 2],
+    onnx_url: Option<&str>,
+    gateway_first: bool,
+) -> anyhow::Result<Vec<Way>> {
+    let way = |path, plan, gateway_pid| Way {
+        path,
+        plan,
+        probe: served.probe.clone(),
+        gateway_pid,
+    };
+    let mut ways = vec![
+        way(Path::Direct, workload.plan(direct_url, &served.headers).await?, None),
+        way(Path::Gateway, workload.plan(gateway_url, &[]).await?, gateway.pid()),
+    ];
+    if let Some(url) = onnx_url {
+        ways.push(way(Path::Onnxruntime, workload.plan(url, &served.headers).await?, None));
+    }
+    if gateway_first {
+        ways.swap(0, 1);
+    }
+    Ok(ways)
 }
 
 /// The ways in the order of `round`: the first way of the list goes first
