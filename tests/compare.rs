@@ -185,3 +185,14 @@ fn compare_reports_the_overhead_at_low_load_and_cpu_per_request_with_intervals()
         "compare stops the TorchServe it started"
     );
 }
+
+#[test]
+fn too_few_pairs_are_refused_naming_the_flag() {
+    let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .args(["compare", "--stack", "no-such-stack.toml", "--pairs", "1"])
+        .output()
+        .expect("the servetune binary runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(said.contains("--pairs must be at least 2"), "{said}");
+}
