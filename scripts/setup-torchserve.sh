@@ -10,13 +10,18 @@
 # Environment:
 #   SERVETUNE_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/servetune)
 #   SERVETUNE_VENV    venv directory (default: $SERVETUNE_CACHE/venv-ts-0.12.0)
-#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny resnet50 bert gpt2")
+#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny echo resnet50 bert gpt2")
+#
+# Archives: NAME.mar (eager); for the models with a model.py, also
+# NAME-ts.mar (TorchScript) and NAME-onnx.mar (ONNX, served by onnxruntime),
+# exported offline from the same seeded weights; bert-onnx.mar for BERT;
+# echo-onnx.mar (an identity graph) for the ONNX Runtime column's test.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache_root="${SERVETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servetune}"
 venv="${SERVETUNE_VENV:-$cache_root/venv-ts-0.12.0}"
-models="${SERVETUNE_MODELS-tiny resnet50 bert gpt2}"
+models="${SERVETUNE_MODELS-tiny echo resnet50 bert gpt2}"
 model_store="$repo_root/examples/deployment/model-store"
 
 log() { echo "setup-torchserve: $*" >&2; }
@@ -105,6 +110,41 @@ ensure_extras() {
     echo "$extras_stamp" >"$venv/.servetune-extras"
 }
 
+# --- ONNX Runtime ------------------------------------------------------------
+# TorchServe's base handler opens an .onnx serialized file as an onnxruntime
+# session when onnxruntime imports; onnx is what torch.onnx.export writes
+# with. Pinned (numpy<2 wheels for Python 3.8-3.12), with a stamp of their own.
+onnx_extras="onnxruntime==1.19.2
+onnx==1.16.2"
+onnx_stamp="$(echo "$onnx_extras" | sha256sum | cut -c1-16)"
+
+ensure_onnx() {
+    if [[ -f "$venv/.servetune-onnx" ]] \
+        && [[ "$(cat "$venv/.servetune-onnx")" == "$onnx_stamp" ]] \
+        && "$venv/bin/python" -c 'import onnxruntime, onnx' >/dev/null 2>&1; then
+        log "onnxruntime and onnx are installed"
+        return
+    fi
+    log "installing onnxruntime and onnx into $venv"
+    echo "$onnx_extras" >"$venv/requirements-onnx.txt"
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir -r "$venv/requirements-onnx.txt" >&2
+    "$venv/bin/python" -c 'import onnxruntime, onnx' || die "onnxruntime/onnx were installed but do not import"
+    echo "$onnx_stamp" >"$venv/.servetune-onnx"
+}
+
+# The archives a model's build writes: NAME.mar, and NAME-ts.mar and
+# NAME-onnx.mar when its build exports the other runtimes.
+archives_of() {
+    local name="$1" src="$2"
+    echo "$name.mar"
+    if grep -q "example_shape=" "$src/build.py"; then
+        echo "$name-ts.mar"
+        echo "$name-onnx.mar"
+    elif grep -q -E "onnx_export=|export_identity" "$src/build.py"; then
+        echo "$name-onnx.mar"
+    fi
+}
+
 # --- Example model archives -------------------------------------------------
 build_models() {
     mkdir -p "$model_store"
@@ -114,7 +154,12 @@ build_models() {
         [[ -d "$src" ]] || die "no example model '$name' under $src"
         digest="$(find "$src" "$repo_root/examples/models/common" -type f ! -name '*.pyc' | sort | xargs sha256sum | sha256sum | cut -c1-16)"
         marker="$model_store/.$name.src"
-        if [[ -f "$model_store/$name.mar" && -f "$marker" && "$(cat "$marker")" == "$digest" ]]; then
+        local archives complete=true archive
+        archives="$(archives_of "$name" "$src")"
+        for archive in $archives; do
+            [[ -f "$model_store/$archive" ]] || complete=false
+        done
+        if [[ "$complete" == true && -f "$marker" && "$(cat "$marker")" == "$digest" ]]; then
             log "model archive $name.mar is up to date"
             continue
         fi
@@ -122,7 +167,9 @@ build_models() {
         "$venv/bin/python" "$src/build.py" \
             --archiver "$venv/bin/torch-model-archiver" \
             --export-path "$model_store" >&2
-        [[ -f "$model_store/$name.mar" ]] || die "build of $name did not produce $name.mar"
+        for archive in $archives; do
+            [[ -f "$model_store/$archive" ]] || die "build of $name did not produce $archive"
+        done
         echo "$digest" >"$marker"
     done
 }
@@ -130,5 +177,6 @@ build_models() {
 check_java
 ensure_venv
 ensure_extras
+ensure_onnx
 build_models
 echo "$venv/bin"

@@ -17,7 +17,8 @@ use servetune::compare::{answer_problem, gateway_spec};
 use servetune::server::gateway::Gateway;
 use servetune::server::stack::StackSpec;
 
-const MODELS: [&str; 3] = ["resnet50", "bert", "gpt2"];
+/// The example stack's models (echo: no model, the gateway's own cost).
+const MODELS: [&str; 4] = ["resnet50", "bert", "gpt2", "echo"];
 
 /// One TorchServe with text models at a time: two on two cores would time each other out.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -160,6 +161,8 @@ fn three_models_answer_direct_and_through_the_gateway_and_compare_reports_them()
             "2s",
             "--warmup",
             "1s",
+            "--pairs",
+            "20",
             "--json",
             "--results-dir",
             results.to_str().unwrap(),

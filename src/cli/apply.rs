@@ -108,6 +108,11 @@ fn split_settings(settings: &[Setting], config: &Path) -> anyhow::Result<SplitSe
                 }
                 log_level = Some(level);
             }
+            Target::Runtime => bail!(
+                "--set runtime={}: the runtime is the archive load_models names; \
+                 set load_models=MODEL=MODEL-onnx.mar (or -ts.mar) instead",
+                setting.value
+            ),
             Target::GatewayEnv(_) | Target::GatewayConfig(_) => bail!(
                 "--set {}: the gateway's settings are tuned in a stack study (stack = \"stack.toml\"); \
                  apply changes TorchServe only",

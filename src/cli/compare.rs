@@ -27,6 +27,11 @@ pub struct CompareArgs {
     /// Warm-up before each window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     warmup: Duration,
+    /// Request pairs of the low-load overhead measurement: one request in
+    /// flight, direct and through the gateway alternating (a few seconds on
+    /// a millisecond model; a ResNet-50 pair takes a fraction of a second).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pairs: u32,
     /// Errors allowed at capacity (a share of requests).
     #[arg(long, default_value_t = 0.01)]
     max_error_rate: f64,
@@ -45,6 +50,9 @@ pub fn run(args: CompareArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
     if args.duration < Duration::from_secs(1) {
         bail!("--duration must be at least 1s");
     }
+    if args.pairs < 2 {
+        bail!("--pairs must be at least 2: a paired interval needs repeats");
+    }
     if !(0.0..=1.0).contains(&args.max_error_rate) {
         bail!("--max-error-rate must be within [0, 1]");
     }
@@ -55,6 +63,7 @@ pub fn run(args: CompareArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
         warmup: args.warmup,
         duration: args.duration,
         max_error_rate: args.max_error_rate,
+        pairs: args.pairs,
     };
     let token = CancellationToken::new();
     let comparison = runtime.block_on(async {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use plotters::prelude::*;
 
+use super::overhead_tables::bracketed;
 use super::{Comparison, ModelComparison};
 use crate::stats::Interval;
 
@@ -80,7 +81,7 @@ pub fn markdown(c: &Comparison) -> String {
     for m in &c.models {
         let _ = writeln!(
             out,
-            "| {} | {:.0} ms | {:.1}{} | {:.1}{} | {:+.1} %: {} |",
+            "| {} | {:.0} ms | {:.1}{} | {:.1}{} | {:+.1} % (paired {} %): {} |",
             m.model,
             m.slo_p99_ms,
             m.direct.throughput_rps,
@@ -88,6 +89,7 @@ pub fn markdown(c: &Comparison) -> String {
             m.gateway.throughput_rps,
             plus_minus(&m.gateway.throughput_ci95),
             m.difference.throughput_pct,
+            bracketed(&m.difference.throughput_pct_ci95, 1),
             signed(&m.difference.throughput_rps, "req/s")
         );
     }
@@ -97,21 +99,37 @@ pub fn markdown(c: &Comparison) -> String {
     for m in &c.models {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.0} | {:+.0} MB ({:+.1} %) |",
-            m.model, m.direct.memory_mb, m.gateway.memory_mb, m.difference.memory_mb, m.difference.memory_pct
+            "| {} | {:.0} | {:.0} | {:+.0} MB ({:+.1} %), paired {} |",
+            m.model,
+            m.direct.memory_mb,
+            m.gateway.memory_mb,
+            m.difference.memory_mb,
+            m.difference.memory_pct,
+            bracketed(&m.difference.memory_mb_ci95, 1)
         );
     }
+    out.push_str(&super::overhead_tables::overhead_sections(c));
     out
 }
 
 /// One line per model and path, every figure in its own column.
 pub fn csv(c: &Comparison) -> String {
-    let mut out = String::from("model,route,path,p50_ms,p99_ms,throughput_rps,memory_mb,slo_p99_ms,load_rps\n");
+    let mut out = String::from(
+        "model,route,path,p50_ms,p99_ms,throughput_rps,memory_mb,slo_p99_ms,load_rps,cpu_ms_per_request\n",
+    );
     for m in &c.models {
-        for (path, side) in [("direct", &m.direct), ("gateway", &m.gateway)] {
+        let sides = [
+            ("direct", Some(&m.direct)),
+            ("gateway", Some(&m.gateway)),
+            ("onnxruntime", m.onnxruntime.as_ref()),
+        ];
+        for (path, side) in sides.into_iter().filter_map(|(path, side)| Some((path, side?))) {
+            let cpu = side
+                .cpu_ms_per_request
+                .map_or_else(String::new, |i| format!("{:.4}", i.estimate));
             let _ = writeln!(
                 out,
-                "{},{},{path},{:.3},{:.3},{:.3},{:.1},{},{:.3}",
+                "{},{},{path},{:.3},{:.3},{:.3},{:.1},{},{:.3},{cpu}",
                 m.model,
                 m.route,
                 side.p50_ms,

@@ -189,6 +189,76 @@ fn summarize(samples: &[TreeSample], elapsed: Duration) -> MemoryReport {
     }
 }
 
+/// CPU time one process used, in clock ticks: its own (`utime + stime`)
+/// and that of its children it has reaped (`cutime + cstime`: a worker that
+/// exited and was waited for still counts with its parent). Summing these
+/// over a live tree counts every tick once: a reaped child is no longer in
+/// the tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub own: u64,
+    pub reaped_children: u64,
+}
+
+impl CpuTicks {
+    pub fn total(&self) -> u64 {
+        self.own + self.reaped_children
+    }
+}
+
+/// The parent pid and CPU ticks in the text of a `/proc/<pid>/stat` file
+/// (fields 4 and 14–17; the command name, field 2, may hold spaces and
+/// parentheses, so fields are counted after its last `)`).
+pub fn parse_stat_cpu(text: &str) -> Option<(i32, CpuTicks)> {
+    let after_name = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // fields[0] is field 3 (state): field N is fields[N - 3].
+    let number = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let ppid = fields.get(1)?.parse::<i32>().ok()?;
+    Some((
+        ppid,
+        CpuTicks {
+            own: number(14)? + number(15)?,
+            reaped_children: number(16)? + number(17)?,
+        },
+    ))
+}
+
+/// CPU ticks of every process under `proc_root` (`/proc`, or a folder laid
+/// out like it), with its parent: one read of the process table.
+pub fn read_cpu_table(proc_root: &std::path::Path) -> Vec<(i32, i32, CpuTicks)> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let text = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (ppid, ticks) = parse_stat_cpu(&text)?;
+            Some((pid, ppid, ticks))
+        })
+        .collect()
+}
+
+/// CPU ticks of `root` alone and of its descendants, from a table
+/// `read_cpu_table` gave (None when `root` is not in it).
+pub fn tree_cpu_ticks(table: &[(i32, i32, CpuTicks)], root: i32) -> Option<(u64, u64)> {
+    let root_ticks = table.iter().find(|(pid, _, _)| *pid == root)?.2.total();
+    let mut tree = vec![root];
+    let mut index = 0;
+    let mut descendants = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        for (pid, _, ticks) in table.iter().filter(|(_, ppid, _)| *ppid == parent) {
+            tree.push(*pid);
+            descendants += ticks.total();
+        }
+        index += 1;
+    }
+    Some((root_ticks, descendants))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +323,58 @@ mod tests {
             both.pss_mean,
             alone.pss_mean
         );
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_from_stat_text_and_summed_over_a_tree() {
+        // A command name with spaces and a parenthesis, as a JVM's thread name can be.
+        let jvm = "100 (java (main) x) S 1 100 100 0 -1 4194560 5 0 0 0 700 300 40 20 20 0 30 0 1 2 3";
+        assert_eq!(
+            parse_stat_cpu(jvm),
+            Some((
+                1,
+                CpuTicks {
+                    own: 1000,
+                    reaped_children: 60
+                }
+            ))
+        );
+        assert_eq!(parse_stat_cpu("7 (short) S 1 2"), None);
+        let proc_root = tempfile::tempdir().expect("a temporary folder");
+        let stat = |pid: i32, ppid: i32, utime: u64, stime: u64, cutime: u64| {
+            let dir = proc_root.path().join(pid.to_string());
+            std::fs::create_dir_all(&dir).expect("writable");
+            let text =
+                format!("{pid} (p {pid}) S {ppid} 0 0 0 -1 0 0 0 0 0 {utime} {stime} {cutime} 0 20 0 1 0 1 2 3\n");
+            std::fs::write(dir.join("stat"), text).expect("writable");
+        };
+        stat(100, 1, 700, 300, 60); // the JVM, which reaped a worker of 60 ticks
+        stat(200, 100, 50, 50, 0); // a worker
+        stat(300, 200, 10, 0, 0); // a worker's child
+        stat(400, 1, 999, 999, 0); // another tree
+        std::fs::create_dir_all(proc_root.path().join("self")).expect("writable");
+        let table = read_cpu_table(proc_root.path());
+        assert_eq!(table.len(), 4);
+        assert_eq!(tree_cpu_ticks(&table, 100), Some((1060, 110)));
+        assert_eq!(tree_cpu_ticks(&table, 200), Some((100, 10)));
+        assert_eq!(tree_cpu_ticks(&table, 999), None);
+    }
+
+    #[test]
+    fn a_real_process_shows_the_cpu_it_spent() {
+        let me = std::process::id() as i32;
+        let read = || {
+            tree_cpu_ticks(&read_cpu_table(std::path::Path::new("/proc")), me)
+                .expect("this process is in /proc")
+                .0
+        };
+        let before = read();
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(300) {
+            std::hint::black_box(0u64);
+        }
+        let spent = read() - before;
+        // However loaded the machine, 300 ms of wall time spinning is some CPU.
+        assert!(spent > 0, "{spent} ticks");
     }
 }

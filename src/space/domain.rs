@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Assignment;
+
 use super::target::{same_value, Current, Realization, Running, Target};
 use super::value::Value;
 
@@ -156,6 +158,10 @@ impl Space {
                     Target::GatewayConfig(template) => realization
                         .gateway_settings
                         .push((template.replace("{model}", model), value.clone())),
+                    Target::Runtime => realization.assignments.push(
+                        runtime_assignment(model, value, from)
+                            .map_err(|e| format!("parameter '{}': {e}", parameter.name))?,
+                    ),
                 }
             }
         }
@@ -241,4 +247,15 @@ impl Space {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// `load_models` with the study model's entry pointing at the archive of
+/// `value`'s runtime (from the running config's `load_models`).
+fn runtime_assignment(model: &str, value: &Value, from: Option<&Running<'_>>) -> Result<Assignment, String> {
+    let listed = from
+        .and_then(|running| running.properties)
+        .and_then(|properties| properties.get("load_models"))
+        .unwrap_or("");
+    let load_models = super::runtime::with_runtime(listed, model, &value.to_string())?;
+    format!("load_models={load_models}").parse::<Assignment>()
 }

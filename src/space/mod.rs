@@ -2,7 +2,8 @@
 //! ordered list of levels (its domain), a default (TorchServe's own, which
 //! may follow the machine: `"cpus"`), where its value lands (`target.rs`:
 //! a `config.properties` key, a field of the model in `models={…}`, the
-//! server's environment, its log level), whether it changes hot (management
+//! server's environment, its log level, the model's runtime: which
+//! archive — eager, TorchScript, ONNX — serves it, `runtime.rs`), whether it changes hot (management
 //! API) or cold (restart), and an optional condition under which it matters
 //! (`when = "batch_size > 1"`).
 //!
@@ -14,6 +15,7 @@
 
 mod domain;
 mod file;
+pub mod runtime;
 mod target;
 mod value;
 

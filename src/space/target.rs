@@ -14,12 +14,17 @@
 //!   The gateway reads both at start, and restarting it takes a fraction of
 //!   a second while TorchServe runs on: for the study these are hot.
 //!
+//! - `runtime`: which archive of the study's model TorchServe loads
+//!   (`eager` `<model>.mar`, `torchscript` `<model>-ts.mar`, `onnx`
+//!   `<model>-onnx.mar`), through its `load_models` entry (`runtime.rs`); cold.
+//!
 //! This module only says what a point sets (`Realization`) and reads back
 //! what a deployment runs now; `apply` and `server` make it so.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::runtime;
 use super::value::Value;
 use crate::config::{Assignment, GatewayToml, Properties, SettingKey, LOG_LEVELS};
 
@@ -36,6 +41,8 @@ pub enum Target {
     GatewayEnv(String),
     /// A dotted key of the gateway's `tensorzero.toml` (`{model}`: the study's model).
     GatewayConfig(String),
+    /// Which archive of the study's model is loaded (`load_models`).
+    Runtime,
 }
 
 impl fmt::Display for Target {
@@ -46,6 +53,7 @@ impl fmt::Display for Target {
             Target::LogLevel => f.write_str("log4j.level"),
             Target::GatewayEnv(name) => write!(f, "gateway.env.{name}"),
             Target::GatewayConfig(key) => write!(f, "gateway.toml.{key}"),
+            Target::Runtime => f.write_str("runtime"),
         }
     }
 }
@@ -77,6 +85,9 @@ impl Target {
         }
         if text == "log4j.level" {
             return Ok(Target::LogLevel);
+        }
+        if text == "runtime" {
+            return Ok(Target::Runtime);
         }
         if text.starts_with("log4j.") {
             return Err(format!("'{text}': the only log4j target is log4j.level"));
@@ -112,7 +123,7 @@ impl Target {
                     SettingKey::ModelField { field, .. } => !field.is_live(),
                 }
             }
-            Target::Env(_) | Target::LogLevel => true,
+            Target::Env(_) | Target::LogLevel | Target::Runtime => true,
             // Only the gateway restarts; TorchServe keeps running, warm.
             Target::GatewayEnv(_) | Target::GatewayConfig(_) => false,
         }
@@ -152,6 +163,10 @@ impl Target {
                 Ok(())
             }
             Target::GatewayConfig(_) => Ok(()),
+            Target::Runtime => match value {
+                Value::Text(text) if runtime::RUNTIMES.contains(&text.as_str()) => Ok(()),
+                other => Err(runtime::unknown(&other.to_string())),
+            },
             Target::LogLevel => {
                 let text = value.to_string();
                 if LOG_LEVELS.contains(&text.as_str()) {
@@ -234,6 +249,11 @@ impl Running<'_> {
             Target::Env(name) => self.environment.get(name).cloned().map_or(Current::Unset, Current::Set),
             Target::LogLevel => self.log_level.clone().map_or(Current::Unknown, Current::Set),
             Target::Config(template) => self.config_value(template),
+            Target::Runtime => match self.properties {
+                Some(properties) => runtime::runtime_in(properties.get("load_models").unwrap_or(""), self.model)
+                    .map_or(Current::Unset, |r| Current::Set(r.to_string())),
+                None => Current::Unknown,
+            },
             Target::GatewayEnv(name) => match &self.gateway {
                 Some(gateway) => gateway
                     .environment
@@ -347,6 +367,25 @@ mod tests {
         assert_eq!(get("gateway.env.TOKIO_WORKER_THREADS"), Current::Unset);
         let alone = Running::default();
         assert_eq!(alone.value_of(&threads), Current::Unknown, "no gateway: unknown");
+    }
+
+    #[test]
+    fn the_runtime_target_reads_and_checks_load_models() {
+        let runtime = Target::parse("runtime").unwrap();
+        assert_eq!(runtime, Target::Runtime);
+        assert_eq!(runtime.to_string(), "runtime");
+        assert!(runtime.needs_restart(), "TorchServe reads load_models at start");
+        assert!(runtime.check_value(&Value::Text("onnx".into())).is_ok());
+        assert!(runtime.check_value(&Value::Text("tensorrt".into())).is_err());
+        let props = Properties::parse(b"load_models=tiny=tiny-onnx.mar,bert.mar\n".to_vec()).unwrap();
+        let running = |model| Running {
+            properties: Some(&props),
+            model,
+            ..Running::default()
+        };
+        assert_eq!(running("tiny").value_of(&runtime), Current::Set("onnx".into()));
+        assert_eq!(running("bert").value_of(&runtime), Current::Set("eager".into()));
+        assert_eq!(running("gpt2").value_of(&runtime), Current::Unset);
     }
 
     #[test]

@@ -56,7 +56,9 @@ def word_piece(vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
-def build(name: str, directory: pathlib.Path, tokenizer_kind: str, version: str = "1.0") -> None:
+def build(name: str, directory: pathlib.Path, tokenizer_kind: str, version: str = "1.0", onnx_export=None) -> None:
+    """`onnx_export(path)`, when given, writes the model as ONNX to `path`:
+    NAME-onnx.mar then holds it (its handler runs it through onnxruntime)."""
     parser = argparse.ArgumentParser(description=f"build {name}.mar")
     parser.add_argument("--archiver", default="torch-model-archiver")
     parser.add_argument("--export-path", required=True)
@@ -67,15 +69,18 @@ def build(name: str, directory: pathlib.Path, tokenizer_kind: str, version: str 
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer_file = pathlib.Path(scratch) / "tokenizer.json"
         tokenizer.save(str(tokenizer_file))
-        subprocess.run(
-            [
-                args.archiver,
-                "--model-name", name,
-                "--version", version,
-                "--handler", str(directory / "handler.py"),
-                "--extra-files", f"{tokenizer_file},{COMMON / 'openai_route.py'}",
-                "--export-path", args.export_path,
-                "--force",
-            ],
-            check=True,
-        )
+        archive = [
+            args.archiver,
+            "--version", version,
+            "--handler", str(directory / "handler.py"),
+            "--extra-files", f"{tokenizer_file},{COMMON / 'openai_route.py'}",
+            "--export-path", args.export_path,
+            "--force",
+        ]
+        subprocess.run(archive + ["--model-name", name], check=True)
+        if onnx_export is not None:
+            exported = pathlib.Path(scratch) / f"{name}-onnx.onnx"
+            onnx_export(exported)
+            subprocess.run(
+                archive + ["--model-name", f"{name}-onnx", "--serialized-file", str(exported)], check=True
+            )

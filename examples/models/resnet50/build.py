@@ -1,4 +1,4 @@
-"""Build resnet50.mar (see ../common/build_archive.py)."""
+"""Build resnet50.mar and its TorchScript and ONNX exports (see ../common/build_archive.py)."""
 import pathlib
 import sys
 
@@ -7,4 +7,4 @@ sys.path.insert(0, str(here.parent / "common"))
 
 from build_archive import build  # noqa: E402
 
-build("resnet50", here)
+build("resnet50", here, example_shape=(1, 3, 224, 224))

@@ -21,6 +21,7 @@ from torchvision import transforms
 from ts.torch_handler.base_handler import BaseHandler
 
 import openai_route
+import runtimes
 
 PREPARE = transforms.Compose(
     [
@@ -50,6 +51,15 @@ def image_of(route, row) -> torch.Tensor:
 
 
 class ResNetHandler(BaseHandler):
+    """Serves the eager, TorchScript and ONNX archives alike (runtimes.py)."""
+
+    def initialize(self, context):
+        super().initialize(context)
+        runtimes.prepare(self)
+
+    def inference(self, data, *args, **kwargs):
+        return runtimes.infer(self.model, data)
+
     def preprocess(self, data):
         self.routes = [openai_route.route_of(self.context, i) for i in range(len(data))]
         return torch.stack([image_of(r, row) for r, row in zip(self.routes, data)]).to(self.device)

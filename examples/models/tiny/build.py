@@ -1,4 +1,4 @@
-"""Build tiny.mar (see ../common/build_archive.py)."""
+"""Build tiny.mar and its TorchScript and ONNX exports (see ../common/build_archive.py)."""
 import pathlib
 import sys
 
@@ -7,4 +7,4 @@ sys.path.insert(0, str(here.parent / "common"))
 
 from build_archive import build  # noqa: E402
 
-build("tiny", here)
+build("tiny", here, example_shape=(1, 3, 32, 32))

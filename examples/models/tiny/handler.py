@@ -10,6 +10,8 @@ A handler module may define exactly one class: helpers are functions.
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+import runtimes
+
 PIXELS = 3 * 32 * 32
 
 
@@ -31,6 +33,15 @@ def pixels_of(body: bytes) -> torch.Tensor:
 
 
 class TinyHandler(BaseHandler):
+    """Serves the eager, TorchScript and ONNX archives alike (runtimes.py)."""
+
+    def initialize(self, context):
+        super().initialize(context)
+        runtimes.prepare(self)
+
+    def inference(self, data, *args, **kwargs):
+        return runtimes.infer(self.model, data)
+
     def preprocess(self, data):
         return torch.stack([pixels_of(body_of(row)) for row in data])
 
