@@ -146,7 +146,7 @@ impl ReplayObjective {
 fn run_seed(landscape: &Landscape, make: MakeStrategy<'_>, seed: u64, goal: &ReplayObjective) -> SeedRun {
     let plan = goal.plan(landscape);
     let testbed = Recorded::new(landscape, goal.costs, seed);
-    let study = StudyLoop::new(&plan, &landscape.space, testbed, Box::new(move || make(seed)));
+    let study = StudyLoop::new(&plan, &landscape.space, testbed, make(seed));
     let finished = study
         .run(&|_: &TrialUpdate| {})
         .now_or_never()
@@ -338,7 +338,9 @@ fn run_parallel_seed(
             let noise = seed.wrapping_mul(1009).wrapping_add(w as u64);
             let testbed = Recorded::new(landscape, costs, noise).on_timeline(&timeline);
             let role = if w == 0 { Role::Leader } else { Role::Worker };
-            StudyLoop::new(plan, &landscape.space, testbed, Box::new(move || make(seed)))
+            // Each worker's own strategy, seeded apart (the leader's is the seed's).
+            let strategy = make(seed.wrapping_add(7919 * w as u64));
+            StudyLoop::new(plan, &landscape.space, testbed, strategy)
                 .with_store(study.joined_by(&format!("worker-{w}")), Vec::new())
                 .with_token(reached.clone())
                 .as_role(role)

@@ -60,12 +60,7 @@ fn run<'a>(
 }
 
 fn study<'a>(plan: &'a Plan, landscape: &'a Landscape, testbed: Recorded<'a>) -> StudyLoop<'a, Recorded<'a>, Journal> {
-    StudyLoop::new(
-        plan,
-        &landscape.space,
-        testbed,
-        Box::new(|| make_strategy(StrategyKind::Default, 1)),
-    )
+    StudyLoop::new(plan, &landscape.space, testbed, make_strategy(StrategyKind::Default, 1))
 }
 
 /// The study's trials kept in the journal at `path`, going on from what it holds.

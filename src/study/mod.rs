@@ -232,7 +232,7 @@ fn study_loop<'a>(
     entries: Vec<Entry>,
 ) -> StudyLoop<'a, Served, TrialStore> {
     let (kind, seed) = (settings.strategy, settings.seed);
-    StudyLoop::new(plan, space, served, Box::new(move || make_strategy(kind, seed))).with_store(store, entries)
+    StudyLoop::new(plan, space, served, make_strategy(kind, seed)).with_store(store, entries)
 }
 
 /// A study opened by this process, before any server is touched.

@@ -96,16 +96,12 @@ pub struct Finished<T, S> {
     pub soak: Option<SoakReport>,
 }
 
-/// Builds a fresh strategy (a shared study rebuilds it from every worker's trials).
-pub type StrategyFactory<'a> = Box<dyn Fn() -> Box<dyn Strategy> + Send + Sync + 'a>;
-
 /// One study over a testbed, its trials kept in a store.
 pub struct StudyLoop<'a, T: Testbed, S: Store> {
     plan: &'a Plan,
     space: &'a Space,
     testbed: T,
     store: S,
-    make_strategy: StrategyFactory<'a>,
     strategy: Box<dyn Strategy>,
     history: History,
     entries: Vec<Entry>,
@@ -128,15 +124,14 @@ pub struct StudyLoop<'a, T: Testbed, S: Store> {
 
 impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
     /// A study whose trials are kept in memory only (see `with_store`).
-    pub fn new(plan: &'a Plan, space: &'a Space, testbed: T, make_strategy: StrategyFactory<'a>) -> Self {
+    pub fn new(plan: &'a Plan, space: &'a Space, testbed: T, strategy: Box<dyn Strategy>) -> Self {
         let budget = Budget::on(testbed.clock(), plan.budget, Duration::ZERO);
         Self {
             plan,
             space,
             testbed,
             store: Journal::unkept(),
-            strategy: make_strategy(),
-            make_strategy,
+            strategy,
             history: History::default(),
             entries: Vec::new(),
             budget,
@@ -162,7 +157,6 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             space: self.space,
             testbed: self.testbed,
             store,
-            make_strategy: self.make_strategy,
             strategy: self.strategy,
             history: self.history,
             entries: self.entries,
@@ -329,15 +323,20 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         self.entries.push(entry);
     }
 
-    /// Takes the store's finished trials as this study's: entries, history
-    /// and a strategy told all of them, in number order.
+    /// Takes in the store's finished trials this study has not seen (other
+    /// workers'): each is told to the strategy as it arrives, so a strategy
+    /// that plans ahead (staged) keeps its plan, and the entries stay in
+    /// number order.
     fn adopt(&mut self, entries: Vec<Entry>) {
-        self.entries.clear();
-        self.history = History::default();
-        self.strategy = (self.make_strategy)();
-        self.tell_prior();
+        let known: std::collections::HashSet<usize> = self.entries.iter().map(|e| e.number).collect();
+        let before = self.entries.len();
         for entry in entries {
-            self.replay(entry);
+            if !known.contains(&entry.number) {
+                self.replay(entry);
+            }
+        }
+        if self.entries.len() > before {
+            self.entries.sort_by_key(|e| e.number);
         }
     }
 
