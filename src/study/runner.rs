@@ -36,6 +36,7 @@ use super::clock::Clock;
 use super::estimator::encode_histogram;
 use super::gateway::StudyGateway;
 use super::server_snapshot::{what_was_lost, Snapshot};
+use super::testbed::point_values;
 pub use super::testbed::{Subject, TrialResult};
 
 /// Extra warm-up after a restart: TorchServe's JVM compiles its hot paths
@@ -47,11 +48,7 @@ pub const RESTART_WARMUP: Duration = Duration::from_secs(5);
 /// baseline's as its config sets them).
 pub fn values_of(space: &Space, subject: &Subject, original: &Deployment, model: &str) -> BTreeMap<String, String> {
     match subject {
-        Subject::Point(point) => space
-            .values(point)
-            .into_iter()
-            .map(|(k, v)| (k, v.to_string()))
-            .collect(),
+        Subject::Point(point) => point_values(space, point),
         Subject::Baseline => space
             .parameters
             .iter()

@@ -12,6 +12,7 @@ use crate::trial::{Entry, StopReason, TrialKind};
 
 use super::clock::Clock;
 use super::settings::Settings;
+use super::testbed::point_values;
 
 /// How this process takes part in a study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +99,7 @@ pub fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Dura
     let values = trial
         .point
         .as_ref()
-        .map(|point| {
-            space
-                .values(point)
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect()
-        })
+        .map(|point| point_values(space, point))
         .unwrap_or_default();
     Entry {
         number: trial.number,

@@ -65,15 +65,20 @@ pub struct TrialResult {
     pub peak: Option<PeakFigures>,
 }
 
+/// Parameter → value of `point`, for the journal's readers.
+pub fn point_values(space: &Space, point: &Point) -> BTreeMap<String, String> {
+    space
+        .values(point)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
+}
+
 /// Parameter → value of what `subject` runs, where `baseline` gives the
 /// baseline's levels (on the grid), for the journal's readers.
 pub fn values_of_subject(space: &Space, subject: &Subject, baseline: &[Option<usize>]) -> BTreeMap<String, String> {
     match subject {
-        Subject::Point(point) => space
-            .values(point)
-            .into_iter()
-            .map(|(k, v)| (k, v.to_string()))
-            .collect(),
+        Subject::Point(point) => point_values(space, point),
         Subject::Baseline => values_at(space, baseline),
     }
 }
