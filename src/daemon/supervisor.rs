@@ -38,6 +38,8 @@ pub struct Supervisor {
     live: LiveFeed,
     /// What the watcher is told: a cycle runs, a decision was taken.
     cycle: watch::Sender<CycleState>,
+    /// Which traffic the running cycle's study measures (its decisions say so).
+    traffic: std::sync::Mutex<Option<String>>,
 }
 
 /// Starts a deployment's watcher and cycle runner; they end when `stop` is
@@ -65,6 +67,7 @@ pub fn spawn(
         shared: shared.clone(),
         live,
         cycle,
+        traffic: std::sync::Mutex::new(None),
     };
     shared.open_trigger_queue(&name, queue.clone());
     tokio::spawn(async move {
@@ -193,6 +196,7 @@ impl Supervisor {
         settings.name = study_name.clone();
         let traffic = config.replay.cycle_traffic(&settings, &config.access_log);
         tracing::info!(deployment = %self.name, "the study measures {}", traffic.description);
+        *self.traffic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(traffic.description.clone());
         if let Some(replayed) = traffic.schedule.clone() {
             // A varying load is measured in fixed windows.
             settings.varying = Some(replayed);
@@ -265,7 +269,7 @@ impl Supervisor {
         self.record_running(None)?;
         prune_old_studies(&self.results, &self.name, KEEP_STUDIES);
         let report = report.context("the study")?;
-        let mut decision = match canary::worth_applying(&report) {
+        let decision = match canary::worth_applying(&report) {
             Err(why_not) => {
                 let figures = DecisionFigures {
                     baseline: report.baseline,
@@ -298,11 +302,17 @@ impl Supervisor {
                 decision
             }
         };
-        decision.traffic = Some(traffic.description);
         self.decide(decision)
     }
 
-    fn decide(&self, decision: Decision) -> anyhow::Result<()> {
+    fn decide(&self, mut decision: Decision) -> anyhow::Result<()> {
+        if decision.traffic.is_none() {
+            decision.traffic = self
+                .traffic
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+        }
         tracing::info!(deployment = %self.name, action = ?decision.action, "{}", decision.reason);
         canary::journal(&self.results, &decision)?;
         self.shared.with_deployment(&self.name, |d| {
