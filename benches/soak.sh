@@ -17,15 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 duration="${SOAK:-15m}"
 rate="${SOAK_RATE:-100}"
 root="$PWD"
-if [[ -z "${SERVETUNE_TORCHSERVE:-}" ]]; then
-  bin_dir="$(scripts/setup-torchserve.sh | tail -n 1)"
-  export SERVETUNE_TORCHSERVE="$bin_dir/torchserve"
-fi
-if [[ -z "${SERVETUNE_BIN:-}" ]]; then
-  cargo build --release -q
-  SERVETUNE_BIN="$root/target/release/servetune"
-fi
-bin="$SERVETUNE_BIN"
+source benches/common.sh
 work="$(mktemp -d /tmp/servetune-soak.XXXXXX)"
 echo "soak: $duration at $rate req/s, work dir $work"
 

@@ -44,6 +44,7 @@ impl Sample {
             p99_ms: self.p99_ms,
             error_rate: self.error_rate,
             memory_mb: self.memory_mb,
+            model_excess: 0.0,
         }
     }
 }
@@ -187,6 +188,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             levels: levels.into_iter().map(value_of).collect(),
             default_level,
             when: None,
+            model: None,
         });
     }
     if let Some(unknown) = cold.iter().find(|c| !parameters.iter().any(|p| p.name == **c)) {
@@ -232,6 +234,7 @@ impl Landscape {
                     p99_ms: mean(|x| x.p99_ms),
                     error_rate: mean(|x| x.error_rate),
                     memory_mb: mean(|x| x.memory_mb),
+                    model_excess: 0.0,
                 };
                 (point, figures)
             })

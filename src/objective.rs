@@ -3,6 +3,8 @@
 //! score, the Pareto front over throughput, p99 and memory, and the
 //! recommendation tiers. Pure functions over trial summaries.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The loss of a trial whose server failed (did not start, crashed): worse
@@ -18,6 +20,52 @@ pub struct Figures {
     pub error_rate: f64,
     /// Mean PSS of the server's process tree (0 when unknown).
     pub memory_mb: f64,
+    /// In a study of several models: how far the worst model is outside
+    /// its own limits (`ModelLimits::excess`, summed ratios); 0 when every
+    /// model meets them, or has none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub model_excess: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// One model's own limits in a study of several (`[constraints.<model>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelLimit {
+    pub p99_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+}
+
+/// Each model's own limits, judged on its own figures.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelLimits(pub BTreeMap<String, ModelLimit>);
+
+impl ModelLimits {
+    /// Summed ratios by which the models' figures — `(p99_ms, error_rate)`
+    /// of a model, by name — exceed their limits (0: all within). A model
+    /// with limits but no figures (none of its requests measured) is as far
+    /// outside as a p99 twice its limit.
+    pub fn excess(&self, figures: impl Fn(&str) -> Option<(f64, f64)>) -> f64 {
+        let over = |value: f64, limit: f64| {
+            if value > limit {
+                value / limit.max(1e-9) - 1.0
+            } else {
+                0.0
+            }
+        };
+        self.0
+            .iter()
+            .map(|(model, limit)| match figures(model) {
+                Some((p99_ms, error_rate)) => {
+                    limit.p99_ms.map_or(0.0, |p99| over(p99_ms, p99))
+                        + limit.error_rate.map_or(0.0, |e| 100.0 * (error_rate - e).max(0.0))
+                }
+                None => 1.0,
+            })
+            .sum()
+    }
 }
 
 /// Limits a recommendation must respect.
@@ -40,6 +88,7 @@ pub struct Weights {
 impl Constraints {
     pub fn feasible(&self, f: &Figures) -> bool {
         f.p99_ms <= self.p99_ms
+            && f.model_excess <= 0.0
             && f.error_rate <= self.error_rate
             && self.memory_mb.is_none_or(|cap| f.memory_mb <= cap)
             && self.throughput_rps.is_none_or(|floor| f.throughput_rps >= floor)
@@ -55,6 +104,7 @@ impl Constraints {
             }
         };
         over(f.p99_ms, self.p99_ms)
+            + f.model_excess
             + 100.0 * (f.error_rate - self.error_rate).max(0.0)
             + self.memory_mb.map_or(0.0, |cap| over(f.memory_mb, cap))
             + self
@@ -173,6 +223,7 @@ mod tests {
             p99_ms: p99,
             error_rate: 0.0,
             memory_mb: mem,
+            model_excess: 0.0,
         }
     }
 
@@ -227,5 +278,42 @@ mod tests {
         assert_eq!(tiers[3], (Tier::LowestMemory, Some(4)));
         let none = choose_tiers(&[f(1.0, 99.0, 1.0)], &LIMITS, &weights, &all[0]);
         assert!(none.iter().all(|(_, c)| c.is_none()));
+    }
+
+    #[test]
+    fn each_model_is_judged_on_its_own_figures() {
+        let limits = ModelLimits(BTreeMap::from([
+            (
+                "bert".to_string(),
+                ModelLimit {
+                    p99_ms: Some(300.0),
+                    error_rate: None,
+                },
+            ),
+            (
+                "resnet".to_string(),
+                ModelLimit {
+                    p99_ms: None,
+                    error_rate: Some(0.01),
+                },
+            ),
+        ]));
+        let within = |m: &str| Some(if m == "bert" { (250.0, 0.5) } else { (900.0, 0.0) });
+        assert_eq!(
+            limits.excess(within),
+            0.0,
+            "bert's errors and resnet's p99 are not limited"
+        );
+        let slow_bert = |m: &str| Some(if m == "bert" { (600.0, 0.0) } else { (1.0, 0.0) });
+        assert!((limits.excess(slow_bert) - 1.0).abs() < 1e-9);
+        assert_eq!(limits.excess(|_| None), 2.0, "unmeasured models are outside");
+        let mut figures = f(100.0, 10.0, 1.0);
+        assert!(LIMITS.feasible(&figures));
+        figures.model_excess = limits.excess(slow_bert);
+        assert!(
+            !LIMITS.feasible(&figures),
+            "a model outside its SLO makes the server's figures infeasible"
+        );
+        assert!(LIMITS.loss(&figures) > 0.0);
     }
 }

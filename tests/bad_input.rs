@@ -48,6 +48,19 @@ impl Folder {
         std::fs::create_dir_all(dir.path().join("model-store")).unwrap();
         std::fs::create_dir_all(dir.path().join("bodies")).unwrap();
         std::fs::write(dir.path().join("bodies/a.bin"), b"x").unwrap();
+        for model in ["tiny", "other", "ghost"] {
+            let folder = dir.path().join("per-model").join(model);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("a.bin"), b"x").unwrap();
+        }
+        let log: String = ["tiny", "ghost", "tiny"]
+            .iter()
+            .enumerate()
+            .map(|(i, model)| {
+                format!("2026-11-28T10:00:0{i},000 - /127.0.0.1:1 \"POST /predictions/{model} HTTP/1.1\" 200 3\n")
+            })
+            .collect();
+        std::fs::write(dir.path().join("access.log"), log).unwrap();
         Self { dir }
     }
 
@@ -119,6 +132,81 @@ fn cases() -> Vec<Case> {
     };
     vec![
         // The study file.
+        // Several models.
+        case(
+            "a mix whose shares sum to 0",
+            Box::leak(
+                vec![
+                    ("study.toml", "model = \"tiny\"", "models = [\"tiny\", \"other\"]"),
+                    ("study.toml", "users = 4", "users = 4\nmix = { tiny = 0, other = 0 }"),
+                ]
+                .into_boxed_slice(),
+            ),
+            TUNE,
+            &["study.toml", "mix", "sum to 0"],
+        ),
+        case(
+            "a mix naming a model the study does not tune",
+            study("users = 4", "users = 4\nmix = { tiny = 1 }"),
+            TUNE,
+            &["study.toml", "mix", "several models"],
+        ),
+        case(
+            "a model the config does not serve",
+            Box::leak(
+                vec![
+                    ("study.toml", "model = \"tiny\"", "models = [\"tiny\", \"ghost\"]"),
+                    ("study.toml", "body = \"bodies\"", "body_dir = \"per-model\""),
+                ]
+                .into_boxed_slice(),
+            ),
+            TUNE,
+            &["config.properties", "'ghost'"],
+        ),
+        case(
+            "several models without a folder of bodies each",
+            study("model = \"tiny\"", "models = [\"tiny\", \"other\"]"),
+            TUNE,
+            &["study.toml", "body_dir"],
+        ),
+        case(
+            "a replayed log naming a model the config does not serve",
+            Box::leak(
+                vec![
+                    (
+                        "study.toml",
+                        "users = 4",
+                        "replay = \"access.log\"\nloop = true\nsteady = false",
+                    ),
+                    ("study.toml", "body = \"bodies\"", "body_dir = \"per-model\""),
+                ]
+                .into_boxed_slice(),
+            ),
+            TUNE,
+            &["access.log", "'ghost'", "config.properties"],
+        ),
+        case(
+            "a replay window with no inference requests",
+            Box::leak(
+                vec![
+                    (
+                        "study.toml",
+                        "users = 4",
+                        "replay = \"access.log\"\nfrom = \"+1h\"\nsteady = false",
+                    ),
+                    ("study.toml", "body = \"bodies\"", "body_dir = \"per-model\""),
+                ]
+                .into_boxed_slice(),
+            ),
+            TUNE,
+            &["study.toml", "no inference requests"],
+        ),
+        case(
+            "limits of a model the study does not tune",
+            study("p99_ms = 50", "p99_ms = 50\n[constraints.ghost]\np99_ms = 5"),
+            TUNE,
+            &["study.toml", "[constraints.ghost]"],
+        ),
         case(
             "a zero window",
             study("duration = \"3s\"", "duration = \"0s\""),

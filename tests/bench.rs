@@ -175,6 +175,7 @@ fn capacity_at_slo_and_stress_run_end_to_end() {
             seed: 3,
             tls: None,
             stability: None,
+            mix: None,
         };
         let probe = ServerProbe {
             pid: deployment.jvm(),

@@ -128,6 +128,7 @@ fn plan(address: SocketAddr, schedule: Schedule, warmup: Duration, duration: Dur
         seed: 42,
         tls: None,
         stability: None,
+        mix: None,
     }
 }
 

@@ -274,6 +274,52 @@ fn replay_follows_the_log_and_profiles_follow_their_steps() {
         &["'ghost'", "does not serve", "404"],
     );
 
+    // A mix: three tiny requests to one of resnet50's, each to its own model.
+    let mixed = bench_json(&[
+        "--target",
+        target,
+        "--mix",
+        "tiny=3,resnet50=1",
+        "--body-dir",
+        bodies.to_str().unwrap(),
+        "--rate",
+        "20",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+    ]);
+    let (tiny, resnet) = (
+        number(&mixed, "/models/tiny/requests"),
+        number(&mixed, "/models/resnet50/requests"),
+    );
+    assert!(
+        (tiny / (tiny + resnet) - 0.75).abs() < 0.05,
+        "the mix's shares: {}",
+        mixed["models"]
+    );
+    assert_eq!(
+        number(&mixed, "/models/resnet50/error_rate"),
+        0.0,
+        "{}",
+        mixed["models"]
+    );
+    assert_refused(
+        &[
+            "--target",
+            target,
+            "--mix",
+            "tiny=1,ghost=1",
+            "--body-dir",
+            ghost_bodies.to_str().unwrap(),
+            "--rate",
+            "5",
+            "--warmup",
+            "0s",
+        ],
+        &["--mix", "'ghost'", "does not serve"],
+    );
+
     // A step profile: each step's achieved rate follows its target.
     let profile = bench_json(&[
         "--target",

@@ -1,6 +1,7 @@
-//! Before a replay sends any load: one request per replayed path, so that
-//! a log naming a model the server does not serve (HTTP 404) is refused
-//! with its name instead of turning into a run of errors.
+//! Before a replay or a mix of models sends any load: one request per
+//! path, so that a log or a mix naming a model the server does not serve
+//! (HTTP 404) is refused with its name instead of turning into a run of
+//! errors.
 //!
 //! Called by `bench --replay` (and by whatever replays a log against a
 //! server) with the plan it is about to run.
@@ -13,16 +14,35 @@ use crate::load::{LoadError, LoadPlan, Schedule};
 /// How long the check waits for each model's answer at most.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends each replayed path's first body once; a 404 names the model.
+/// Sends each replayed (or mixed) path's first body once; a 404 names the model.
 pub async fn check_models_served(plan: &LoadPlan) -> Result<(), LoadError> {
-    let Schedule::Replay(traffic) = &plan.schedule else {
-        return Ok(());
+    let paths: Vec<(String, String)> = match (&plan.schedule, &plan.mix) {
+        (Schedule::Replay(traffic), _) => traffic
+            .groups
+            .iter()
+            .map(|group| {
+                let why = format!(
+                    "--replay {}: the log sends requests to model '{}' ({} {})",
+                    traffic.log.display(),
+                    group.model,
+                    group.method,
+                    group.path
+                );
+                (group.path.clone(), why)
+            })
+            .collect(),
+        (_, Some(mix)) => mix
+            .models
+            .iter()
+            .map(|model| (format!("/predictions/{model}"), format!("--mix: model '{model}'")))
+            .collect(),
+        _ => return Ok(()),
     };
     let unreachable = |reason: String| LoadError::Unreachable {
         address: plan.address.to_string(),
         reason,
     };
-    for (index, group) in traffic.groups.iter().enumerate() {
+    for (index, (path, why)) in paths.iter().enumerate() {
         let timeout = CHECK_TIMEOUT.min(plan.request_timeout);
         let mut connection = Connection::open(plan.address, timeout, plan.tls.as_deref())
             .await
@@ -30,15 +50,16 @@ pub async fn check_models_served(plan: &LoadPlan) -> Result<(), LoadError> {
         let request = plan.requests.get_in(index as u32, 0);
         let response = tokio::time::timeout(timeout, connection.exchange(request))
             .await
-            .map_err(|_| unreachable(format!("no answer to {} within {timeout:?}", group.path)))?
+            .map_err(|_| unreachable(format!("no answer to {path} within {timeout:?}")))?
             .map_err(|e| unreachable(describe(e)))?;
         if response.status == 404 {
             return Err(LoadError::BadInput(format!(
-                "--replay {}: the log sends requests to model '{}' ({} {}), which the server does not serve (HTTP 404); register it, or cut it out with --from/--to",
-                traffic.log.display(),
-                group.model,
-                group.method,
-                group.path
+                "{why}, which the server does not serve (HTTP 404); register it{}",
+                if plan.mix.is_some() {
+                    ""
+                } else {
+                    ", or cut it out with --from/--to"
+                }
             )));
         }
     }

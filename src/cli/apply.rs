@@ -108,7 +108,7 @@ fn split_settings(settings: &[Setting], config: &Path) -> anyhow::Result<SplitSe
                 }
                 log_level = Some(level);
             }
-            Target::Runtime => bail!(
+            Target::Runtime(_) => bail!(
                 "--set runtime={}: the runtime is the archive load_models names; \
                  set load_models=MODEL=MODEL-onnx.mar (or -ts.mar) instead",
                 setting.value

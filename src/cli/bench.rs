@@ -26,7 +26,7 @@ use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic, Speed, TimePo
 use crate::load::request::{parse_header, read_bodies};
 use crate::load::tls::Verification;
 use crate::load::{
-    Arrival, LoadPlan, Profile, Progress, Protocol, Schedule, StabilityRule, Stages, TrafficReport, Workload,
+    Arrival, LoadPlan, Mix, Profile, Progress, Protocol, Schedule, StabilityRule, Stages, TrafficReport, Workload,
 };
 use crate::server::{TargetSpec, TorchServe};
 
@@ -68,9 +68,14 @@ pub struct BenchArgs {
     /// recorded instants, each to its own path (open loop; needs --body-dir).
     #[arg(long, value_name = "ACCESS_LOG", conflicts_with_all = ["users", "stages", "find_capacity", "stress", "body"])]
     replay: Option<PathBuf>,
-    /// Replay: sample bodies, one folder per model (BODY_DIR/<model>/).
-    #[arg(long, value_name = "DIR", requires = "replay")]
+    /// Replay or a mix: sample bodies, one folder per model (BODY_DIR/<model>/).
+    #[arg(long, value_name = "DIR")]
     body_dir: Option<PathBuf>,
+    /// Several models of the server, each request to one of them by share:
+    /// "resnet50=0.7,bert=0.3" (to /predictions/<model> on the URL's host;
+    /// bodies from --body-dir DIR/<model>/); any schedule but a replay.
+    #[arg(long, value_name = "MODEL=SHARE,…", conflicts_with_all = ["replay", "body"], requires = "body_dir")]
+    mix: Option<String>,
     /// Replay: how much faster than recorded, e.g. 4x or 0.5x.
     #[arg(long, default_value = "1x", requires = "replay", allow_hyphen_values = true)]
     speed: Speed,
@@ -345,6 +350,9 @@ fn workload_of(args: &BenchArgs) -> anyhow::Result<Workload> {
 
 /// What every workload of the flags shares (the schedule and window aside).
 fn base_workload(args: &BenchArgs) -> anyhow::Result<Workload> {
+    if args.body_dir.is_some() && args.replay.is_none() && args.mix.is_none() {
+        bail!("--body-dir DIR is for --replay or --mix (one folder of bodies per model)");
+    }
     Ok(Workload {
         method: args.method.clone(),
         bodies: match &args.body {
@@ -366,7 +374,35 @@ fn base_workload(args: &BenchArgs) -> anyhow::Result<Workload> {
         threads: args.threads,
         seed: args.seed,
         verification: cli_verification(args),
+        mix: args
+            .mix
+            .as_deref()
+            .map(|text| mix_of(text, args))
+            .transpose()?
+            .map(Arc::new),
     })
+}
+
+/// `--mix a=0.7,b=0.3` with each model's bodies from `--body-dir`.
+fn mix_of(text: &str, args: &BenchArgs) -> anyhow::Result<Mix> {
+    let body_dir = args
+        .body_dir
+        .as_deref()
+        .context("--mix needs --body-dir DIR (DIR/<model>/)")?;
+    let mut parts = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (model, share) = part
+            .split_once('=')
+            .with_context(|| format!("--mix '{part}': expected MODEL=SHARE"))?;
+        let share: f64 = share
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--mix '{part}': the share is not a number"))?;
+        let folder = body_dir.join(model.trim());
+        let bodies = read_bodies(&folder).with_context(|| format!("--mix {}: its bodies", model.trim()))?;
+        parts.push((model.trim().to_string(), share, bodies));
+    }
+    Mix::new(parts).map_err(|e| anyhow::anyhow!("--mix {text}: {e}"))
 }
 
 /// A profile's or a replay's schedule and measured window (a fixed one:

@@ -74,9 +74,13 @@ impl ProductionReplay {
     }
 }
 
-/// The folder above the study's body folder, when it holds one folder per
-/// model (the model's among them).
+/// The study's folder of bodies per model (a study of several models), or
+/// the folder above its body folder, when it holds one folder per model
+/// (the model's among them).
 fn default_samples(settings: &Settings) -> Option<PathBuf> {
+    if let Some(body_dir) = &settings.body_dir {
+        return Some(body_dir.clone());
+    }
     let parent = settings.body.as_deref()?.parent()?;
     parent.join(&settings.model).is_dir().then(|| parent.to_path_buf())
 }

@@ -11,6 +11,7 @@ pub mod access_log;
 mod due;
 mod error;
 pub mod http;
+pub mod mix;
 pub mod profile;
 pub mod progress;
 pub mod replay;
@@ -24,6 +25,7 @@ pub mod window;
 pub mod workload;
 
 pub use error::LoadError;
+pub use mix::Mix;
 pub use profile::Profile;
 pub use progress::Progress;
 pub use request::{Endpoint, Protocol, RenderedRequests, RequestSpec};

@@ -34,6 +34,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::due::{DueTimes, Pick};
 use super::error::LoadError;
 use super::http::{Connection, Failure};
+use super::mix::Mix;
 use super::progress::Progress;
 use super::request::RenderedRequests;
 pub use super::schedule::{Arrival, Schedule};
@@ -64,6 +65,10 @@ pub struct LoadPlan {
     pub seed: u64,
     /// TLS settings when the URL is https.
     pub tls: Option<Arc<TlsTarget>>,
+    /// Several models: which model (request group) and body each request
+    /// of a closed loop, a rate or a profile is (None: one request, its
+    /// bodies round-robin; a replay picks its own).
+    pub mix: Option<Arc<Mix>>,
 }
 
 /// A send counted as late when it leaves this long after its due time.
@@ -156,7 +161,7 @@ pub async fn run_load_traffic(
         handles.push(receiver);
     }
     let mut merged = Recorder::new(start, shape.warmup, shape.slot());
-    let mut traffic = TrafficRecorder::new(&plan.schedule, start, shape.warmup, shape.slot());
+    let mut traffic = TrafficRecorder::new(&plan.schedule, plan.mix.as_deref(), start, shape.warmup, shape.slot());
     let mut failure = None;
     for handle in handles {
         match handle.await {
@@ -243,6 +248,7 @@ fn run_thread(
         recorder: RefCell::new(Recorder::new(start, plan.warmup, window_shape(plan).slot())),
         traffic: RefCell::new(TrafficRecorder::new(
             &plan.schedule,
+            plan.mix.as_deref(),
             start,
             plan.warmup,
             window_shape(plan).slot(),
@@ -350,7 +356,7 @@ impl ThreadContext {
 
     /// Whether the schedule has figures of its own (per model, at peak).
     fn tracks_traffic(&self) -> bool {
-        matches!(self.plan.schedule, Schedule::Profile { .. } | Schedule::Replay(_))
+        self.plan.mix.is_some() || matches!(self.plan.schedule, Schedule::Profile { .. } | Schedule::Replay(_))
     }
 }
 
@@ -360,6 +366,10 @@ async fn send_one(context: &ThreadContext, lane: &mut Lane, intended: Instant, p
     let plan = &context.plan;
     let index = context.request_counter.get();
     context.request_counter.set(index + plan.threads as u64);
+    let pick = match (pick, &plan.mix) {
+        (Pick::Next, Some(mix)) => mix.pick(index),
+        _ => pick,
+    };
     let sent = Instant::now();
     lane.timeout.as_mut().reset((sent + plan.request_timeout).into());
     let connection = &mut lane.connection;

@@ -1,5 +1,5 @@
-//! What a replay or a rate profile adds to a load run's figures: each
-//! model's own figures (`models`), how closely a replay followed its log
+//! What a replay, a mix of models or a rate profile adds to a load run's
+//! figures: each model's own figures (`models`), how closely a replay followed its log
 //! (`replay`), and the figures at a profile's peak (`peak`).
 //!
 //! Each load thread keeps a `TrafficRecorder` next to its main `Recorder`:
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::mix::Mix;
 use super::profile::Profile;
 use super::replay::ReplayTraffic;
 use super::schedule::Schedule;
@@ -78,10 +79,17 @@ pub(super) struct TrafficRecorder {
 }
 
 impl TrafficRecorder {
-    pub(super) fn new(schedule: &Schedule, start: Instant, warmup: Duration, slot: Duration) -> Self {
+    pub(super) fn new(
+        schedule: &Schedule,
+        mix: Option<&Mix>,
+        start: Instant,
+        warmup: Duration,
+        slot: Duration,
+    ) -> Self {
         let recorder = || Recorder::new(start, warmup, slot);
-        let (models, group_model) = match schedule {
-            Schedule::Replay(traffic) => models_of(traffic),
+        let (models, group_model) = match (schedule, mix) {
+            (Schedule::Replay(traffic), _) => models_of(traffic),
+            (_, Some(mix)) => (mix.models.clone(), (0..mix.models.len()).collect()),
             _ => (Vec::new(), Vec::new()),
         };
         let peak = match schedule {
@@ -138,10 +146,7 @@ impl TrafficRecorder {
             Duration::from_secs_f64(report.warmup_s + report.duration_s),
         );
         TrafficReport {
-            models: match schedule {
-                Schedule::Replay(_) => self.models(from, to),
-                _ => BTreeMap::new(),
-            },
+            models: self.models(from, to),
             replay: match schedule {
                 Schedule::Replay(traffic) => Some(self.fidelity(traffic, report, window)),
                 _ => None,
@@ -260,7 +265,7 @@ mod tests {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut main = Recorder::new(start, Duration::ZERO, second);
-        let mut traffic = TrafficRecorder::new(&schedule, start, Duration::ZERO, second);
+        let mut traffic = TrafficRecorder::new(&schedule, None, start, Duration::ZERO, second);
         for (group, latency_ms, status) in [(0, 2, 200), (2, 4, 200), (1, 50, 200), (1, 60, 503)] {
             let at = start + Duration::from_millis(10);
             let done = at + Duration::from_millis(latency_ms);
@@ -269,7 +274,7 @@ mod tests {
             traffic.record(Some(group), at, record);
             traffic.record_lateness(at, at + Duration::from_millis(latency_ms));
         }
-        let other_thread = TrafficRecorder::new(&schedule, start, Duration::ZERO, second);
+        let other_thread = TrafficRecorder::new(&schedule, None, start, Duration::ZERO, second);
         traffic.merge(other_thread);
         let report = main.report(0, 1);
         let figures = traffic.report(&schedule, &report, 0, 1);
@@ -301,7 +306,7 @@ mod tests {
         let start = Instant::now();
         let window = Duration::from_secs(2);
         let mut main = Recorder::new(start, Duration::ZERO, window);
-        let mut traffic = TrafficRecorder::new(&schedule, start, Duration::ZERO, window);
+        let mut traffic = TrafficRecorder::new(&schedule, None, start, Duration::ZERO, window);
         for (at_ms, latency_ms) in [(100, 1), (500, 1), (1_100, 30), (1_600, 50)] {
             let at = start + Duration::from_millis(at_ms);
             let record = |r: &mut Recorder| r.record_response(at, at, at + Duration::from_millis(latency_ms), 200);

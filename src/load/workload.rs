@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::LoadError;
+use super::mix::Mix;
 use super::request::{Endpoint, Protocol, RenderedRequests, RequestSpec};
 use super::run::{resolve, LoadPlan, Schedule};
 use super::tls::{tls_target, Verification};
@@ -34,6 +35,9 @@ pub struct Workload {
     pub threads: usize,
     pub seed: u64,
     pub verification: Verification,
+    /// Several models of one TorchServe, each request to one of them by
+    /// weight (`/predictions/<model>` on the URL's host; its bodies).
+    pub mix: Option<Arc<Mix>>,
 }
 
 impl Workload {
@@ -57,6 +61,7 @@ impl Workload {
             threads: 1,
             seed: 1,
             verification: Verification::WebPki,
+            mix: None,
         }
     }
 
@@ -91,10 +96,14 @@ impl Workload {
         } else {
             self.bodies.clone()
         };
-        let method = self
-            .method
-            .clone()
-            .unwrap_or_else(|| if bodies.is_empty() { "GET" } else { "POST" }.to_string());
+        let method = self.method.clone().unwrap_or_else(|| {
+            if bodies.is_empty() && self.mix.is_none() {
+                "GET"
+            } else {
+                "POST"
+            }
+            .to_string()
+        });
         let mut headers = self.headers.clone();
         for (name, value) in extra_headers {
             if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
@@ -115,10 +124,14 @@ impl Workload {
     }
 
     /// The rendered requests: `spec`'s, or for a replay one group per
-    /// replayed path (its method, its model's bodies) on `spec`'s host.
+    /// replayed path (its method, its model's bodies) on `spec`'s host, or
+    /// for a mix one group per model.
     fn render(&self, spec: RequestSpec) -> RenderedRequests {
         let Schedule::Replay(traffic) = &self.schedule else {
-            return RenderedRequests::render(&spec);
+            return match &self.mix {
+                Some(mix) => render_mix(mix, &spec),
+                None => RenderedRequests::render(&spec),
+            };
         };
         let groups: Vec<RequestSpec> = traffic
             .groups
@@ -161,8 +174,28 @@ impl Workload {
             max_in_flight: self.max_in_flight,
             threads: self.threads,
             seed: self.seed,
+            mix: self.mix.clone(),
         })
     }
+}
+
+/// One group per model of `mix`: `spec` to `/predictions/<model>`, with the
+/// model's bodies.
+fn render_mix(mix: &Mix, spec: &RequestSpec) -> RenderedRequests {
+    let groups: Vec<RequestSpec> = mix
+        .models
+        .iter()
+        .zip(&mix.bodies)
+        .map(|(model, bodies)| RequestSpec {
+            endpoint: Endpoint {
+                path_and_query: format!("/predictions/{model}"),
+                ..spec.endpoint.clone()
+            },
+            bodies: bodies.clone(),
+            ..spec.clone()
+        })
+        .collect();
+    RenderedRequests::render_groups(&groups)
 }
 
 #[cfg(test)]

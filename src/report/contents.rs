@@ -79,7 +79,10 @@ pub struct Recommendation {
 #[derive(Debug, Clone, Default)]
 pub struct RecommendedFiles {
     pub config: Vec<u8>,
+    /// The study's model's (the first, in a study of several).
     pub model_config_yaml: String,
+    /// In a study of several models, each one's (`model-config-<model>.yaml`).
+    pub model_configs: BTreeMap<String, String>,
     /// servetune's log4j2 file the config names (file name, text).
     pub log4j: Option<(String, String)>,
     /// The gateway's config (file name, bytes), in a stack.

@@ -239,6 +239,7 @@ mod tests {
             p99_ms: 10.0,
             error_rate: 0.0,
             memory_mb,
+            model_excess: 0.0,
         }
     }
 

@@ -129,6 +129,9 @@ fn write_tier(
         &tier_dir.join("model-config.yaml"),
         r.files.model_config_yaml.as_bytes(),
     )?;
+    for (model, yaml) in &r.files.model_configs {
+        write(&tier_dir.join(format!("model-config-{model}.yaml")), yaml.as_bytes())?;
+    }
     let environment: String = r.environment.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     write(&tier_dir.join("environment"), environment.as_bytes())?;
     if let Some((file, text)) = &r.files.log4j {
@@ -549,6 +552,7 @@ mod tests {
             files: RecommendedFiles {
                 config: b"batch_size=8\n".to_vec(),
                 model_config_yaml: "batchSize: 8\n".into(),
+                model_configs: BTreeMap::new(),
                 log4j: None,
                 gateway_config: None,
                 tier_manifest: None,

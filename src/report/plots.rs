@@ -192,6 +192,7 @@ pub(super) mod tests {
             p99_ms,
             error_rate: 0.0,
             memory_mb: 500.0 + p99_ms,
+            model_excess: 0.0,
         }
     }
 

@@ -242,6 +242,7 @@ mod tests {
                 p99_ms: 10.0,
                 error_rate: 0.0,
                 memory_mb: 500.0,
+                model_excess: 0.0,
             }),
             failure: rps.is_none().then(|| "never ready".to_string()),
             loss,

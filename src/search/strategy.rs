@@ -143,24 +143,32 @@ pub trait Strategy: Send {
     fn tell(&mut self, _space: &Space, _trial: &Trial) {}
 }
 
-/// Neighbours of `point`: each active parameter one level up or down,
-/// hot changes first (they cost no restart), normalized and deduplicated.
+/// Neighbours of `point`: each active parameter one level up or down, and
+/// in a study of several models each field of every model together (all
+/// batch sizes up: one live move, where one model at a time would take as
+/// many trials as there are models); hot changes first (they cost no
+/// restart), normalized and deduplicated.
 pub fn neighbours(space: &Space, point: &[usize]) -> Vec<Point> {
     let mut hot = Vec::new();
     let mut cold = Vec::new();
-    for (index, parameter) in space.parameters.iter().enumerate() {
-        if !space.is_active(point, index) {
-            continue;
-        }
+    let mut moves: Vec<Vec<usize>> = space.families();
+    moves.extend((0..space.dimensions()).map(|index| vec![index]));
+    for members in moves {
+        let members: Vec<usize> = members.into_iter().filter(|&i| space.is_active(point, i)).collect();
+        let Some(&first) = members.first() else { continue };
         for step in [-1i64, 1] {
-            let level = point[index] as i64 + step;
-            if level < 0 || level >= parameter.levels.len() as i64 {
+            let mut next = point.to_vec();
+            for &index in &members {
+                let level = point[index] as i64 + step;
+                if (0..space.parameters[index].levels.len() as i64).contains(&level) {
+                    next[index] = level as usize;
+                }
+            }
+            let next = space.normalize(&next);
+            if next == space.normalize(point) {
                 continue;
             }
-            let mut next = point.to_vec();
-            next[index] = level as usize;
-            let next = space.normalize(&next);
-            let bucket = if parameter.apply == crate::space::Apply::Cold {
+            let bucket = if space.parameters[first].apply == crate::space::Apply::Cold {
                 &mut cold
             } else {
                 &mut hot

@@ -57,6 +57,10 @@ pub struct Parameter {
     pub targets: Vec<Target>,
     pub apply: Apply,
     pub when: Option<Condition>,
+    /// In a study of several models, the model this instance of a model
+    /// field belongs to (`models.rs`); None for server-wide parameters and
+    /// in a study of one model.
+    pub model: Option<String>,
 }
 
 /// A point of the space: one level index per parameter, in space order.
@@ -133,6 +137,8 @@ impl Space {
     /// stays minimal, and an unchanged setting never costs a restart.
     pub fn realize(&self, point: &[usize], model: &str, from: Option<&Running<'_>>) -> Result<Realization, String> {
         let mut realization = Realization::default();
+        // Runtimes of several models fold into one `load_models` value.
+        let mut load_models: Option<String> = None;
         for (parameter, &level) in self.parameters.iter().zip(point) {
             let value = &parameter.levels[level];
             for target in &parameter.targets {
@@ -158,12 +164,22 @@ impl Space {
                     Target::GatewayConfig(template) => realization
                         .gateway_settings
                         .push((template.replace("{model}", model), value.clone())),
-                    Target::Runtime => realization.assignments.push(
-                        runtime_assignment(model, value, from)
-                            .map_err(|e| format!("parameter '{}': {e}", parameter.name))?,
-                    ),
+                    Target::Runtime(of) => {
+                        let listed = load_models.take().unwrap_or_else(|| listed_models(from));
+                        let with =
+                            super::runtime::with_runtime(&listed, of.as_deref().unwrap_or(model), &value.to_string())
+                                .map_err(|e| format!("parameter '{}': {e}", parameter.name))?;
+                        load_models = Some(with);
+                    }
                 }
             }
+        }
+        if let Some(load_models) = load_models {
+            realization.assignments.push(
+                format!("load_models={load_models}")
+                    .parse::<Assignment>()
+                    .map_err(|e| format!("load_models: {e}"))?,
+            );
         }
         Ok(realization)
     }
@@ -251,11 +267,10 @@ impl Space {
 
 /// `load_models` with the study model's entry pointing at the archive of
 /// `value`'s runtime (from the running config's `load_models`).
-fn runtime_assignment(model: &str, value: &Value, from: Option<&Running<'_>>) -> Result<Assignment, String> {
-    let listed = from
-        .and_then(|running| running.properties)
+/// The `load_models` value of the config a point starts from.
+fn listed_models(from: Option<&Running<'_>>) -> String {
+    from.and_then(|running| running.properties)
         .and_then(|properties| properties.get("load_models"))
-        .unwrap_or("");
-    let load_models = super::runtime::with_runtime(listed, model, &value.to_string())?;
-    format!("load_models={load_models}").parse::<Assignment>()
+        .unwrap_or("")
+        .to_string()
 }

@@ -319,6 +319,7 @@ pub fn parse_space_for(text: &str, file: &str, machine: Machine) -> Result<Space
             targets,
             apply: p.apply,
             when,
+            model: None,
         });
         lines.push(line);
     }

@@ -15,6 +15,7 @@
 
 mod domain;
 mod file;
+mod models;
 pub mod runtime;
 mod target;
 mod value;
@@ -23,6 +24,7 @@ pub use crate::config::LOG_LEVELS;
 pub use crate::machine::logical_cpus;
 pub use domain::{Apply, Condition, Parameter, Point, Space};
 pub use file::{load_space, load_spaces, parse_space, parse_space_for, Machine, SpaceError};
+pub use models::family;
 pub use target::{same_value, Current, Realization, Running, RunningGateway, Target};
 pub use value::Value;
 

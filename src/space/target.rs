@@ -41,8 +41,9 @@ pub enum Target {
     GatewayEnv(String),
     /// A dotted key of the gateway's `tensorzero.toml` (`{model}`: the study's model).
     GatewayConfig(String),
-    /// Which archive of the study's model is loaded (`load_models`).
-    Runtime,
+    /// Which archive of a model is loaded (`load_models`): the study's
+    /// model, or the named one (a parameter of one model in a study of several).
+    Runtime(Option<String>),
 }
 
 impl fmt::Display for Target {
@@ -53,7 +54,8 @@ impl fmt::Display for Target {
             Target::LogLevel => f.write_str("log4j.level"),
             Target::GatewayEnv(name) => write!(f, "gateway.env.{name}"),
             Target::GatewayConfig(key) => write!(f, "gateway.toml.{key}"),
-            Target::Runtime => f.write_str("runtime"),
+            Target::Runtime(None) => f.write_str("runtime"),
+            Target::Runtime(Some(model)) => write!(f, "runtime.{model}"),
         }
     }
 }
@@ -87,7 +89,7 @@ impl Target {
             return Ok(Target::LogLevel);
         }
         if text == "runtime" {
-            return Ok(Target::Runtime);
+            return Ok(Target::Runtime(None));
         }
         if text.starts_with("log4j.") {
             return Err(format!("'{text}': the only log4j target is log4j.level"));
@@ -123,7 +125,7 @@ impl Target {
                     SettingKey::ModelField { field, .. } => !field.is_live(),
                 }
             }
-            Target::Env(_) | Target::LogLevel | Target::Runtime => true,
+            Target::Env(_) | Target::LogLevel | Target::Runtime(_) => true,
             // Only the gateway restarts; TorchServe keeps running, warm.
             Target::GatewayEnv(_) | Target::GatewayConfig(_) => false,
         }
@@ -163,7 +165,7 @@ impl Target {
                 Ok(())
             }
             Target::GatewayConfig(_) => Ok(()),
-            Target::Runtime => match value {
+            Target::Runtime(_) => match value {
                 Value::Text(text) if runtime::RUNTIMES.contains(&text.as_str()) => Ok(()),
                 other => Err(runtime::unknown(&other.to_string())),
             },
@@ -249,9 +251,12 @@ impl Running<'_> {
             Target::Env(name) => self.environment.get(name).cloned().map_or(Current::Unset, Current::Set),
             Target::LogLevel => self.log_level.clone().map_or(Current::Unknown, Current::Set),
             Target::Config(template) => self.config_value(template),
-            Target::Runtime => match self.properties {
-                Some(properties) => runtime::runtime_in(properties.get("load_models").unwrap_or(""), self.model)
-                    .map_or(Current::Unset, |r| Current::Set(r.to_string())),
+            Target::Runtime(model) => match self.properties {
+                Some(properties) => runtime::runtime_in(
+                    properties.get("load_models").unwrap_or(""),
+                    model.as_deref().unwrap_or(self.model),
+                )
+                .map_or(Current::Unset, |r| Current::Set(r.to_string())),
                 None => Current::Unknown,
             },
             Target::GatewayEnv(name) => match &self.gateway {
@@ -372,7 +377,7 @@ mod tests {
     #[test]
     fn the_runtime_target_reads_and_checks_load_models() {
         let runtime = Target::parse("runtime").unwrap();
-        assert_eq!(runtime, Target::Runtime);
+        assert_eq!(runtime, Target::Runtime(None));
         assert_eq!(runtime.to_string(), "runtime");
         assert!(runtime.needs_restart(), "TorchServe reads load_models at start");
         assert!(runtime.check_value(&Value::Text("onnx".into())).is_ok());

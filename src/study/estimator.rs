@@ -70,6 +70,7 @@ fn combine(point: Option<Point>, description: String, runs: &[&Entry], confirmed
         p99_ms,
         error_rate: measured.iter().map(|(e, f)| f.error_rate * e.duration_s).sum::<f64>() / total_s,
         memory_mb: mean(&memory_runs),
+        model_excess: mean(&measured.iter().map(|(_, f)| f.model_excess).collect::<Vec<_>>()),
     };
     Some(Candidate {
         point,
@@ -167,6 +168,7 @@ pub fn reference_figures(candidates: &[Candidate], space: &Space) -> Figures {
                 p99_ms: 1.0,
                 error_rate: 0.0,
                 memory_mb: 1.0,
+                model_excess: 0.0,
             },
             |c| c.figures,
         )
@@ -253,6 +255,7 @@ mod tests {
             p99_ms: mean(p99),
             error_rate: 0.0,
             memory_mb: 100.0,
+            model_excess: 0.0,
         };
         Candidate {
             description: format!("{point:?}"),

@@ -243,6 +243,16 @@ impl Study<'_> {
             gateway_environment: deployment.gateway.as_ref().map(|g| g.environment.clone()),
             files: RecommendedFiles {
                 model_config_yaml: report::model_config_yaml(&deployment.config, &self.found.settings.model),
+                model_configs: match self.found.settings.models.as_slice() {
+                    [_, _, ..] => self
+                        .found
+                        .settings
+                        .models
+                        .iter()
+                        .map(|m| (m.clone(), report::model_config_yaml(&deployment.config, m)))
+                        .collect(),
+                    _ => std::collections::BTreeMap::new(),
+                },
                 gateway_config: deployment
                     .gateway
                     .map(|g| (self.runner.gateway_config_name(), g.config)),

@@ -28,6 +28,7 @@ mod findings;
 pub mod gateway;
 pub mod journal;
 pub mod lock;
+pub mod model_set;
 mod original;
 pub mod planner;
 pub mod recorded;
@@ -232,7 +233,9 @@ fn study_loop<'a>(
     entries: Vec<Entry>,
 ) -> StudyLoop<'a, Served, TrialStore> {
     let (kind, seed) = (settings.strategy, settings.seed);
-    StudyLoop::new(plan, space, served, make_strategy(kind, seed)).with_store(store, entries)
+    StudyLoop::new(plan, space, served, make_strategy(kind, seed))
+        .judging_models(settings.model_limits.clone())
+        .with_store(store, entries)
 }
 
 /// A study opened by this process, before any server is touched.
@@ -330,7 +333,8 @@ impl Opened {
             environment: spec.environment.clone(),
             gateway,
         };
-        let mut runner = Runner::new(TorchServe::new(spec), &settings.model, original, workload, token);
+        let mut runner = Runner::new(TorchServe::new(spec), &settings.model, original, workload, token)
+            .with_models(&settings.models);
         if let Some(gateway) = study_gateway {
             runner = runner.with_gateway(gateway);
         }

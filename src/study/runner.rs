@@ -27,7 +27,7 @@ use crate::apply::state::Deployment;
 use crate::bench::soak::{run_soak, SoakReport};
 use crate::bench::{measure_traffic, torchserve_endpoint, Measurement, ServerProbe};
 use crate::load::{LoadPlan, Progress, TrafficReport, Workload};
-use crate::objective::{Constraints, Figures};
+use crate::objective::{Constraints, Figures, ModelLimits};
 use crate::server::TorchServe;
 use crate::space::{Current, Space};
 use crate::trial::{Entry, Switch, TrialKind};
@@ -68,6 +68,8 @@ pub struct Runner {
     pub server: TorchServe,
     config_path: PathBuf,
     model: String,
+    /// Every model the study tunes (whose workers a trial watches).
+    models: Vec<String>,
     /// The deployment before the study.
     pub original: Deployment,
     /// What the server runs now (None: unknown).
@@ -92,6 +94,7 @@ impl Runner {
             config_path: server.spec().config.clone(),
             server,
             model: model.to_string(),
+            models: vec![model.to_string()],
             original,
             deployed: None,
             workload,
@@ -99,6 +102,12 @@ impl Runner {
             gateway: None,
             clock: Clock::wall(),
         }
+    }
+
+    /// Watches the workers of every one of `models` (a study of several).
+    pub fn with_models(mut self, models: &[String]) -> Self {
+        self.models = models.to_vec();
+        self
     }
 
     /// Puts `gateway` in front: load goes through it.
@@ -312,21 +321,19 @@ impl Runner {
         }
     }
 
-    /// The model's workers: pid and status, by pid (empty when they cannot
+    /// The models' workers: pid and status, by pid (empty when they cannot
     /// be read). A killed worker shows first as UNLOADING with its old pid,
     /// and only later (TorchServe backs off) as a new pid.
     async fn workers(&self) -> Vec<(i64, String)> {
         let Ok(api) = self.server.api() else {
             return Vec::new();
         };
-        let mut workers: Vec<(i64, String)> = match api.describe_model(&self.model).await {
-            Ok(status) => status
-                .workers
-                .iter()
-                .map(|w| (w.pid.unwrap_or(0), w.status.clone()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let mut workers: Vec<(i64, String)> = Vec::new();
+        for model in &self.models {
+            if let Ok(status) = api.describe_model(model).await {
+                workers.extend(status.workers.iter().map(|w| (w.pid.unwrap_or(0), w.status.clone())));
+            }
+        }
         workers.sort();
         workers
     }
@@ -363,6 +370,7 @@ pub fn figures_of(m: &Measurement) -> Figures {
         p99_ms: m.load.latency_ms.p99,
         error_rate: m.load.error_rate,
         memory_mb: m.memory_mb.map_or(0.0, |mem| mem.pss_mean),
+        model_excess: 0.0,
     }
 }
 
@@ -377,9 +385,17 @@ pub struct EntryContext<'a> {
 }
 
 /// The journal line of a trial, judged by `constraints`.
-pub fn entry_of(context: EntryContext<'_>, result: &TrialResult, constraints: &Constraints) -> Entry {
+pub fn entry_of(
+    context: EntryContext<'_>,
+    result: &TrialResult,
+    constraints: &Constraints,
+    model_limits: &ModelLimits,
+) -> Entry {
     let measurement = result.measurement.as_ref().ok();
-    let figures = measurement.map(figures_of);
+    let figures = measurement.map(|m| Figures {
+        model_excess: model_limits.excess(|model| result.models.get(model).map(|f| (f.p99_ms, f.error_rate))),
+        ..figures_of(m)
+    });
     let (loss, feasible) = match &figures {
         Some(f) => (constraints.loss(f), constraints.feasible(f)),
         None => (crate::search::FAILED_LOSS, false),

@@ -7,7 +7,9 @@
 //! target = "target.toml"                  # paths relative to this file
 //! # stack = "stack.toml"                  # … or a gateway → TorchServe stack (instead of target)
 //! space = "../search-spaces/torchserve-cpu.toml"   # or a list of space files
-//! model = "tiny"                          # fills {model} in the space's targets
+//! model = "tiny"                          # fills {model} in the space's targets …
+//! # models = ["resnet50", "bert"]         # … or several models of one TorchServe (or "all"):
+//! #                                       #   each model field searched per model (bert.batch_size)
 //! strategy = "default"
 //! budget = "30m"
 //! max_trials = 60
@@ -27,6 +29,8 @@
 //! # from = "+60s"                         #   a slice of it (a log time, or an offset),
 //! # to = "+120s"
 //! # loop = true                           #   started again when it ends
+//! # mix = { resnet50 = 0.7, bert = 0.3 }  # several models: each one's share (default equal;
+//! #                                       #   bodies from body_dir/<model>/; a replay has its own)
 //! duration = "5s"                         # screening window (default: budget/60, 3 to 10 s)
 //! warmup = "2s"                           # the least warm-up (default: 1 s, 2 s for windows over 5 s)
 //! steady = true                           # windows go on until throughput is steady …
@@ -45,6 +49,9 @@
 //! error_rate = 0.01
 //! # memory_mb = 4000
 //! # throughput_rps = 100
+//! # [constraints.bert]                    # several models: a model's own limits
+//! # p99_ms = 300.0                        #   (its own requests' p99 and error rate)
+//! # error_rate = 0.01
 //!
 //! # soak = "20m"                         # (top level) soak the balanced recommendation first
 //!
@@ -55,14 +62,16 @@
 //! # cores = 8                             # with the cores it has
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::model_set::{self, ModelsFile};
 use crate::load::replay::{ReplayLog, ReplayOptions, ReplayTraffic};
 use crate::load::{Arrival, Profile, Protocol, Schedule};
-use crate::objective::{Constraints, Weights};
+use crate::objective::{Constraints, ModelLimits, Weights};
 use crate::report::cost::Prices;
 use crate::search::StrategyKind;
 use crate::server::stack::StackSpec;
@@ -78,7 +87,12 @@ pub struct StudyFile {
     #[serde(default)]
     pub stack: Option<PathBuf>,
     pub space: SpaceFiles,
-    pub model: String,
+    /// The model tuned …
+    #[serde(default)]
+    pub model: Option<String>,
+    /// … or several models of one TorchServe (a list, or "all").
+    #[serde(default)]
+    pub models: Option<ModelsFile>,
     #[serde(default)]
     pub strategy: Option<StrategyKind>,
     #[serde(default)]
@@ -141,6 +155,8 @@ pub struct WorkloadFile {
     /// Replay: start the slice again when it ends.
     #[serde(rename = "loop")]
     pub looped: Option<bool>,
+    /// Several models: each one's share of the requests.
+    pub mix: Option<BTreeMap<String, f64>>,
 }
 
 /// One space file, or several whose parameters a study searches together
@@ -169,14 +185,17 @@ pub enum P99File {
     Named(String),
 }
 
+/// `[constraints]`: the server's limits, and `[constraints.<model>]`
+/// tables of each model's own (any other key is refused in `model_set`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConstraintsFile {
     pub p99_ms: P99File,
     #[serde(default)]
     pub error_rate: Option<f64>,
     pub memory_mb: Option<f64>,
     pub throughput_rps: Option<f64>,
+    #[serde(flatten)]
+    pub models: BTreeMap<String, toml::Value>,
 }
 
 /// How load is offered in each trial.
@@ -197,7 +216,18 @@ pub struct Settings {
     /// The stack file, when the study tunes a gateway → TorchServe stack.
     pub stack: Option<PathBuf>,
     pub spaces: Vec<PathBuf>,
+    /// The model the study tunes; with several, the first of `models`.
     pub model: String,
+    /// Every model the study tunes (`model` alone, for one).
+    pub models: Vec<String>,
+    /// Several models, a synthetic load: each one's share of the requests
+    /// (empty for one model, or a replay, whose log has its own mix).
+    pub mix: Vec<(String, f64)>,
+    /// One folder of sample bodies per model (`bodies/<model>/`): a replay's
+    /// or several models'.
+    pub body_dir: Option<PathBuf>,
+    /// Each model's own limits (`[constraints.<model>]`).
+    pub model_limits: ModelLimits,
     pub strategy: StrategyKind,
     pub seed: u64,
     pub budget: Duration,
@@ -381,9 +411,6 @@ impl Settings {
         {
             return Err("[constraints] memory_mb must be > 0 and throughput_rps ≥ 0".into());
         }
-        if f.model.trim().is_empty() || f.model.contains(['/', ' ', '\n']) {
-            return Err(format!("model '{}': name one model the config serves", f.model));
-        }
         let max_trials = overrides.max_trials.or(f.max_trials).unwrap_or(10_000);
         if max_trials == 0 {
             return Err("max_trials must be at least 1".into());
@@ -397,10 +424,16 @@ impl Settings {
             (None, Some(stack)) => {
                 let stack = resolve(stack);
                 let spec = StackSpec::load(&stack).map_err(|e| format!("stack: {e:#}"))?;
-                let model = spec.models.iter().find(|m| m.name == f.model).ok_or_else(|| {
+                if f.models.is_some() {
+                    return Err(
+                        "a stack study tunes one model behind the gateway: give model = \"…\", not models".into(),
+                    );
+                }
+                let wanted = f.model.as_deref().unwrap_or_default();
+                let model = spec.models.iter().find(|m| m.name == wanted).ok_or_else(|| {
                     format!(
                         "model '{}' is not one of {}'s [[models]] ({})",
-                        f.model,
+                        wanted,
                         stack.display(),
                         spec.models
                             .iter()
@@ -413,6 +446,19 @@ impl Settings {
             }
             _ => return Err("name exactly one of target = \"target.toml\" or stack = \"stack.toml\"".into()),
         };
+        let chosen = model_set::choose(
+            &model_set::AsWritten {
+                model: f.model.as_deref(),
+                models: f.models.as_ref(),
+                mix: w.mix.as_ref(),
+                limits: &f.constraints.models,
+                body: w.body.is_some(),
+                body_dir: w.body_dir.as_deref().map(resolve),
+                protocol: w.protocol,
+                replayed: matches!(varying, Some(Schedule::Replay(_))),
+            },
+            &target,
+        )?;
         let default_protocol = if stack.is_some() {
             Protocol::Openai
         } else {
@@ -437,7 +483,11 @@ impl Settings {
             target,
             stack,
             spaces,
-            model: f.model,
+            model: chosen.models[0].clone(),
+            models: chosen.models,
+            mix: chosen.mix,
+            body_dir: chosen.body_dir,
+            model_limits: chosen.limits,
             strategy: overrides.strategy.or(f.strategy).unwrap_or(StrategyKind::Default),
             seed: overrides.seed.or(f.seed).unwrap_or(1),
             budget,
@@ -466,7 +516,6 @@ impl Settings {
 /// read here, so a bad one is refused before anything starts).
 fn varying_schedule(w: &WorkloadFile, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Option<Schedule>, String> {
     let replay_only = [
-        ("body_dir", w.body_dir.is_some()),
         ("speed", w.speed.is_some()),
         ("from", w.from.is_some()),
         ("to", w.to.is_some()),

@@ -1,18 +1,21 @@
 //! What a study checks and prepares before it touches anything: that the
-//! config serves the study's model, that environment parameters can be set
+//! config serves the study's models (and every model a replayed log sends
+//! to), that environment parameters can be set
 //! (servetune must start the server), that gateway parameters have a gateway
 //! (a stack) whose config routes the model to this TorchServe, the workload
-//! as `bench` would build it, and which parameters the workload cannot
+//! as `bench` would build it (with each model's bodies and share when it
+//! tunes several), the space instantiated per model, and which parameters the workload cannot
 //! exercise (not searched, with the reason). Reads only files it is given.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::apply::state::GatewayState;
 use crate::config::{self, GatewayToml, Properties};
-use crate::load::{Schedule, StabilityRule, Stages, Workload};
+use crate::load::{Mix, Schedule, StabilityRule, Stages, Workload};
 use crate::server::stack::StackSpec;
 use crate::server::{logging, Endpoints, TargetSpec};
 use crate::space::{Space, Target};
@@ -21,7 +24,7 @@ use crate::trial::NotSearched;
 use super::gateway::StudyGateway;
 
 use super::settings::{Offered, Settings};
-use super::{lock, original};
+use super::{lock, model_set, original};
 use crate::load::request::read_bodies;
 use crate::space::load_spaces;
 
@@ -48,6 +51,36 @@ pub(super) fn workload_of(settings: &Settings, bodies: Vec<Vec<u8>>) -> Workload
     workload.seed = settings.seed;
     // TLS is the target file's (`ca_file`, `insecure_tls`): the runner sets it.
     workload
+}
+
+/// The load over several models, with each one's bodies (None: one model).
+fn mix_of(settings: &Settings) -> anyhow::Result<Option<Mix>> {
+    let (Some(body_dir), false) = (&settings.body_dir, settings.mix.is_empty()) else {
+        return Ok(None);
+    };
+    let mut parts = Vec::new();
+    for (model, share) in &settings.mix {
+        let bodies = read_bodies(&model_set::bodies_of(body_dir, model))?;
+        parts.push((model.clone(), *share, bodies));
+    }
+    Ok(Some(Mix::new(parts)?))
+}
+
+/// Refuses a replay whose log sends requests to a model the config does
+/// not serve (they would all fail, and the study would judge 404s).
+fn check_replay_served(workload: &Workload, props: &Properties, config: &Path) -> anyhow::Result<()> {
+    let Schedule::Replay(traffic) = &workload.schedule else {
+        return Ok(());
+    };
+    for model in traffic.models() {
+        check_model_served(props, model, config).with_context(|| {
+            format!(
+                "[workload] replay {}: the log sends requests to model '{model}'; serve it, or cut it out with from/to",
+                traffic.log.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Refuses a study of a model the config does not serve.
@@ -243,7 +276,7 @@ pub struct Prepared {
 /// do not clash and every parameter reaches its target; prunes what the
 /// workload cannot exercise.
 pub fn prepare(settings: &Settings, resume: bool) -> anyhow::Result<Prepared> {
-    let space = load_spaces(&settings.spaces)?;
+    let space = load_spaces(&settings.spaces)?.for_models(&settings.models);
     let spec = TargetSpec::load(&settings.target)?;
     crate::server::tls::announce_spec(&spec);
     let stack = settings.stack.as_deref().map(StackSpec::load).transpose()?;
@@ -260,7 +293,9 @@ pub fn prepare(settings: &Settings, resume: bool) -> anyhow::Result<Prepared> {
             anyhow::bail!("{}", lock::refusal(&config_path, &holder));
         }
     }
-    check_model_served(&original_props, &settings.model, &config_path)?;
+    for model in &settings.models {
+        check_model_served(&original_props, model, &config_path)?;
+    }
     if let Some((first, second, port)) = crate::server::Endpoints::from_properties(&original_props).clash() {
         anyhow::bail!("{}: {first} and {second} both use port {port}", config_path.display());
     }
@@ -277,7 +312,9 @@ pub fn prepare(settings: &Settings, resume: bool) -> anyhow::Result<Prepared> {
         Some(path) => read_bodies(path)?,
         None => Vec::new(),
     };
-    let workload = workload_of(settings, bodies);
+    let mut workload = workload_of(settings, bodies);
+    check_replay_served(&workload, &original_props, &config_path)?;
+    workload.mix = mix_of(settings)?.map(Arc::new);
     let (space, not_searched) = prune(space, &workload, &original_props);
     Ok(Prepared {
         space,

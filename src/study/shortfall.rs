@@ -95,6 +95,7 @@ mod tests {
                 p99_ms: 10.0,
                 error_rate: 0.0,
                 memory_mb: 500.0,
+                model_excess: 0.0,
             },
             runs,
             throughput: None,

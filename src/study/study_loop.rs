@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::soak::SoakReport;
-use crate::objective::{Constraints, Figures, Tier};
+use crate::objective::{Constraints, Figures, ModelLimits, Tier};
 use crate::search::{History, Strategy, Trial};
 use crate::space::{Point, Space};
 use crate::store::file::Journal;
@@ -120,6 +120,8 @@ pub struct StudyLoop<'a, T: Testbed, S: Store> {
     warm: Option<WarmStart>,
     /// The warm start found the earlier recommendation unchanged.
     unchanged: bool,
+    /// Each model's own limits (a study of several models).
+    model_limits: ModelLimits,
 }
 
 impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
@@ -144,6 +146,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             leader_alive: None,
             warm: None,
             unchanged: false,
+            model_limits: ModelLimits::default(),
         }
     }
 
@@ -168,6 +171,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             leader_alive: None,
             warm: self.warm,
             unchanged: self.unchanged,
+            model_limits: self.model_limits,
         };
         for entry in entries {
             study.replay(entry);
@@ -177,6 +181,13 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
 }
 
 impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
+    /// Judges each model of a trial against its own limits too.
+    #[must_use]
+    pub fn judging_models(mut self, limits: ModelLimits) -> Self {
+        self.model_limits = limits;
+        self
+    }
+
     /// Stops at the next trial once `token` is cancelled (SIGTERM, Ctrl-C).
     #[must_use]
     pub fn with_token(mut self, token: CancellationToken) -> Self {
@@ -585,7 +596,7 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             round,
             elapsed: self.budget.elapsed(),
         };
-        let mut entry = entry_of(context, &result, &self.planner().constraints());
+        let mut entry = entry_of(context, &result, &self.planner().constraints(), &self.model_limits);
         let lost = judge_server_loss(&self.entries, &mut entry);
         if self.store.append(&entry).await? == Appended::GivenUp {
             tracing::warn!(

@@ -326,6 +326,7 @@ mod tests {
                 p99_ms: 10.0,
                 error_rate: 0.0,
                 memory_mb: 100.0,
+                model_excess: 0.0,
             });
             entries.push(entry);
         }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Does tuning on the traffic production really sees matter? On the
+# multi-model example (ResNet-50 and BERT-base on one TorchServe):
+#
+#   1. tune under the steady synthetic mix      (examples/multi-model/study.toml)
+#   2. tune on the recorded, varying access log (examples/multi-model/study-replay.toml)
+#   3. measure each study's balanced recommendation — and the config as
+#      found — on both traffics, in alternating rounds (A B C A B C …):
+#      the synthetic mix (6 users, 70 % ResNet-50) with `bench --mix`, and
+#      the log with `bench --replay` (the study's slice and speed).
+#
+# Prints one table per traffic: throughput, p99 over all requests, each
+# model's p99, medians over ROUNDS rounds. Figures, not assertions; not run
+# in CI (about 30 minutes on two cores).
+#
+#   benches/multi-model-traffic.sh
+#   BUDGET=4m ROUNDS=3 benches/multi-model-traffic.sh
+#   SKIP_TUNE=/tmp/servetune-mm.XXXX benches/multi-model-traffic.sh   # re-measure earlier studies
+#
+# Everything runs on a copy of the example in a work dir (the example's
+# ports, so nothing else may use them meanwhile).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+budget="${BUDGET:-8m}"
+rounds="${ROUNDS:-3}"
+source benches/common.sh
+example="$root/examples/multi-model"
+
+if [[ -n "${SKIP_TUNE:-}" ]]; then
+  work="$SKIP_TUNE"
+else
+  work="$(mktemp -d /tmp/servetune-mm.XXXXXX)"
+  cp "$example"/config.properties "$example"/target.toml "$example"/study.toml "$example"/study-replay.toml \
+    "$example"/access_log.log "$work/"
+  ln -s "$example/bodies" "$work/bodies"
+  sed -i -e "s#^model_store = .*#model_store = \"$root/examples/deployment/model-store\"#" "$work/target.toml"
+  sed -i -e "s#^space = .*#space = \"$root/search-spaces/torchserve-cpu.toml\"#" "$work"/study*.toml
+  cp "$work/target.toml" "$work/target.pristine.toml"
+fi
+echo "work dir $work"
+target="$work/target.toml"
+cleanup() { "$bin" server stop --target "$target" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+if [[ -z "${SKIP_TUNE:-}" ]]; then
+  for study in study study-replay; do
+    echo "== tune $study.toml (budget $budget)"
+    "$bin" tune --study "$work/$study.toml" --budget "$budget" --results-dir "$work/results"
+  done
+fi
+
+# Puts the deployment on config $1 (a tier folder, or "found") and starts it.
+deploy() {
+  "$bin" server stop --target "$target" >/dev/null 2>&1 || true
+  "$bin" restore --config "$work/config.properties" >/dev/null 2>&1 || true
+  cp "$work/target.pristine.toml" "$target"
+  if [[ "$1" != found ]]; then
+    "$bin" apply --from "$1" --target "$target" >/dev/null
+  fi
+  "$bin" server start --target "$target" >/dev/null
+}
+
+synthetic() {
+  "$bin" bench --target "$target" --model resnet50 --body-dir "$work/bodies" --mix resnet50=0.7,bert=0.3 \
+    --users 6 --duration 20s --warmup 5s --fixed-window --json --no-save
+}
+replayed() {
+  "$bin" bench --target "$target" --replay "$work/access_log.log" --body-dir "$work/bodies" --speed 2x \
+    --loop --duration 30s --warmup 2s --json --no-save
+}
+
+declare -A configs=(
+  [found]=found
+  [synthetic-best]="$work/results/multi-model/recommended/balanced"
+  [replay-best]="$work/results/multi-model-replay/recommended/balanced"
+)
+names=(found synthetic-best replay-best)
+out="$work/cross.jsonl"
+: >"$out"
+for round in $(seq 1 "$rounds"); do
+  for name in "${names[@]}"; do
+    echo "== round $round: $name"
+    deploy "${configs[$name]}"
+    for traffic in synthetic replayed; do
+      "$traffic" | python3 -c "import json,sys; r=json.load(sys.stdin); print(json.dumps({'round': $round, 'config': '$name', 'traffic': '$traffic', 'rps': r['throughput_rps'], 'p99': r['latency_ms']['p99'], 'models': {m: f['p99_ms'] for m, f in r.get('models', {}).items()}, 'errors': r['error_rate'], 'mem': (r.get('memory_mb') or {}).get('pss_mean', float('nan'))}))" >>"$out"
+    done
+  done
+done
+"$bin" server stop --target "$target" >/dev/null 2>&1 || true
+"$bin" restore --config "$work/config.properties" >/dev/null 2>&1 || true
+
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+for traffic in ("synthetic", "replayed"):
+    print(f"\n{traffic} traffic (median of {max(r['round'] for r in rows)} rounds)")
+    print("| config | throughput req/s | p99 ms | resnet50 p99 ms | bert p99 ms | errors | memory MB |")
+    print("|---|---|---|---|---|---|---|")
+    for config in ("found", "synthetic-best", "replay-best"):
+        mine = [r for r in rows if r["traffic"] == traffic and r["config"] == config]
+        med = lambda f: statistics.median(f(r) for r in mine)
+        print(f"| {config} | {med(lambda r: r['rps']):.1f} | {med(lambda r: r['p99']):.0f} | "
+              f"{med(lambda r: r['models'].get('resnet50', float('nan'))):.0f} | "
+              f"{med(lambda r: r['models'].get('bert', float('nan'))):.0f} | {med(lambda r: r['errors'])*100:.2f}% | {med(lambda r: r['mem']):.0f} |")
+PY
+for study in multi-model multi-model-replay; do
+  echo; echo "$study balanced:"
+  python3 -c "import json; r=json.load(open('$work/results/$study/report.json')); b=[x for x in r['recommendations'] if x['tier']=='balanced']; print(b[0]['description'] if b else 'none')"
+done
