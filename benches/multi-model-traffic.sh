@@ -3,7 +3,8 @@
 # multi-model example (ResNet-50 and BERT-base on one TorchServe):
 #
 #   1. tune under the steady synthetic mix      (examples/multi-model/study.toml)
-#   2. tune on the recorded, varying access log (examples/multi-model/study-replay.toml)
+#   2. tune on the recorded, varying access log (examples/multi-model/study-replay.toml;
+#      REPLAY_BUDGET, default 10m: its windows are 20 s against the first's 4 s)
 #   3. measure each study's balanced recommendation — and the config as
 #      found — on both traffics, in alternating rounds (A B C A B C …):
 #      the synthetic mix (6 users, 70 % ResNet-50) with `bench --mix`, and
@@ -16,6 +17,11 @@
 #   benches/multi-model-traffic.sh
 #   BUDGET=4m ROUNDS=3 benches/multi-model-traffic.sh
 #   SKIP_TUNE=/tmp/servetune-mm.XXXX benches/multi-model-traffic.sh   # re-measure earlier studies
+#   SKIP_TUNE=… TUNE=study-replay benches/multi-model-traffic.sh      # tune only that one again
+#
+# A study's "best" is its balanced recommendation, or its max-throughput
+# one when the balanced tier keeps the config as found (the confirmation
+# could not tell it from the baseline).
 #
 # Everything runs on a copy of the example in a work dir (the example's
 # ports, so nothing else may use them meanwhile).
@@ -43,10 +49,14 @@ target="$work/target.toml"
 cleanup() { "$bin" server stop --target "$target" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-if [[ -z "${SKIP_TUNE:-}" ]]; then
-  for study in study study-replay; do
-    echo "== tune $study.toml (budget $budget)"
-    "$bin" tune --study "$work/$study.toml" --budget "$budget" --results-dir "$work/results"
+tune="${TUNE-study study-replay}"
+[[ -n "${SKIP_TUNE:-}" && -z "${TUNE:-}" ]] && tune=""
+if [[ -n "$tune" ]]; then
+  for study in $tune; do
+    echo "== tune $study.toml"
+    this_budget="$budget"
+    [[ "$study" == study-replay ]] && this_budget="${REPLAY_BUDGET:-10m}"
+    "$bin" tune --study "$work/$study.toml" --budget "$this_budget" --results-dir "$work/results"
   done
 fi
 
@@ -55,10 +65,10 @@ deploy() {
   "$bin" server stop --target "$target" >/dev/null 2>&1 || true
   "$bin" restore --config "$work/config.properties" >/dev/null 2>&1 || true
   cp "$work/target.pristine.toml" "$target"
-  if [[ "$1" != found ]]; then
-    "$bin" apply --from "$1" --target "$target" >/dev/null
-  fi
   "$bin" server start --target "$target" >/dev/null
+  if [[ "$1" != found ]]; then
+    "$bin" apply --from "$1" --target "$target" --restart >/dev/null
+  fi
 }
 
 synthetic() {
@@ -66,16 +76,34 @@ synthetic() {
     --users 6 --duration 20s --warmup 5s --fixed-window --json --no-save
 }
 replayed() {
-  "$bin" bench --target "$target" --replay "$work/access_log.log" --body-dir "$work/bodies" --speed 2x \
-    --loop --duration 30s --warmup 2s --json --no-save
+  "$bin" bench --target "$target" --replay "$work/access_log.log" --body-dir "$work/bodies" --speed 1x \
+    --from +10s --to +30s --loop --duration 20s --warmup 2s --json --no-save
 }
 
+# The balanced tier, or max-throughput when balanced keeps the config as found.
+best() {
+  local dir="$work/results/$1/recommended"
+  [[ -d "$dir" ]] || return 0
+  if python3 -c "import json,sys; r=json.load(open('$work/results/$1/report.json')); b=[x for x in r['recommendations'] if x['tier']=='balanced']; sys.exit(0 if b and not b[0]['keep_current'] else 1)"; then
+    echo "$dir/balanced"
+  else
+    echo "$dir/max-throughput"
+  fi
+}
 declare -A configs=(
   [found]=found
-  [synthetic-best]="$work/results/multi-model/recommended/balanced"
-  [replay-best]="$work/results/multi-model-replay/recommended/balanced"
+  [synthetic-best]="$(best multi-model)"
+  [replay-best]="$(best multi-model-replay)"
 )
-names=(found synthetic-best replay-best)
+names=(found)
+for name in synthetic-best replay-best; do
+  if [[ -n "${configs[$name]}" ]]; then
+    echo "$name: ${configs[$name]}"
+    names+=("$name")
+  else
+    echo "$name: none (the study recommended nothing: no confirmed candidate met the constraints)"
+  fi
+done
 out="$work/cross.jsonl"
 : >"$out"
 for round in $(seq 1 "$rounds"); do
@@ -99,12 +127,19 @@ for traffic in ("synthetic", "replayed"):
     print("|---|---|---|---|---|---|---|")
     for config in ("found", "synthetic-best", "replay-best"):
         mine = [r for r in rows if r["traffic"] == traffic and r["config"] == config]
+        if not mine:
+            continue
         med = lambda f: statistics.median(f(r) for r in mine)
         print(f"| {config} | {med(lambda r: r['rps']):.1f} | {med(lambda r: r['p99']):.0f} | "
               f"{med(lambda r: r['models'].get('resnet50', float('nan'))):.0f} | "
               f"{med(lambda r: r['models'].get('bert', float('nan'))):.0f} | {med(lambda r: r['errors'])*100:.2f}% | {med(lambda r: r['mem']):.0f} |")
 PY
 for study in multi-model multi-model-replay; do
-  echo; echo "$study balanced:"
-  python3 -c "import json; r=json.load(open('$work/results/$study/report.json')); b=[x for x in r['recommendations'] if x['tier']=='balanced']; print(b[0]['description'] if b else 'none')"
+  echo; echo "$study:"
+  python3 -c "
+import json
+r = json.load(open('$work/results/$study/report.json'))
+print(' ', r.get('no_recommendation') or '')
+for x in r['recommendations']:
+    print(' ', x['tier'], '-', x['description'])"
 done
