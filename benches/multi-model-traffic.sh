@@ -4,7 +4,9 @@
 #
 #   1. tune under the steady synthetic mix      (examples/multi-model/study.toml)
 #   2. tune on the recorded, varying access log (examples/multi-model/study-replay.toml;
-#      REPLAY_BUDGET, default 10m: its windows are 20 s against the first's 4 s)
+#      REPLAY_BUDGET, default 10m: its windows are 20 s against the first's 4 s;
+#      REPLAY_WARM=1: warm-started from the first study, whose recommendations
+#      it then measures first on the replay)
 #   3. measure each study's balanced recommendation — and the config as
 #      found — on both traffics, in alternating rounds (A B C A B C …):
 #      the synthetic mix (6 users, 70 % ResNet-50) with `bench --mix`, and
@@ -55,8 +57,12 @@ if [[ -n "$tune" ]]; then
   for study in $tune; do
     echo "== tune $study.toml"
     this_budget="$budget"
-    [[ "$study" == study-replay ]] && this_budget="${REPLAY_BUDGET:-10m}"
-    "$bin" tune --study "$work/$study.toml" --budget "$this_budget" --results-dir "$work/results"
+    warm=()
+    if [[ "$study" == study-replay ]]; then
+      this_budget="${REPLAY_BUDGET:-10m}"
+      [[ -n "${REPLAY_WARM:-}" ]] && warm=(--warm-start "$work/results/multi-model")
+    fi
+    "$bin" tune --study "$work/$study.toml" --budget "$this_budget" --results-dir "$work/results" "${warm[@]}"
   done
 fi
 

@@ -43,6 +43,30 @@ pub struct ModelLimit {
 pub struct ModelLimits(pub BTreeMap<String, ModelLimit>);
 
 impl ModelLimits {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The limits in words (`bert p99 ≤ 300 ms, errors ≤ 1%`), for reports.
+    pub fn describe(&self) -> String {
+        let one = |(model, limit): (&String, &ModelLimit)| {
+            let mut parts = Vec::new();
+            if let Some(p99) = limit.p99_ms {
+                parts.push(format!("{model} p99 ≤ {p99:.1} ms"));
+            }
+            if let Some(errors) = limit.error_rate {
+                parts.push(format!("{model} errors ≤ {:.2}%", errors * 100.0));
+            }
+            parts.join(", ")
+        };
+        self.0
+            .iter()
+            .map(one)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Summed ratios by which the models' figures — `(p99_ms, error_rate)`
     /// of a model, by name — exceed their limits (0: all within). A model
     /// with limits but no figures (none of its requests measured) is as far

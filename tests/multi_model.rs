@@ -163,6 +163,11 @@ fn a_two_model_study_shares_the_load_judges_each_model_and_exports_both() {
         summary.contains("| tiny |") && summary.contains("| echo |"),
         "per-model tables: {summary}"
     );
+    assert!(
+        summary.contains("Each model's own limits: echo p99 ≤ 2500.0 ms"),
+        "{summary}"
+    );
+    assert_eq!(report["model_limits"]["echo"]["p99_ms"], 2500.0);
     assert_eq!(deployment.config_bytes(), original, "the config ends as it was found");
 
     // An SLO echo cannot meet: no trial is feasible, whatever tiny does.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::cost::CostReport;
 use crate::bench::soak::SoakReport;
 use crate::measure::traffic_figures::{ModelFigures, PeakFigures};
-use crate::objective::{pareto_front, Figures, Tier};
+use crate::objective::{pareto_front, Figures, ModelLimits, Tier};
 use crate::trial::{Candidate, Entry, GainIntervals, Interval, MeasuredCosts, NotSearched, StopReason, TrialKind};
 
 /// Relative changes in percent (positive throughput gain is good; negative
@@ -121,6 +121,9 @@ pub struct Report {
     pub slo_p99_ms: f64,
     /// The p99 limit is the baseline's own p99 ("no worse than now").
     pub slo_from_baseline: bool,
+    /// Each model's own limits, in a study of several models.
+    #[serde(skip_serializing_if = "ModelLimits::is_empty")]
+    pub model_limits: ModelLimits,
     pub baseline: Option<Figures>,
     pub defaults: Option<Figures>,
     pub recommendations: Vec<Recommendation>,

@@ -295,6 +295,12 @@ pub fn summary_markdown(report: &Report) -> String {
             ""
         }
     );
+    if !report.model_limits.is_empty() {
+        md.push_str(&format!(
+            "Each model's own limits: {}.\n\n",
+            report.model_limits.describe()
+        ));
+    }
     if let Some(warm) = &report.warm_start {
         md.push_str(&warm_start_text(warm));
     }

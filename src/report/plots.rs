@@ -223,6 +223,7 @@ pub(super) mod tests {
             elapsed_s: 1.0,
             budget_s: 2.0,
             slo_p99_ms,
+            model_limits: Default::default(),
             slo_from_baseline: false,
             baseline,
             defaults: None,

@@ -89,6 +89,7 @@ impl Study<'_> {
             budget_s: s.budget.as_secs_f64(),
             slo_p99_ms: constraints.p99_ms,
             slo_from_baseline: s.p99_from_baseline,
+            model_limits: s.model_limits.clone(),
             baseline: baseline.map(|c| c.figures),
             defaults: defaults.map(|c| c.figures),
             cost: s

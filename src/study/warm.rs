@@ -20,8 +20,14 @@
 //!   search stops ("unchanged") and the rest of the budget goes to the
 //!   confirmation, or is saved.
 //!
-//! A warm start is refused when the earlier study tuned another space,
-//! model or config file (its `fingerprint.json`, written by every study).
+//! A warm start is refused when the earlier study tuned another model or
+//! config file, or another space (its `fingerprint.json`, written by every
+//! study). Spaces that differ only in which parameters were searched — the
+//! same deployment under two workloads prunes differently: `job_queue_size`
+//! is not searched under a closed loop that cannot fill it, and is under an
+//! open-loop replay — are matched by name: each earlier point keeps its
+//! levels of the shared parameters (which must have the same levels) and
+//! takes the default of a parameter the earlier study did not search.
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +80,7 @@ impl Fingerprint {
                 self.config.display()
             ));
         }
-        (self.space != earlier.space).then(|| "it searched another space (other parameters or levels)".to_string())
+        None
     }
 }
 
@@ -110,7 +116,26 @@ impl WarmStart {
             )));
         }
         let journal = dir.join("trials.jsonl");
-        let entries = crate::store::file::read(&journal).map_err(|e| refuse(e.to_string()))?;
+        let mut entries = crate::store::file::read(&journal).map_err(|e| refuse(e.to_string()))?;
+        if fingerprint.space != earlier.space {
+            let map = translation(&earlier.space, space).ok_or_else(|| {
+                refuse(
+                    "it searched another space (other parameters or levels); a warm start needs a study of the \
+                     same deployment and space"
+                        .into(),
+                )
+            })?;
+            for entry in &mut entries {
+                entry.point = entry.point.take().map(|point| translate(&point, &map, space));
+            }
+            tracing::info!(
+                "--warm-start {}: its space differs in which parameters it searched; its points are matched by \
+                 name ({} of {} parameters), the others at their defaults",
+                dir.display(),
+                map.iter().flatten().count(),
+                space.dimensions()
+            );
+        }
         let warm = Self::from_entries(dir, &entries, space, plan);
         if warm.prior.is_empty() {
             return Err(refuse("the earlier study has no screening trial to start from".into()));
@@ -197,6 +222,51 @@ impl WarmStart {
             unchanged,
         }
     }
+}
+
+/// For each parameter of `now`, its index in an earlier study's space
+/// (its fingerprint), or None when the earlier study did not search it;
+/// None when a shared parameter has other levels, or nothing is shared.
+fn translation(earlier: &serde_json::Value, now: &Space) -> Option<Vec<Option<usize>>> {
+    let earlier: Vec<(&str, Vec<&str>)> = earlier
+        .as_array()?
+        .iter()
+        .map(|p| {
+            let levels = p["levels"]
+                .as_array()?
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Option<Vec<_>>>()?;
+            Some((p["name"].as_str()?, levels))
+        })
+        .collect::<Option<_>>()?;
+    let mut map = Vec::new();
+    for parameter in &now.parameters {
+        let Some(index) = earlier.iter().position(|(name, _)| *name == parameter.name) else {
+            map.push(None);
+            continue;
+        };
+        let levels: Vec<String> = parameter.levels.iter().map(|l| l.to_string()).collect();
+        if earlier[index].1 != levels {
+            return None;
+        }
+        map.push(Some(index));
+    }
+    map.iter().any(Option::is_some).then_some(map)
+}
+
+/// An earlier point in this study's space (`translation`'s map).
+fn translate(earlier: &[usize], map: &[Option<usize>], space: &Space) -> Point {
+    let point: Point = map
+        .iter()
+        .zip(&space.parameters)
+        .map(|(index, parameter)| {
+            index
+                .and_then(|i| earlier.get(i).copied())
+                .unwrap_or(parameter.default_level)
+        })
+        .collect();
+    space.normalize(&point)
 }
 
 /// The earlier study's recommendation for `tier` (a confirmed candidate
@@ -347,5 +417,33 @@ mod tests {
         assert!(!warm.unchanged(&again));
         // Not everything measured first is in yet: not decided.
         assert!(!warm.unchanged(&entries[1..]));
+    }
+
+    #[test]
+    fn a_study_that_searched_fewer_parameters_warm_starts_by_name() {
+        let settings = settings();
+        let space = crate::space::load_spaces(&settings.spaces).unwrap();
+        let plan = Plan::from(&settings);
+        let here = fingerprint(&space, "tiny", "/srv/ts/config.properties");
+        // The earlier study did not search the first parameter (pruned under its workload).
+        let pruned = Space {
+            parameters: space.parameters[1..].to_vec(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut before = fingerprint(&pruned, "tiny", "/srv/ts/config.properties");
+        earlier(dir.path(), &before, &pruned);
+        let warm = WarmStart::load(dir.path(), &here, &space, &plan).unwrap();
+        assert_eq!(
+            warm.prior[0].point,
+            space.default_point(),
+            "matched by name, defaults elsewhere"
+        );
+        // A shared parameter with other levels is another space.
+        before.space[0]["levels"] = serde_json::json!(["7"]);
+        earlier(dir.path(), &before, &pruned);
+        let e = WarmStart::load(dir.path(), &here, &space, &plan)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another space"), "{e}");
     }
 }
