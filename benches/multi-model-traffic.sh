@@ -123,6 +123,7 @@ for round in $(seq 1 "$rounds"); do
 done
 "$bin" server stop --target "$target" >/dev/null 2>&1 || true
 "$bin" restore --config "$work/config.properties" >/dev/null 2>&1 || true
+cp "$work/target.pristine.toml" "$target"
 
 python3 - "$out" <<'PY'
 import json, statistics, sys
