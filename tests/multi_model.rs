@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -68,21 +67,6 @@ fn write_study(dir: &Path, name: &str, max_trials: u32, echo_limits: &str) -> st
     study
 }
 
-fn tune(study: &Path, results: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
-        .args([
-            "tune",
-            "--study",
-            study.to_str().unwrap(),
-            "--results-dir",
-            results.to_str().unwrap(),
-        ])
-        .env("SERVETUNE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
-
 /// The measured trials of a study's journal.
 fn measured(results: &Path, name: &str) -> Vec<Value> {
     let journal = std::fs::read_to_string(results.join(name).join("trials.jsonl")).unwrap();
@@ -112,7 +96,7 @@ fn a_two_model_study_shares_the_load_judges_each_model_and_exports_both() {
     let results = dir.join("results");
 
     // Reachable limits: the study recommends, per model.
-    tune(&write_study(dir, "two", 5, "p99_ms = 2500.0"), &results);
+    common::tune(&write_study(dir, "two", 5, "p99_ms = 2500.0"), &results);
     let entries = measured(&results, "two");
     for entry in &entries {
         let models = &entry["models"];
@@ -171,7 +155,7 @@ fn a_two_model_study_shares_the_load_judges_each_model_and_exports_both() {
     assert_eq!(deployment.config_bytes(), original, "the config ends as it was found");
 
     // An SLO echo cannot meet: no trial is feasible, whatever tiny does.
-    tune(&write_study(dir, "strict", 2, "p99_ms = 0.001"), &results);
+    common::tune(&write_study(dir, "strict", 2, "p99_ms = 0.001"), &results);
     for entry in measured(&results, "strict") {
         assert_eq!(entry["feasible"], false, "echo misses its own SLO: {entry}");
         assert!(entry["figures"]["model_excess"].as_f64().unwrap() > 0.0, "{entry}");

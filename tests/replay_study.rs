@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 /// A log of `tiny` at 20 requests/s for 3 s.
 fn write_log(path: &std::path::Path) {
     let text: String = (0..60)
@@ -45,18 +43,7 @@ fn a_study_measures_every_candidate_on_the_replayed_log() {
     )
     .unwrap();
     let results = dir.join("results");
-    let output = Command::new(env!("CARGO_BIN_EXE_servetune"))
-        .args([
-            "tune",
-            "--study",
-            study.to_str().unwrap(),
-            "--results-dir",
-            results.to_str().unwrap(),
-        ])
-        .env("SERVETUNE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    common::tune(&study, &results);
     let journal = std::fs::read_to_string(results.join("replayed/trials.jsonl")).unwrap();
     let windows: Vec<(f64, f64)> = journal
         .lines()

@@ -257,6 +257,22 @@ fn config_text(models: &[&str], ports: &Ports, worker_port: u16) -> String {
     )
 }
 
+/// Runs `servetune tune --study STUDY --results-dir RESULTS` and asserts it succeeds.
+pub fn tune(study: &std::path::Path, results: &std::path::Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .args([
+            "tune",
+            "--study",
+            study.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ])
+        .env("SERVETUNE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// A runtime for tests that drive async code.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
