@@ -1,32 +1,45 @@
 #!/usr/bin/env bash
-# Records a landscape for the replay benchmark: every config of a grid over
-# the example `tiny` TorchServe, measured with `servetune bench` (closed
-# loop), PASSES times. Each pass walks the grid with the cold settings
+# Records a landscape for the replay benchmark and the landscape model:
+# every config of a grid over one example model served by TorchServe
+# (MODEL: tiny, resnet50, bert or gpt2; default tiny), measured with
+# `servetune bench` (closed loop), PASSES times. Each pass walks the grid with the cold settings
 # outermost (one restart per cold config) and the live ones inside, so the
 # repeats of a config are minutes apart: they carry the drift between runs,
 # not just the noise within one. Restart and live-change times are measured
 # on the way and written in the landscape's first line, which `servetune
 # replay` charges:
 #
-#   # servetune-landscape cold=a,b restart_s=… hot_s=… window_s=…
+#   # servetune-landscape cold=a,b restart_s=… hot_s=… window_s=… model=M latency_ms=… worker_mb=… frontend_mb=…
 #
-# Two grids:
+# The model's features (single-request latency, a worker's memory, the
+# frontend's) are measured once at the start by `servetune predict`, the
+# way it measures a new model, and go into the same line.
+#
+# Three grids:
 #   hot    batch size, delay, workers; netty threads cold (the first landscape)
 #   cold   batch size, delay, workers; threads per worker, async logging
 #          and log level cold (the second landscape, for choosing the
 #          strategy's knobs on data other than the headline's)
+#   models the hot grid's parameters on fewer levels, for models whose
+#          requests take 100 ms and more (the landscape model's priors)
 #
 # Output CSV: the grid's parameters (numbers: booleans 0/1, log level
 # 0 = debug, 1 = warn), then throughput_rps,p50_ms,p99_ms,error_rate,memory_mb.
-# Usage: benches/record-landscape.sh GRID OUT.csv [PASSES] [SECONDS] [USERS]
+# Usage: [MODEL=m] [WARMUP=s] benches/record-landscape.sh GRID OUT.csv [PASSES] [SECONDS] [USERS]
+# ($SERVETUNE_BIN: a servetune binary to run instead of a release build.)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-grid="${1:?grid: hot or cold}"
+grid="${1:?grid: hot, cold or models}"
 out="${2:?output csv}"
 passes="${3:-3}"
 seconds="${4:-3}"
 users="${5:-16}"
-warmup=1
+warmup="${WARMUP:-1}"
+model="${MODEL:-tiny}"
+case "$model" in
+tiny | resnet50 | bert | gpt2) body="examples/deployment/bodies/$model" ;;
+*) echo "unknown model '$model' (tiny, resnet50, bert or gpt2)" >&2; exit 2 ;;
+esac
 
 case "$grid" in
 hot)
@@ -39,13 +52,22 @@ cold)
     threads=(1 2); asyncs=(false true); levels=(debug warn); netty=(2)
     columns="batch_size,max_batch_delay,workers,threads_per_worker,async_logging,log_level"
     cold="threads_per_worker,async_logging,log_level" ;;
-*) echo "unknown grid '$grid' (hot or cold)" >&2; exit 2 ;;
+models)
+    batch_sizes=(1 2 4 8); delays=(5 50); workers=(1 2 3)
+    threads=(unset); asyncs=(false); levels=(debug); netty=(1 4)
+    columns="batch_size,max_batch_delay,workers,number_of_netty_threads"
+    cold="number_of_netty_threads" ;;
+*) echo "unknown grid '$grid' (hot, cold or models)" >&2; exit 2 ;;
 esac
 
 source scripts/example-deployment.sh
-provision_and_build
+source benches/common.sh
+servetune="$bin"
 deployment="$(pwd)/results/landscape-deployment"
 copy_example_deployment "$deployment"
+# The example deployment serves tiny: the same deployment serves $model.
+sed -i "s/tiny/$model/g" "$deployment/config.properties"
+sed -i 's/^ready_timeout = .*/ready_timeout = "300s"/' "$deployment/target.toml"
 mkdir -p "$(dirname "$out")"
 target="$deployment/target.toml"
 config="$deployment/config.properties"
@@ -56,7 +78,7 @@ costs="$(mktemp)"
 now() { date +%s.%N; }
 
 measure() {
-    "$servetune" bench --target "$target" --body examples/deployment/bodies/tiny --users "$users" \
+    "$servetune" bench --target "$target" --body "$body" --users "$users" \
         --duration "${seconds}s" --warmup "${warmup}s" --fixed-window --json --no-save \
         | python3 -c '
 import json, sys
@@ -77,7 +99,7 @@ restart_on() { # threads async level netty
                  --set "async_logging=$2" --set "log4j.level=$3" --set "number_of_netty_threads=$4" >/dev/null; }
     # The JIT needs a few seconds of traffic after each start: part of the
     # restart's cost, as a study pays it too.
-    "$servetune" bench --target "$target" --body examples/deployment/bodies/tiny --users "$users" \
+    "$servetune" bench --target "$target" --body "$body" --users "$users" \
         --duration 5s --warmup 0s --fixed-window --no-save --json >/dev/null
     echo "restart $(python3 -c "print($(now) - $started)")" >>"$costs"
 }
@@ -85,10 +107,18 @@ restart_on() { # threads async level netty
 hot_to() { # batch delay workers
     local started; started="$(now)"
     "$servetune" apply --config "$config" --target "$target" --hot \
-        --set "models.tiny.batchSize=$1" --set "models.tiny.maxBatchDelay=$2" \
-        --set "models.tiny.minWorkers=$3" --set "models.tiny.maxWorkers=$3" >/dev/null
+        --set "models.$model.batchSize=$1" --set "models.$model.maxBatchDelay=$2" \
+        --set "models.$model.minWorkers=$3" --set "models.$model.maxWorkers=$3" >/dev/null
     echo "hot $(python3 -c "print($(now) - $started)")" >>"$costs"
 }
+
+# The model's features, measured as `predict` measures a new model.
+"$servetune" server start --target "$target" >/dev/null
+features="$("$servetune" predict --target "$target" --body "$body" --model "$model" --features-only --json | python3 -c '
+import json, sys
+f = json.load(sys.stdin)["features"]
+print("latency_ms=%.2f worker_mb=%.0f frontend_mb=%.0f" % (f["latency_ms"], f["worker_mb"], f["frontend_mb"]))')"
+echo "features of $model: $features" >&2
 
 count=0
 for ((pass = 1; pass <= passes; pass++)); do
@@ -102,7 +132,7 @@ for ((pass = 1; pass <= passes; pass++)); do
                 hot_to "$b" "$d" "$w"
                 count=$((count + 1))
                 case "$grid" in
-                hot) params="$b,$d,$w,$n" ;;
+                hot | models) params="$b,$d,$w,$n" ;;
                 cold) params="$b,$d,$w,${t/unset/0},$([[ $a == true ]] && echo 1 || echo 0),$([[ $l == warn ]] && echo 1 || echo 0)" ;;
                 esac
                 row="$params,$(measure)"
@@ -113,9 +143,9 @@ for ((pass = 1; pass <= passes; pass++)); do
     done; done; done; done
 done
 "$servetune" restore --config "$config" >/dev/null 2>&1 || true
-python3 - "$costs" "$rows" "$out" "$columns" "$cold" "$((seconds + warmup))" <<'PY'
+python3 - "$costs" "$rows" "$out" "$columns" "$cold" "$((seconds + warmup))" "model=$model $features" <<'PY'
 import statistics, sys
-costs, rows, out, columns, cold, window = sys.argv[1:7]
+costs, rows, out, columns, cold, window, model = sys.argv[1:8]
 kinds = {"restart": [], "hot": []}
 for line in open(costs):
     kind, seconds = line.split()
@@ -123,7 +153,7 @@ for line in open(costs):
 restart = statistics.median(kinds["restart"])
 hot = statistics.median(kinds["hot"])
 with open(out, "w") as f:
-    f.write(f"# servetune-landscape cold={cold} restart_s={restart:.1f} hot_s={hot:.1f} window_s={window}\n")
+    f.write(f"# servetune-landscape cold={cold} restart_s={restart:.1f} hot_s={hot:.1f} window_s={window} {model}\n")
     f.write(columns + ",throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n")
     f.write(open(rows).read())
 print(f"wrote {out}: restart {restart:.1f} s, live change {hot:.1f} s (medians)", file=sys.stderr)

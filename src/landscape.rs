@@ -13,6 +13,11 @@
 //! # servetune-landscape cold=number_of_netty_threads restart_s=9.5 hot_s=1.8 window_s=5
 //! ```
 //!
+//! A landscape recorded for the landscape model (`predict`) also names its
+//! model and that model's cheap features (`ModelFeatures`, measured by
+//! `servetune predict` the same way on any server):
+//! `model=resnet50 latency_ms=96.1 worker_mb=402 frontend_mb=310`.
+//!
 //! The first row's configuration is the space's default point and the
 //! config the recording started from.
 
@@ -49,6 +54,18 @@ impl Sample {
     }
 }
 
+/// What a model costs on its own, measured in seconds on a running server:
+/// the landscape model's features of a model (`predict::features`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelFeatures {
+    /// Median latency of one request at a time, batch size 1, one worker.
+    pub latency_ms: f64,
+    /// Memory (PSS) one more worker of the model adds.
+    pub worker_mb: f64,
+    /// Memory (PSS) of TorchServe's frontend (the JVM) alone.
+    pub frontend_mb: f64,
+}
+
 /// A recorded landscape.
 #[derive(Debug, Clone)]
 pub struct Landscape {
@@ -56,12 +73,28 @@ pub struct Landscape {
     pub samples: HashMap<Point, Vec<Sample>>,
     /// What moves cost where it was recorded (defaults when not recorded).
     pub costs: SwitchCosts,
+    /// The model it was recorded with, when the header names it.
+    pub model: Option<String>,
+    /// That model's features, when the header has them (all three or none).
+    pub features: Option<ModelFeatures>,
 }
 
-/// The `# servetune-landscape …` line: cold parameters and costs.
-fn parse_header_comment(line: &str) -> Result<(Vec<String>, SwitchCosts), String> {
+/// What the `# servetune-landscape …` line says.
+#[derive(Debug, Default)]
+struct Header {
+    cold: Vec<String>,
+    costs: SwitchCosts,
+    model: Option<String>,
+    features: Option<ModelFeatures>,
+}
+
+/// The `# servetune-landscape …` line: cold parameters, costs, the model
+/// and its features.
+fn parse_header_comment(line: &str) -> Result<Header, String> {
     let mut cold = Vec::new();
     let mut costs = SwitchCosts::default();
+    let mut model = None;
+    let mut feature: [Option<f64>; 3] = [None; 3];
     for field in line.trim_start_matches('#').split_whitespace().skip(1) {
         let (key, value) = field
             .split_once('=')
@@ -78,10 +111,37 @@ fn parse_header_comment(line: &str) -> Result<(Vec<String>, SwitchCosts), String
             "restart_s" => costs.restart_s = seconds()?,
             "hot_s" => costs.hot_s = seconds()?,
             "window_s" => costs.window_s = seconds()?,
+            "model" => model = Some(value.to_string()),
+            "latency_ms" | "worker_mb" | "frontend_mb" => {
+                let number = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| format!("{key} = '{value}' is not a positive number"))?;
+                let slot = ["latency_ms", "worker_mb", "frontend_mb"]
+                    .iter()
+                    .position(|k| *k == key)
+                    .expect("one of the three");
+                feature[slot] = Some(number);
+            }
             _ => return Err(format!("unknown field '{key}'")),
         }
     }
-    Ok((cold, costs))
+    let features = match feature {
+        [Some(latency_ms), Some(worker_mb), Some(frontend_mb)] => Some(ModelFeatures {
+            latency_ms,
+            worker_mb,
+            frontend_mb,
+        }),
+        [None, None, None] => None,
+        _ => return Err("latency_ms, worker_mb and frontend_mb go together: all three or none".into()),
+    };
+    Ok(Header {
+        cold,
+        costs,
+        model,
+        features,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +173,18 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .peekable();
-    let mut cold: Vec<String> = Vec::new();
-    let mut costs = SwitchCosts::default();
+    let mut header_line = Header::default();
     while let Some((index, line)) = lines.next_if(|(_, l)| l.trim_start().starts_with('#')) {
         if line.trim_start().starts_with("# servetune-landscape") {
-            (cold, costs) = parse_header_comment(line).map_err(|e| error(index + 1, e))?;
+            header_line = parse_header_comment(line).map_err(|e| error(index + 1, e))?;
         }
     }
+    let Header {
+        cold,
+        costs,
+        model,
+        features,
+    } = header_line;
     let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
     let columns: Vec<&str> = header.split(',').map(str::trim).collect();
     let measurement_at: Vec<usize> = MEASUREMENTS
@@ -209,7 +274,13 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
             .collect();
         samples.entry(point).or_default().push(sample);
     }
-    Ok(Landscape { space, samples, costs })
+    Ok(Landscape {
+        space,
+        samples,
+        costs,
+        model,
+        features,
+    })
 }
 
 pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
@@ -290,6 +361,26 @@ pub(crate) mod tests {
         assert_eq!(landscape.samples.len(), 36);
         assert_eq!(landscape.samples[&vec![0, 0]].len(), 2);
         assert_eq!(landscape.space.default_point(), vec![0, 0]);
+    }
+
+    #[test]
+    fn the_header_carries_the_model_and_its_features() {
+        let csv = "# servetune-landscape cold= restart_s=10 model=bert latency_ms=60.5 worker_mb=450 frontend_mb=210\n\
+                   a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n1,2,3,4,0,5\n";
+        let landscape = parse_landscape(csv, "l.csv").unwrap();
+        assert_eq!(landscape.model.as_deref(), Some("bert"));
+        let features = landscape.features.unwrap();
+        assert_eq!(
+            (features.latency_ms, features.worker_mb, features.frontend_mb),
+            (60.5, 450.0, 210.0)
+        );
+        let e = parse_landscape(&csv.replace(" frontend_mb=210", ""), "l.csv").unwrap_err();
+        assert!(
+            e.to_string().starts_with("l.csv:1:") && e.to_string().contains("all three"),
+            "{e}"
+        );
+        let e = parse_landscape(&csv.replace("60.5", "fast"), "l.csv").unwrap_err();
+        assert!(e.to_string().contains("latency_ms = 'fast'"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! | 3 | `search`, `trial`, `measure` |
 //! | 4 | `load` |
 //! | 5 | `server`, `store` |
-//! | 6 | `apply`, `bench`, `landscape` |
+//! | 6 | `apply`, `bench`, `landscape`, `predict` |
 //! | 7 | `report` |
 //! | 8 | `study` |
 //! | 9 | `replay`, `compare` |
@@ -37,6 +37,7 @@ pub mod load;
 pub mod machine;
 pub mod measure;
 pub mod objective;
+pub mod predict;
 pub mod replay;
 pub mod report;
 pub mod search;

@@ -33,7 +33,7 @@ pub use crate::landscape::{
     load_landscape, parse_landscape, throughput_under_slo, Landscape, LandscapeError, Sample, MEASUREMENTS,
 };
 use crate::objective::{Constraints, Tier};
-use crate::search::{make_strategy, Strategy, StrategyKind, SwitchCosts};
+use crate::search::{make_strategy, Guess, Guided, Strategy, StrategyKind, SwitchCosts};
 use crate::space::Point;
 use crate::stats::quantile;
 use crate::store::memory::MemoryStudy;
@@ -181,13 +181,7 @@ fn recommendation<T, S>(landscape: &Landscape, objective: &Constraints, finished
     let chosen = decision.and_then(|d| finished.candidates[d.chosen].point.clone());
     let kept_current = decision.is_none_or(|d| d.keep_current);
     let point = chosen.unwrap_or_else(|| landscape.space.default_point());
-    let best = landscape.best_feasible_throughput(objective);
-    let means = landscape.means();
-    let regret = match means.get(&point) {
-        Some(mean) if objective.feasible(mean) && best > 0.0 => 1.0 - mean.throughput_rps / best,
-        _ => 1.0,
-    };
-    (regret.max(0.0), kept_current)
+    (regret_of(landscape, objective, &point), kept_current)
 }
 
 /// Runs `strategy` over `seeds` seeds against `landscape`, charging `costs`.
@@ -285,6 +279,79 @@ fn replay_seeds(
         recommendation_regret_per_seed: runs.iter().map(|r| r.recommendation_regret).collect(),
         kept_current_share: runs.iter().filter(|r| r.kept_current).count() as f64 / runs.len().max(1) as f64,
         median_study_seconds: quantile(&study_seconds, 0.5).unwrap_or(0.0),
+    }
+}
+
+/// A replay with and without the landscape model's prior, on a landscape
+/// the model did not learn from (`replay --prior`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PriorReport {
+    /// The left-out landscape's model.
+    pub model: Option<String>,
+    /// The landscapes the model learnt from.
+    pub learnt_from: Vec<String>,
+    /// The default strategy from nothing.
+    pub without_prior: ReplayReport,
+    /// The same strategy behind `search::Guided`, started from the prediction.
+    pub with_prior: ReplayReport,
+    /// The model's first choice (its best expected feasible throughput),
+    /// judged on the landscape's means: its regret (1 when infeasible).
+    pub first_prediction_regret: f64,
+    pub first_prediction: String,
+    /// Median trials to the target without, over with (above 1: the prior helps).
+    pub trials_ratio: Option<f64>,
+    pub seconds_ratio: Option<f64>,
+}
+
+/// Replays `strategy` on `landscape` from nothing and from `guesses`.
+pub fn replay_prior(
+    landscape: &Landscape,
+    strategy: StrategyKind,
+    seeds: u64,
+    goal: &ReplayObjective,
+    guesses: &[Guess],
+    learnt_from: Vec<String>,
+) -> PriorReport {
+    let without_prior = replay_strategy(landscape, strategy, seeds, goal);
+    let make =
+        |seed: u64| -> Box<dyn Strategy> { Box::new(Guided::new(guesses.to_vec(), make_strategy(strategy, seed))) };
+    let name = format!("{} from the landscape model", without_prior.strategy);
+    let with_prior = replay_seeds(landscape, name, &make, seeds, goal);
+    let first = guesses
+        .iter()
+        .max_by(|a, b| (a.throughput_rps * a.chance_feasible).total_cmp(&(b.throughput_rps * b.chance_feasible)));
+    let (first_prediction_regret, first_prediction) = match first {
+        Some(guess) => (
+            regret_of(landscape, &goal.objective, &guess.point),
+            landscape.space.describe(&guess.point),
+        ),
+        None => (1.0, "none".into()),
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?.max(f64::MIN_POSITIVE));
+    PriorReport {
+        model: landscape.model.clone(),
+        learnt_from,
+        trials_ratio: ratio(
+            without_prior.median_trials_to_target,
+            with_prior.median_trials_to_target,
+        ),
+        seconds_ratio: ratio(
+            without_prior.median_seconds_to_target,
+            with_prior.median_seconds_to_target,
+        ),
+        without_prior,
+        with_prior,
+        first_prediction_regret,
+        first_prediction,
+    }
+}
+
+/// The regret of `point` on the landscape's means (1 when infeasible or unrecorded).
+fn regret_of(landscape: &Landscape, objective: &Constraints, point: &Point) -> f64 {
+    let best = landscape.best_feasible_throughput(objective);
+    match landscape.means().get(point) {
+        Some(mean) if objective.feasible(mean) && best > 0.0 => (1.0 - mean.throughput_rps / best).max(0.0),
+        _ => 1.0,
     }
 }
 
@@ -433,6 +500,31 @@ mod tests {
             four.median_trials_to_target >= one.median_trials_to_target,
             "parallel trials know less each: {four:?} vs {one:?}"
         );
+    }
+
+    #[test]
+    fn a_perfect_prior_reaches_the_target_right_after_the_baseline_and_defaults() {
+        let landscape = parse_landscape(&synthetic(), "s.csv").unwrap();
+        let objective = throughput_under_slo(80.0, 0.01);
+        let means = landscape.means();
+        let guesses: Vec<Guess> = means
+            .iter()
+            .map(|(point, mean)| Guess {
+                point: (*point).clone(),
+                throughput_rps: mean.throughput_rps,
+                chance_feasible: if objective.feasible(mean) { 0.95 } else { 0.05 },
+            })
+            .collect();
+        let goal = ReplayObjective {
+            objective,
+            target_regret: 0.05,
+            costs: landscape.costs,
+            budget: None,
+        };
+        let report = replay_prior(&landscape, StrategyKind::Default, 10, &goal, &guesses, vec!["m".into()]);
+        assert_eq!(report.first_prediction_regret, 0.0, "{report:?}");
+        assert_eq!(report.with_prior.median_trials_to_target, Some(3.0), "{report:?}");
+        assert!(report.trials_ratio.unwrap() > 1.0, "{report:?}");
     }
 
     #[test]

@@ -930,6 +930,83 @@ fn cases() -> Vec<Case> {
             &["replay", "--landscape", "nope.csv", "--slo-p99-ms", "25"],
             &["nope.csv"],
         ),
+        case(
+            "replay a landscape whose model features are incomplete",
+            &[(
+                "landscape.csv",
+                "a,b,",
+                "# servetune-landscape model=m latency_ms=3\na,b,",
+            )],
+            &["replay", "--landscape", "landscape.csv", "--slo-p99-ms", "25"],
+            &["landscape.csv:1", "all three"],
+        ),
+        case(
+            "replay --prior on a landscape without model features",
+            &[],
+            &[
+                "replay",
+                "--landscape",
+                "landscape.csv",
+                "--slo-p99-ms",
+                "25",
+                "--prior",
+                "other.csv",
+            ],
+            &["--landscape landscape.csv", "model features"],
+        ),
+        case(
+            "replay --prior learning from the landscape replayed",
+            &[(
+                "landscape.csv",
+                "a,b,",
+                "# servetune-landscape model=m latency_ms=3 worker_mb=100 frontend_mb=200\na,b,",
+            )],
+            &[
+                "replay",
+                "--landscape",
+                "landscape.csv",
+                "--slo-p99-ms",
+                "25",
+                "--prior",
+                "landscape.csv",
+            ],
+            &["--prior landscape.csv", "cannot be one the model learns from"],
+        ),
+        // predict, and a study started from it.
+        case(
+            "predict a zero SLO",
+            &[],
+            &[
+                "predict",
+                "--target",
+                "target.toml",
+                "--body",
+                "bodies",
+                "--slo-p99-ms",
+                "0",
+            ],
+            &["--slo-p99-ms"],
+        ),
+        case(
+            "predict with a missing body",
+            &[],
+            &["predict", "--target", "target.toml", "--body", "nope"],
+            &["--body nope"],
+        ),
+        case(
+            "tune --prior a file predict did not write",
+            &[],
+            &[
+                "tune",
+                "--study",
+                "study.toml",
+                "--results-dir",
+                "results",
+                "--prior",
+                "study.toml",
+            ],
+            &["--prior study.toml", "servetune predict --json"],
+        ),
     ]
 }
 

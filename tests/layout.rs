@@ -28,7 +28,7 @@ const FLOORS: &[&[&str]] = &[
     &["search", "trial", "measure"],
     &["load"],
     &["server", "store"],
-    &["apply", "bench", "landscape"],
+    &["apply", "bench", "landscape", "predict"],
     &["report"],
     &["study"],
     &["replay", "compare"],

@@ -13,6 +13,7 @@ mod bench_print;
 mod compare;
 mod daemon;
 mod init;
+mod predict;
 mod replay;
 mod restore;
 mod server;
@@ -65,6 +66,9 @@ enum Command {
     /// Replay a strategy against a recorded landscape: trials it needs to get
     /// within the target regret of the best config (chooses the default strategy).
     Replay(replay::ReplayArgs),
+    /// Predict the best configs of a served model from the landscapes recorded
+    /// with other models, without a search (measures its features in seconds).
+    Predict(Box<predict::PredictArgs>),
     /// Keep deployments tuned as a service: watch production, run studies on
     /// triggers (shadow or in place), apply with a canary and roll back.
     Daemon(daemon::DaemonArgs),
@@ -88,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Compare(compare) => compare::run(*compare, runtime()?),
         Command::Daemon(daemon) => daemon::run(daemon),
         Command::Replay(replay) => replay::run(replay),
+        Command::Predict(predict) => predict::run(*predict, runtime()?),
         Command::Server { action } => server::run(action),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -38,6 +38,12 @@ pub struct ReplayArgs {
     /// Without it the study screens up to every config of the landscape.
     #[arg(long, value_parser = humantime::parse_duration)]
     budget: Option<std::time::Duration>,
+    /// Landscapes of other models to fit the landscape model on: the replay
+    /// then runs twice, from nothing and started from the model's
+    /// prediction for this landscape's model (its features from the
+    /// landscape's first line), and compares the two.
+    #[arg(long, value_delimiter = ',', value_name = "A.csv,B.csv")]
+    prior: Option<Vec<PathBuf>>,
     #[arg(long)]
     json: bool,
 }
@@ -75,6 +81,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         costs,
         budget: args.budget,
     };
+    if let Some(prior) = &args.prior {
+        return run_with_prior(&args, &landscape, prior, &goal);
+    }
     let report = crate::replay::replay_strategy(&landscape, args.strategy, args.seeds, &goal);
     if args.json {
         println!(
@@ -83,7 +92,17 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let show = |v: Option<f64>| v.map_or("failed".to_string(), |v| format!("{v:.1}"));
+    print_report(&report);
+    Ok(())
+}
+
+fn show(v: Option<f64>) -> String {
+    v.map_or("failed".to_string(), |v| format!("{v:.1}"))
+}
+
+/// The one-line summary of a replay (and its budget line).
+fn print_report(report: &crate::replay::ReplayReport) {
+    let costs = report.costs;
     println!(
         "{}: median {} trials ({} s), p90 {} trials ({} s), median restarts {:.0}, failed seeds {}/{} \
          (landscape: {} configs, best feasible {:.1} req/s at p99 <= {} ms; restart {} s, live change {} s, window {} s)",
@@ -110,5 +129,61 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             report.kept_current_share * 100.0
         );
     }
+}
+
+/// `--prior`: the replay from nothing and from the landscape model fitted
+/// on the other landscapes.
+fn run_with_prior(
+    args: &ReplayArgs,
+    landscape: &crate::replay::Landscape,
+    prior: &[PathBuf],
+    goal: &crate::replay::ReplayObjective,
+) -> anyhow::Result<()> {
+    let features = landscape.features.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--landscape {}: its first line has no model features (model=… latency_ms=… worker_mb=… frontend_mb=…, \
+             as `servetune predict --features-only` measures them)",
+            args.landscape.display()
+        )
+    })?;
+    if let Some(same) = prior.iter().find(|p| **p == args.landscape) {
+        bail!(
+            "--prior {}: the landscape replayed cannot be one the model learns from",
+            same.display()
+        );
+    }
+    let priors = crate::predict::load_files(prior)?;
+    let model = crate::predict::fit(&priors).context("--prior")?;
+    let guesses = crate::predict::guesses(&model, &features, &landscape.space, &goal.objective);
+    if guesses.is_empty() {
+        bail!(
+            "--landscape {}: none of its parameters is one the landscape model knows",
+            args.landscape.display()
+        );
+    }
+    let report = crate::replay::replay_prior(
+        landscape,
+        args.strategy,
+        args.seeds,
+        goal,
+        &guesses,
+        priors.iter().map(|(name, _)| name.clone()).collect(),
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+        return Ok(());
+    }
+    print_report(&report.without_prior);
+    print_report(&report.with_prior);
+    println!(
+        "  first prediction {} (regret {:.1} %); trials to target without / with the prior: {}x, seconds: {}x",
+        report.first_prediction,
+        report.first_prediction_regret * 100.0,
+        show(report.trials_ratio),
+        show(report.seconds_ratio)
+    );
     Ok(())
 }

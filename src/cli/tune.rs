@@ -44,6 +44,12 @@ pub struct TuneArgs {
     /// still wins ("unchanged").
     #[arg(long, value_name = "RESULTS/STUDY", conflicts_with = "resume")]
     warm_start: Option<PathBuf>,
+    /// Start from the landscape model's prediction (`servetune predict
+    /// --json > FILE`): the configs it expects to be best are measured
+    /// first, the prediction corrected with each measurement, until the
+    /// study's own strategy takes over.
+    #[arg(long, value_name = "FILE.json")]
+    prior: Option<PathBuf>,
     /// Print the report as JSON at the end.
     #[arg(long)]
     json: bool,
@@ -147,6 +153,7 @@ pub fn run(args: TuneArgs, runtime: tokio::runtime::Runtime) -> anyhow::Result<(
             resume,
             apply_best: args.apply,
             warm_start: args.warm_start.clone().map(WarmFrom::Asked),
+            prior: args.prior.clone(),
         };
         run_study(&settings, &args.results_dir, launch, token.clone(), &on_trial).await
     });

@@ -234,12 +234,10 @@ pub async fn compare(
     for model in models {
         check_bodies(model)?;
     }
-    let started = if server.is_ready().await {
-        false
-    } else {
-        server.start().await.context("starting the stack's TorchServe")?;
-        true
-    };
+    let started = server
+        .start_unless_ready()
+        .await
+        .context("starting the stack's TorchServe")?;
     let outcome = async {
         // A service's gateway is measured as it runs; a managed one is started.
         let gateway = match &stack.gateway.service {
@@ -265,11 +263,7 @@ pub async fn compare(
         outcome.map(|()| compared)
     }
     .await;
-    if started {
-        if let Err(e) = server.stop().await {
-            tracing::warn!("stopping the stack's TorchServe: {e}");
-        }
-    }
+    server.stop_if_started(started).await;
     Ok(Comparison {
         models: outcome?,
         machine: Machine::this(),

@@ -252,6 +252,7 @@ impl Supervisor {
                 .then(|| last_study_of(&self.results, &self.name, &study_name))
                 .flatten()
                 .map(WarmFrom::Earlier),
+            prior: None,
         };
         let report = run_study(&settings, &self.results, launch, stop.child_token(), &on_trial).await;
         if let Some(spec) = shadow_spec {

@@ -36,6 +36,11 @@ pub fn sample_tree(root: i32) -> TreeSample {
     sample_processes(&process_tree(root), true)
 }
 
+/// PSS of one process (not its children), in bytes; 0 when unreadable.
+pub fn process_pss_bytes(pid: i32) -> u64 {
+    sample_processes(&[pid], true).pss_bytes
+}
+
 /// Reads `pids` once; PSS only when `with_pss` (it is the costly part).
 fn sample_processes(pids: &[i32], with_pss: bool) -> TreeSample {
     let page_size = procfs::page_size();

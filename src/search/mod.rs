@@ -13,6 +13,7 @@
 //! against a live change: `staged` does (cold outer, hot inner).
 
 mod grid;
+mod guided;
 mod hill_climb;
 mod nelder_mead;
 mod random;
@@ -23,6 +24,7 @@ mod tpe;
 use crate::space::{Point, Space};
 
 pub use grid::Grid;
+pub use guided::{Guess, Guided};
 pub use hill_climb::HillClimb;
 pub use nelder_mead::NelderMeadSearch;
 pub use random::RandomSearch;

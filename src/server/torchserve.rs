@@ -324,6 +324,25 @@ impl TorchServe {
         }
     }
 
+    /// Starts the server unless it is ready already; whether it started it
+    /// (a command that borrows a server stops only what it started: `stop_if_started`).
+    pub async fn start_unless_ready(&self) -> Result<bool, ServerError> {
+        if self.is_ready().await {
+            return Ok(false);
+        }
+        self.start().await?;
+        Ok(true)
+    }
+
+    /// Stops the server when `started` (by `start_unless_ready`); a failure is a warning.
+    pub async fn stop_if_started(&self, started: bool) {
+        if started {
+            if let Err(e) = self.stop().await {
+                tracing::warn!("stopping the TorchServe this command started: {e}");
+            }
+        }
+    }
+
     /// One readiness probe: healthy and every worker READY, right now.
     pub async fn is_ready(&self) -> bool {
         match self.api() {

@@ -31,6 +31,7 @@ pub mod lock;
 pub mod model_set;
 mod original;
 pub mod planner;
+mod prior;
 pub mod recorded;
 pub mod runner;
 pub mod scheduler;
@@ -88,6 +89,8 @@ pub struct Launch {
     pub apply_best: bool,
     /// Start from what an earlier study learned (`warm`).
     pub warm_start: Option<WarmFrom>,
+    /// Start from the landscape model's prediction (`predict --json`'s file).
+    pub prior: Option<PathBuf>,
 }
 
 /// Where a warm start comes from.
@@ -115,7 +118,12 @@ pub async fn run_study(
         resume,
         apply_best,
         warm_start,
+        prior,
     } = launch;
+    let prior = match &prior {
+        Some(path) => Some(prior::Prior::load(path, &settings.model, &settings.models)?),
+        None => None,
+    };
     let opened = Opened::open(
         settings,
         results,
@@ -138,7 +146,11 @@ pub async fn run_study(
         resumed,
         warm,
     } = opened;
+    let guesses = prior
+        .map(|p| p.guesses(&space, &settings.constraints))
+        .unwrap_or_default();
     let study = study_loop(settings, &plan, &space, served, store, entries)
+        .guided_by(guesses)
         .with_token(token)
         .resuming(resumed)
         .applying_best(apply_best)

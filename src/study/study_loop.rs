@@ -217,6 +217,16 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         self
     }
 
+    /// Starts from a prediction (`prior`): `search::Guided` proposes the
+    /// best expected points first, around the study's own strategy.
+    #[must_use]
+    pub fn guided_by(mut self, guesses: Vec<crate::search::Guess>) -> Self {
+        if !guesses.is_empty() {
+            self.strategy = Box::new(crate::search::Guided::new(guesses, self.strategy));
+        }
+        self
+    }
+
     /// Starts from what an earlier study learned (`warm`): its points
     /// measured first, its trials told to the strategy at their weight.
     #[must_use]

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Leave-one-model-out test of the landscape model (`servetune replay
+# --prior`): for each bundled landscape recorded for it (tiny, ResNet-50,
+# BERT-base, GPT-2 small), the model is fitted on the *other* landscapes
+# only, and the default strategy is replayed on the left-out one from
+# nothing and started from the model's prediction (the left-out model's
+# features from its landscape's first line), over the same seeds. Prints
+# median trials and seconds to within TARGET regret of the best feasible
+# config, their ratios, and the regret of the model's first prediction.
+#
+# The objective on each landscape is "max throughput with p99 ≤ the
+# landscape's median p99 over its configs": an SLO half of its configs meet,
+# the same rule for models whose latencies differ 50-fold.
+# Usage: benches/landscape-prior.sh [SEEDS] [TARGET_REGRET]
+# ($SERVETUNE_BIN: a servetune binary to run instead of a release build.)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+seeds="${1:-30}"
+regret="${2:-0.05}"
+if [[ -z "${SERVETUNE_BIN:-}" ]]; then
+    cargo build --release --quiet
+    SERVETUNE_BIN="$PWD/target/release/servetune"
+fi
+landscapes=(tiny-cpu resnet50-cpu bert-cpu gpt2-cpu)
+rows=()
+for left_out in "${landscapes[@]}"; do
+    csv="benches/landscapes/$left_out.csv"
+    priors=()
+    for other in "${landscapes[@]}"; do
+        [[ "$other" == "$left_out" ]] || priors+=("benches/landscapes/$other.csv")
+    done
+    slo="$(python3 - "$csv" <<'PY'
+import csv, statistics, sys
+from collections import defaultdict
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if not l.startswith("#"))]
+header, data = rows[0], rows[1:]
+p99 = header.index("p99_ms")
+params = [i for i, c in enumerate(header) if c not in ("throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb")]
+by = defaultdict(list)
+for r in data:
+    by[tuple(r[i] for i in params)].append(float(r[p99]))
+print("%.1f" % statistics.median(statistics.mean(v) for v in by.values()))
+PY
+)"
+    rows+=("$("$SERVETUNE_BIN" replay --landscape "$csv" --prior "$(IFS=,; echo "${priors[*]}")" \
+        --slo-p99-ms "$slo" --seeds "$seeds" --target-regret "$regret" --json 2>/dev/null)")
+done
+python3 - "$seeds" "$regret" "${rows[@]}" <<'PY'
+import json, sys
+seeds, regret = sys.argv[1:3]
+reports = [json.loads(r) for r in sys.argv[3:]]
+print(f"leave-one-model-out, {seeds} seeds, target: within {float(regret) * 100:.0f} % of the best feasible mean "
+      f"(SLO: each landscape's median p99)")
+print("| left out | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+show = lambda v: "failed" if v is None else f"{v:.1f}"
+for r in reports:
+    a, b = r["without_prior"], r["with_prior"]
+    print(f"| {r['model']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
+          f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(a['median_seconds_to_target'])} | "
+          f"{show(b['median_seconds_to_target'])} | {show(r['seconds_ratio'])}x | {r['first_prediction']} | "
+          f"{r['first_prediction_regret'] * 100:.1f} % |")
+twice = sum(1 for r in reports if (r["trials_ratio"] or 0) >= 2)
+close = sum(1 for r in reports if r["first_prediction_regret"] <= 0.10)
+print(f"\nat least 2x fewer trials: {twice} of {len(reports)} left-out landscapes; "
+      f"first prediction within 10 % of the best: {close} of {len(reports)}")
+PY

@@ -1,0 +1,221 @@
+//! A strategy that starts from a prediction (`Guess`es, from the landscape
+//! model of `predict`) and corrects it with every measurement, then hands
+//! over to another strategy once the prediction stops paying.
+//!
+//! Each guess is a point with the throughput the prediction expects and
+//! the chance it meets the constraints. Before each proposal the guesses
+//! are corrected by what was measured near them (a kernel over level
+//! distance, one level one unit): throughput by the weighted mean log
+//! ratio of measured to predicted throughput of the feasible points
+//! measured, the chance of meeting the constraints by the share of
+//! infeasible ones — both shrunk toward the prediction by `PRIOR_STRENGTH`
+//! measurements' worth. The unmeasured guess with the highest corrected
+//! expected throughput (throughput × chance) is proposed; one that needs a
+//! restart from where the server runs must promise `RESTART_MARGIN` more
+//! (a restart costs several windows, and predictions that tie — a
+//! parameter the prior landscapes did not vary — should not cost one). After `PATIENCE`
+//! proposals in a row that did not beat the best loss so far, or when no
+//! guess is left, the inner strategy takes over with the whole history.
+
+use std::collections::HashMap;
+
+use super::strategy::{History, SearchError, Strategy, Trial};
+use crate::space::{Point, Space};
+
+/// What the prediction expects of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guess {
+    pub point: Point,
+    pub throughput_rps: f64,
+    /// Chance of meeting the constraints (p99, errors, memory).
+    pub chance_feasible: f64,
+}
+
+/// Guided proposals in a row without a better loss before handing over.
+pub const PATIENCE: usize = 3;
+/// How many measurements' worth the prediction counts for in a correction.
+pub const PRIOR_STRENGTH: f64 = 1.0;
+/// How much more a guess that needs a restart must promise.
+pub const RESTART_MARGIN: f64 = 0.15;
+/// A loss below this is a feasible trial's (−throughput); above, infeasible.
+const FEASIBLE_BELOW: f64 = 0.5;
+
+/// The guided strategy around an inner one.
+pub struct Guided {
+    guesses: Vec<Guess>,
+    by_point: HashMap<Point, usize>,
+    inner: Box<dyn Strategy>,
+    proposed: Vec<Point>,
+    best_loss: f64,
+    misses: usize,
+    handed_over: bool,
+}
+
+impl Guided {
+    pub fn new(guesses: Vec<Guess>, inner: Box<dyn Strategy>) -> Self {
+        let by_point = guesses.iter().enumerate().map(|(i, g)| (g.point.clone(), i)).collect();
+        Self {
+            guesses,
+            by_point,
+            inner,
+            proposed: Vec::new(),
+            best_loss: f64::INFINITY,
+            misses: 0,
+            handed_over: false,
+        }
+    }
+
+    /// Whether the inner strategy has taken over.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over
+    }
+
+    /// The unmeasured guess with the best corrected expectation.
+    fn best_unmeasured(&self, space: &Space, history: &History) -> Option<Point> {
+        let measured: Vec<(&Point, f64, Option<&Guess>)> = history
+            .points()
+            .map(|(p, loss)| (p, loss, self.by_point.get(p).map(|&i| &self.guesses[i])))
+            .collect();
+        let corrected = |guess: &Guess| {
+            let (mut ratio_sum, mut ratio_weight) = (0.0, 0.0);
+            let (mut infeasible_sum, mut weight_sum) = (0.0, 0.0);
+            for (point, loss, measured_guess) in &measured {
+                let k = kernel(point, &guess.point);
+                weight_sum += k;
+                if *loss < FEASIBLE_BELOW {
+                    if let Some(g) = measured_guess.filter(|g| g.throughput_rps > 0.0 && -loss > 0.0) {
+                        ratio_sum += k * (-loss / g.throughput_rps).ln();
+                        ratio_weight += k;
+                    }
+                } else {
+                    infeasible_sum += k;
+                }
+            }
+            let log_ratio = ratio_sum / (PRIOR_STRENGTH + ratio_weight);
+            let infeasible =
+                (PRIOR_STRENGTH * (1.0 - guess.chance_feasible) + infeasible_sum) / (PRIOR_STRENGTH + weight_sum);
+            guess.throughput_rps * log_ratio.exp() * (1.0 - infeasible)
+        };
+        self.guesses
+            .iter()
+            .filter(|g| !history.contains(&space.normalize(&g.point)))
+            .map(|g| {
+                let restart = history.needs_restart(space, &g.point);
+                (corrected(g) * if restart { 1.0 - RESTART_MARGIN } else { 1.0 }, g)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, g)| space.normalize(&g.point))
+    }
+}
+
+/// The kernel over level distance: one level of one parameter is one unit.
+fn kernel(a: &[usize], b: &[usize]) -> f64 {
+    let squared: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    (-0.5 * squared).exp()
+}
+
+impl Strategy for Guided {
+    fn name(&self) -> &'static str {
+        "guided"
+    }
+
+    fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+        if !self.handed_over {
+            if let Some(point) = self.best_unmeasured(space, history) {
+                self.proposed.push(point.clone());
+                return Ok(Some(point));
+            }
+            self.handed_over = true;
+        }
+        self.inner.ask(space, history)
+    }
+
+    fn tell(&mut self, space: &Space, trial: &Trial) {
+        self.inner.tell(space, trial);
+        let improved = trial.loss < self.best_loss;
+        self.best_loss = self.best_loss.min(trial.loss);
+        if self.handed_over || !self.proposed.contains(&trial.point) {
+            return;
+        }
+        self.misses = if improved { 0 } else { self.misses + 1 };
+        if self.misses >= PATIENCE {
+            self.handed_over = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::test_support::space;
+    use crate::search::{make_strategy, StrategyKind};
+
+    fn guesses(space: &Space, best: &Point) -> Vec<Guess> {
+        let sizes = space.sizes();
+        let count: usize = sizes.iter().product();
+        let mut all = Vec::new();
+        for index in 0..count {
+            let mut rest = index;
+            let p: Point = sizes
+                .iter()
+                .map(|size| {
+                    let level = rest % size;
+                    rest /= size;
+                    level
+                })
+                .collect();
+            let distance: usize = p.iter().zip(best).map(|(a, b)| a.abs_diff(*b)).sum();
+            all.push(Guess {
+                point: p.clone(),
+                throughput_rps: 100.0 / (1.0 + distance as f64),
+                chance_feasible: 0.9,
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn proposes_the_predicted_best_first_then_hands_over_after_misses() {
+        let space = space();
+        let best = space.default_point().iter().map(|_| 1).collect::<Point>();
+        let mut guided = Guided::new(guesses(&space, &best), make_strategy(StrategyKind::Random, 1));
+        let mut history = History::default();
+        // The baseline, measured before the strategy is asked, did well.
+        let baseline = Trial {
+            point: space.default_point(),
+            loss: -50.0,
+        };
+        guided.tell(&space, &baseline);
+        history.push(baseline);
+        let first = guided.ask(&space, &history).unwrap().unwrap();
+        assert_eq!(first, space.normalize(&best));
+        // It disappoints, and so do the next ones: the inner strategy takes over.
+        let mut point = first;
+        for n in 1..=PATIENCE {
+            assert!(!guided.handed_over(), "after {n} misses");
+            let trial = Trial { point, loss: 5.0 };
+            guided.tell(&space, &trial);
+            history.push(trial);
+            point = guided.ask(&space, &history).unwrap().unwrap();
+        }
+        assert!(guided.handed_over());
+    }
+
+    #[test]
+    fn a_measured_shortfall_moves_the_next_proposal_away() {
+        let space = space();
+        let best = space.default_point().iter().map(|_| 1).collect::<Point>();
+        let mut guided = Guided::new(guesses(&space, &best), make_strategy(StrategyKind::Random, 1));
+        let mut history = History::default();
+        let first = guided.ask(&space, &history).unwrap().unwrap();
+        let trial = Trial {
+            point: first.clone(),
+            loss: 3.0,
+        };
+        guided.tell(&space, &trial);
+        history.push(trial);
+        let second = guided.ask(&space, &history).unwrap().unwrap();
+        assert_ne!(second, first);
+        assert!(!guided.handed_over());
+    }
+}
