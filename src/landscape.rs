@@ -293,6 +293,29 @@ pub fn load_landscape(path: &Path) -> Result<Landscape, LandscapeError> {
 }
 
 impl Landscape {
+    /// The samples of `point`. TorchServe ignores the batch delay when the
+    /// batch size is 1, so a recording measures one delay level there
+    /// (`benches/record-landscape.sh` does): a batch-size-1 point that was
+    /// not recorded takes the samples of the one that differs only in its
+    /// delay.
+    pub fn samples_at(&self, point: &Point) -> Option<&Vec<Sample>> {
+        if let Some(samples) = self.samples.get(point) {
+            return Some(samples);
+        }
+        let index = |name: &str| self.space.parameters.iter().position(|p| p.name == name);
+        let (batch, delay) = (index("batch_size")?, index("max_batch_delay")?);
+        let batch_of_one = self.space.parameters[batch].levels[point[batch]].as_f64() == Some(1.0);
+        if !batch_of_one {
+            return None;
+        }
+        let levels = self.space.parameters[delay].levels.len();
+        (0..levels).find_map(|level| {
+            let mut other = point.clone();
+            other[delay] = level;
+            self.samples.get(&other)
+        })
+    }
+
     /// The mean figures of every recorded point.
     pub fn means(&self) -> HashMap<&Point, Figures> {
         self.samples
@@ -361,6 +384,20 @@ pub(crate) mod tests {
         assert_eq!(landscape.samples.len(), 36);
         assert_eq!(landscape.samples[&vec![0, 0]].len(), 2);
         assert_eq!(landscape.space.default_point(), vec![0, 0]);
+    }
+
+    #[test]
+    fn a_batch_of_one_stands_for_every_delay() {
+        let csv = "batch_size,max_batch_delay,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n\
+                   1,5,10,1,2,0,100\n2,5,20,1,2,0,100\n2,50,30,1,2,0,100\n";
+        let landscape = parse_landscape(csv, "l.csv").unwrap();
+        let batch_one_delay_50 = vec![0, 1];
+        assert_eq!(
+            landscape.samples_at(&batch_one_delay_50).unwrap()[0].throughput_rps,
+            10.0
+        );
+        assert_eq!(landscape.samples_at(&vec![1, 1]).unwrap()[0].throughput_rps, 30.0);
+        assert_eq!(landscape.samples.len(), 3, "nothing is added to what was recorded");
     }
 
     #[test]

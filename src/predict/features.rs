@@ -15,10 +15,14 @@ use crate::measure::process::{process_pss_bytes, sample_tree};
 use crate::server::api::{Registration, TorchServeApi};
 use crate::server::TorchServe;
 
-/// Requests before the timed ones (the worker's first calls are slow).
+/// Requests before the timed ones (the worker's first calls are slow)...
 pub const WARMUP_REQUESTS: usize = 3;
+/// ...and for at least this long: a fresh frontend's JIT needs hundreds of
+/// requests before a 5 ms model's latency settles (measured: 10 ms after
+/// three requests, 5 ms warm).
+pub const WARMUP_TIME: Duration = Duration::from_secs(3);
 /// Timed requests, one at a time (fewer when `TIME_LIMIT` runs out).
-pub const TIMED_REQUESTS: usize = 15;
+pub const TIMED_REQUESTS: usize = 30;
 /// The timed requests stop after this long (a slow model gets fewer).
 pub const TIME_LIMIT: Duration = Duration::from_secs(20);
 
@@ -98,8 +102,11 @@ async fn time_requests(api: &TorchServeApi, probe: &str, body: &[u8]) -> anyhow:
         }
         Ok(started.elapsed().as_secs_f64() * 1000.0)
     };
-    for _ in 0..WARMUP_REQUESTS {
+    let warming = Instant::now();
+    let mut warmed = 0;
+    while warmed < WARMUP_REQUESTS || warming.elapsed() < WARMUP_TIME {
         once().await?;
+        warmed += 1;
     }
     let started = Instant::now();
     let mut latencies = Vec::new();

@@ -4,18 +4,25 @@
 //!
 //! Each guess is a point with the throughput the prediction expects and
 //! the chance it meets the constraints. Before each proposal the guesses
-//! are corrected by what was measured near them (a kernel over level
-//! distance, one level one unit): throughput by the weighted mean log
-//! ratio of measured to predicted throughput of the feasible points
-//! measured, the chance of meeting the constraints by the share of
-//! infeasible ones — both shrunk toward the prediction by `PRIOR_STRENGTH`
-//! measurements' worth. The unmeasured guess with the highest corrected
+//! are corrected by what was measured: throughput by the mean log ratio of
+//! measured to predicted throughput of the feasible points measured, the
+//! chance of meeting the constraints by how much more often they were
+//! missed than predicted — first over every measurement (the whole
+//! prediction moves: a model twice as fast as predicted everywhere keeps
+//! its ranking), then what is left near each guess (a kernel over level
+//! distance, one level one unit); each shrunk toward the prediction by
+//! `PRIOR_STRENGTH` measurements' worth. (Correcting only near the
+//! measurements made every unmeasured guess look better than a measured
+//! neighbourhood that had merely been predicted too high.) The unmeasured guess with the highest corrected
 //! expected throughput (throughput × chance) is proposed; one that needs a
 //! restart from where the server runs must promise `RESTART_MARGIN` more
 //! (a restart costs several windows, and predictions that tie — a
-//! parameter the prior landscapes did not vary — should not cost one). After `PATIENCE`
-//! proposals in a row that did not beat the best loss so far, or when no
-//! guess is left, the inner strategy takes over with the whole history.
+//! parameter the prior landscapes did not vary — should not cost one).
+//! After `PATIENCE` proposals in a row that did not beat the best loss so
+//! far by `IMPROVEMENT`, after `MOST_PROPOSALS` in all, or when no guess is
+//! left, the inner strategy takes over with the whole history: a
+//! prediction that is right pays within a few trials, one that is wrong
+//! must not keep the search creeping along it.
 
 use std::collections::HashMap;
 
@@ -33,6 +40,11 @@ pub struct Guess {
 
 /// Guided proposals in a row without a better loss before handing over.
 pub const PATIENCE: usize = 3;
+/// A guided proposal counts as better when its loss beats the best by this
+/// share (a throughput 2 % higher is within one window's noise).
+pub const IMPROVEMENT: f64 = 0.02;
+/// Guided proposals at most, before the inner strategy takes over.
+pub const MOST_PROPOSALS: usize = 8;
 /// How many measurements' worth the prediction counts for in a correction.
 pub const PRIOR_STRENGTH: f64 = 1.0;
 /// How much more a guess that needs a restart must promise.
@@ -72,28 +84,17 @@ impl Guided {
 
     /// The unmeasured guess with the best corrected expectation.
     fn best_unmeasured(&self, space: &Space, history: &History) -> Option<Point> {
-        let measured: Vec<(&Point, f64, Option<&Guess>)> = history
-            .points()
-            .map(|(p, loss)| (p, loss, self.by_point.get(p).map(|&i| &self.guesses[i])))
-            .collect();
+        let errors = self.errors(history);
+        let global = Correction::of(errors.iter().map(|e| (1.0, e.clone())));
         let corrected = |guess: &Guess| {
-            let (mut ratio_sum, mut ratio_weight) = (0.0, 0.0);
-            let (mut infeasible_sum, mut weight_sum) = (0.0, 0.0);
-            for (point, loss, measured_guess) in &measured {
-                let k = kernel(point, &guess.point);
-                weight_sum += k;
-                if *loss < FEASIBLE_BELOW {
-                    if let Some(g) = measured_guess.filter(|g| g.throughput_rps > 0.0 && -loss > 0.0) {
-                        ratio_sum += k * (-loss / g.throughput_rps).ln();
-                        ratio_weight += k;
-                    }
-                } else {
-                    infeasible_sum += k;
-                }
-            }
-            let log_ratio = ratio_sum / (PRIOR_STRENGTH + ratio_weight);
-            let infeasible =
-                (PRIOR_STRENGTH * (1.0 - guess.chance_feasible) + infeasible_sum) / (PRIOR_STRENGTH + weight_sum);
+            let local = Correction::of(
+                errors
+                    .iter()
+                    .map(|e| (kernel(&e.point, &guess.point), e))
+                    .map(|(k, e)| (k, global.residual(e))),
+            );
+            let log_ratio = global.log_ratio + local.log_ratio;
+            let infeasible = (1.0 - guess.chance_feasible + global.infeasible + local.infeasible).clamp(0.0, 1.0);
             guess.throughput_rps * log_ratio.exp() * (1.0 - infeasible)
         };
         self.guesses
@@ -105,6 +106,70 @@ impl Guided {
             })
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, g)| space.normalize(&g.point))
+    }
+
+    /// How wrong the prediction was at each measured point it predicted.
+    fn errors(&self, history: &History) -> Vec<PredictionError> {
+        history
+            .points()
+            .filter_map(|(point, loss)| {
+                let guess = &self.guesses[*self.by_point.get(point)?];
+                let feasible = loss < FEASIBLE_BELOW && -loss > 0.0;
+                Some(PredictionError {
+                    point: point.clone(),
+                    // ln(measured / predicted) throughput, where it was feasible.
+                    log_ratio: (feasible && guess.throughput_rps > 0.0).then(|| (-loss / guess.throughput_rps).ln()),
+                    // Measured infeasible (1 or 0) less the predicted chance of it.
+                    infeasible: f64::from(u8::from(!feasible)) - (1.0 - guess.chance_feasible),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How wrong the prediction was at one measured point.
+#[derive(Debug, Clone)]
+struct PredictionError {
+    point: Point,
+    log_ratio: Option<f64>,
+    infeasible: f64,
+}
+
+/// A correction of the prediction: the weighted mean of its errors, shrunk
+/// toward none by `PRIOR_STRENGTH` measurements' worth. The global one
+/// (every measurement, equal weights) moves the whole prediction: a model
+/// that is twice as fast as predicted everywhere keeps its ranking. The
+/// local one (kernel weights) corrects what is left near each measurement.
+#[derive(Debug, Clone, Copy, Default)]
+struct Correction {
+    log_ratio: f64,
+    infeasible: f64,
+}
+
+impl Correction {
+    fn of(weighted: impl Iterator<Item = (f64, PredictionError)>) -> Self {
+        let (mut ratio_sum, mut ratio_weight, mut infeasible_sum, mut weight_sum) = (0.0, 0.0, 0.0, 0.0);
+        for (k, error) in weighted {
+            if let Some(r) = error.log_ratio {
+                ratio_sum += k * r;
+                ratio_weight += k;
+            }
+            infeasible_sum += k * error.infeasible;
+            weight_sum += k;
+        }
+        Self {
+            log_ratio: ratio_sum / (PRIOR_STRENGTH + ratio_weight),
+            infeasible: infeasible_sum / (PRIOR_STRENGTH + weight_sum),
+        }
+    }
+
+    /// What is left of `error` once this correction is made.
+    fn residual(&self, error: &PredictionError) -> PredictionError {
+        PredictionError {
+            point: error.point.clone(),
+            log_ratio: error.log_ratio.map(|r| r - self.log_ratio),
+            infeasible: error.infeasible - self.infeasible,
+        }
     }
 }
 
@@ -127,18 +192,20 @@ impl Strategy for Guided {
             }
             self.handed_over = true;
         }
-        self.inner.ask(space, history)
+        self.inner.ask(space, &history.without(&self.proposed))
     }
 
     fn tell(&mut self, space: &Space, trial: &Trial) {
-        self.inner.tell(space, trial);
-        let improved = trial.loss < self.best_loss;
+        if self.handed_over {
+            self.inner.tell(space, trial);
+        }
+        let improved = trial.loss < self.best_loss - IMPROVEMENT * self.best_loss.abs().min(trial.loss.abs());
         self.best_loss = self.best_loss.min(trial.loss);
         if self.handed_over || !self.proposed.contains(&trial.point) {
             return;
         }
         self.misses = if improved { 0 } else { self.misses + 1 };
-        if self.misses >= PATIENCE {
+        if self.misses >= PATIENCE || self.proposed.len() >= MOST_PROPOSALS {
             self.handed_over = true;
         }
     }
@@ -199,6 +266,26 @@ mod tests {
             point = guided.ask(&space, &history).unwrap().unwrap();
         }
         assert!(guided.handed_over());
+    }
+
+    #[test]
+    fn a_model_faster_than_predicted_everywhere_keeps_its_ranking() {
+        let space = space();
+        let best = space.default_point().iter().map(|_| 1).collect::<Point>();
+        let guesses = guesses(&space, &best);
+        let mut guided = Guided::new(guesses.clone(), make_strategy(StrategyKind::Random, 1));
+        // The baseline (far from the predicted best) serves three times
+        // what was predicted for it: the whole prediction moves up, and
+        // the predicted best stays the best bet (a local-only correction
+        // would prefer the baseline's neighbours).
+        let baseline = space.default_point();
+        let predicted = guesses.iter().find(|g| g.point == baseline).unwrap().throughput_rps;
+        let mut history = History::default();
+        history.push(Trial {
+            point: baseline,
+            loss: -3.0 * predicted,
+        });
+        assert_eq!(guided.ask(&space, &history).unwrap().unwrap(), space.normalize(&best));
     }
 
     #[test]

@@ -89,6 +89,20 @@ impl History {
         self.trials.push(trial);
     }
 
+    /// The same history without the trials of `points` (same running
+    /// config and costs).
+    pub fn without(&self, points: &[Point]) -> History {
+        let mut rest = History {
+            running: self.running.clone(),
+            costs: self.costs,
+            ..History::default()
+        };
+        for trial in self.trials.iter().filter(|t| !points.contains(&t.point)) {
+            rest.push(trial.clone());
+        }
+        rest
+    }
+
     pub fn trials(&self) -> &[Trial] {
         &self.trials
     }

@@ -153,7 +153,7 @@ impl Testbed for Recorded<'_> {
             .pass(Duration::from_secs_f64(switch_s) + window.warmup + window.duration)
             .await;
         self.measured += 1;
-        let measurement = match self.landscape.samples.get(&point) {
+        let measurement = match self.landscape.samples_at(&point) {
             Some(samples) => {
                 let sample = samples[self.noise.random_range(0..samples.len())];
                 Ok(measurement_of(&sample, window, seconds))
