@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Leave-one-model-out test of the landscape model (`servetune replay
-# --prior`): for each bundled landscape recorded for it (tiny, ResNet-50,
+# --prior`): for each landscape recorded for it (tiny, echo, ResNet-50,
 # BERT-base, GPT-2 small), the model is fitted on the *other* landscapes
-# only, and the default strategy is replayed on the left-out one from
-# nothing and started from the model's prediction (the left-out model's
-# features from its landscape's first line), over the same seeds. Prints
-# median trials and seconds to within TARGET regret of the best feasible
-# config, their ratios, and the regret of the model's first prediction.
+# recorded at the same load (`users=` in the first line) only, and the
+# default strategy is replayed on the left-out one from nothing and
+# started from the model's prediction (the left-out model's features from
+# its landscape's first line), over the same seeds. Prints median trials
+# and seconds to within TARGET regret of the best feasible config, their
+# ratios, the regret of the model's first prediction, and how well the
+# model predicted the left-out landscape config by config (median
+# throughput error, rank correlation: what its bandwidths are chosen by).
 #
 # The objective on each landscape is "max throughput with p99 ≤ the
 # landscape's median p99 over its configs": an SLO half of its configs meet,
@@ -21,14 +24,22 @@ if [[ -z "${SERVETUNE_BIN:-}" ]]; then
     cargo build --release --quiet
     SERVETUNE_BIN="$PWD/target/release/servetune"
 fi
-landscapes=(tiny-cpu resnet50-cpu bert-cpu gpt2-cpu)
+landscapes=(tiny-cpu echo-cpu resnet50-cpu bert-cpu gpt2-cpu)
+users_of() { sed -n '1s/.* users=\([0-9]*\).*/\1/p' "benches/landscapes/$1.csv"; }
 rows=()
+skipped=()
 for left_out in "${landscapes[@]}"; do
     csv="benches/landscapes/$left_out.csv"
     priors=()
     for other in "${landscapes[@]}"; do
-        [[ "$other" == "$left_out" ]] || priors+=("benches/landscapes/$other.csv")
+        if [[ "$other" != "$left_out" && "$(users_of "$other")" == "$(users_of "$left_out")" ]]; then
+            priors+=("benches/landscapes/$other.csv")
+        fi
     done
+    if ((${#priors[@]} == 0)); then
+        skipped+=("$left_out: no other landscape recorded at its load ($(users_of "$left_out") users): not replayed")
+        continue
+    fi
     slo="$(python3 - "$csv" <<'PY'
 import csv, statistics, sys
 from collections import defaultdict
@@ -46,22 +57,24 @@ PY
         --slo-p99-ms "$slo" --seeds "$seeds" --target-regret "$regret" --json 2>/dev/null)")
 done
 python3 - "$seeds" "$regret" "${rows[@]}" <<'PY'
-import json, sys
+import json, math, sys
 seeds, regret = sys.argv[1:3]
 reports = [json.loads(r) for r in sys.argv[3:]]
 print(f"leave-one-model-out, {seeds} seeds, target: within {float(regret) * 100:.0f} % of the best feasible mean "
       f"(SLO: each landscape's median p99)")
-print("| left out | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| left out | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret | throughput error | rank correlation |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 show = lambda v: "failed" if v is None else f"{v:.1f}"
 for r in reports:
-    a, b = r["without_prior"], r["with_prior"]
+    a, b, p = r["without_prior"], r["with_prior"], r["prediction"]
     print(f"| {r['model']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
           f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(a['median_seconds_to_target'])} | "
           f"{show(b['median_seconds_to_target'])} | {show(r['seconds_ratio'])}x | {r['first_prediction']} | "
-          f"{r['first_prediction_regret'] * 100:.1f} % |")
+          f"{r['first_prediction_regret'] * 100:.1f} % | {(math.exp(p['median_log_error']) - 1) * 100:.0f} % | "
+          f"{p['rank_correlation']:.2f} |")
 twice = sum(1 for r in reports if (r["trials_ratio"] or 0) >= 2)
 close = sum(1 for r in reports if r["first_prediction_regret"] <= 0.10)
 print(f"\nat least 2x fewer trials: {twice} of {len(reports)} left-out landscapes; "
       f"first prediction within 10 % of the best: {close} of {len(reports)}")
 PY
+for line in "${skipped[@]}"; do echo "$line"; done

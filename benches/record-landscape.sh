@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Records a landscape for the replay benchmark and the landscape model:
 # every config of a grid over one example model served by TorchServe
-# (MODEL: tiny, resnet50, bert or gpt2; default tiny), measured with
+# (MODEL: tiny, echo, resnet50, bert or gpt2; default tiny), measured with
 # `servetune bench` (closed loop), PASSES times. Each pass walks the grid with the cold settings
 # outermost (one restart per cold config) and the live ones inside, so the
 # repeats of a config are minutes apart: they carry the drift between runs,
@@ -9,7 +9,7 @@
 # on the way and written in the landscape's first line, which `servetune
 # replay` charges:
 #
-#   # servetune-landscape cold=a,b restart_s=… hot_s=… window_s=… model=M latency_ms=… worker_mb=… frontend_mb=…
+#   # servetune-landscape cold=a,b restart_s=… hot_s=… window_s=… users=U model=M latency_ms=… worker_mb=… frontend_mb=…
 #
 # The model's features (single-request latency, a worker's memory, the
 # frontend's) are measured once at the start by `servetune predict`, the
@@ -37,8 +37,8 @@ users="${5:-16}"
 warmup="${WARMUP:-1}"
 model="${MODEL:-tiny}"
 case "$model" in
-tiny | resnet50 | bert | gpt2) body="examples/deployment/bodies/$model" ;;
-*) echo "unknown model '$model' (tiny, resnet50, bert or gpt2)" >&2; exit 2 ;;
+tiny | echo | resnet50 | bert | gpt2) body="examples/deployment/bodies/$model" ;;
+*) echo "unknown model '$model' (tiny, echo, resnet50, bert or gpt2)" >&2; exit 2 ;;
 esac
 
 case "$grid" in
@@ -143,7 +143,7 @@ for ((pass = 1; pass <= passes; pass++)); do
     done; done; done; done
 done
 "$servetune" restore --config "$config" >/dev/null 2>&1 || true
-python3 - "$costs" "$rows" "$out" "$columns" "$cold" "$((seconds + warmup))" "model=$model $features" <<'PY'
+python3 - "$costs" "$rows" "$out" "$columns" "$cold" "$((seconds + warmup))" "users=$users model=$model $features" <<'PY'
 import statistics, sys
 costs, rows, out, columns, cold, window, model = sys.argv[1:8]
 kinds = {"restart": [], "hot": []}

@@ -16,7 +16,9 @@
 //! A landscape recorded for the landscape model (`predict`) also names its
 //! model and that model's cheap features (`ModelFeatures`, measured by
 //! `servetune predict` the same way on any server):
-//! `model=resnet50 latency_ms=96.1 worker_mb=402 frontend_mb=310`.
+//! `model=resnet50 latency_ms=96.1 worker_mb=402 frontend_mb=310`, and the
+//! load it was recorded under, `users=16` (a closed loop of that many; the
+//! latencies of a saturated server grow with it).
 //!
 //! The first row's configuration is the space's default point and the
 //! config the recording started from.
@@ -77,6 +79,8 @@ pub struct Landscape {
     pub model: Option<String>,
     /// That model's features, when the header has them (all three or none).
     pub features: Option<ModelFeatures>,
+    /// The closed loop's users it was recorded with, when the header says.
+    pub users: Option<u32>,
 }
 
 /// What the `# servetune-landscape …` line says.
@@ -86,6 +90,7 @@ struct Header {
     costs: SwitchCosts,
     model: Option<String>,
     features: Option<ModelFeatures>,
+    users: Option<u32>,
 }
 
 /// The `# servetune-landscape …` line: cold parameters, costs, the model
@@ -95,6 +100,7 @@ fn parse_header_comment(line: &str) -> Result<Header, String> {
     let mut costs = SwitchCosts::default();
     let mut model = None;
     let mut feature: [Option<f64>; 3] = [None; 3];
+    let mut users = None;
     for field in line.trim_start_matches('#').split_whitespace().skip(1) {
         let (key, value) = field
             .split_once('=')
@@ -112,6 +118,15 @@ fn parse_header_comment(line: &str) -> Result<Header, String> {
             "hot_s" => costs.hot_s = seconds()?,
             "window_s" => costs.window_s = seconds()?,
             "model" => model = Some(value.to_string()),
+            "users" => {
+                users = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|u| *u > 0)
+                        .ok_or_else(|| format!("users = '{value}' is not a positive whole number"))?,
+                )
+            }
             "latency_ms" | "worker_mb" | "frontend_mb" => {
                 let number = value
                     .parse::<f64>()
@@ -141,6 +156,7 @@ fn parse_header_comment(line: &str) -> Result<Header, String> {
         costs,
         model,
         features,
+        users,
     })
 }
 
@@ -184,6 +200,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         costs,
         model,
         features,
+        users,
     } = header_line;
     let (_, header) = lines.next().ok_or_else(|| error(1, "empty file".into()))?;
     let columns: Vec<&str> = header.split(',').map(str::trim).collect();
@@ -280,6 +297,7 @@ pub fn parse_landscape(text: &str, file: &str) -> Result<Landscape, LandscapeErr
         costs,
         model,
         features,
+        users,
     })
 }
 
@@ -418,6 +436,11 @@ pub(crate) mod tests {
         );
         let e = parse_landscape(&csv.replace("60.5", "fast"), "l.csv").unwrap_err();
         assert!(e.to_string().contains("latency_ms = 'fast'"), "{e}");
+        assert_eq!(landscape.users, None);
+        let loaded = parse_landscape(&csv.replace("model=", "users=16 model="), "l.csv").unwrap();
+        assert_eq!(loaded.users, Some(16));
+        let e = parse_landscape(&csv.replace("model=", "users=0 model="), "l.csv").unwrap_err();
+        assert!(e.to_string().contains("users = '0'"), "{e}");
     }
 
     #[test]

@@ -301,6 +301,9 @@ pub struct PriorReport {
     /// Median trials to the target without, over with (above 1: the prior helps).
     pub trials_ratio: Option<f64>,
     pub seconds_ratio: Option<f64>,
+    /// How well the model predicted the landscape's throughput, config by
+    /// config (set by the caller that fitted it; None: not measured).
+    pub prediction: Option<crate::predict::accuracy::Accuracy>,
 }
 
 /// Replays `strategy` on `landscape` from nothing and from `guesses`.
@@ -343,6 +346,7 @@ pub fn replay_prior(
         with_prior,
         first_prediction_regret,
         first_prediction,
+        prediction: None,
     }
 }
 

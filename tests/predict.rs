@@ -61,6 +61,7 @@ fn predict_measures_a_probe_copy_and_ranks_every_tier() {
     }
     assert_eq!(forecast["slo_p99_ms"], 40.0);
     assert!(forecast["learnt_from"].as_array().unwrap().len() >= 2, "{forecast}");
+    assert_eq!(forecast["users"], 16, "the bundled landscapes' load");
     assert!(forecast["configs"].as_u64().unwrap() >= 24, "{forecast}");
     assert_eq!(forecast["current"]["settings"]["batch_size"], 1.0);
     let tiers = forecast["tiers"].as_array().unwrap();

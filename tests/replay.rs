@@ -123,3 +123,87 @@ fn a_landscape_with_a_bad_number_is_refused_with_its_line() {
     assert!(!output.status.success());
     assert!(stderr.contains("bad.csv:4") && stderr.contains("NaN"), "{stderr}");
 }
+
+/// `servetune replay --prior`, as `benches/landscape-prior.sh` runs it:
+/// BERT left out, the model fitted on the other landscapes at 16 users.
+fn replay_bert_from(priors: &[PathBuf], landscape_file: &std::path::Path) -> std::process::Output {
+    let joined: Vec<String> = priors.iter().map(|p| p.display().to_string()).collect();
+    Command::new(env!("CARGO_BIN_EXE_servetune"))
+        .args([
+            "replay",
+            "--seeds",
+            "30",
+            "--target-regret",
+            "0.05",
+            "--slo-p99-ms",
+            "1979",
+            "--json",
+        ])
+        .arg("--landscape")
+        .arg(landscape_file)
+        .args(["--prior", &joined.join(",")])
+        .output()
+        .unwrap()
+}
+
+fn other_bundled_landscapes(left_out: &str) -> Vec<PathBuf> {
+    let mut others: Vec<PathBuf> = std::fs::read_dir(landscape(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            text.contains("latency_ms=") && text.contains("users=16") && !p.ends_with(left_out)
+        })
+        .collect();
+    others.sort();
+    others
+}
+
+#[test]
+fn a_model_left_out_is_reached_in_fewer_trials_from_the_others_prior() {
+    let priors = other_bundled_landscapes("bert-cpu.csv");
+    assert!(priors.len() >= 3, "{priors:?}");
+    let output = replay_bert_from(&priors, &landscape("bert-cpu.csv"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for field in [
+        "model",
+        "learnt_from",
+        "without_prior",
+        "with_prior",
+        "first_prediction",
+        "first_prediction_regret",
+        "trials_ratio",
+        "seconds_ratio",
+        "prediction",
+    ] {
+        assert!(
+            report.get(field).is_some(),
+            "replay --prior --json has {field}: {report}"
+        );
+    }
+    assert_eq!(report["model"], "bert");
+    let rank_correlation = report["prediction"]["rank_correlation"].as_f64().unwrap();
+    assert!(rank_correlation > 0.5, "the prediction orders BERT's configs: {report}");
+    assert_eq!(report["learnt_from"].as_array().unwrap().len(), priors.len());
+    // The seeds are fixed: the replay is deterministic, and this is the
+    // README's leave-one-model-out row for BERT.
+    let ratio = report["trials_ratio"].as_f64().unwrap();
+    assert!(ratio >= 2.0, "at least 2x fewer trials with the prior: {report}");
+}
+
+#[test]
+fn a_landscape_recorded_at_another_load_than_the_priors_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let left_out = dir.path().join("bert-4-users.csv");
+    let text = std::fs::read_to_string(landscape("bert-cpu.csv")).unwrap();
+    std::fs::write(&left_out, text.replacen("users=16", "users=4", 1)).unwrap();
+    let output = replay_bert_from(&other_bundled_landscapes("bert-cpu.csv"), &left_out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("bert-4-users.csv was recorded with 4 users")
+            && stderr.contains("the --prior landscapes with 16"),
+        "{stderr}"
+    );
+}

@@ -87,27 +87,28 @@ fn text(forecast: &Forecast) -> String {
     let f = &forecast.features;
     let mut out = format!(
         "{}: one request at a time {:.1} ms, a worker {:.0} MB, the frontend {:.0} MB\n\
-         learnt from {} ({} configs predicted); p99 objective {:.0} ms\n",
+         learnt from {} ({} configs predicted, latencies for {} users at once); p99 objective {:.0} ms\n",
         forecast.model,
         f.latency_ms,
         f.worker_mb,
         f.frontend_mb,
         forecast.learnt_from.join(", "),
         forecast.configs,
+        forecast.users,
         forecast.slo_p99_ms,
     );
     let line = |c: &crate::predict::RankedConfig| {
         let p = &c.predicted;
         let spread = |sd: f64| (sd.exp() - 1.0) * 100.0;
         format!(
-            "{:<62} {:>8.1} req/s ±{:.0} %  p99 {:>7.1} ms ±{:.0} %  {:>6.0} MB  (p99 within objective: {:.0} %)",
+            "{:<62} {:>8.1} req/s ±{:.0} %  p99 {:>7.1} ms ±{:.0} %  {:>6.0} MB  (meets the objective: {:.0} %)",
             describe(&c.settings),
             p.figures.throughput_rps,
             spread(p.throughput_ln_sd),
             p.figures.p99_ms,
             spread(p.p99_ln_sd),
             p.figures.memory_mb,
-            c.chance_within_slo * 100.0
+            c.chance_within_slo * p.chance_error_free * 100.0
         )
     };
     out.push_str(&format!("\nas it runs now:\n  {}\n", line(&forecast.current)));

@@ -154,6 +154,15 @@ fn run_with_prior(
     }
     let priors = crate::predict::load_files(prior)?;
     let model = crate::predict::fit(&priors).context("--prior")?;
+    let users = landscape.users.unwrap_or(crate::predict::model::RECORDING_USERS);
+    if users != model.users {
+        bail!(
+            "--landscape {} was recorded with {users} users, the --prior landscapes with {}: \
+             the model's latencies would be for another load",
+            args.landscape.display(),
+            model.users
+        );
+    }
     let guesses = crate::predict::guesses(&model, &features, &landscape.space, &goal.objective);
     if guesses.is_empty() {
         bail!(
@@ -161,7 +170,7 @@ fn run_with_prior(
             args.landscape.display()
         );
     }
-    let report = crate::replay::replay_prior(
+    let mut report = crate::replay::replay_prior(
         landscape,
         args.strategy,
         args.seeds,
@@ -169,6 +178,7 @@ fn run_with_prior(
         &guesses,
         priors.iter().map(|(name, _)| name.clone()).collect(),
     );
+    report.prediction = crate::predict::accuracy::accuracy(&model, &features, landscape);
     if args.json {
         println!(
             "{}",
@@ -185,5 +195,13 @@ fn run_with_prior(
         show(report.trials_ratio),
         show(report.seconds_ratio)
     );
+    if let Some(p) = report.prediction {
+        println!(
+            "  predicted throughput over {} configs: median error {:.0} %, rank correlation {:.2}",
+            p.configs,
+            (p.median_log_error.exp() - 1.0) * 100.0,
+            p.rank_correlation
+        );
+    }
     Ok(())
 }

@@ -15,7 +15,9 @@ use crate::objective::{Tier, Weights};
 
 /// Configs listed per tier.
 pub const TOP: usize = 5;
-/// The least chance of meeting the p99 objective a listed config has.
+/// The least chance a listed config has of meeting the p99 objective and
+/// serving without errors (the chances multiplied, as a study's guesses
+/// judge them).
 pub const LEAST_CHANCE: f64 = 0.5;
 /// The balanced tier's weights (a study's defaults).
 pub const WEIGHTS: Weights = Weights {
@@ -47,6 +49,9 @@ pub struct Forecast {
     pub features: ModelFeatures,
     /// The landscapes the model learnt from.
     pub learnt_from: Vec<String>,
+    /// The load the predicted latencies are for: a closed loop of this many
+    /// users, as those landscapes were recorded.
+    pub users: u32,
     /// Their folder (None: the bundled ones).
     pub landscapes: Option<PathBuf>,
     pub slo_p99_ms: f64,
@@ -110,7 +115,7 @@ pub fn rank(
     let candidates: Vec<RankedConfig> = grid
         .iter()
         .map(ranked)
-        .filter(|c| c.chance_within_slo >= LEAST_CHANCE)
+        .filter(|c| c.chance_within_slo * c.predicted.chance_error_free >= LEAST_CHANCE)
         .collect();
     let reference = current.predicted.figures;
     let tiers = Tier::ALL
@@ -141,4 +146,36 @@ pub fn describe(settings: &Settings) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::landscape::parse_landscape;
+
+    #[test]
+    fn a_config_its_neighbours_served_with_errors_is_not_listed() {
+        // Two workers: twice the throughput, within the SLO, but every
+        // recorded request batch failed half the time.
+        let landscape = parse_landscape(
+            "# servetune-landscape model=a latency_ms=10 worker_mb=100 frontend_mb=200\n\
+             workers,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n\
+             1,100,10,20,0,300\n2,200,10,20,0.5,400\n",
+            "a.csv",
+        )
+        .unwrap();
+        let priors = vec![("a.csv".to_string(), landscape)];
+        let model = crate::predict::fit(&priors).unwrap();
+        let features = ModelFeatures {
+            latency_ms: 10.0,
+            worker_mb: 100.0,
+            frontend_mb: 200.0,
+        };
+        let one_worker = Settings::from([("workers".to_string(), 1.0)]);
+        let (_, tiers) = rank(&model, &features, &grid(&priors), &one_worker, 100.0);
+        for tier in tiers {
+            assert_eq!(tier.configs.len(), 1, "{:?}: only one worker is listed", tier.tier);
+            assert_eq!(tier.configs[0].settings, one_worker);
+        }
+    }
 }

@@ -58,6 +58,8 @@ pub struct Guided {
     by_point: HashMap<Point, usize>,
     inner: Box<dyn Strategy>,
     proposed: Vec<Point>,
+    /// Guided trials the inner strategy asked for, and so was shown.
+    revealed: Vec<Point>,
     best_loss: f64,
     misses: usize,
     handed_over: bool,
@@ -71,6 +73,7 @@ impl Guided {
             by_point,
             inner,
             proposed: Vec::new(),
+            revealed: Vec::new(),
             best_loss: f64::INFINITY,
             misses: 0,
             handed_over: false,
@@ -192,7 +195,30 @@ impl Strategy for Guided {
             }
             self.handed_over = true;
         }
-        self.inner.ask(space, &history.without(&self.proposed))
+        // The inner strategy searches as if from nothing, not shown the
+        // guided trials, except those it asks for itself: it is shown the
+        // trial instead of measuring the point again (and, never seeing it,
+        // asking for it again and again). Each turn of the loop that does
+        // not return reveals one more guided point: it ends.
+        loop {
+            let hidden: Vec<Point> = self
+                .proposed
+                .iter()
+                .filter(|p| !self.revealed.contains(p))
+                .cloned()
+                .collect();
+            let Some(point) = self.inner.ask(space, &history.without(&hidden))? else {
+                return Ok(None);
+            };
+            let point = space.normalize(&point);
+            if !hidden.contains(&point) || !history.contains(&point) {
+                return Ok(Some(point));
+            }
+            for trial in history.trials().iter().filter(|t| t.point == point) {
+                self.inner.tell(space, trial);
+            }
+            self.revealed.push(point);
+        }
     }
 
     fn tell(&mut self, space: &Space, trial: &Trial) {
@@ -286,6 +312,56 @@ mod tests {
             loss: -3.0 * predicted,
         });
         assert_eq!(guided.ask(&space, &history).unwrap().unwrap(), space.normalize(&best));
+    }
+
+    /// An inner strategy that asks for the first point (in level order)
+    /// it has not been shown, and remembers what it was told.
+    struct FirstUnseen {
+        told: std::sync::Arc<std::sync::Mutex<Vec<Point>>>,
+    }
+
+    impl Strategy for FirstUnseen {
+        fn name(&self) -> &'static str {
+            "first-unseen"
+        }
+        fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+            let all = guesses(space, &space.default_point());
+            Ok(all.into_iter().map(|g| g.point).find(|p| !history.contains(p)))
+        }
+        fn tell(&mut self, _space: &Space, trial: &Trial) {
+            self.told.lock().unwrap().push(trial.point.clone());
+        }
+    }
+
+    #[test]
+    fn after_hand_over_a_guided_trial_the_inner_strategy_asks_for_is_shown_not_measured_again() {
+        let space = space();
+        let first = vec![0; space.dimensions()];
+        let only_guess = Guess {
+            point: first.clone(),
+            throughput_rps: 100.0,
+            chance_feasible: 1.0,
+        };
+        let told = std::sync::Arc::default();
+        let inner = FirstUnseen {
+            told: std::sync::Arc::clone(&told),
+        };
+        let mut guided = Guided::new(vec![only_guess], Box::new(inner));
+        let mut history = History::default();
+        assert_eq!(guided.ask(&space, &history).unwrap(), Some(first.clone()));
+        let trial = Trial {
+            point: first.clone(),
+            loss: -10.0,
+        };
+        guided.tell(&space, &trial);
+        history.push(trial);
+        // No guess is left: the inner strategy takes over, asks for the
+        // guided trial's point first, is shown it, and asks again.
+        let next = guided.ask(&space, &history).unwrap().unwrap();
+        assert!(guided.handed_over());
+        assert_ne!(next, first, "the point measured is not measured again");
+        assert!(!history.contains(&next));
+        assert_eq!(*told.lock().unwrap(), vec![first]);
     }
 
     #[test]
