@@ -121,7 +121,15 @@ pub async fn run_study(
         prior,
     } = launch;
     let prior = match &prior {
-        Some(path) => Some(prior::Prior::load(path, &settings.model, &settings.models)?),
+        Some(path) => Some(prior::Prior::load(
+            path,
+            &settings.model,
+            &settings.models,
+            match (&settings.offered, &settings.varying) {
+                (settings::Offered::Users(users), None) => Some(*users),
+                _ => None,
+            },
+        )?),
         None => None,
     };
     let opened = Opened::open(

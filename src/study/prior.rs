@@ -35,8 +35,10 @@ pub struct Prior {
 
 impl Prior {
     /// Reads `path` and fits the model; refuses a prediction for another
-    /// model than the study's.
-    pub fn load(path: &Path, study_model: &str, models: &[String]) -> anyhow::Result<Self> {
+    /// model than the study's, and notes a study load other than the
+    /// landscapes' (`study_users`: its closed loop's users, None for an
+    /// open loop).
+    pub fn load(path: &Path, study_model: &str, models: &[String], study_users: Option<u32>) -> anyhow::Result<Self> {
         let refuse = |why: String| anyhow::anyhow!("--prior {}: {why}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
         let file: PriorFile = serde_json::from_str(&text)
@@ -58,6 +60,9 @@ impl Prior {
             None => crate::predict::bundled(),
         };
         let model = crate::predict::fit(&priors).with_context(|| format!("--prior {}", path.display()))?;
+        if let Some(note) = other_load(model.users, study_users) {
+            tracing::warn!("--prior {}: {note}", path.display());
+        }
         Ok(Self {
             from: path.to_path_buf(),
             model,
@@ -83,5 +88,37 @@ impl Prior {
             );
         }
         guesses
+    }
+}
+
+/// What to say when the study's load is not the one the landscapes were
+/// recorded at: the model's latencies are then on another scale (its
+/// ranking by throughput still holds; the study's measurements correct the
+/// rest).
+fn other_load(model_users: u32, study_users: Option<u32>) -> Option<String> {
+    let expects = format!(
+        "the landscape model's latencies are for a closed loop of {model_users} users, \
+         so the p99 it expects is on another scale; the study corrects it with each measurement"
+    );
+    match study_users {
+        Some(users) if users == model_users => None,
+        Some(users) => Some(format!("the study's load is {users} users; {expects}")),
+        None => Some(format!("the study's load is not a closed loop; {expects}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_study_at_another_load_than_the_landscapes_is_told_so() {
+        assert_eq!(other_load(16, Some(16)), None);
+        let note = other_load(16, Some(4)).unwrap();
+        assert!(
+            note.starts_with("the study's load is 4 users") && note.contains("16 users"),
+            "{note}"
+        );
+        assert!(other_load(16, None).unwrap().contains("not a closed loop"));
     }
 }
