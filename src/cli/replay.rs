@@ -154,7 +154,7 @@ fn run_with_prior(
     }
     let priors = crate::predict::load_files(prior)?;
     let model = crate::predict::fit(&priors).context("--prior")?;
-    let users = landscape.users.unwrap_or(crate::predict::model::RECORDING_USERS);
+    let users = crate::predict::model::users_of(landscape);
     if users != model.users {
         bail!(
             "--landscape {} was recorded with {users} users, the --prior landscapes with {}: \

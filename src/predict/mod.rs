@@ -28,7 +28,7 @@ use crate::objective::Constraints;
 use crate::search::Guess;
 use crate::space::{Point, Space};
 
-pub use model::{settings_of_point, LandscapeModel, Prediction, Settings, ERROR_FREE, KNOWN};
+pub use model::{settings_of_point, users_of, LandscapeModel, Prediction, Settings, ERROR_FREE, KNOWN};
 pub use rank::{Forecast, RankedConfig, TierForecast};
 
 /// The landscapes compiled in (one per model, recorded on the project's
@@ -91,7 +91,6 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Priors> {
 /// The priors recorded at the load most of them share (the model learns
 /// from one load: `model::one_load`); the others are set aside with a note.
 fn at_one_load(priors: Priors) -> Priors {
-    let users_of = |l: &Landscape| l.users.unwrap_or(model::RECORDING_USERS);
     let count = |users: u32| priors.iter().filter(|(_, l)| users_of(l) == users).count();
     let Some(load) = priors.iter().map(|(_, l)| users_of(l)).max_by_key(|&u| (count(u), u)) else {
         return priors;

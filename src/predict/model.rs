@@ -281,9 +281,14 @@ impl LandscapeModel {
     }
 }
 
+/// The users `landscape` was recorded with (`RECORDING_USERS` when its
+/// header does not say).
+pub fn users_of(landscape: &Landscape) -> u32 {
+    landscape.users.unwrap_or(RECORDING_USERS)
+}
+
 /// The users all of `priors` were recorded with, or why they differ.
 fn one_load(priors: &[(&str, &Landscape)]) -> Result<u32, String> {
-    let users_of = |l: &Landscape| l.users.unwrap_or(RECORDING_USERS);
     let Some((first, first_landscape)) = priors.first() else {
         return Ok(RECORDING_USERS);
     };
