@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Leave-one-model-out test of the landscape model (`servetune replay
 # --prior`): for each landscape recorded for it (tiny, echo, ResNet-50,
-# BERT-base, GPT-2 small), the model is fitted on the *other* landscapes
-# recorded at the same load (`users=` in the first line) only, and the
+# BERT-base at 16 users; the same and GPT-2 small at 4), the model is
+# fitted on the *other* landscapes recorded at the same load (`users=` in
+# the first line) only, and the
 # default strategy is replayed on the left-out one from nothing and
 # started from the model's prediction (the left-out model's features from
 # its landscape's first line), over the same seeds. Prints median trials
@@ -24,7 +25,7 @@ if [[ -z "${SERVETUNE_BIN:-}" ]]; then
     cargo build --release --quiet
     SERVETUNE_BIN="$PWD/target/release/servetune"
 fi
-landscapes=(tiny-cpu echo-cpu resnet50-cpu bert-cpu gpt2-cpu)
+landscapes=(tiny-cpu echo-cpu resnet50-cpu bert-cpu tiny-cpu-u4 echo-cpu-u4 resnet50-cpu-u4 bert-cpu-u4 gpt2-cpu)
 users_of() { sed -n '1s/.* users=\([0-9]*\).*/\1/p' "benches/landscapes/$1.csv"; }
 rows=()
 skipped=()
@@ -62,12 +63,12 @@ seeds, regret = sys.argv[1:3]
 reports = [json.loads(r) for r in sys.argv[3:]]
 print(f"leave-one-model-out, {seeds} seeds, target: within {float(regret) * 100:.0f} % of the best feasible mean "
       f"(SLO: each landscape's median p99)")
-print("| left out | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret | throughput error | rank correlation |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| left out | users | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret | throughput error | rank correlation |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 show = lambda v: "failed" if v is None else f"{v:.1f}"
 for r in reports:
     a, b, p = r["without_prior"], r["with_prior"], r["prediction"]
-    print(f"| {r['model']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
+    print(f"| {r['model']} | {r['users']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
           f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(a['median_seconds_to_target'])} | "
           f"{show(b['median_seconds_to_target'])} | {show(r['seconds_ratio'])}x | {r['first_prediction']} | "
           f"{r['first_prediction_regret'] * 100:.1f} % | {(math.exp(p['median_log_error']) - 1) * 100:.0f} % | "

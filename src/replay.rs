@@ -288,6 +288,8 @@ fn replay_seeds(
 pub struct PriorReport {
     /// The left-out landscape's model.
     pub model: Option<String>,
+    /// The load it was recorded at (closed-loop users), the priors' too.
+    pub users: u32,
     /// The landscapes the model learnt from.
     pub learnt_from: Vec<String>,
     /// The default strategy from nothing.
@@ -333,6 +335,7 @@ pub fn replay_prior(
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?.max(f64::MIN_POSITIVE));
     PriorReport {
         model: landscape.model.clone(),
+        users: crate::predict::users_of(landscape),
         learnt_from,
         trials_ratio: ratio(
             without_prior.median_trials_to_target,

@@ -988,6 +988,12 @@ fn cases() -> Vec<Case> {
             &["--slo-p99-ms"],
         ),
         case(
+            "predict for no users",
+            &[],
+            &["predict", "--target", "target.toml", "--body", "bodies", "--users", "0"],
+            &["--users"],
+        ),
+        case(
             "predict with a missing body",
             &[],
             &["predict", "--target", "target.toml", "--body", "nope"],

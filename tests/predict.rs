@@ -126,7 +126,14 @@ fn predict_measures_a_probe_copy_and_ranks_every_tier() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("configs predicted from"), "{stderr}");
+    let predicted_from = stderr
+        .lines()
+        .find(|l| l.contains("configs predicted from"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        predicted_from.contains("gpt2"),
+        "the study's 4 users: learnt from the landscapes recorded at 4 users: {predicted_from}"
+    );
     assert_eq!(deployment.config_bytes(), before, "the config is back as found");
     let journal = std::fs::read_to_string(results.join("prior/trials.jsonl")).unwrap();
     let screened: Vec<Value> = journal

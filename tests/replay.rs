@@ -127,6 +127,12 @@ fn a_landscape_with_a_bad_number_is_refused_with_its_line() {
 /// `servetune replay --prior`, as `benches/landscape-prior.sh` runs it:
 /// BERT left out, the model fitted on the other landscapes at 16 users.
 fn replay_bert_from(priors: &[PathBuf], landscape_file: &std::path::Path) -> std::process::Output {
+    replay_from(priors, landscape_file, "1979")
+}
+
+/// `servetune replay --prior` with the bench's seeds, target and SLO (the
+/// left-out landscape's median p99).
+fn replay_from(priors: &[PathBuf], landscape_file: &std::path::Path, slo_p99_ms: &str) -> std::process::Output {
     let joined: Vec<String> = priors.iter().map(|p| p.display().to_string()).collect();
     Command::new(env!("CARGO_BIN_EXE_servetune"))
         .args([
@@ -136,7 +142,7 @@ fn replay_bert_from(priors: &[PathBuf], landscape_file: &std::path::Path) -> std
             "--target-regret",
             "0.05",
             "--slo-p99-ms",
-            "1979",
+            slo_p99_ms,
             "--json",
         ])
         .arg("--landscape")
@@ -147,16 +153,60 @@ fn replay_bert_from(priors: &[PathBuf], landscape_file: &std::path::Path) -> std
 }
 
 fn other_bundled_landscapes(left_out: &str) -> Vec<PathBuf> {
+    other_landscapes_at(left_out, 16)
+}
+
+/// The recorded landscapes with model features at `users`, but `left_out`.
+fn other_landscapes_at(left_out: &str, users: u32) -> Vec<PathBuf> {
     let mut others: Vec<PathBuf> = std::fs::read_dir(landscape(""))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            text.contains("latency_ms=") && text.contains("users=16") && !p.ends_with(left_out)
+            let first = std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            first.contains("latency_ms=") && first.contains(&format!(" users={users} ")) && !p.ends_with(left_out)
         })
         .collect();
     others.sort();
     others
+}
+
+#[test]
+fn gpt2_left_out_is_predicted_from_the_four_models_recorded_at_its_load() {
+    let priors = other_landscapes_at("gpt2-cpu.csv", 4);
+    let names: Vec<_> = priors
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bert-cpu-u4.csv",
+            "echo-cpu-u4.csv",
+            "resnet50-cpu-u4.csv",
+            "tiny-cpu-u4.csv"
+        ]
+    );
+    let output = replay_from(&priors, &landscape("gpt2-cpu.csv"), "1785");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["model"], "gpt2");
+    assert_eq!(report["users"], 4);
+    assert_eq!(report["learnt_from"].as_array().unwrap().len(), 4);
+    let rank_correlation = report["prediction"]["rank_correlation"].as_f64().unwrap();
+    assert!(
+        rank_correlation > 0.3,
+        "the prediction orders GPT-2's configs: {report}"
+    );
+    // GPT-2's start (batch size 1, one worker) is already within 5 % of its
+    // best at 4 users: both reach the target with the first trial, and the
+    // prior must not cost one more.
+    assert_eq!(report["without_prior"]["median_trials_to_target"], 1.0, "{report}");
+    assert_eq!(report["with_prior"]["median_trials_to_target"], 1.0, "{report}");
 }
 
 #[test]
@@ -168,6 +218,7 @@ fn a_model_left_out_is_reached_in_fewer_trials_from_the_others_prior() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     for field in [
         "model",
+        "users",
         "learnt_from",
         "without_prior",
         "with_prior",
@@ -183,6 +234,7 @@ fn a_model_left_out_is_reached_in_fewer_trials_from_the_others_prior() {
         );
     }
     assert_eq!(report["model"], "bert");
+    assert_eq!(report["users"], 16);
     let rank_correlation = report["prediction"]["rank_correlation"].as_f64().unwrap();
     assert!(rank_correlation > 0.5, "the prediction orders BERT's configs: {report}");
     assert_eq!(report["learnt_from"].as_array().unwrap().len(), priors.len());

@@ -29,6 +29,11 @@ pub struct PredictArgs {
     /// the ones bundled with servetune, recorded on a 2-core machine).
     #[arg(long, value_name = "DIR")]
     landscapes: Option<PathBuf>,
+    /// The closed-loop users the latencies are predicted for: the model
+    /// learns from the landscapes recorded at the nearest load (bundled: 16
+    /// and 4).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    users: u32,
     /// Print the forecast as JSON (what `tune --prior` reads).
     #[arg(long)]
     json: bool,
@@ -53,6 +58,7 @@ pub fn run(args: PredictArgs, runtime: tokio::runtime::Runtime) -> anyhow::Resul
         body: &body,
         slo_p99_ms: args.slo_p99_ms,
         landscapes: args.landscapes.as_deref(),
+        users: args.users,
     };
     let measured = runtime.block_on(crate::predict::measure(&server, &ask))?;
     if args.features_only {

@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_model_fitted_on_the_landscape_itself_predicts_its_order() {
-        let priors = crate::predict::bundled();
+        let priors = crate::predict::bundled_at(Some(16));
         let (name, bert) = priors.iter().find(|(_, l)| l.model.as_deref() == Some("bert")).unwrap();
         let model = crate::predict::fit(&vec![(name.clone(), bert.clone())]).unwrap();
         let own = accuracy(&model, &bert.features.unwrap(), bert).unwrap();

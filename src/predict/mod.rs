@@ -31,10 +31,11 @@ use crate::space::{Point, Space};
 pub use model::{settings_of_point, users_of, LandscapeModel, Prediction, Settings, ERROR_FREE, KNOWN};
 pub use rank::{Forecast, RankedConfig, TierForecast};
 
-/// The landscapes compiled in (one per model, recorded on the project's
-/// 2-core machine by `benches/record-landscape.sh`, all at 16 users): name,
-/// CSV. GPT-2's (`benches/landscapes/gpt2-cpu.csv`) is not among them: it
-/// was recorded at 4 users, another load.
+/// The landscapes compiled in (recorded on the project's 2-core machine by
+/// `benches/record-landscape.sh`): name, CSV. Two loads, each a family the
+/// model learns from alone (`at_load`): a closed loop of 16 users (tiny,
+/// echo, ResNet-50, BERT-base; GPT-2 small keeps few requests in a window
+/// at 16) and of 4 users (the same four and GPT-2).
 const BUNDLED: &[(&str, &str)] = &[
     ("tiny-cpu.csv", include_str!("../../benches/landscapes/tiny-cpu.csv")),
     ("echo-cpu.csv", include_str!("../../benches/landscapes/echo-cpu.csv")),
@@ -43,12 +44,29 @@ const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../benches/landscapes/resnet50-cpu.csv"),
     ),
     ("bert-cpu.csv", include_str!("../../benches/landscapes/bert-cpu.csv")),
+    (
+        "tiny-cpu-u4.csv",
+        include_str!("../../benches/landscapes/tiny-cpu-u4.csv"),
+    ),
+    (
+        "echo-cpu-u4.csv",
+        include_str!("../../benches/landscapes/echo-cpu-u4.csv"),
+    ),
+    (
+        "resnet50-cpu-u4.csv",
+        include_str!("../../benches/landscapes/resnet50-cpu-u4.csv"),
+    ),
+    (
+        "bert-cpu-u4.csv",
+        include_str!("../../benches/landscapes/bert-cpu-u4.csv"),
+    ),
+    ("gpt2-cpu.csv", include_str!("../../benches/landscapes/gpt2-cpu.csv")),
 ];
 
 /// Prior landscapes with the name each goes by.
 pub type Priors = Vec<(String, Landscape)>;
 
-/// The bundled landscapes.
+/// Every bundled landscape, at every load (`bundled_at` picks one load).
 pub fn bundled() -> Priors {
     BUNDLED
         .iter()
@@ -59,9 +77,16 @@ pub fn bundled() -> Priors {
         .collect()
 }
 
-/// Every landscape with model features in `dir` (`*.csv`); others are
+/// The bundled landscapes recorded at the load nearest `users` (None: the
+/// load most of them share).
+pub fn bundled_at(users: Option<u32>) -> Priors {
+    at_load(bundled(), users)
+}
+
+/// Every landscape with model features in `dir` (`*.csv`) recorded at the
+/// load nearest `users` (None: the load most of them share); others are
 /// skipped with a note.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Priors> {
+pub fn load_dir(dir: &Path, users: Option<u32>) -> anyhow::Result<Priors> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("--landscapes {}: cannot read the folder", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -85,21 +110,29 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Priors> {
         "--landscapes {}: no landscape with model features (model=… latency_ms=… worker_mb=… frontend_mb=… in its first line)",
         dir.display()
     );
-    Ok(at_one_load(priors))
+    Ok(at_load(priors, users))
 }
 
-/// The priors recorded at the load most of them share (the model learns
-/// from one load: `model::one_load`); the others are set aside with a note.
-fn at_one_load(priors: Priors) -> Priors {
-    let count = |users: u32| priors.iter().filter(|(_, l)| users_of(l) == users).count();
-    let Some(load) = priors.iter().map(|(_, l)| users_of(l)).max_by_key(|&u| (count(u), u)) else {
+/// The priors recorded at one load (the model learns from one:
+/// `model::one_load`): the recorded load nearest `users` (by ratio; the
+/// higher on a tie), or with None the load most of them share, noting the
+/// others set aside.
+fn at_load(priors: Priors, users: Option<u32>) -> Priors {
+    let count = |load: u32| priors.iter().filter(|(_, l)| users_of(l) == load).count();
+    let distance = |load: u32, asked: u32| (f64::from(load) / f64::from(asked)).ln().abs();
+    let loads = priors.iter().map(|(_, l)| users_of(l));
+    let load = match users {
+        Some(asked) => loads.min_by(|&a, &b| distance(a, asked).total_cmp(&distance(b, asked)).then(b.cmp(&a))),
+        None => loads.max_by_key(|&u| (count(u), u)),
+    };
+    let Some(load) = load else {
         return priors;
     };
     priors
         .into_iter()
         .filter(|(name, l)| {
             let keep = users_of(l) == load;
-            if !keep {
+            if !keep && users.is_none() {
                 tracing::warn!(
                     "{name}: recorded with {} users, the other landscapes with {load}: set aside \
                      (the model's latencies are for one load)",
@@ -201,6 +234,9 @@ pub struct Ask<'a> {
     pub slo_p99_ms: Option<f64>,
     /// A folder of landscapes (None: the bundled ones).
     pub landscapes: Option<&'a Path>,
+    /// The closed-loop users the latencies are predicted for: the landscapes
+    /// recorded at the nearest load are learnt from.
+    pub users: u32,
 }
 
 /// The p99 objective when none is given, as a multiple of the measured
@@ -250,10 +286,18 @@ pub async fn measure(server: &crate::server::TorchServe, ask: &Ask<'_>) -> anyho
 /// Forecasts the best configs of the `measured` model from the prior landscapes.
 pub fn forecast(measured: &Measured, ask: &Ask<'_>) -> anyhow::Result<Forecast> {
     let priors = match ask.landscapes {
-        Some(dir) => load_dir(dir)?,
-        None => bundled(),
+        Some(dir) => load_dir(dir, Some(ask.users))?,
+        None => bundled_at(Some(ask.users)),
     };
     let model = fit(&priors)?;
+    if model.users != ask.users {
+        tracing::warn!(
+            "no landscape was recorded at {} users: the nearest load, {} users, is learnt from \
+             and its latencies are for that load",
+            ask.users,
+            model.users
+        );
+    }
     let features = measured.features;
     let slo_p99_ms = ask.slo_p99_ms.unwrap_or(DEFAULT_SLO_MULTIPLE * features.latency_ms);
     let grid = rank::grid(&priors);
@@ -300,12 +344,65 @@ mod tests {
 
     #[test]
     fn every_bundled_landscape_names_its_model_and_features() {
-        let bundled = bundled();
-        let mut models: Vec<_> = bundled.iter().map(|(_, l)| l.model.clone().unwrap()).collect();
-        models.sort();
-        assert_eq!(models, ["bert", "echo", "resnet50", "tiny"]);
-        assert!(bundled.iter().all(|(_, l)| l.features.is_some()));
-        assert_eq!(fit(&bundled).unwrap().models.len(), 4);
+        assert!(bundled().iter().all(|(_, l)| l.features.is_some()));
+        let models_at = |users: Option<u32>| {
+            let priors = bundled_at(users);
+            let mut models: Vec<_> = priors.iter().map(|(_, l)| l.model.clone().unwrap()).collect();
+            models.sort();
+            (models, fit(&priors).unwrap().users)
+        };
+        let four = ["bert", "echo", "resnet50", "tiny"];
+        assert_eq!(models_at(Some(16)), (four.map(String::from).to_vec(), 16));
+        assert_eq!(
+            models_at(Some(64)),
+            (four.map(String::from).to_vec(), 16),
+            "the nearest load"
+        );
+        assert_eq!(
+            models_at(Some(8)),
+            (four.map(String::from).to_vec(), 16),
+            "a tie: the higher"
+        );
+        let five = ["bert", "echo", "gpt2", "resnet50", "tiny"];
+        assert_eq!(models_at(Some(4)), (five.map(String::from).to_vec(), 4));
+        assert_eq!(models_at(Some(1)), (five.map(String::from).to_vec(), 4));
+    }
+
+    #[test]
+    fn a_forecast_for_four_users_learns_from_the_landscapes_recorded_at_four() {
+        let measured = Measured {
+            model: "new".into(),
+            features: ModelFeatures {
+                latency_ms: 50.0,
+                worker_mb: 400.0,
+                frontend_mb: 230.0,
+            },
+            current: Settings::from([("batch_size".to_string(), 1.0), ("workers".to_string(), 1.0)]),
+        };
+        let ask = |users: u32| Ask {
+            model: None,
+            body: b"",
+            slo_p99_ms: Some(500.0),
+            landscapes: None,
+            users,
+        };
+        let at_four = forecast(&measured, &ask(4)).unwrap();
+        assert_eq!(at_four.users, 4);
+        assert!(
+            at_four.learnt_from.iter().any(|m| m == "gpt2"),
+            "{:?}",
+            at_four.learnt_from
+        );
+        let at_sixteen = forecast(&measured, &ask(16)).unwrap();
+        assert_eq!(at_sixteen.users, 16);
+        assert!(!at_sixteen.learnt_from.iter().any(|m| m == "gpt2"));
+        let p99 = |f: &Forecast| f.current.predicted.figures.p99_ms;
+        assert!(
+            p99(&at_four) < p99(&at_sixteen),
+            "a quarter of the users wait less: {} against {} ms",
+            p99(&at_four),
+            p99(&at_sixteen)
+        );
     }
 
     #[test]
@@ -320,10 +417,13 @@ mod tests {
         std::fs::write(dir.path().join("a.csv"), csv(16, "a")).unwrap();
         std::fs::write(dir.path().join("b.csv"), csv(16, "b")).unwrap();
         std::fs::write(dir.path().join("c.csv"), csv(4, "c")).unwrap();
-        let priors = load_dir(dir.path()).unwrap();
+        let priors = load_dir(dir.path(), None).unwrap();
         let models: Vec<_> = priors.iter().map(|(_, l)| l.model.clone().unwrap()).collect();
         assert_eq!(models, ["a", "b"], "c, at 4 users, is set aside");
         assert_eq!(fit(&priors).unwrap().users, 16);
+        let priors = load_dir(dir.path(), Some(3)).unwrap();
+        let models: Vec<_> = priors.iter().map(|(_, l)| l.model.clone().unwrap()).collect();
+        assert_eq!(models, ["c"], "asked for 3 users, the nearest load is 4");
     }
 
     #[test]

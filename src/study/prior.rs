@@ -24,6 +24,9 @@ struct PriorFile {
     /// The landscapes' folder (absent or null: the bundled ones).
     #[serde(default)]
     landscapes: Option<PathBuf>,
+    /// The load the prediction was made for (absent: the landscapes' own).
+    #[serde(default)]
+    users: Option<u32>,
 }
 
 /// The landscape model and the features of the model a study tunes.
@@ -55,9 +58,12 @@ impl Prior {
                 file.model
             )));
         }
+        // The landscapes recorded nearest the study's load; an open loop
+        // keeps the load the prediction was made for.
+        let load = study_users.or(file.users);
         let priors = match &file.landscapes {
-            Some(dir) => crate::predict::load_dir(dir)?,
-            None => crate::predict::bundled(),
+            Some(dir) => crate::predict::load_dir(dir, load)?,
+            None => crate::predict::bundled_at(load),
         };
         let model = crate::predict::fit(&priors).with_context(|| format!("--prior {}", path.display()))?;
         if let Some(note) = other_load(model.users, study_users) {
