@@ -4,6 +4,9 @@
 //! With token authorization on, every call carries the bearer key read from
 //! `key_file.json`; when TorchServe rejects a key (it renews them at each
 //! start, and they expire), the file is read again and the call retried once.
+//! A management call that meets TorchServe's own race (500,
+//! `ConcurrentModificationException`) is tried again after a pause, up to
+//! three times.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -177,7 +180,17 @@ impl TorchServeApi {
     }
 
     async fn call_ok(&self, api: Api, method: Method, path_and_query: &str) -> Result<String, ServerError> {
-        let (status, body) = self.call(api, method.clone(), path_and_query).await?;
+        let mut pauses = TRANSIENT_PAUSES.iter();
+        let (status, body) = loop {
+            let (status, body) = self.call(api, method.clone(), path_and_query).await?;
+            match pauses.next() {
+                Some(pause) if transient_failure(status, &body) => {
+                    tracing::debug!("{method} {path_and_query}: TorchServe's race (500 {CONCURRENT_MODIFICATION}); again in {pause:?}");
+                    tokio::time::sleep(*pause).await;
+                }
+                _ => break (status, body),
+            }
+        };
         if status.is_success() {
             Ok(body)
         } else {
@@ -277,5 +290,42 @@ impl TorchServeApi {
             path.push_str(&format!("&response_timeout={timeout}"));
         }
         self.call_ok(Api::Management, Method::POST, &path).await.map(drop)
+    }
+}
+
+/// TorchServe's management API sometimes answers 500 with this exception
+/// when a model is unregistered or registered while its workers are busy
+/// (seen on 0.12.0 by `benches/record-landscape.sh`: `DELETE
+/// /models/resnet50/1.0` in the middle of a grid): its own race, not a refusal, and the same call a moment
+/// later goes through.
+const CONCURRENT_MODIFICATION: &str = "ConcurrentModificationException";
+
+/// The pauses before each retry of a call that met that race.
+const TRANSIENT_PAUSES: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Whether an answer is TorchServe's race rather than a refusal (a retry
+/// that then finds the model gone or already there fails as before).
+fn transient_failure(status: StatusCode, body: &str) -> bool {
+    status == StatusCode::INTERNAL_SERVER_ERROR && body.contains(CONCURRENT_MODIFICATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_torchserves_race_is_tried_again() {
+        let race = "{\n  \"code\": 500,\n  \"type\": \"ConcurrentModificationException\"\n}";
+        assert!(transient_failure(StatusCode::INTERNAL_SERVER_ERROR, race));
+        assert!(!transient_failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"type\": \"InternalServerException\"}"
+        ));
+        assert!(!transient_failure(StatusCode::NOT_FOUND, race));
+        assert!(!transient_failure(StatusCode::OK, ""));
     }
 }
