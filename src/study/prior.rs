@@ -63,7 +63,9 @@ impl Prior {
         let load = study_users.or(file.users);
         let priors = match &file.landscapes {
             Some(dir) => crate::predict::load_dir(dir, load)?,
-            None => crate::predict::bundled_at(load),
+            // (The bundled families differ in size: without a load, the
+            // 16 users `predict` defaults to, not the larger family.)
+            None => crate::predict::bundled_at(Some(load.unwrap_or(crate::predict::model::RECORDING_USERS))),
         };
         let model = crate::predict::fit(&priors).with_context(|| format!("--prior {}", path.display()))?;
         if let Some(note) = other_load(model.users, study_users) {
