@@ -20,9 +20,16 @@
 //! parameter the prior landscapes did not vary — should not cost one).
 //! After `PATIENCE` proposals in a row that did not beat the best loss so
 //! far by `IMPROVEMENT`, after `MOST_PROPOSALS` in all, or when no guess is
-//! left, the inner strategy takes over with the whole history: a
-//! prediction that is right pays within a few trials, one that is wrong
-//! must not keep the search creeping along it.
+//! left, the inner strategy takes over: a prediction that is right pays
+//! within a few trials, one that is wrong must not keep the search creeping
+//! along it. The inner strategy then searches as it would have from the
+//! start: it is not shown the guided trials (except those it asks for, which
+//! are not measured again), and it is told the server runs what it ran when
+//! the guided phase began. Shown where the guided phase left the server
+//! instead, `staged` opened its first stage there, under a cold config a
+//! wrong prediction had chosen, and on a noisy landscape locked onto it
+//! (tiny at 16 users: 55 trials against 16 from nothing); so started, a
+//! wrong prediction costs at most the guided proposals.
 
 use std::collections::HashMap;
 
@@ -60,6 +67,9 @@ pub struct Guided {
     proposed: Vec<Point>,
     /// Guided trials the inner strategy asked for, and so was shown.
     revealed: Vec<Point>,
+    /// What the server ran when the guided phase began (what the inner
+    /// strategy is told it runs: see the module doc).
+    start: Option<Vec<Option<usize>>>,
     best_loss: f64,
     misses: usize,
     handed_over: bool,
@@ -74,6 +84,7 @@ impl Guided {
             inner,
             proposed: Vec::new(),
             revealed: Vec::new(),
+            start: None,
             best_loss: f64::INFINITY,
             misses: 0,
             handed_over: false,
@@ -188,6 +199,7 @@ impl Strategy for Guided {
     }
 
     fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+        let start = self.start.get_or_insert_with(|| history.running().to_vec()).clone();
         if !self.handed_over {
             if let Some(point) = self.best_unmeasured(space, history) {
                 self.proposed.push(point.clone());
@@ -195,7 +207,7 @@ impl Strategy for Guided {
             }
             self.handed_over = true;
         }
-        // The inner strategy searches as if from nothing, not shown the
+        // The inner strategy searches as if from the start, not shown the
         // guided trials, except those it asks for itself: it is shown the
         // trial instead of measuring the point again (and, never seeing it,
         // asking for it again and again). Each turn of the loop that does
@@ -207,7 +219,9 @@ impl Strategy for Guided {
                 .filter(|p| !self.revealed.contains(p))
                 .cloned()
                 .collect();
-            let Some(point) = self.inner.ask(space, &history.without(&hidden))? else {
+            let mut as_from_the_start = history.without(&hidden);
+            as_from_the_start.set_running(start.clone());
+            let Some(point) = self.inner.ask(space, &as_from_the_start)? else {
                 return Ok(None);
             };
             let point = space.normalize(&point);
@@ -362,6 +376,57 @@ mod tests {
         assert_ne!(next, first, "the point measured is not measured again");
         assert!(!history.contains(&next));
         assert_eq!(*told.lock().unwrap(), vec![first]);
+    }
+
+    /// An inner strategy that remembers the running config it was shown.
+    struct SeesRunning {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<Option<usize>>>>>,
+    }
+
+    impl Strategy for SeesRunning {
+        fn name(&self) -> &'static str {
+            "sees-running"
+        }
+        fn ask(&mut self, space: &Space, history: &History) -> Result<Option<Point>, SearchError> {
+            self.seen.lock().unwrap().push(history.running().to_vec());
+            let all = guesses(space, &space.default_point());
+            Ok(all.into_iter().map(|g| g.point).find(|p| !history.contains(p)))
+        }
+        fn tell(&mut self, _space: &Space, _trial: &Trial) {}
+    }
+
+    #[test]
+    fn after_hand_over_the_inner_strategy_starts_where_the_server_was_when_the_guided_phase_began() {
+        let space = space();
+        let start: Vec<Option<usize>> = space.default_point().into_iter().map(Some).collect();
+        let guess = vec![1; space.dimensions()];
+        let seen = std::sync::Arc::default();
+        let inner = SeesRunning {
+            seen: std::sync::Arc::clone(&seen),
+        };
+        let mut guided = Guided::new(
+            vec![Guess {
+                point: guess.clone(),
+                throughput_rps: 100.0,
+                chance_feasible: 1.0,
+            }],
+            Box::new(inner),
+        );
+        let mut history = History::default();
+        history.set_running(start.clone());
+        let proposed = guided.ask(&space, &history).unwrap().unwrap();
+        let trial = Trial {
+            point: proposed.clone(),
+            loss: -10.0,
+        };
+        guided.tell(&space, &trial);
+        history.push(trial);
+        // The server now runs the guided proposal; the inner strategy,
+        // taking over, is told it runs what it ran before the guided phase.
+        history.set_running(proposed.iter().map(|&l| Some(l)).collect());
+        guided.ask(&space, &history).unwrap().unwrap();
+        assert!(guided.handed_over());
+        assert_eq!(*seen.lock().unwrap(), vec![start]);
     }
 
     #[test]

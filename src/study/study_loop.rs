@@ -659,6 +659,13 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             tracing::warn!(trial = entry.number, "{description}: {incident}");
         }
         let (number, figures, feasible) = (entry.number, entry.figures, entry.feasible);
+        tracing::debug!(
+            trial = number,
+            feasible,
+            throughput_rps = figures.map(|f| f.throughput_rps),
+            p99_ms = figures.map(|f| f.p99_ms),
+            "{description}"
+        );
         self.entries.push(entry);
         on_trial(&TrialUpdate {
             number,
