@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Leave-one-model-out test of the landscape model (`servetune replay
-# --prior`): for each landscape recorded for it (tiny, echo, ResNet-50,
-# BERT-base at 16 users; the same and GPT-2 small at 4), the model is
+# --prior`): for each landscape recorded for it (tiny, echo, small,
+# ResNet-50, BERT-base at 16 users; the same and GPT-2 small at 4), the model is
 # fitted on the *other* landscapes recorded at the same load (`users=` in
 # the first line) only, and the
 # default strategy is replayed on the left-out one from nothing and
@@ -25,7 +25,7 @@ if [[ -z "${SERVETUNE_BIN:-}" ]]; then
     cargo build --release --quiet
     SERVETUNE_BIN="$PWD/target/release/servetune"
 fi
-landscapes=(tiny-cpu echo-cpu resnet50-cpu bert-cpu tiny-cpu-u4 echo-cpu-u4 resnet50-cpu-u4 bert-cpu-u4 gpt2-cpu)
+landscapes=(tiny-cpu echo-cpu small-cpu resnet50-cpu bert-cpu tiny-cpu-u4 echo-cpu-u4 small-cpu-u4 resnet50-cpu-u4 bert-cpu-u4 gpt2-cpu)
 users_of() { sed -n '1s/.* users=\([0-9]*\).*/\1/p' "benches/landscapes/$1.csv"; }
 rows=()
 skipped=()

@@ -10,7 +10,7 @@
 # Environment:
 #   SERVETUNE_CACHE   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/servetune)
 #   SERVETUNE_VENV    venv directory (default: $SERVETUNE_CACHE/venv-ts-0.12.0)
-#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny echo resnet50 bert gpt2")
+#   SERVETUNE_MODELS  space-separated example models to build (default: "tiny echo small resnet50 bert gpt2")
 #
 # Archives: NAME.mar (eager); for the models with a model.py, also
 # NAME-ts.mar (TorchScript) and NAME-onnx.mar (ONNX, served by onnxruntime),
@@ -21,7 +21,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache_root="${SERVETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/servetune}"
 venv="${SERVETUNE_VENV:-$cache_root/venv-ts-0.12.0}"
-models="${SERVETUNE_MODELS-tiny echo resnet50 bert gpt2}"
+models="${SERVETUNE_MODELS-tiny echo small resnet50 bert gpt2}"
 model_store="$repo_root/examples/deployment/model-store"
 
 log() { echo "setup-torchserve: $*" >&2; }
@@ -148,11 +148,13 @@ archives_of() {
 # --- Example model archives -------------------------------------------------
 build_models() {
     mkdir -p "$model_store"
-    local name src digest marker
+    local name src digest marker borrowed
     for name in $models; do
         src="$repo_root/examples/models/$name"
         [[ -d "$src" ]] || die "no example model '$name' under $src"
-        digest="$(find "$src" "$repo_root/examples/models/common" -type f ! -name '*.pyc' | sort | xargs sha256sum | sha256sum | cut -c1-16)"
+        # (A build that names another model's handler depends on it too.)
+        borrowed="$(sed -n 's|.*here.parent / "\([a-z0-9_]*\)" / "handler.py".*|examples/models/\1/handler.py|p' "$src/build.py")"
+        digest="$(find "$src" "$repo_root/examples/models/common" ${borrowed:+"$repo_root/$borrowed"} -type f ! -name '*.pyc' | sort | xargs sha256sum | sha256sum | cut -c1-16)"
         marker="$model_store/.$name.src"
         local archives complete=true archive
         archives="$(archives_of "$name" "$src")"

@@ -34,11 +34,12 @@ pub use rank::{Forecast, RankedConfig, TierForecast};
 /// The landscapes compiled in (recorded on the project's 2-core machine by
 /// `benches/record-landscape.sh`): name, CSV. Two loads, each a family the
 /// model learns from alone (`at_load`): a closed loop of 16 users (tiny,
-/// echo, ResNet-50, BERT-base; GPT-2 small keeps few requests in a window
-/// at 16) and of 4 users (the same four and GPT-2).
+/// echo, small, ResNet-50, BERT-base; GPT-2 small keeps few requests in a
+/// window at 16) and of 4 users (the same five and GPT-2).
 const BUNDLED: &[(&str, &str)] = &[
     ("tiny-cpu.csv", include_str!("../../benches/landscapes/tiny-cpu.csv")),
     ("echo-cpu.csv", include_str!("../../benches/landscapes/echo-cpu.csv")),
+    ("small-cpu.csv", include_str!("../../benches/landscapes/small-cpu.csv")),
     (
         "resnet50-cpu.csv",
         include_str!("../../benches/landscapes/resnet50-cpu.csv"),
@@ -51,6 +52,10 @@ const BUNDLED: &[(&str, &str)] = &[
     (
         "echo-cpu-u4.csv",
         include_str!("../../benches/landscapes/echo-cpu-u4.csv"),
+    ),
+    (
+        "small-cpu-u4.csv",
+        include_str!("../../benches/landscapes/small-cpu-u4.csv"),
     ),
     (
         "resnet50-cpu-u4.csv",
@@ -351,21 +356,21 @@ mod tests {
             models.sort();
             (models, fit(&priors).unwrap().users)
         };
-        let four = ["bert", "echo", "resnet50", "tiny"];
-        assert_eq!(models_at(Some(16)), (four.map(String::from).to_vec(), 16));
+        let five = ["bert", "echo", "resnet50", "small", "tiny"];
+        assert_eq!(models_at(Some(16)), (five.map(String::from).to_vec(), 16));
         assert_eq!(
             models_at(Some(64)),
-            (four.map(String::from).to_vec(), 16),
+            (five.map(String::from).to_vec(), 16),
             "the nearest load"
         );
         assert_eq!(
             models_at(Some(8)),
-            (four.map(String::from).to_vec(), 16),
+            (five.map(String::from).to_vec(), 16),
             "a tie: the higher"
         );
-        let five = ["bert", "echo", "gpt2", "resnet50", "tiny"];
-        assert_eq!(models_at(Some(4)), (five.map(String::from).to_vec(), 4));
-        assert_eq!(models_at(Some(1)), (five.map(String::from).to_vec(), 4));
+        let six = ["bert", "echo", "gpt2", "resnet50", "small", "tiny"];
+        assert_eq!(models_at(Some(4)), (six.map(String::from).to_vec(), 4));
+        assert_eq!(models_at(Some(1)), (six.map(String::from).to_vec(), 4));
     }
 
     #[test]

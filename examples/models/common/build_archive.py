@@ -1,7 +1,8 @@
 """Build TorchServe model archives (.mar) from an example model directory.
 
 Each example directory holds model.py (one nn.Module class), handler.py and a
-build.py that calls `build()`. Weights are a seeded random initialisation:
+build.py that calls `build()` (a model with another's input may name that
+model's handler instead of holding one). Weights are a seeded random initialisation:
 no download is needed or possible.
 
 `build(name, directory, example_shape=…)` also exports the model for the
@@ -75,7 +76,7 @@ def export_runtimes(args, name, directory, model, example_shape, version, scratc
     archive(args, f"{name}-onnx", version, directory / "handler.py", exported)
 
 
-def build(name: str, directory: pathlib.Path, version: str = "1.0", example_shape=None) -> None:
+def build(name: str, directory: pathlib.Path, version: str = "1.0", example_shape=None, handler=None) -> None:
     parser = argparse.ArgumentParser(description=f"build {name}.mar")
     parser.add_argument("--archiver", default="torch-model-archiver")
     parser.add_argument("--export-path", required=True)
@@ -83,9 +84,10 @@ def build(name: str, directory: pathlib.Path, version: str = "1.0", example_shap
 
     torch.manual_seed(0)
     model = load_model_class(directory / "model.py")().eval()
+    handler = handler or directory / "handler.py"
     with tempfile.TemporaryDirectory() as scratch:
         weights = pathlib.Path(scratch) / f"{name}.pt"
         torch.save(model.state_dict(), weights)
-        archive(args, name, version, directory / "handler.py", weights, directory / "model.py")
+        archive(args, name, version, handler, weights, directory / "model.py")
         if example_shape is not None:
             export_runtimes(args, name, directory, model, example_shape, version, scratch)
