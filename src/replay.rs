@@ -520,6 +520,7 @@ mod tests {
                 point: (*point).clone(),
                 throughput_rps: mean.throughput_rps,
                 chance_feasible: if objective.feasible(mean) { 0.95 } else { 0.05 },
+                components: Vec::new(),
             })
             .collect();
         let goal = ReplayObjective {

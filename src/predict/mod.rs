@@ -25,7 +25,7 @@ use anyhow::Context as _;
 
 use crate::landscape::{parse_landscape, Landscape, ModelFeatures};
 use crate::objective::Constraints;
-use crate::search::Guess;
+use crate::search::{Component, Guess};
 use crate::space::{Point, Space};
 
 pub use model::{settings_of_point, users_of, LandscapeModel, Prediction, Settings, ERROR_FREE, KNOWN};
@@ -205,10 +205,20 @@ pub fn guesses(
             continue;
         }
         let predicted = model.predict(&settings, features);
+        let components = model
+            .predict_by_landscape(&settings, features)
+            .iter()
+            .map(|(mass, alone)| Component {
+                mass: *mass,
+                throughput_rps: alone.figures.throughput_rps,
+                chance_feasible: chance_feasible(alone, constraints),
+            })
+            .collect();
         guesses.push(Guess {
             point,
             throughput_rps: predicted.figures.throughput_rps,
             chance_feasible: chance_feasible(&predicted, constraints),
+            components,
         });
     }
     guesses

@@ -15,7 +15,9 @@
 //! `e` is one bandwidth): a model is predicted mostly from the recorded
 //! models most like it, at the settings nearest the asked ones. The spread
 //! is the weighted standard deviation of the recorded values around the
-//! prediction, floored: configs and models the weights mix disagree.
+//! prediction, floored: configs and models the weights mix disagree. The
+//! same mix split by prior landscape (`predict_by_landscape`) is what a
+//! study reweighs as it measures (`search::Guided`).
 //!
 //! Why this and not a GP or boosted trees: with four or five recorded models the
 //! cross-model part is a handful of points, so anything with more
@@ -85,6 +87,8 @@ pub type Settings = BTreeMap<String, f64>;
 /// One recorded config, model-free.
 #[derive(Debug, Clone)]
 struct Row {
+    /// Which prior landscape it was recorded in (an index into `models`).
+    landscape: usize,
     /// A coordinate per `KNOWN` parameter; None when its landscape did not vary it.
     at: [Option<f64>; 4],
     /// `ln` of the model's single-request latency.
@@ -184,6 +188,7 @@ impl LandscapeModel {
                     KNOWN.map(|(k, _)| k).join(", ")
                 ));
             }
+            let index = models.len();
             models.push(landscape.model.clone().unwrap_or_else(|| name.to_string()));
             for (point, figures) in landscape.means() {
                 let settings = settings_of_point(&landscape.space, point);
@@ -191,6 +196,7 @@ impl LandscapeModel {
                     continue;
                 }
                 rows.push(Row {
+                    landscape: index,
                     at: coordinates(&settings),
                     feature: features.latency_ms.ln(),
                     capacity: (figures.throughput_rps * features.latency_ms / 1000.0).ln(),
@@ -241,43 +247,72 @@ impl LandscapeModel {
         let at = coordinates(settings);
         let feature = features.latency_ms.ln();
         let weights: Vec<f64> = self.rows.iter().map(|row| weight(row, &at, feature)).collect();
-        let total: f64 = weights.iter().sum();
-        let weights: Vec<f64> = if total > 1e-300 {
-            weights.iter().map(|w| w / total).collect()
-        } else {
-            // Nothing near: the plain mean (the spread says how little that is).
-            vec![1.0 / self.rows.len() as f64; self.rows.len()]
-        };
-        let moments = |value: fn(&Row) -> f64| {
-            let mean: f64 = self.rows.iter().zip(&weights).map(|(r, w)| w * value(r)).sum();
-            let variance: f64 = self
-                .rows
-                .iter()
-                .zip(&weights)
-                .map(|(r, w)| w * (value(r) - mean).powi(2))
-                .sum();
-            (mean, variance.sqrt())
-        };
-        let (capacity, capacity_sd) = moments(|r| r.capacity);
-        let (p50, _) = moments(|r| r.p50);
-        let (p99, p99_sd) = moments(|r| r.p99);
-        let (memory_workers, memory_sd) = moments(|r| r.workers_of_memory);
-        let (error_rate, _) = moments(|r| r.error_rate);
-        let (chance_error_free, _) = moments(|r| f64::from(u8::from(r.error_rate <= ERROR_FREE)));
-        Prediction {
-            figures: Figures {
-                throughput_rps: capacity.exp() * 1000.0 / features.latency_ms,
-                p50_ms: p50.exp() * features.latency_ms,
-                p99_ms: p99.exp() * features.latency_ms,
-                error_rate,
-                memory_mb: features.frontend_mb + memory_workers * features.worker_mb,
-                model_excess: 0.0,
-            },
-            throughput_ln_sd: capacity_sd.max(SPREAD_FLOOR),
-            p99_ln_sd: p99_sd.max(SPREAD_FLOOR),
-            memory_sd_mb: (memory_sd * features.worker_mb).max(SPREAD_FLOOR * features.worker_mb),
-            chance_error_free,
-        }
+        mixture(self.rows.iter().zip(weights), features)
+    }
+
+    /// What each prior landscape alone expects of `settings` (in the order
+    /// of `models`), with its kernel mass there: the sum of its rows'
+    /// weights, which is how much of `predict`'s mixture it makes up
+    /// (`predict` is the mass-weighted mean of these). A study reweighs
+    /// them by how well each agrees with what it measures
+    /// (`search::Guided`).
+    pub fn predict_by_landscape(&self, settings: &Settings, features: &ModelFeatures) -> Vec<(f64, Prediction)> {
+        let at = coordinates(settings);
+        let feature = features.latency_ms.ln();
+        (0..self.models.len())
+            .map(|landscape| {
+                let rows: Vec<(&Row, f64)> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.landscape == landscape)
+                    .map(|r| (r, weight(r, &at, feature)))
+                    .collect();
+                let mass = rows.iter().map(|(_, w)| w).sum();
+                (mass, mixture(rows.into_iter(), features))
+            })
+            .collect()
+    }
+}
+
+/// The kernel-weighted prediction from `weighted` rows, scaled back with
+/// `features` (the plain mean when every weight is nil).
+fn mixture<'a>(weighted: impl Iterator<Item = (&'a Row, f64)>, features: &ModelFeatures) -> Prediction {
+    let (rows, weights): (Vec<&Row>, Vec<f64>) = weighted.unzip();
+    let total: f64 = weights.iter().sum();
+    let weights: Vec<f64> = if total > 1e-300 {
+        weights.iter().map(|w| w / total).collect()
+    } else {
+        // Nothing near: the plain mean (the spread says how little that is).
+        vec![1.0 / rows.len().max(1) as f64; rows.len()]
+    };
+    let moments = |value: fn(&Row) -> f64| {
+        let mean: f64 = rows.iter().zip(&weights).map(|(r, w)| w * value(r)).sum();
+        let variance: f64 = rows
+            .iter()
+            .zip(&weights)
+            .map(|(r, w)| w * (value(r) - mean).powi(2))
+            .sum();
+        (mean, variance.sqrt())
+    };
+    let (capacity, capacity_sd) = moments(|r| r.capacity);
+    let (p50, _) = moments(|r| r.p50);
+    let (p99, p99_sd) = moments(|r| r.p99);
+    let (memory_workers, memory_sd) = moments(|r| r.workers_of_memory);
+    let (error_rate, _) = moments(|r| r.error_rate);
+    let (chance_error_free, _) = moments(|r| f64::from(u8::from(r.error_rate <= ERROR_FREE)));
+    Prediction {
+        figures: Figures {
+            throughput_rps: capacity.exp() * 1000.0 / features.latency_ms,
+            p50_ms: p50.exp() * features.latency_ms,
+            p99_ms: p99.exp() * features.latency_ms,
+            error_rate,
+            memory_mb: features.frontend_mb + memory_workers * features.worker_mb,
+            model_excess: 0.0,
+        },
+        throughput_ln_sd: capacity_sd.max(SPREAD_FLOOR),
+        p99_ln_sd: p99_sd.max(SPREAD_FLOOR),
+        memory_sd_mb: (memory_sd * features.worker_mb).max(SPREAD_FLOOR * features.worker_mb),
+        chance_error_free,
     }
 }
 
@@ -375,6 +410,29 @@ mod tests {
         assert!((60.0..140.0).contains(&one.figures.throughput_rps), "{one:?}");
         assert!((400.0..700.0).contains(&one.figures.memory_mb), "{one:?}");
         assert!(one.chance_p99_within(1e6) > 0.99 && one.chance_p99_within(1.0) < 0.01);
+    }
+
+    #[test]
+    fn the_prediction_is_the_mass_weighted_mix_of_each_landscapes_alone() {
+        let (a, b) = (recorded(10.0), recorded(40.0));
+        let model = LandscapeModel::fit(&[("a", &a), ("b", &b)]).unwrap();
+        let new = ModelFeatures {
+            latency_ms: 15.0,
+            worker_mb: 200.0,
+            frontend_mb: 250.0,
+        };
+        let at = Settings::from([("batch_size".into(), 4.0), ("workers".into(), 2.0)]);
+        let alone = model.predict_by_landscape(&at, &new);
+        assert_eq!(alone.len(), 2);
+        assert!(alone[0].0 > alone[1].0, "the nearer model weighs more: {alone:?}");
+        let total: f64 = alone.iter().map(|(m, _)| m).sum();
+        let mixed: f64 = alone
+            .iter()
+            .map(|(m, p)| m * p.figures.throughput_rps.ln())
+            .sum::<f64>()
+            / total;
+        let predicted = model.predict(&at, &new).figures.throughput_rps.ln();
+        assert!((mixed - predicted).abs() < 1e-9, "{mixed} vs {predicted}");
     }
 
     #[test]

@@ -3,8 +3,14 @@
 //! over to another strategy once the prediction stops paying.
 //!
 //! Each guess is a point with the throughput the prediction expects and
-//! the chance it meets the constraints. Before each proposal the guesses
-//! are corrected by what was measured: throughput by the mean log ratio of
+//! the chance it meets the constraints, and what each prior landscape alone
+//! expects there. Before each proposal the prior landscapes are weighed
+//! again by how well each agrees with what was measured (`Agreement`: its
+//! scale fitted, then the likelihood of what is left and of each trial's
+//! feasibility), so a study learns which recorded model its model is like
+//! from its first few trials (as Morphling adapts its meta-model to a new
+//! service from a few samples). Then the guesses are
+//! corrected by what was measured: throughput by the mean log ratio of
 //! measured to predicted throughput of the feasible points measured, the
 //! chance of meeting the constraints by how much more often they were
 //! missed than predicted — first over every measurement (the whole
@@ -43,6 +49,19 @@ pub struct Guess {
     pub throughput_rps: f64,
     /// Chance of meeting the constraints (p99, errors, memory).
     pub chance_feasible: f64,
+    /// What each prior landscape alone expects of the point, in the same
+    /// order for every guess (empty: the prediction is not reweighed).
+    pub components: Vec<Component>,
+}
+
+/// One prior landscape's part of a guess: its kernel mass there (its
+/// share of the mixture before anything is measured) and what it alone
+/// expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub mass: f64,
+    pub throughput_rps: f64,
+    pub chance_feasible: f64,
 }
 
 /// Guided proposals in a row without a better loss before handing over.
@@ -58,6 +77,13 @@ pub const PRIOR_STRENGTH: f64 = 1.0;
 pub const RESTART_MARGIN: f64 = 0.15;
 /// A loss below this is a feasible trial's (−throughput); above, infeasible.
 const FEASIBLE_BELOW: f64 = 0.5;
+/// How far (sd of `ln` throughput) a measurement may stray from what a
+/// prior landscape expects, once its scale is fitted, before that
+/// landscape loses weight: a window's noise and the model's own error.
+pub const AGREEMENT_SD: f64 = 0.25;
+/// A prior landscape's chance of feasibility counts as at least this and
+/// at most one less it (one surprise must not rule a landscape out).
+const LEAST_CHANCE: f64 = 0.1;
 
 /// The guided strategy around an inner one.
 pub struct Guided {
@@ -96,9 +122,60 @@ impl Guided {
         self.handed_over
     }
 
+    /// The guesses with each prior landscape weighed again by how well it
+    /// agrees with what was measured (see `Agreement`).
+    fn reweighed(&self, history: &History) -> Vec<Guess> {
+        let components = self.guesses.first().map_or(0, |g| g.components.len());
+        if components == 0 {
+            return self.guesses.clone();
+        }
+        let measured: Vec<(&Guess, f64)> = history
+            .points()
+            .filter_map(|(point, loss)| Some((&self.guesses[*self.by_point.get(point)?], loss)))
+            .collect();
+        let agreements: Vec<Agreement> = (0..components)
+            .map(|j| Agreement::of(measured.iter().map(|(g, loss)| (&g.components[j], *loss))))
+            .collect();
+        let most = agreements
+            .iter()
+            .map(|a| a.log_likelihood)
+            .fold(f64::NEG_INFINITY, f64::max);
+        self.guesses
+            .iter()
+            .map(|guess| {
+                let weights: Vec<f64> = guess
+                    .components
+                    .iter()
+                    .zip(&agreements)
+                    .map(|(c, a)| c.mass * (a.log_likelihood - most).exp())
+                    .collect();
+                let total: f64 = weights.iter().sum();
+                if total.is_nan() || total <= 1e-300 {
+                    return guess.clone();
+                }
+                let mean = |value: &dyn Fn(&Component, &Agreement) -> f64| {
+                    guess
+                        .components
+                        .iter()
+                        .zip(&agreements)
+                        .zip(&weights)
+                        .map(|((c, a), w)| w * value(c, a))
+                        .sum::<f64>()
+                        / total
+                };
+                Guess {
+                    throughput_rps: mean(&|c, a| c.throughput_rps * a.log_scale.exp()),
+                    chance_feasible: mean(&|c, _| c.chance_feasible),
+                    ..guess.clone()
+                }
+            })
+            .collect()
+    }
+
     /// The unmeasured guess with the best corrected expectation.
     fn best_unmeasured(&self, space: &Space, history: &History) -> Option<Point> {
-        let errors = self.errors(history);
+        let guesses = self.reweighed(history);
+        let errors = self.errors(&guesses, history);
         let global = Correction::of(errors.iter().map(|e| (1.0, e.clone())));
         let corrected = |guess: &Guess| {
             let local = Correction::of(
@@ -111,7 +188,7 @@ impl Guided {
             let infeasible = (1.0 - guess.chance_feasible + global.infeasible + local.infeasible).clamp(0.0, 1.0);
             guess.throughput_rps * log_ratio.exp() * (1.0 - infeasible)
         };
-        self.guesses
+        guesses
             .iter()
             .filter(|g| !history.contains(&space.normalize(&g.point)))
             .map(|g| {
@@ -123,11 +200,11 @@ impl Guided {
     }
 
     /// How wrong the prediction was at each measured point it predicted.
-    fn errors(&self, history: &History) -> Vec<PredictionError> {
+    fn errors(&self, guesses: &[Guess], history: &History) -> Vec<PredictionError> {
         history
             .points()
             .filter_map(|(point, loss)| {
-                let guess = &self.guesses[*self.by_point.get(point)?];
+                let guess = &guesses[*self.by_point.get(point)?];
                 let feasible = loss < FEASIBLE_BELOW && -loss > 0.0;
                 Some(PredictionError {
                     point: point.clone(),
@@ -138,6 +215,45 @@ impl Guided {
                 })
             })
             .collect()
+    }
+}
+
+/// How well one prior landscape agrees with the measurements so far: its
+/// scale fitted (the mean `ln` ratio of measured to expected throughput
+/// where feasible, shrunk toward none by `PRIOR_STRENGTH` measurements'
+/// worth: a model twice as fast as the recorded one is still like it),
+/// then the log-likelihood of what is left (normal, `AGREEMENT_SD`) and of
+/// each measurement's feasibility under its chance. A landscape whose
+/// shape the measurements contradict (a second worker predicted to help,
+/// measured to cost half) loses weight; one that agrees gains it: the
+/// study learns which recorded model the new one is like.
+#[derive(Debug, Clone, Copy)]
+struct Agreement {
+    log_scale: f64,
+    log_likelihood: f64,
+}
+
+impl Agreement {
+    fn of<'a>(measured: impl Iterator<Item = (&'a Component, f64)>) -> Self {
+        let mut ratios = Vec::new();
+        let mut log_likelihood = 0.0;
+        for (component, loss) in measured {
+            let feasible = loss < FEASIBLE_BELOW && -loss > 0.0;
+            let chance = component.chance_feasible.clamp(LEAST_CHANCE, 1.0 - LEAST_CHANCE);
+            log_likelihood += if feasible { chance.ln() } else { (1.0 - chance).ln() };
+            if feasible && component.throughput_rps > 0.0 {
+                ratios.push((-loss / component.throughput_rps).ln());
+            }
+        }
+        let log_scale = ratios.iter().sum::<f64>() / (PRIOR_STRENGTH + ratios.len() as f64);
+        log_likelihood -= ratios
+            .iter()
+            .map(|r| (r - log_scale).powi(2) / (2.0 * AGREEMENT_SD.powi(2)))
+            .sum::<f64>();
+        Self {
+            log_scale,
+            log_likelihood,
+        }
     }
 }
 
@@ -276,6 +392,7 @@ mod tests {
                 point: p.clone(),
                 throughput_rps: 100.0 / (1.0 + distance as f64),
                 chance_feasible: 0.9,
+                components: Vec::new(),
             });
         }
         all
@@ -355,6 +472,7 @@ mod tests {
             point: first.clone(),
             throughput_rps: 100.0,
             chance_feasible: 1.0,
+            components: Vec::new(),
         };
         let told = std::sync::Arc::default();
         let inner = FirstUnseen {
@@ -409,6 +527,7 @@ mod tests {
                 point: guess.clone(),
                 throughput_rps: 100.0,
                 chance_feasible: 1.0,
+                components: Vec::new(),
             }],
             Box::new(inner),
         );
@@ -427,6 +546,65 @@ mod tests {
         guided.ask(&space, &history).unwrap().unwrap();
         assert!(guided.handed_over());
         assert_eq!(*seen.lock().unwrap(), vec![start]);
+    }
+
+    /// Two prior landscapes: one expects 200 wherever `a` is 0 (and 10
+    /// elsewhere), the other 100 at (5, 5, 0) alone (and 10 elsewhere).
+    fn two_landscapes(space: &Space) -> Vec<Guess> {
+        let mut all = Vec::new();
+        for a in 0..10 {
+            for b in 0..10 {
+                for c in 0..4 {
+                    let point = space.normalize(&[a, b, c]);
+                    let region = if a == 0 { 200.0 } else { 10.0 };
+                    let peak = if (a, b, c) == (5, 5, 0) { 100.0 } else { 10.0 };
+                    let component = |throughput_rps| Component {
+                        mass: 1.0,
+                        throughput_rps,
+                        chance_feasible: 0.9,
+                    };
+                    all.push(Guess {
+                        point,
+                        throughput_rps: (region + peak) / 2.0,
+                        chance_feasible: 0.9,
+                        components: vec![component(region), component(peak)],
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_landscape_the_measurements_contradict_loses_its_weight() {
+        let space = space();
+        let first_proposal = |guesses: Vec<Guess>| {
+            let mut guided = Guided::new(guesses, make_strategy(StrategyKind::Random, 1));
+            let mut history = History::default();
+            let first = guided.ask(&space, &history).unwrap().unwrap();
+            // The mixture expects 105 in the region; 10 is measured, what
+            // the second landscape expects there.
+            assert_eq!(first[0], 0, "{first:?}");
+            let trial = Trial {
+                point: first,
+                loss: -10.0,
+            };
+            guided.tell(&space, &trial);
+            history.push(trial);
+            guided.ask(&space, &history).unwrap().unwrap()
+        };
+        let reweighed = first_proposal(two_landscapes(&space));
+        assert_eq!(reweighed, space.normalize(&[5, 5, 0]), "the second landscape's peak");
+        // Without the components, the correction only scales the mixture
+        // down, and the region still looks best.
+        let mixture_only = two_landscapes(&space)
+            .into_iter()
+            .map(|g| Guess {
+                components: Vec::new(),
+                ..g
+            })
+            .collect();
+        assert_eq!(first_proposal(mixture_only)[0], 0);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! FILE`, FILE being what `predict --json` printed): the model is fitted
 //! again on the same landscapes, predicts every point of this study's space
 //! that varies the parameters it knows, and `search::Guided` proposes the
-//! best expected first, correcting the prediction with each measurement,
+//! best expected first, correcting the prediction with each measurement
+//! (weighing again which prior landscapes the measurements agree with),
 //! until it stops paying and the study's own strategy takes over.
 
 use std::path::{Path, PathBuf};
