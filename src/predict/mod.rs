@@ -204,8 +204,7 @@ pub fn guesses(
         if !model.within_recorded(&settings) {
             continue;
         }
-        let predicted = model.predict(&settings, features);
-        let components = model
+        let components: Vec<Component> = model
             .predict_by_landscape(&settings, features)
             .iter()
             .map(|(mass, alone)| Component {
@@ -214,10 +213,24 @@ pub fn guesses(
                 chance_feasible: chance_feasible(alone, constraints),
             })
             .collect();
+        // What a study expects of the point: the mixture of what each prior
+        // landscape expects, in shares of their masses (what it reweighs as
+        // it measures); the model's blend where no landscape is near.
+        let total: f64 = components.iter().map(|c| c.mass).sum();
+        let (throughput_rps, chance) = if total > 1e-300 {
+            let mean = |value: fn(&Component) -> f64| components.iter().map(|c| c.mass * value(c)).sum::<f64>() / total;
+            (mean(|c| c.throughput_rps), mean(|c| c.chance_feasible))
+        } else {
+            let predicted = model.predict(&settings, features);
+            (
+                predicted.figures.throughput_rps,
+                chance_feasible(&predicted, constraints),
+            )
+        };
         guesses.push(Guess {
             point,
-            throughput_rps: predicted.figures.throughput_rps,
-            chance_feasible: chance_feasible(&predicted, constraints),
+            throughput_rps,
+            chance_feasible: chance,
             components,
         });
     }

@@ -123,16 +123,20 @@ impl Guided {
     }
 
     /// The guesses with each prior landscape weighed again by how well it
-    /// agrees with what was measured (see `Agreement`).
+    /// agrees with what was measured (see `Agreement`): the mixture of what
+    /// each expects, its throughput scaled by its agreement, in shares of
+    /// its mass times its likelihood. A guess is that mixture with the
+    /// likelihoods all equal (`predict::guesses`), so before anything is
+    /// measured the guesses are the prediction as it was.
     fn reweighed(&self, history: &History) -> Vec<Guess> {
         let components = self.guesses.first().map_or(0, |g| g.components.len());
-        if components == 0 {
-            return self.guesses.clone();
-        }
         let measured: Vec<(&Guess, f64)> = history
             .points()
             .filter_map(|(point, loss)| Some((&self.guesses[*self.by_point.get(point)?], loss)))
             .collect();
+        if components == 0 || measured.is_empty() {
+            return self.guesses.clone();
+        }
         let agreements: Vec<Agreement> = (0..components)
             .map(|j| Agreement::of(measured.iter().map(|(g, loss)| (&g.components[j], *loss))))
             .collect();
@@ -573,6 +577,25 @@ mod tests {
             }
         }
         all
+    }
+
+    #[test]
+    fn before_any_measurement_the_guesses_are_the_prediction_as_it_was() {
+        let space = space();
+        let guesses = two_landscapes(&space);
+        let guided = Guided::new(guesses.clone(), make_strategy(StrategyKind::Random, 1));
+        let unmeasured = History::default();
+        for (was, now) in guesses.iter().zip(guided.reweighed(&unmeasured)) {
+            assert_eq!(was.point, now.point);
+            assert!(
+                (was.chance_feasible - now.chance_feasible).abs() < 1e-12,
+                "{was:?} {now:?}"
+            );
+            assert!(
+                (was.throughput_rps - now.throughput_rps).abs() < 1e-9,
+                "{was:?} {now:?}"
+            );
+        }
     }
 
     #[test]
