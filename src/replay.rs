@@ -521,6 +521,7 @@ mod tests {
                 throughput_rps: mean.throughput_rps,
                 chance_feasible: if objective.feasible(mean) { 0.95 } else { 0.05 },
                 components: Vec::new(),
+                slo_p99_ms: None,
             })
             .collect();
         let goal = ReplayObjective {

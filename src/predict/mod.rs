@@ -25,7 +25,7 @@ use anyhow::Context as _;
 
 use crate::landscape::{parse_landscape, Landscape, ModelFeatures};
 use crate::objective::Constraints;
-use crate::search::{Component, Guess};
+use crate::search::{Component, Guess, Latency};
 use crate::space::{Point, Space};
 
 pub use model::{settings_of_point, users_of, LandscapeModel, Prediction, Settings, ERROR_FREE, KNOWN};
@@ -211,6 +211,11 @@ pub fn guesses(
                 mass: *mass,
                 throughput_rps: alone.figures.throughput_rps,
                 chance_feasible: chance_feasible(alone, constraints),
+                latency: constraints.p99_ms.is_finite().then(|| Latency {
+                    p99_ms: alone.figures.p99_ms,
+                    ln_sd: alone.p99_ln_sd,
+                    chance_otherwise: chance_otherwise(alone, constraints),
+                }),
             })
             .collect();
         // What a study expects of the point: the mixture of what each prior
@@ -232,6 +237,7 @@ pub fn guesses(
             throughput_rps,
             chance_feasible: chance,
             components,
+            slo_p99_ms: constraints.p99_ms.is_finite().then_some(constraints.p99_ms),
         });
     }
     guesses
@@ -240,7 +246,12 @@ pub fn guesses(
 /// The chance a predicted config meets `constraints`: its p99 (normal in
 /// `ln`), errors and memory cap (normal in MB).
 pub fn chance_feasible(predicted: &Prediction, constraints: &Constraints) -> f64 {
-    let p99 = predicted.chance_p99_within(constraints.p99_ms);
+    predicted.chance_p99_within(constraints.p99_ms) * chance_otherwise(predicted, constraints)
+}
+
+/// The chance a predicted config meets `constraints` apart from p99: its
+/// errors and memory cap.
+pub fn chance_otherwise(predicted: &Prediction, constraints: &Constraints) -> f64 {
     // A tolerant error limit (e.g. 50 %) is met by what served without errors too.
     let errors = if constraints.error_rate >= predicted.figures.error_rate.max(ERROR_FREE) {
         1.0
@@ -251,7 +262,7 @@ pub fn chance_feasible(predicted: &Prediction, constraints: &Constraints) -> f64
         let z = (cap - predicted.figures.memory_mb) / predicted.memory_sd_mb.max(1.0);
         model::normal_cdf(z)
     });
-    p99 * errors * memory
+    errors * memory
 }
 
 /// What `predict` is asked.

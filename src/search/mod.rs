@@ -24,7 +24,7 @@ mod tpe;
 use crate::space::{Point, Space};
 
 pub use grid::Grid;
-pub use guided::{Component, Guess, Guided};
+pub use guided::{Component, Guess, Guided, Latency};
 pub use hill_climb::HillClimb;
 pub use nelder_mead::NelderMeadSearch;
 pub use random::RandomSearch;

@@ -49,12 +49,16 @@ impl SwitchCosts {
     }
 }
 
-/// Every trial so far, with the mean loss per distinct point; where the
-/// server runs now, and what moves cost.
+/// Every trial so far, with the mean loss per distinct point; the p99
+/// measured there, where the caller knows it (a strategy that predicts
+/// latency corrects its prediction with it: `Guided`); where the server
+/// runs now, and what moves cost.
 #[derive(Debug, Clone, Default)]
 pub struct History {
     trials: Vec<Trial>,
     by_point: HashMap<Point, (f64, usize)>,
+    /// Per point, the sum of `ln` p99 (ms) measured and how many.
+    p99_by_point: HashMap<Point, (f64, usize)>,
     running: Vec<Option<usize>>,
     costs: SwitchCosts,
 }
@@ -89,6 +93,21 @@ impl History {
         self.trials.push(trial);
     }
 
+    /// Notes the p99 (ms) a trial of `point` measured (beside `push`:
+    /// a trial without figures, a failed one or a lie, has none).
+    pub fn push_p99(&mut self, point: &[usize], p99_ms: f64) {
+        if p99_ms.is_finite() && p99_ms > 0.0 {
+            let entry = self.p99_by_point.entry(point.to_vec()).or_insert((0.0, 0));
+            entry.0 += p99_ms.ln();
+            entry.1 += 1;
+        }
+    }
+
+    /// The geometric mean p99 (ms) measured at `point`, if noted.
+    pub fn mean_p99_ms(&self, point: &[usize]) -> Option<f64> {
+        self.p99_by_point.get(point).map(|(sum, n)| (sum / *n as f64).exp())
+    }
+
     /// The same history without the trials of `points` (same running
     /// config and costs).
     pub fn without(&self, points: &[Point]) -> History {
@@ -100,6 +119,12 @@ impl History {
         for trial in self.trials.iter().filter(|t| !points.contains(&t.point)) {
             rest.push(trial.clone());
         }
+        rest.p99_by_point = self
+            .p99_by_point
+            .iter()
+            .filter(|(p, _)| !points.contains(p))
+            .map(|(p, v)| (p.clone(), *v))
+            .collect();
         rest
     }
 

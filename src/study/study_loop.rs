@@ -339,6 +339,9 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             };
             self.history.set_running(point.iter().map(|&l| Some(l)).collect());
             self.history.push(trial.clone());
+            if let Some(figures) = &entry.figures {
+                self.history.push_p99(point, figures.p99_ms);
+            }
             self.strategy.tell(self.space, &trial);
         }
         self.entries.push(entry);
@@ -637,6 +640,9 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 loss: entry.loss,
             };
             self.history.push(trial.clone());
+            if let Some(figures) = &entry.figures {
+                self.history.push_p99(point, figures.p99_ms);
+            }
             self.strategy.tell(self.space, &trial);
         }
     }
