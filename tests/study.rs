@@ -548,7 +548,10 @@ fn a_stopped_deployment_is_left_stopped_by_a_study_and_by_a_resumed_one() {
     assert_eq!(deployment.config_bytes(), original, "byte-identical after the study");
     assert_stopped(&deployment, "after a study of a stopped deployment");
 
-    let study = write_study(&deployment, "cut", "300s");
+    // A budget the resumed study cannot run out of on a loaded machine
+    // (it gets what the cut one left, less what confirmation keeps back):
+    // --max-trials ends it.
+    let study = write_study(&deployment, "cut", "900s");
     let mut child = tune(&study, &results)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -576,7 +579,11 @@ fn a_stopped_deployment_is_left_stopped_by_a_study_and_by_a_resumed_one() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(journal(&results, "cut").len() > before, "the resumed study ran trials");
+    assert!(
+        journal(&results, "cut").len() > before,
+        "the resumed study ran trials: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(
         deployment.config_bytes(),
         original,
