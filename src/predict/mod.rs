@@ -260,7 +260,7 @@ pub fn chance_otherwise(predicted: &Prediction, constraints: &Constraints) -> f6
     };
     let memory = constraints.memory_mb.map_or(1.0, |cap| {
         let z = (cap - predicted.figures.memory_mb) / predicted.memory_sd_mb.max(1.0);
-        model::normal_cdf(z)
+        crate::stats::normal_cdf(z)
     });
     errors * memory
 }

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use crate::landscape::{Landscape, ModelFeatures};
 use crate::objective::Figures;
 use crate::space::Space;
+use crate::stats::normal_cdf;
 
 /// How a parameter's value becomes a coordinate where one level ≈ one unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -147,8 +148,6 @@ impl Prediction {
         normal_cdf(z)
     }
 }
-
-pub(crate) use crate::stats::normal_cdf;
 
 /// The coordinates of `settings`, per `KNOWN` parameter.
 fn coordinates(settings: &Settings) -> [Option<f64>; 4] {
