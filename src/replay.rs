@@ -3,12 +3,12 @@
 //! default strategy by evidence.
 //!
 //! Each seed runs `study::study_loop` on the landscape testbed
-//! (`study::recorded`): the baseline (the landscape's first row), TorchServe's
-//! defaults, the strategy while the budget allows (with the confirmation kept
+//! (`study::recorded`): the baseline (the landscape's first row, at
+//! TorchServe's defaults: their screening trial is the baseline's window), the strategy while the budget allows (with the confirmation kept
 //! back), the confirmation rounds and the tier decisions, on simulated time.
 //! A measurement is one recorded repeat of the point, drawn at random; moves
 //! cost what the landscape's header says. A seed reaches the target at the
-//! first trial (baseline and defaults count) after which some measured point
+//! first measured trial (the baseline counts) after which some measured point
 //! has a landscape mean that is feasible (p99 ≤ SLO, errors ≤ limit) and
 //! within the target regret of the best feasible mean throughput; trials and
 //! seconds to that trial are reported. Without a budget the study may screen
@@ -155,7 +155,9 @@ fn run_seed(landscape: &Landscape, make: MakeStrategy<'_>, seed: u64, goal: &Rep
     let default_point = landscape.space.default_point();
     let mut restarts = 0;
     let mut reached = None;
-    for (trial, entry) in finished.entries.iter().enumerate() {
+    // A trial screened on the baseline's window measured nothing: it costs no trial.
+    let measured = finished.entries.iter().filter(|e| e.window_of.is_none());
+    for (trial, entry) in measured.enumerate() {
         restarts += usize::from(entry.restarted);
         let point = entry.point.as_ref().unwrap_or(&default_point);
         if good.get(point).copied().unwrap_or(false) {
@@ -426,7 +428,7 @@ fn run_parallel_seed(
     let mut measured: Vec<Entry> = study
         .entries()
         .into_iter()
-        .filter(|e| e.kind != TrialKind::Confirm)
+        .filter(|e| e.kind != TrialKind::Confirm && e.window_of.is_none())
         .collect();
     measured.sort_by(|a, b| a.elapsed_s.total_cmp(&b.elapsed_s));
     let reached = measured.iter().enumerate().find_map(|(i, entry)| {
@@ -510,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn a_perfect_prior_reaches_the_target_right_after_the_baseline_and_defaults() {
+    fn a_perfect_prior_reaches_the_target_right_after_the_baseline() {
         let landscape = parse_landscape(&synthetic(), "s.csv").unwrap();
         let objective = throughput_under_slo(80.0, 0.01);
         let means = landscape.means();
@@ -532,7 +534,9 @@ mod tests {
         };
         let report = replay_prior(&landscape, StrategyKind::Default, 10, &goal, &guesses, vec!["m".into()]);
         assert_eq!(report.first_prediction_regret, 0.0, "{report:?}");
-        assert_eq!(report.with_prior.median_trials_to_target, Some(3.0), "{report:?}");
+        // The baseline, at the defaults, is trial 1 and their screening
+        // trial is its window: the first guess is trial 2.
+        assert_eq!(report.with_prior.median_trials_to_target, Some(2.0), "{report:?}");
         assert!(report.trials_ratio.unwrap() > 1.0, "{report:?}");
     }
 
@@ -547,8 +551,9 @@ mod tests {
             "(3, 5) has a slow repeat: its mean is 427.5"
         );
         // The baseline (the first row) is trial 1; then grid order, the
-        // defaults first: a varies fastest (both hot), so (3, 4) is index 4*6+3.
-        assert_eq!(report.median_trials_to_target, Some(1.0 + 28.0));
+        // defaults first on the baseline's window (no trial): a varies
+        // fastest (both hot), so (3, 4) is index 4*6+3, the 27th measured.
+        assert_eq!(report.median_trials_to_target, Some(1.0 + 27.0));
         assert_eq!(quantile(&[1.0, 2.0, f64::INFINITY], 0.5), Some(2.0));
         assert_eq!(quantile(&[1.0, f64::INFINITY, f64::INFINITY], 0.5), None);
     }
@@ -569,10 +574,11 @@ mod tests {
             0.0,
             landscape.costs,
         );
-        // The baseline (0,0) as running: 4; the defaults (0,0) again: 4;
-        // (1,0) live: 5; (0,1) restart: 14; (1,1) live: 5.
-        assert_eq!(report.trials_per_seed, vec![Some(5)]);
-        assert_eq!(report.seconds_per_seed, vec![Some(32.0)]);
+        // The baseline (0,0) as running: 4; the defaults (0,0) on its
+        // window: no trial, no time; (1,0) live: 5; (0,1) restart: 14;
+        // (1,1) live: 5.
+        assert_eq!(report.trials_per_seed, vec![Some(4)]);
+        assert_eq!(report.seconds_per_seed, vec![Some(28.0)]);
         assert_eq!(report.median_restarts, 1.0);
         let e = parse_landscape(&csv.replace("cold=b", "cold=z"), "l.csv").unwrap_err();
         assert!(e.to_string().contains("cold=z"), "{e}");

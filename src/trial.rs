@@ -139,6 +139,12 @@ pub struct Entry {
     /// The figures at a rate profile's peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<PeakFigures>,
+    /// Not measured: this screening trial's config is the one trial
+    /// `window_of` (the baseline) ran, so that trial's window stands for
+    /// this one as well. A server found at TorchServe's defaults is not
+    /// measured a second time at them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_of: Option<usize>,
 }
 
 pub use crate::stats::Interval;
@@ -227,6 +233,7 @@ impl MeasuredCosts {
             entries
                 .iter()
                 .filter(|e| e.switch == switch && e.failure.is_none() && e.server_lost.is_none())
+                .filter(|e| e.window_of.is_none())
                 .map(|e| e.switch_s)
                 .collect()
         };
@@ -238,7 +245,7 @@ impl MeasuredCosts {
         );
         let mut screening: Vec<f64> = entries
             .iter()
-            .filter(|e| e.kind == TrialKind::Screen && e.figures.is_some())
+            .filter(|e| e.kind == TrialKind::Screen && e.figures.is_some() && e.window_of.is_none())
             .map(|e| e.warmup_s + e.duration_s)
             .collect();
         Self {
@@ -247,7 +254,10 @@ impl MeasuredCosts {
             scales: scales.len(),
             gateways: gateways.len(),
             gateway_s: median(&mut gateways),
-            unchanged: entries.iter().filter(|e| e.switch == Switch::None).count(),
+            unchanged: entries
+                .iter()
+                .filter(|e| e.switch == Switch::None && e.window_of.is_none())
+                .count(),
             restart_s: median(&mut restarts),
             register_s: median(&mut registers),
             scale_s: median(&mut scales),

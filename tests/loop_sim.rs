@@ -97,6 +97,40 @@ fn a_study_measures_the_baseline_then_the_defaults_then_confirms_and_decides_tie
 }
 
 #[test]
+fn a_server_found_at_the_defaults_is_not_measured_twice_at_them() {
+    let landscape = landscape();
+    let plan = plan(Duration::from_secs(3600), 8);
+    let finished = run(
+        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 1)),
+        &|_| {},
+    );
+    let defaults = landscape.space.default_point();
+    let (baseline, screened) = (&finished.entries[0], &finished.entries[1]);
+    assert_eq!(
+        (screened.kind, screened.point.as_ref()),
+        (TrialKind::Screen, Some(&defaults))
+    );
+    assert_eq!(screened.window_of, Some(baseline.number), "{screened:?}");
+    assert_eq!(screened.figures, baseline.figures);
+    assert_eq!(
+        (screened.duration_s, screened.switch_s, screened.warmup_s),
+        (0.0, 0.0, 0.0)
+    );
+    let at_defaults = finished
+        .entries
+        .iter()
+        .filter(|e| e.kind == TrialKind::Screen && e.point.as_ref() == Some(&defaults))
+        .count();
+    assert_eq!(at_defaults, 1, "the defaults are screened once");
+    // Eight screening trials, seven of them measured; every window the
+    // testbed ran is a journaled trial of its own.
+    assert_eq!(count(&finished, TrialKind::Screen), 8);
+    let measured = finished.entries.iter().filter(|e| e.window_of.is_none()).count();
+    assert_eq!(finished.testbed.measured, measured);
+    assert_eq!(measured, finished.entries.len() - 1);
+}
+
+#[test]
 fn the_search_stops_so_that_the_confirmation_fits() {
     let landscape = landscape();
     let plan = plan(Duration::from_secs(240), 100);
@@ -191,7 +225,8 @@ fn every_way_out_restores_the_testbed() {
         assert_eq!(finished.stop, StopReason::Interrupted, "{fault:?}");
         let failure = format!("{:#}", finished.failure.expect("the failure is kept"));
         assert!(failure.contains("injected"), "{fault:?}: {failure}");
-        assert_eq!(finished.entries.len(), 3);
+        // The baseline, the defaults on its window, two windows more.
+        assert_eq!(finished.entries.len(), 4);
         assert_eq!(finished.testbed.restores, 1, "{fault:?}");
         assert!(finished.testbed.on_baseline());
     }
@@ -267,8 +302,9 @@ fn a_resumed_study_never_measures_a_journaled_trial_again() {
 fn a_window_whose_server_was_lost_is_measured_again_and_three_in_a_row_fail_the_candidate() {
     let landscape = landscape();
     let plan = plan(Duration::from_secs(3600), 6);
-    // Window 2 (the second screening trial) loses a worker once.
-    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(2, Fault::ServerLost(1));
+    // Window 1 loses a worker once: the second screening trial (the first,
+    // the defaults', is the baseline's window).
+    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(1, Fault::ServerLost(1));
     let finished = run(study(&plan, &landscape, testbed), &|_| {});
     assert!(finished.failure.is_none());
     let lost = &finished.entries[2];
@@ -287,7 +323,7 @@ fn a_window_whose_server_was_lost_is_measured_again_and_three_in_a_row_fail_the_
         .count();
     assert_eq!(counted, 6);
     // Lost three windows in a row: the candidate is taken as the cause.
-    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(2, Fault::ServerLost(3));
+    let testbed = Recorded::new(&landscape, landscape.costs, 9).with_fault(1, Fault::ServerLost(3));
     let finished = run(study(&plan, &landscape, testbed), &|_| {});
     let marked: Vec<_> = finished.entries[2..5].iter().map(|e| e.server_lost.is_some()).collect();
     assert_eq!(marked, [true, true, false]);

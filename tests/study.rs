@@ -246,6 +246,56 @@ fn tune_exports_recommendations_that_start_and_leaves_the_config_as_it_was() {
 
 #[test]
 #[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
+fn a_server_found_at_the_defaults_is_measured_there_once() {
+    let provisioned = require_torchserve!();
+    let deployment = common::Deployment::new(&provisioned);
+    let original = deployment.config_bytes();
+    // The batch size alone: the deployment runs TorchServe's default, 1.
+    let space = deployment.dir.path().join("batch-only.toml");
+    std::fs::write(
+        &space,
+        "[[parameter]]\nname = \"batch_size\"\nkind = \"pow2\"\nmin = 1\nmax = 2\ndefault = 1\n\
+         target = \"models.{model}.batchSize\"\napply = \"hot\"\n",
+    )
+    .unwrap();
+    let study = write_study_with(&deployment, "found", "300s", "max_trials = 2");
+    let text = std::fs::read_to_string(&study).unwrap();
+    let everything = common::repo_root().join("search-spaces/torchserve-cpu.toml");
+    std::fs::write(
+        &study,
+        text.replace(&everything.display().to_string(), &space.display().to_string()),
+    )
+    .unwrap();
+    let results = deployment.dir.path().join("results");
+    start_server(&deployment);
+    let output = tune(&study, &results).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let entries = journal(&results, "found");
+    let screened: Vec<&serde_json::Value> = entries.iter().filter(|e| e["kind"] == "screen").collect();
+    assert_eq!(screened.len(), 2, "{entries:#?}");
+    let at_defaults = screened[0];
+    assert_eq!(at_defaults["point"], serde_json::json!([0]), "{at_defaults:#}");
+    assert_eq!(
+        at_defaults["window_of"], entries[0]["number"],
+        "the baseline's window: {at_defaults:#}"
+    );
+    assert_eq!(at_defaults["figures"], entries[0]["figures"]);
+    assert_eq!(
+        (at_defaults["duration_s"].as_f64(), at_defaults["switch"].as_str()),
+        (Some(0.0), Some("none"))
+    );
+    assert_eq!(screened[1]["point"], serde_json::json!([1]));
+    assert!(screened[1]["window_of"].is_null() && screened[1]["duration_s"].as_f64() > Some(0.0));
+    let summary = std::fs::read_to_string(results.join("found").join("summary.md")).unwrap();
+    assert!(
+        summary.contains("screened on the baseline's window (trial 0)"),
+        "{summary}"
+    );
+    assert_restored(&deployment, &original);
+}
+
+#[test]
+#[cfg_attr(torchserve_missing, ignore = "TorchServe 0.12 is not provisioned: run `make test`")]
 fn a_killed_study_resumes_where_it_stopped() {
     let provisioned = require_torchserve!();
     let deployment = common::Deployment::new(&provisioned);

@@ -424,6 +424,18 @@ pub fn summary_markdown(report: &Report) -> String {
         },
         c.unchanged
     ));
+    for (e, window) in report.entries.iter().filter_map(|e| e.window_of.map(|w| (e, w))) {
+        md.push_str(&format!(
+            "Trial {} ({}) is the config the server was found at: it was screened on the baseline's window \
+             (trial {window}), not measured again.\n",
+            e.number,
+            e.values
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+    }
     md.push_str("\nPareto front (throughput, p99, memory), feasible only:\n\n");
     for p in &report.pareto_front {
         md.push_str(&format!("- {p}\n"));

@@ -264,6 +264,7 @@ mod tests {
             server_lost: None,
             models: Default::default(),
             peak: None,
+            window_of: None,
         }
     }
 

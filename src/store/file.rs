@@ -144,6 +144,7 @@ mod tests {
             server_lost: None,
             models: Default::default(),
             peak: None,
+            window_of: None,
             worker: None,
         }
     }

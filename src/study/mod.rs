@@ -20,6 +20,7 @@
 //! server, claiming candidates the strategy proposes from every worker's
 //! trials; only the leader checks the budget and confirms).
 
+mod baseline_window;
 pub mod clock;
 pub mod estimator;
 mod exit;

@@ -429,6 +429,7 @@ pub fn entry_of(
         server_lost: result.server_lost.clone(),
         models: result.models.clone(),
         peak: result.peak.clone(),
+        window_of: None,
     }
 }
 

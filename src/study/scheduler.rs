@@ -385,6 +385,7 @@ mod tests {
             server_lost: None,
             models: Default::default(),
             peak: None,
+            window_of: None,
             worker: None,
         };
         let entries = vec![

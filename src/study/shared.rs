@@ -136,6 +136,7 @@ pub fn lost_entry(space: &Space, trial: &crate::store::RunningTrial, grace: Dura
         server_lost: None,
         models: Default::default(),
         peak: None,
+        window_of: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The study loop — the one loop every study runs, generic over what it
 //! tunes (`Testbed`) and where its trials are kept (`store::Store`): the
-//! baseline → TorchServe's defaults → what the strategy proposes while the
+//! baseline → TorchServe's defaults (screened on the baseline's own window
+//! when the server was found at them: `baseline_window`) → what the strategy proposes while the
 //! next trial fits the budget with the confirmation kept back
 //! (`Planner::fits`) → the confirmation rounds the budget allows
 //! (`Planner::confirmation`) → tier decisions among the confirmed
@@ -37,6 +38,7 @@ use crate::store::file::Journal;
 use crate::store::{Appended, KeepAlive, RunningTrial, Store, StudyState};
 use crate::trial::{Candidate, Entry, StopReason, TierDecision, TrialKind};
 
+use super::baseline_window;
 use super::estimator;
 use super::exit;
 use super::planner::{Confirmation, Plan, Planner};
@@ -406,10 +408,14 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             }
             match self.claim_next().await? {
                 ClaimStep::Measure { number, point } => {
-                    if !self
-                        .trial(Subject::Point(point), TrialKind::Screen, None, Some(number), on_trial)
-                        .await?
-                    {
+                    let finished = match self.baseline_window_for(&point).cloned() {
+                        Some(baseline) => self.screen_on(&baseline, number, point, on_trial).await?,
+                        None => {
+                            self.trial(Subject::Point(point), TrialKind::Screen, None, Some(number), on_trial)
+                                .await?
+                        }
+                    };
+                    if !finished {
                         return Ok(StopReason::Interrupted);
                     }
                 }
@@ -480,7 +486,8 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 _ => return Ok(ClaimStep::Wait),
             }
         };
-        if self.role == Role::Leader && !self.planner().fits(&point, &self.budget) {
+        let measured = self.baseline_window_for(&point).is_none();
+        if self.role == Role::Leader && measured && !self.planner().fits(&point, &self.budget) {
             return Ok(ClaimStep::Stop(StopReason::Budget));
         }
         let number = match claim.take(&point).await {
@@ -629,6 +636,42 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         )));
         self.tell(kind, &subject, &entry);
         self.report_trial(entry, &subject, kind, round, on_trial);
+        Ok(true)
+    }
+
+    /// The leader's baseline entry when its window can stand for screening `point`.
+    fn baseline_window_for(&self, point: &Point) -> Option<&Entry> {
+        let levels = self.testbed.baseline_levels(self.space);
+        (self.role == Role::Leader)
+            .then(|| baseline_window::stands_for(&self.entries, &levels, point))
+            .flatten()
+    }
+
+    /// Journals screening trial `number` of `point` on `baseline`'s window,
+    /// then tells the strategy as any trial. Returns what `trial` returns.
+    async fn screen_on(
+        &mut self,
+        baseline: &Entry,
+        number: usize,
+        point: Point,
+        on_trial: &(dyn Fn(&TrialUpdate) + Sync),
+    ) -> anyhow::Result<bool> {
+        let subject = Subject::Point(point);
+        let values = self.testbed.values(self.space, &subject);
+        let (constraints, elapsed) = (self.planner().constraints(), self.budget.elapsed());
+        let point = subject.point().expect("a point");
+        let entry = baseline_window::screening_entry(baseline, number, point, values, &constraints, elapsed);
+        if self.store.append(&entry).await? == Appended::GivenUp {
+            return Ok(true);
+        }
+        tracing::info!(
+            trial = number,
+            "{}: the config as found, screened on the baseline's window (trial {})",
+            subject.describe(self.space, TrialKind::Screen, None),
+            baseline.number
+        );
+        self.tell(TrialKind::Screen, &subject, &entry);
+        self.report_trial(entry, &subject, TrialKind::Screen, None, on_trial);
         Ok(true)
     }
 
