@@ -2,14 +2,18 @@
 //! on a server, on simulated time. A move costs what the landscape's header
 //! says (`restart_s` when a cold parameter changes, `hot_s` when only hot
 //! ones do, nothing when the point already runs); a window costs its
-//! length; each measurement is one recorded repeat of the point, drawn with
-//! a seeded RNG. The baseline is the landscape's first row (the space's
+//! length; each measurement is one recorded repeat of the point, drawn by
+//! the seed, the point and how often the point was measured before (common
+//! random numbers: two studies with one seed that measure a config for the
+//! n-th time see the same repeat, whatever else each measured, so a
+//! comparison of strategies is paired and a skipped window shifts no other
+//! draw). The baseline is the landscape's first row (the space's
 //! default point, so TorchServe's defaults are the same config). The
 //! restore moves back to the baseline (or onto the recommendation the
 //! study applies) and is recorded, so tests can see that every way out
 //! restored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -44,7 +48,10 @@ pub struct Recorded<'a> {
     landscape: &'a Landscape,
     costs: SwitchCosts,
     clock: Clock,
-    noise: SmallRng,
+    /// The seed the repeats are drawn with (`draw_seed`).
+    seed: u64,
+    /// How often each point was measured so far.
+    draws: HashMap<Point, u64>,
     /// The point running now (the baseline until the first move).
     running: Point,
     /// Moves that restarted.
@@ -63,7 +70,8 @@ impl<'a> Recorded<'a> {
             landscape,
             costs,
             clock: Clock::simulated(),
-            noise: SmallRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(17)),
+            seed,
+            draws: HashMap::new(),
             running: landscape.space.default_point(),
             restarts: 0,
             measured: 0,
@@ -155,7 +163,10 @@ impl Testbed for Recorded<'_> {
         self.measured += 1;
         let measurement = match self.landscape.samples_at(&point) {
             Some(samples) => {
-                let sample = samples[self.noise.random_range(0..samples.len())];
+                let nth = self.draws.entry(point.clone()).or_insert(0);
+                let mut noise = SmallRng::seed_from_u64(draw_seed(self.seed, &point, *nth));
+                *nth += 1;
+                let sample = samples[noise.random_range(0..samples.len())];
                 Ok(measurement_of(&sample, window, seconds))
             }
             None => Err("this config was not recorded".to_string()),
@@ -183,6 +194,21 @@ impl Testbed for Recorded<'_> {
         self.restores += 1;
         Ok(())
     }
+}
+
+/// The seed of the `nth` draw of `point` (from 0) under `seed`: splitmix64
+/// over the three, so nearby seeds and points draw unrelated repeats.
+fn draw_seed(seed: u64, point: &Point, nth: u64) -> u64 {
+    fn mix(state: u64, x: u64) -> u64 {
+        let mut z = (state ^ x).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let at = point
+        .iter()
+        .fold(mix(seed, 0x5e7e_7e5e), |state, &level| mix(state, level as u64));
+    mix(mix(at, point.len() as u64), nth)
 }
 
 /// A recorded repeat as the measurement of a window.
