@@ -8,7 +8,9 @@
 # started from the model's prediction (the left-out model's features from
 # its landscape's first line), over the same seeds. Prints median trials
 # and seconds to within TARGET regret of the best feasible config, their
-# ratios, the regret of the model's first prediction, and how well the
+# ratios, the share of seeds where the prior needed at most half the
+# trials (paired: both arms draw the same repeats), the regret of the
+# model's first prediction, and how well the
 # model predicted the left-out landscape config by config (median
 # throughput error, rank correlation: what its bandwidths are chosen by).
 #
@@ -63,13 +65,19 @@ seeds, regret = sys.argv[1:3]
 reports = [json.loads(r) for r in sys.argv[3:]]
 print(f"leave-one-model-out, {seeds} seeds, target: within {float(regret) * 100:.0f} % of the best feasible mean "
       f"(SLO: each landscape's median p99)")
-print("| left out | users | SLO p99 | configs | trials from nothing | with the prior | ratio | seconds from nothing | with the prior | ratio | first prediction | its regret | throughput error | rank correlation |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| left out | users | SLO p99 | configs | trials from nothing | with the prior | ratio | seeds 2x | seconds from nothing | with the prior | ratio | first prediction | its regret | throughput error | rank correlation |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 show = lambda v: "failed" if v is None else f"{v:.1f}"
+def paired_twice(a, b):
+    # Both arms draw the same repeat for the n-th measurement of a config
+    # (common random numbers), so seed by seed is a paired comparison.
+    pairs = list(zip(a["trials_per_seed"], b["trials_per_seed"]))
+    won = sum(1 for x, y in pairs if y is not None and (x is None or 2 * y <= x))
+    return f"{won * 100 / len(pairs):.0f} %"
 for r in reports:
     a, b, p = r["without_prior"], r["with_prior"], r["prediction"]
     print(f"| {r['model']} | {r['users']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
-          f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(a['median_seconds_to_target'])} | "
+          f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {paired_twice(a, b)} | {show(a['median_seconds_to_target'])} | "
           f"{show(b['median_seconds_to_target'])} | {show(r['seconds_ratio'])}x | {r['first_prediction']} | "
           f"{r['first_prediction_regret'] * 100:.1f} % | {(math.exp(p['median_log_error']) - 1) * 100:.0f} % | "
           f"{p['rank_correlation']:.2f} |")

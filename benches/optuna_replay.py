@@ -31,7 +31,7 @@ MEASUREMENTS = ["throughput_rps", "p50_ms", "p99_ms", "error_rate", "memory_mb"]
 
 
 def header(lines):
-    """The `# servetune-landscape` line: cold parameters and costs."""
+    """The `# servetune-landscape` line: cold parameters and the costs of a move and a window."""
     cold, costs = [], {"restart_s": 12.0, "hot_s": 2.0, "window_s": 5.0}
     for line in lines:
         if line.startswith("# servetune-landscape"):
@@ -39,8 +39,9 @@ def header(lines):
                 key, value = field.split("=", 1)
                 if key == "cold":
                     cold = [c for c in value.split(",") if c]
-                else:
+                elif key in costs:
                     costs[key] = float(value)
+                # The rest (users, model, its features) is not a cost.
     return cold, costs
 
 
