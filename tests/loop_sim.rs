@@ -11,6 +11,7 @@ use futures_util::FutureExt as _;
 use servetune::landscape::{parse_landscape, throughput_under_slo, Landscape};
 use servetune::objective::Tier;
 use servetune::search::{make_strategy, StrategyKind};
+use servetune::space::Point;
 use servetune::store::file::Journal;
 use servetune::study::planner::Plan;
 use servetune::study::recorded::{Fault, Recorded};
@@ -131,6 +132,30 @@ fn a_server_found_at_the_defaults_is_not_measured_twice_at_them() {
 }
 
 #[test]
+fn a_server_found_at_the_best_config_is_confirmed_there_once_as_the_baseline() {
+    // The defaults, where the testbed starts, serve ten times the rest.
+    let landscape = landscape_scaled(|a, b| if (a, b) == (0, 0) { 10.0 } else { 1.0 });
+    let plan = plan(Duration::from_secs(3600), 8);
+    let finished = run(
+        study(&plan, &landscape, Recorded::new(&landscape, landscape.costs, 1)),
+        &|_| {},
+    );
+    assert!(finished.failure.is_none());
+    let defaults = landscape.space.default_point();
+    let confirmed_at = |point: Option<&Point>| {
+        finished
+            .entries
+            .iter()
+            .filter(|e| e.kind == TrialKind::Confirm && e.point.as_ref() == point)
+            .count()
+    };
+    assert_eq!(confirmed_at(Some(&defaults)), 0, "the same config twice a round");
+    assert!(confirmed_at(None) >= 2, "the baseline's runs confirm it");
+    let max = finished.decisions.iter().find(|d| d.tier == Tier::MaxThroughput);
+    assert!(max.is_some_and(|d| d.keep_current), "{:?}", finished.decisions);
+}
+
+#[test]
 fn the_search_stops_so_that_the_confirmation_fits() {
     let landscape = landscape();
     let plan = plan(Duration::from_secs(240), 100);
@@ -207,8 +232,9 @@ fn a_tighter_budget_confirms_in_fewer_rounds_or_fewer_candidates() {
         count(&finished, TrialKind::Confirm)
     };
     let roomy = confirms(3600);
-    // Room for the screening and about half of the full confirmation.
-    let tight = confirms(6 * 17 + roomy as u64 * 5 / 2 + 20);
+    // Room for the screening (five windows: the defaults' is the
+    // baseline's) and about half of the full confirmation.
+    let tight = confirms(5 * 17 + roomy as u64 * 5 / 2 + 20);
     assert!(
         tight < roomy && tight >= 4,
         "{tight} runs on a tight budget, {roomy} with room"

@@ -190,7 +190,14 @@ impl Planner<'_> {
     pub fn reserve_after(&self, next: &Point) -> Duration {
         let p = self.plan;
         let mut candidates = self.screened_candidates();
-        let pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &p.weights, p.confirm_top);
+        let found_at = self.found_at();
+        let pool = scheduler::confirmation_pool(
+            &candidates,
+            &self.constraints(),
+            &p.weights,
+            p.confirm_top,
+            found_at.as_ref(),
+        );
         let home = candidates.iter().position(Candidate::is_baseline);
         let running = match candidates.iter().position(|c| c.point.as_ref() == Some(next)) {
             Some(known) => Some(known),
@@ -272,12 +279,14 @@ impl Planner<'_> {
     }
 
     /// The candidate the server runs now (unknown after a failed trial or
-    /// before the first move of a resumed study) and the baseline.
+    /// before the first move of a resumed study) and the baseline. A trial
+    /// screened on the baseline's window moved nothing: the server runs
+    /// what the last measured trial ran.
     pub fn confirmation_ends(&self, candidates: &[Candidate]) -> Ends {
         let running = self
             .running
             .as_ref()
-            .and(self.entries.last())
+            .and(self.entries.iter().rev().find(|e| e.window_of.is_none()))
             .filter(|e| e.failure.is_none())
             .and_then(|e| candidates.iter().position(|c| c.point == e.point));
         Ends {
@@ -316,7 +325,14 @@ impl Planner<'_> {
     pub fn confirmation(&self, budget: &Budget) -> Confirmation {
         let p = self.plan;
         let candidates = self.screened_candidates();
-        let mut pool = scheduler::confirmation_pool(&candidates, &self.constraints(), &p.weights, p.confirm_top);
+        let found_at = self.found_at();
+        let mut pool = scheduler::confirmation_pool(
+            &candidates,
+            &self.constraints(),
+            &p.weights,
+            p.confirm_top,
+            found_at.as_ref(),
+        );
         if pool.len() < 2 {
             return Confirmation::NothingToConfirm;
         }
@@ -341,6 +357,13 @@ impl Planner<'_> {
         }
     }
 
+    /// The point the config as it was is, when it is on the grid in every
+    /// parameter (a server found at TorchServe's defaults, or at an
+    /// earlier recommendation).
+    pub fn found_at(&self) -> Option<Point> {
+        self.baseline_levels.iter().copied().collect()
+    }
+
     /// The cold levels of the config as it was (None where off the grid).
     pub fn baseline_cold_key(&self) -> Vec<Option<usize>> {
         self.space
@@ -357,5 +380,55 @@ impl Planner<'_> {
             .iter()
             .filter(|e| e.server_lost.is_none())
             .any(|e| e.kind == TrialKind::Confirm && e.point == candidate.point && e.round == Some(round))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::landscape::{parse_landscape, throughput_under_slo};
+
+    fn entry(number: usize, kind: &str, point: Option<Vec<usize>>, window_of: Option<usize>) -> Entry {
+        serde_json::from_value(serde_json::json!({
+            "number": number, "kind": kind, "point": point, "values": {},
+            "figures": {"throughput_rps": 100.0 + number as f64, "p50_ms": 5.0, "p99_ms": 9.0, "error_rate": 0.0, "memory_mb": 300.0},
+            "failure": null, "loss": -100.0 - number as f64, "feasible": true, "restarted": false,
+            "throughput_ci95": null, "duration_s": 2.0, "elapsed_s": number as f64, "window_of": window_of,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_trial_on_the_baseline_s_window_moves_nothing_and_leaves_the_running_candidate_as_it_was() {
+        let csv = "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n0,100,5,9,0,300\n1,200,5,9,0,300\n";
+        let landscape = parse_landscape(csv, "l.csv").unwrap();
+        let plan = Plan::fixed(
+            Duration::from_secs(600),
+            10,
+            Duration::from_secs(5),
+            throughput_under_slo(50.0, 0.01),
+        );
+        let entries = vec![
+            entry(0, "baseline", None, None),
+            entry(1, "screen", Some(vec![1]), None),
+            entry(2, "screen", Some(vec![0]), Some(0)),
+        ];
+        let planner = Planner {
+            plan: &plan,
+            space: &landscape.space,
+            entries: &entries,
+            running: Some(vec![Some(1)]),
+            baseline_levels: vec![Some(0)],
+        };
+        let candidates = planner.screened_candidates();
+        let ends = planner.confirmation_ends(&candidates);
+        let at = |i: Option<usize>| i.and_then(|i| candidates[i].point.clone());
+        assert_eq!(
+            at(ends.running),
+            Some(vec![1]),
+            "the server still runs trial 1's config"
+        );
+        assert_eq!(ends.home.map(|i| candidates[i].is_baseline()), Some(true));
+        assert_eq!(planner.found_at(), Some(vec![0]));
     }
 }

@@ -14,6 +14,7 @@ use super::clock::Clock;
 
 use crate::objective::{Constraints, Weights};
 use crate::search::SwitchCosts;
+use crate::space::Point;
 use crate::trial::{Candidate, MeasuredCosts};
 #[cfg(test)]
 use crate::trial::{Entry, Switch, TrialKind};
@@ -81,10 +82,13 @@ pub fn confirmation_pool(
     constraints: &Constraints,
     weights: &Weights,
     top: usize,
+    found_at: Option<&Point>,
 ) -> Vec<usize> {
     let mut pool: Vec<usize> = candidates.iter().position(Candidate::is_baseline).into_iter().collect();
+    // The candidate at the point the server was found at is the baseline's
+    // config again: the baseline's runs confirm it.
     let mut ranked: Vec<usize> = (0..candidates.len())
-        .filter(|&i| !candidates[i].is_baseline())
+        .filter(|&i| !candidates[i].is_baseline() && candidates[i].point.as_ref() != found_at)
         .collect();
     ranked.sort_by(|&a, &b| {
         constraints
@@ -279,11 +283,22 @@ mod tests {
             candidate(Some(vec![3]), 300.0, 35.0, 400.0),
             candidate(Some(vec![4]), 2000.0, 90.0, 900.0),
         ];
-        let pool = confirmation_pool(&all, &limits, &weights, 2);
+        let pool = confirmation_pool(&all, &limits, &weights, 2, None);
         assert_eq!(pool[0], 1, "the baseline first");
         assert!(pool.contains(&2) && pool.contains(&3), "the two best: {pool:?}");
         assert!(pool.contains(&4), "the lowest-memory leader: {pool:?}");
         assert!(!pool.contains(&5), "infeasible and not among the best: {pool:?}");
+        // Found at [1], the best: the baseline's runs confirm it, and the next best joins.
+        let pool = confirmation_pool(&all, &limits, &weights, 2, Some(&vec![1]));
+        assert_eq!(pool[0], 1, "the baseline first");
+        assert!(
+            !pool.contains(&2),
+            "the config as found once, as the baseline: {pool:?}"
+        );
+        assert!(
+            pool.contains(&3) && pool.contains(&0),
+            "the two best after it: {pool:?}"
+        );
     }
 
     #[test]
