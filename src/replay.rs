@@ -4,10 +4,12 @@
 //!
 //! Each seed runs `study::study_loop` on the landscape testbed
 //! (`study::recorded`): the baseline (the landscape's first row, at
-//! TorchServe's defaults: their screening trial is the baseline's window), the strategy while the budget allows (with the confirmation kept
-//! back), the confirmation rounds and the tier decisions, on simulated time.
-//! A measurement is one recorded repeat of the point, drawn at random; moves
-//! cost what the landscape's header says. A seed reaches the target at the
+//! TorchServe's defaults: their screening trial is the baseline's window),
+//! the strategy while the budget allows (with the confirmation kept back),
+//! the confirmation rounds and the tier decisions, on simulated time. A
+//! measurement is one recorded repeat of the point (the same repeat for the
+//! n-th measurement of a config in a seed, whatever else was measured);
+//! moves cost what the landscape's header says. A seed reaches the target at the
 //! first measured trial (the baseline counts) after which some measured point
 //! has a landscape mean that is feasible (p99 ≤ SLO, errors ≤ limit) and
 //! within the target regret of the best feasible mean throughput; trials and

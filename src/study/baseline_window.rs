@@ -6,6 +6,7 @@
 //! (`Entry::window_of`), costs no move and no time, and is judged by the
 //! constraints of the moment it is journaled.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::objective::Constraints;
@@ -36,7 +37,7 @@ pub fn screening_entry(
     baseline: &Entry,
     number: usize,
     point: &Point,
-    values: std::collections::BTreeMap<String, String>,
+    values: BTreeMap<String, String>,
     constraints: &Constraints,
     elapsed: Duration,
 ) -> Entry {
