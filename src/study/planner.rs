@@ -1,7 +1,9 @@
 //! The planner: what the study can afford next, from what it measured so
 //! far. It costs the next screening trial and keeps back what the
 //! confirmation will need (`reserve_after`), and plans the confirmation
-//! rounds within what is left (fewer rounds, then fewer candidates). Pure:
+//! rounds within what is left (fewer rounds, then fewer candidates, then
+//! fixed-length windows instead of adaptive ones), and the window of each
+//! kind of trial (`Plan::window`). Pure:
 //! it reads the trials, the space and what runs now, and never measures;
 //! the study loop asks it, whatever the testbed.
 
@@ -16,6 +18,7 @@ use super::estimator;
 use super::runner::RESTART_WARMUP;
 use super::scheduler::{self, Budget, Ends, Step};
 use super::settings::Settings;
+use super::testbed::Window;
 
 /// Time kept for the export (the move back to the original is part of the confirmation plan).
 pub const EXPORT_RESERVE: Duration = Duration::from_secs(3);
@@ -91,6 +94,29 @@ impl From<&Settings> for Plan {
     }
 }
 
+impl Plan {
+    /// The window of a trial of `kind`: a confirmation's is its own length
+    /// (an adaptive one capped in proportion, none when `fixed_confirmation`);
+    /// the baseline on a server the study started (`cold_start`) gets a
+    /// restart's extra warm-up.
+    pub fn window(&self, kind: TrialKind, cold_start: bool, fixed_confirmation: bool) -> Window {
+        let (duration, max_window) = match kind {
+            TrialKind::Confirm => (
+                self.confirm_duration,
+                self.max_window
+                    .filter(|_| !fixed_confirmation)
+                    .map(|m| m.mul_f64(self.confirm_duration.as_secs_f64() / self.duration.as_secs_f64())),
+            ),
+            _ => (self.duration, self.max_window),
+        };
+        Window {
+            warmup: self.warmup + if cold_start { RESTART_WARMUP } else { Duration::ZERO },
+            duration,
+            max_window,
+        }
+    }
+}
+
 /// What the confirmation will measure, or why it measures nothing.
 #[derive(Debug, Clone)]
 pub enum Confirmation {
@@ -98,10 +124,13 @@ pub enum Confirmation {
     NothingToConfirm,
     /// Even the smallest plan (baseline and one candidate, two rounds) does not fit.
     NoBudget { needed_s: f64, left_s: f64 },
-    /// These steps, into these candidates, in this order.
+    /// These steps, into these candidates, in this order; in fixed-length
+    /// windows when adaptive ones, stretched as the screening's were, would
+    /// not fit the budget.
     Steps {
         candidates: Vec<Candidate>,
         steps: Vec<Step>,
+        fixed_windows: bool,
     },
 }
 
@@ -304,6 +333,19 @@ impl Planner<'_> {
         rounds: u32,
         ends: Ends,
     ) -> (Vec<Step>, f64) {
+        self.confirmation_plan_in(candidates, pool, rounds, ends, None)
+    }
+
+    /// `confirmation_plan` in windows of `window_s` seconds (None: as
+    /// `confirmation_window` expects them).
+    fn confirmation_plan_in(
+        &self,
+        candidates: &[Candidate],
+        pool: &[usize],
+        rounds: u32,
+        ends: Ends,
+        window_s: Option<f64>,
+    ) -> (Vec<Step>, f64) {
         let baseline_key = self.baseline_cold_key();
         let cold_keys: Vec<Vec<Option<usize>>> = candidates
             .iter()
@@ -314,14 +356,18 @@ impl Planner<'_> {
             .collect();
         let group_of = |i: usize| cold_keys[i].clone();
         let steps = scheduler::confirmation_order(pool, group_of, ends, rounds);
-        let window = Duration::from_secs_f64(self.confirmation_window());
+        let window = Duration::from_secs_f64(window_s.unwrap_or_else(|| self.confirmation_window()));
         let seconds = scheduler::plan_seconds(&steps, group_of, ends, &self.costs(), window);
         (steps, seconds)
     }
 
     /// The baseline, the best candidates and each tier's leader in
     /// alternating rounds, grouped by cold config, as the budget allows:
-    /// fewer rounds (two at least), then fewer candidates, until the plan fits.
+    /// fewer rounds (two at least), then fewer candidates, until the plan
+    /// fits. Adaptive windows are costed stretched as the screening's were;
+    /// a screening window that ran long can make even the smallest such
+    /// plan too long for what is left (the reserve was kept before it ran),
+    /// and then the plan is tried again in fixed-length windows.
     pub fn confirmation(&self, budget: &Budget) -> Confirmation {
         let p = self.plan;
         let candidates = self.screened_candidates();
@@ -338,16 +384,31 @@ impl Planner<'_> {
         }
         let ends = self.confirmation_ends(&candidates);
         let available = p.budget.saturating_sub(budget.elapsed() + EXPORT_RESERVE);
+        let stretched = self.confirmation_window();
+        let fixed = (p.warmup + p.confirm_duration).as_secs_f64();
         let mut rounds = p.confirm_rounds;
+        let mut fixed_windows = false;
+        let full = pool.clone();
         loop {
-            let (steps, seconds) = self.confirmation_plan(&candidates, &pool, rounds, ends);
+            let window_s = if fixed_windows { fixed } else { stretched };
+            let (steps, seconds) = self.confirmation_plan_in(&candidates, &pool, rounds, ends, Some(window_s));
             if seconds <= available.as_secs_f64() {
-                return Confirmation::Steps { candidates, steps };
+                return Confirmation::Steps {
+                    candidates,
+                    steps,
+                    fixed_windows,
+                };
             }
             if rounds > 2 {
                 rounds -= 1;
             } else if pool.len() > 2 {
                 pool.pop();
+            } else if !fixed_windows && p.max_window.is_some() && fixed < stretched {
+                tracing::info!(
+                    "confirming in fixed-length windows: adaptive ones, as long as the screening's were, \
+                     would not fit the budget left"
+                );
+                (fixed_windows, rounds, pool) = (true, p.confirm_rounds, full.clone());
             } else {
                 return Confirmation::NoBudget {
                     needed_s: seconds,
@@ -357,8 +418,8 @@ impl Planner<'_> {
         }
     }
 
-    /// The point the config as it was is, when it is on the grid in every
-    /// parameter (a server found at TorchServe's defaults, or at an
+    /// The config as it was, as a point of the space, when every parameter
+    /// is on the grid (a server found at TorchServe's defaults, or at an
     /// earlier recommendation).
     pub fn found_at(&self) -> Option<Point> {
         self.baseline_levels.iter().copied().collect()
@@ -387,6 +448,7 @@ impl Planner<'_> {
 mod tests {
     use super::*;
     use crate::landscape::{parse_landscape, throughput_under_slo};
+    use crate::study::clock::Clock;
 
     fn entry(number: usize, kind: &str, point: Option<Vec<usize>>, window_of: Option<usize>) -> Entry {
         serde_json::from_value(serde_json::json!({
@@ -396,6 +458,52 @@ mod tests {
             "throughput_ci95": null, "duration_s": 2.0, "elapsed_s": number as f64, "window_of": window_of,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_confirmation_that_fits_only_in_fixed_windows_is_planned_in_them() {
+        let csv = "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n0,100,5,9,0,300\n1,200,5,9,0,300\n";
+        let landscape = parse_landscape(csv, "l.csv").unwrap();
+        let mut plan = Plan::fixed(
+            Duration::from_secs(60),
+            10,
+            Duration::from_secs(3),
+            throughput_under_slo(50.0, 0.01),
+        );
+        plan.warmup = Duration::from_secs(1);
+        plan.max_window = Some(Duration::from_secs(9));
+        // The one screening window ran to its longest: 10 s against 4 nominal.
+        let mut screened = entry(1, "screen", Some(vec![1]), None);
+        (screened.warmup_s, screened.duration_s) = (1.0, 9.0);
+        let entries = vec![entry(0, "baseline", None, None), screened];
+        let planner = |plan| Planner {
+            plan,
+            space: &landscape.space,
+            entries: &entries,
+            running: Some(vec![Some(1)]),
+            baseline_levels: vec![Some(0)],
+        };
+        let total = plan.budget;
+        let after = |spent_s: u64| Budget::on(Clock::simulated(), total, Duration::from_secs(spent_s));
+        let fixed = |confirmation: Confirmation| match confirmation {
+            Confirmation::Steps { fixed_windows, .. } => Some(fixed_windows),
+            _ => None,
+        };
+        // Room for two rounds of 10 s windows; then only for 4 s ones; then for none.
+        assert_eq!(fixed(planner(&plan).confirmation(&after(0))), Some(false));
+        assert_eq!(fixed(planner(&plan).confirmation(&after(25))), Some(true));
+        assert_eq!(fixed(planner(&plan).confirmation(&after(50))), None);
+        assert_eq!(
+            plan.window(TrialKind::Confirm, false, true).max_window,
+            None,
+            "fixed: no adaptive extension"
+        );
+        // Fixed windows all along: nothing shorter to fall back on.
+        let fixed_all_along = Plan {
+            max_window: None,
+            ..plan
+        };
+        assert_eq!(fixed(planner(&fixed_all_along).confirmation(&after(25))), None);
     }
 
     #[test]

@@ -42,12 +42,12 @@ use super::baseline_window;
 use super::estimator;
 use super::exit;
 use super::planner::{Confirmation, Plan, Planner};
-use super::runner::{entry_of, EntryContext, RESTART_WARMUP};
+use super::runner::{entry_of, EntryContext};
 use super::scheduler::Budget;
 use super::server_loss::{judge_server_loss, screened_counted};
 use super::shared::{lost_entry, pause, ClaimStep};
 use super::shortfall;
-use super::testbed::{Subject, Testbed, Window};
+use super::testbed::{Subject, Testbed};
 use super::warm::WarmStart;
 use crate::report::WarmStartSummary;
 
@@ -117,6 +117,8 @@ pub struct StudyLoop<'a, T: Testbed, S: Store> {
     /// End on the balanced recommendation instead of the config as found.
     apply_best: bool,
     no_budget_to_confirm: bool,
+    /// The confirmation measures fixed-length windows (`Confirmation::Steps`).
+    fixed_confirmation: bool,
     leader_alive: Option<KeepAlive>,
     /// What an earlier study of this deployment hands on (`warm`).
     warm: Option<WarmStart>,
@@ -145,6 +147,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             started: false,
             apply_best: false,
             no_budget_to_confirm: false,
+            fixed_confirmation: false,
             leader_alive: None,
             warm: None,
             unchanged: false,
@@ -170,6 +173,7 @@ impl<'a, T: Testbed> StudyLoop<'a, T, Journal> {
             started: self.started,
             apply_best: self.apply_best,
             no_budget_to_confirm: self.no_budget_to_confirm,
+            fixed_confirmation: self.fixed_confirmation,
             leader_alive: None,
             warm: self.warm,
             unchanged: self.unchanged,
@@ -528,7 +532,14 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
     /// alternating rounds, grouped by cold config.
     async fn confirm(&mut self, on_trial: &(dyn Fn(&TrialUpdate) + Sync)) -> anyhow::Result<()> {
         let (candidates, steps) = match self.planner().confirmation(&self.budget) {
-            Confirmation::Steps { candidates, steps } => (candidates, steps),
+            Confirmation::Steps {
+                candidates,
+                steps,
+                fixed_windows,
+            } => {
+                self.fixed_confirmation = fixed_windows;
+                (candidates, steps)
+            }
             Confirmation::NothingToConfirm => {
                 tracing::info!("nothing to confirm against the baseline");
                 return Ok(());
@@ -561,27 +572,6 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         Ok(())
     }
 
-    /// The window of a trial of `kind`: a confirmation's is its own length
-    /// (an adaptive one capped in proportion); the baseline on a server the
-    /// study started gets a restart's extra warm-up.
-    fn window(&self, kind: TrialKind) -> Window {
-        let p = self.plan;
-        let (duration, max_window) = match kind {
-            TrialKind::Confirm => (
-                p.confirm_duration,
-                p.max_window
-                    .map(|m| m.mul_f64(p.confirm_duration.as_secs_f64() / p.duration.as_secs_f64())),
-            ),
-            _ => (p.duration, p.max_window),
-        };
-        let cold = kind == TrialKind::Baseline && self.started;
-        Window {
-            warmup: p.warmup + if cold { RESTART_WARMUP } else { Duration::ZERO },
-            duration,
-            max_window,
-        }
-    }
-
     /// Runs one trial: moves, measures, journals, tells. Returns false when
     /// interrupted mid-trial (nothing journaled; in a shared store the
     /// trial is given up at once, its candidate back in the queue).
@@ -601,7 +591,9 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
         let heartbeat = self.store.keep_alive(number, self.beat_every());
         #[cfg(feature = "failpoints")]
         fail::fail_point!("study::before-move");
-        let result = self.testbed.run(self.space, &subject, self.window(kind)).await;
+        let cold_start = kind == TrialKind::Baseline && self.started;
+        let window = self.plan.window(kind, cold_start, self.fixed_confirmation);
+        let result = self.testbed.run(self.space, &subject, window).await;
         drop(heartbeat);
         let result = result?;
         if self.token.is_cancelled() {
