@@ -14,13 +14,13 @@ use crate::space::Point;
 use crate::trial::{Entry, Switch, TrialKind};
 
 /// The baseline entry among `entries` whose window can stand for screening
-/// `point`: the config as found (`baseline_levels`) is `point` in every
-/// parameter, the baseline has figures and lost nothing, and no trial
-/// reused it for `point` yet. Only the loop that measured the baseline (the
-/// leader) may ask: a worker's own server may have been found elsewhere.
-pub fn stands_for<'e>(entries: &'e [Entry], baseline_levels: &[Option<usize>], point: &Point) -> Option<&'e Entry> {
-    let found_at_point =
-        baseline_levels.len() == point.len() && baseline_levels.iter().zip(point).all(|(l, p)| *l == Some(*p));
+/// `point`: the config as found is `point` (`found_at`, as
+/// `Planner::found_at` gives it), the baseline has figures and lost nothing,
+/// and no trial reused it for `point` yet. Only the loop that measured the
+/// baseline (the leader) may ask: a worker's own server may have been found
+/// elsewhere.
+pub fn stands_for<'e>(entries: &'e [Entry], found_at: Option<&Point>, point: &Point) -> Option<&'e Entry> {
+    let found_at_point = found_at == Some(point);
     let reused = entries
         .iter()
         .any(|e| e.window_of.is_some() && e.point.as_ref() == Some(point));
@@ -76,23 +76,31 @@ mod tests {
         .unwrap()
     }
 
+    /// The config as found, from its levels (None off the grid).
+    fn found(levels: &[Option<usize>]) -> Option<Point> {
+        levels.iter().copied().collect()
+    }
+
     #[test]
     fn only_a_measured_baseline_found_at_the_point_stands_for_it_and_once() {
         let entries = vec![baseline(9.0)];
         let point = vec![1, 0];
-        assert!(stands_for(&entries, &[Some(1), Some(0)], &point).is_some());
+        assert!(stands_for(&entries, found(&[Some(1), Some(0)]).as_ref(), &point).is_some());
         assert!(
-            stands_for(&entries, &[Some(1), Some(1)], &point).is_none(),
+            stands_for(&entries, found(&[Some(1), Some(1)]).as_ref(), &point).is_none(),
             "found elsewhere"
         );
-        assert!(stands_for(&entries, &[Some(1), None], &point).is_none(), "off the grid");
+        assert!(
+            stands_for(&entries, found(&[Some(1), None]).as_ref(), &point).is_none(),
+            "off the grid"
+        );
         let mut failed = baseline(9.0);
         failed.figures = None;
         failed.failure = Some("did not come up".into());
-        assert!(stands_for(&[failed], &[Some(1), Some(0)], &point).is_none());
+        assert!(stands_for(&[failed], found(&[Some(1), Some(0)]).as_ref(), &point).is_none());
         let mut lost = baseline(9.0);
         lost.server_lost = Some("a worker died".into());
-        assert!(stands_for(&[lost], &[Some(1), Some(0)], &point).is_none());
+        assert!(stands_for(&[lost], found(&[Some(1), Some(0)]).as_ref(), &point).is_none());
         let reused = screening_entry(
             &entries[0],
             1,
@@ -103,7 +111,7 @@ mod tests {
         );
         let both = vec![entries[0].clone(), reused];
         assert!(
-            stands_for(&both, &[Some(1), Some(0)], &point).is_none(),
+            stands_for(&both, found(&[Some(1), Some(0)]).as_ref(), &point).is_none(),
             "reused once only"
         );
     }

@@ -1,11 +1,11 @@
 //! The study loop — the one loop every study runs, generic over what it
 //! tunes (`Testbed`) and where its trials are kept (`store::Store`): the
 //! baseline → TorchServe's defaults (screened on the baseline's own window
-//! when the server was found at them: `baseline_window`) → what the strategy proposes while the
-//! next trial fits the budget with the confirmation kept back
-//! (`Planner::fits`) → the confirmation rounds the budget allows
-//! (`Planner::confirmation`) → tier decisions among the confirmed
-//! (`estimator`). Every way out — done, the budget, the trial limit, the
+//! when the server was found at them: `baseline_window`) → what the
+//! strategy proposes while the next trial fits the budget with the
+//! confirmation kept back (`Planner::fits`) → the confirmation rounds the
+//! budget allows (`Planner::confirmation`) → tier decisions among the
+//! confirmed (`estimator`). Every way out — done, the budget, the trial limit, the
 //! cancellation token, an error, a panic — ends with the testbed restored
 //! (onto the balanced recommendation when the study applies it).
 //!
@@ -633,9 +633,9 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
 
     /// The leader's baseline entry when its window can stand for screening `point`.
     fn baseline_window_for(&self, point: &Point) -> Option<&Entry> {
-        let levels = self.testbed.baseline_levels(self.space);
+        let found_at = self.planner().found_at();
         (self.role == Role::Leader)
-            .then(|| baseline_window::stands_for(&self.entries, &levels, point))
+            .then(|| baseline_window::stands_for(&self.entries, found_at.as_ref(), point))
             .flatten()
     }
 
