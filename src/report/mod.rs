@@ -502,7 +502,7 @@ pub fn trials_csv(report: &Report) -> String {
         .into_iter()
         .collect();
     let mut csv = format!(
-        "number,kind,round,{},throughput_rps,p50_ms,p99_ms,error_rate,memory_mb,feasible,switch,switch_s,warmup_s,duration_s,steady,failure\n",
+        "number,kind,round,{},throughput_rps,p50_ms,p99_ms,error_rate,memory_mb,feasible,switch,switch_s,warmup_s,duration_s,steady,failure,window_of\n",
         names.join(",")
     );
     for e in &report.entries {
@@ -512,7 +512,7 @@ pub fn trials_csv(report: &Report) -> String {
             .collect();
         let f = e.figures;
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{:?},{:.2},{:.1},{:.1},{},\"{}\"\n",
+            "{},{},{},{},{},{},{},{},{},{},{:?},{:.2},{:.1},{:.1},{},\"{}\",{}\n",
             e.number,
             e.kind.label(),
             e.round.map_or(String::new(), |r| r.to_string()),
@@ -532,7 +532,8 @@ pub fn trials_csv(report: &Report) -> String {
                 .clone()
                 .unwrap_or_default()
                 .replace('"', "'")
-                .replace('\n', " ")
+                .replace('\n', " "),
+            e.window_of.map_or(String::new(), |w| w.to_string())
         ));
     }
     csv
@@ -712,5 +713,32 @@ mod tests {
         assert!(!dir.path().join("recommended").join(NOT_CONFIRMED_DIR).exists());
         let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
         assert!(!summary.contains("Not confirmed"), "{summary}");
+    }
+
+    #[test]
+    fn trials_csv_names_the_window_a_reused_trial_stands_on() {
+        let entry = |number: usize,
+                     kind: &str,
+                     failure: Option<&str>,
+                     window_of: Option<usize>|
+         -> crate::trial::Entry {
+            serde_json::from_value(serde_json::json!({
+                "number": number, "kind": kind, "point": [0], "values": {"batch_size": "1"},
+                "figures": {"throughput_rps": 100.0, "p50_ms": 5.0, "p99_ms": 9.0, "error_rate": 0.0, "memory_mb": 300.0},
+                "failure": failure, "loss": -100.0, "feasible": true, "restarted": false,
+                "throughput_ci95": null, "duration_s": 2.0, "elapsed_s": 1.0, "window_of": window_of,
+            }))
+            .unwrap()
+        };
+        let mut report = report_of(&[figures(100.0, 9.0)], None, 50.0);
+        report.entries = vec![
+            entry(0, "baseline", Some("a \"quoted\", failure"), None),
+            entry(1, "screen", None, Some(0)),
+        ];
+        let csv = trials_csv(&report);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",failure,window_of"), "{}", lines[0]);
+        assert!(lines[1].ends_with(",\"a 'quoted', failure\","), "{}", lines[1]);
+        assert!(lines[2].ends_with(",\"\",0"), "{}", lines[2]);
     }
 }

@@ -81,8 +81,13 @@ pub async fn pause(clock: &Clock, token: CancellationToken) {
 
 /// What a claim on a shared study came to.
 pub enum ClaimStep {
-    /// Measure `point` as trial `number`.
-    Measure { number: usize, point: Point },
+    /// Measure `point` as trial `number`, or journal it on the baseline
+    /// entry `on_baseline` when that window stands for it.
+    Measure {
+        number: usize,
+        point: Point,
+        on_baseline: Option<Box<crate::trial::Entry>>,
+    },
     /// Nothing to hand out until other workers' trials finish.
     Wait,
     /// The search is over (for the leader; workers wait for it to say so).

@@ -411,8 +411,12 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 return Ok(StopReason::Interrupted);
             }
             match self.claim_next().await? {
-                ClaimStep::Measure { number, point } => {
-                    let finished = match self.baseline_window_for(&point).cloned() {
+                ClaimStep::Measure {
+                    number,
+                    point,
+                    on_baseline,
+                } => {
+                    let finished = match on_baseline {
                         Some(baseline) => self.screen_on(&baseline, number, point, on_trial).await?,
                         None => {
                             self.trial(Subject::Point(point), TrialKind::Screen, None, Some(number), on_trial)
@@ -490,8 +494,8 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
                 _ => return Ok(ClaimStep::Wait),
             }
         };
-        let measured = self.baseline_window_for(&point).is_none();
-        if self.role == Role::Leader && measured && !self.planner().fits(&point, &self.budget) {
+        let on_baseline = self.baseline_window_for(&point).cloned().map(Box::new);
+        if self.role == Role::Leader && on_baseline.is_none() && !self.planner().fits(&point, &self.budget) {
             return Ok(ClaimStep::Stop(StopReason::Budget));
         }
         let number = match claim.take(&point).await {
@@ -502,7 +506,11 @@ impl<'a, T: Testbed, S: Store> StudyLoop<'a, T, S> {
             }
             taken => taken?,
         };
-        Ok(ClaimStep::Measure { number, point })
+        Ok(ClaimStep::Measure {
+            number,
+            point,
+            on_baseline,
+        })
     }
 
     /// Ends the screening: no more candidates are handed out, the other
