@@ -9,10 +9,12 @@
 # its landscape's first line), over the same seeds. Prints median trials
 # and seconds to within TARGET regret of the best feasible config, their
 # ratios, the most ratio any prior could reach (it needs the baseline and
-# one guess), the share of seeds where the prior needed at most half the
+# one guess: `most_trials_ratio`), the share of seeds where the prior needed at most half the
 # trials (paired: both arms draw the same repeats), the regret of the
 # model's first prediction, the landscape's repeat noise near its top
-# (what a regret of a few percent is judged against), and how well the
+# (`repeat_noise`: two windows of one config, root mean square of their
+# difference over their mean, configs within 20 % of the best; what a
+# regret of a few percent is judged against), and how well the
 # model predicted the left-out landscape config by config (median
 # throughput error, rank correlation: what its bandwidths are chosen by).
 #
@@ -32,7 +34,6 @@ fi
 landscapes=(tiny-cpu echo-cpu small-cpu resnet50-cpu bert-cpu tiny-cpu-u4 echo-cpu-u4 small-cpu-u4 resnet50-cpu-u4 bert-cpu-u4 gpt2-cpu)
 users_of() { sed -n '1s/.* users=\([0-9]*\).*/\1/p' "benches/landscapes/$1.csv"; }
 rows=()
-noises=()
 skipped=()
 for left_out in "${landscapes[@]}"; do
     csv="benches/landscapes/$left_out.csv"
@@ -59,60 +60,35 @@ for r in data:
 print("%.1f" % statistics.median(statistics.mean(v) for v in by.values()))
 PY
 )"
-    # The landscape's repeat noise near its top: over the configs within
-    # 20 % of the best mean, the root mean square of the difference between
-    # two recorded windows of one config, as a share of their mean (a
-    # median reads 0 where throughputs come in steps: GPT-2's 2.5 requests/s). A target within 5 %
-    # of the best is judged on means of such windows.
-    noises+=("$(python3 - "$csv" <<'PY'
-import csv, statistics, sys
-from collections import defaultdict
-rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if not l.startswith("#"))]
-column = rows[0].index("throughput_rps")
-by = defaultdict(list)
-for r in rows[1:]:
-    by[tuple(r[:column])].append(float(r[column]))
-best = max(statistics.mean(v) for v in by.values())
-near = [v for v in by.values() if len(v) >= 2 and statistics.mean(v) >= 0.8 * best]
-print(statistics.mean(((v[0] - v[1]) / statistics.mean(v)) ** 2 for v in near) ** 0.5 if near else "nan")
-PY
-)")
     rows+=("$("$SERVETUNE_BIN" replay --landscape "$csv" --prior "$(IFS=,; echo "${priors[*]}")" \
         --slo-p99-ms "$slo" --seeds "$seeds" --target-regret "$regret" --json 2>/dev/null)")
 done
-python3 - "$seeds" "$regret" "${#rows[@]}" "${rows[@]}" "${noises[@]}" <<'PY'
+python3 - "$seeds" "$regret" "${rows[@]}" <<'PY'
 import json, math, sys
-seeds, regret, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-reports = [json.loads(r) for r in sys.argv[4:4 + count]]
-noises = [float(s) for s in sys.argv[4 + count:]]
+seeds, regret = sys.argv[1:3]
+reports = [json.loads(r) for r in sys.argv[3:]]
 print(f"leave-one-model-out, {seeds} seeds, target: within {float(regret) * 100:.0f} % of the best feasible mean "
       f"(SLO: each landscape's median p99)")
 print("| left out | users | SLO p99 | configs | trials from nothing | with the prior | ratio | at most | seeds 2x | seconds from nothing | with the prior | ratio | first prediction | its regret | repeat noise | throughput error | rank correlation |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 show = lambda v: "failed" if v is None else f"{v:.1f}"
+show_share = lambda v: "—" if v is None else f"{v * 100:.1f} %"
 def paired_twice(a, b):
     # Both arms draw the same repeat for the n-th measurement of a config
     # (common random numbers), so seed by seed is a paired comparison.
     pairs = list(zip(a["trials_per_seed"], b["trials_per_seed"]))
     won = sum(1 for x, y in pairs if y is not None and (x is None or 2 * y <= x))
     return f"{won * 100 / len(pairs):.0f} %"
-def most_ratio(a):
-    # The fewest trials any prior can need: the baseline alone where it is
-    # already within the target (the cold strategy then needs 1 too), else
-    # the baseline and one guess. A row needs 4 trials from nothing before
-    # 2x is possible at all.
-    cold = a["median_trials_to_target"]
-    return None if cold is None else cold / (1.0 if cold <= 1 else 2.0)
-for r, noise in zip(reports, noises):
+for r in reports:
     a, b, p = r["without_prior"], r["with_prior"], r["prediction"]
     print(f"| {r['model']} | {r['users']} | {a['slo_p99_ms']:.0f} ms | {a['points']} | {show(a['median_trials_to_target'])} | "
-          f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(most_ratio(a))}x | {paired_twice(a, b)} | {show(a['median_seconds_to_target'])} | "
+          f"{show(b['median_trials_to_target'])} | {show(r['trials_ratio'])}x | {show(r['most_trials_ratio'])}x | {paired_twice(a, b)} | {show(a['median_seconds_to_target'])} | "
           f"{show(b['median_seconds_to_target'])} | {show(r['seconds_ratio'])}x | {r['first_prediction']} | "
-          f"{r['first_prediction_regret'] * 100:.1f} % | {noise * 100:.1f} % | {(math.exp(p['median_log_error']) - 1) * 100:.0f} % | "
+          f"{r['first_prediction_regret'] * 100:.1f} % | {show_share(r['repeat_noise'])} | {(math.exp(p['median_log_error']) - 1) * 100:.0f} % | "
           f"{p['rank_correlation']:.2f} |")
 twice = sum(1 for r in reports if (r["trials_ratio"] or 0) >= 2)
 close = sum(1 for r in reports if r["first_prediction_regret"] <= 0.10)
-possible = [r for r in reports if (most_ratio(r["without_prior"]) or 0) >= 2]
+possible = [r for r in reports if (r["most_trials_ratio"] or 0) >= 2]
 twice_possible = sum(1 for r in possible if (r["trials_ratio"] or 0) >= 2)
 print(f"\nat least 2x fewer trials: {twice} of {len(reports)} left-out landscapes "
       f"({twice_possible} of the {len(possible)} where 2x is possible at all); "

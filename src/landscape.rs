@@ -353,6 +353,32 @@ impl Landscape {
             .collect()
     }
 
+    /// How far two recorded windows of one config lie apart near the top:
+    /// over the configs whose mean throughput is within `NEAR_TOP` of the
+    /// best mean, the root mean square of the difference between their
+    /// first two windows over the mean of the two (None: no config near the
+    /// top was recorded twice). A mean of two windows carries about half
+    /// this as its standard deviation, which is what a regret of a few
+    /// percent is judged against. A root mean square, not a median: where
+    /// throughputs come in steps (GPT-2's 2.5 requests/s), most pairs are
+    /// equal and a median reads 0.
+    pub fn repeat_noise(&self) -> Option<f64> {
+        let throughput =
+            |samples: &Vec<Sample>| samples.iter().map(|s| s.throughput_rps).sum::<f64>() / samples.len() as f64;
+        let best = self.samples.values().map(throughput).fold(0.0, f64::max);
+        let squares: Vec<f64> = self
+            .samples
+            .values()
+            .filter(|samples| samples.len() >= 2 && throughput(samples) >= (1.0 - NEAR_TOP) * best)
+            .filter_map(|samples| {
+                let (a, b) = (samples[0].throughput_rps, samples[1].throughput_rps);
+                let mean = (a + b) / 2.0;
+                (mean > 0.0).then(|| ((a - b) / mean).powi(2))
+            })
+            .collect();
+        (!squares.is_empty()).then(|| (squares.iter().sum::<f64>() / squares.len() as f64).sqrt())
+    }
+
     /// The best feasible mean throughput under `objective` (0 when none is feasible).
     pub fn best_feasible_throughput(&self, objective: &Constraints) -> f64 {
         self.means()
@@ -362,6 +388,10 @@ impl Landscape {
             .fold(0.0, f64::max)
     }
 }
+
+/// How near the best mean throughput a config counts as "near the top"
+/// for `Landscape::repeat_noise`.
+pub const NEAR_TOP: f64 = 0.2;
 
 /// The objective "maximum throughput with p99 ≤ SLO and errors ≤ limit",
 /// as the study's own constraints and loss.
@@ -402,6 +432,26 @@ pub(crate) mod tests {
         assert_eq!(landscape.samples.len(), 36);
         assert_eq!(landscape.samples[&vec![0, 0]].len(), 2);
         assert_eq!(landscape.space.default_point(), vec![0, 0]);
+    }
+
+    #[test]
+    fn repeat_noise_is_the_spread_of_two_windows_near_the_top() {
+        let csv = "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n\
+                   0,100,5,9,0,300\n0,90,5,9,0,300\n\
+                   1,95,5,9,0,300\n1,95,5,9,0,300\n\
+                   2,40,5,9,0,300\n2,60,5,9,0,300\n\
+                   3,97,5,9,0,300\n";
+        let landscape = parse_landscape(csv, "n.csv").unwrap();
+        // Near the top (mean ≥ 80 % of 97): a=0 (10/95) and a=1 (0); a=2
+        // is far below, a=3 was recorded once.
+        let expected = ((10.0f64 / 95.0).powi(2) / 2.0).sqrt();
+        assert!((landscape.repeat_noise().unwrap() - expected).abs() < 1e-12);
+        let once = parse_landscape(
+            "a,throughput_rps,p50_ms,p99_ms,error_rate,memory_mb\n0,100,5,9,0,300\n",
+            "o.csv",
+        )
+        .unwrap();
+        assert_eq!(once.repeat_noise(), None);
     }
 
     #[test]

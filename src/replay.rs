@@ -306,6 +306,12 @@ pub struct PriorReport {
     pub first_prediction: String,
     /// Median trials to the target without, over with (above 1: the prior helps).
     pub trials_ratio: Option<f64>,
+    /// The most `trials_ratio` any prior could reach: it needs the baseline
+    /// and one guess, or the baseline alone where that is within the
+    /// target already (and then so does the strategy from nothing).
+    pub most_trials_ratio: Option<f64>,
+    /// The landscape's repeat noise near its top (`Landscape::repeat_noise`).
+    pub repeat_noise: Option<f64>,
     pub seconds_ratio: Option<f64>,
     /// How well the model predicted the landscape's throughput, config by
     /// config (set by the caller that fitted it; None: not measured).
@@ -349,12 +355,21 @@ pub fn replay_prior(
             without_prior.median_seconds_to_target,
             with_prior.median_seconds_to_target,
         ),
+        most_trials_ratio: without_prior.median_trials_to_target.map(most_ratio),
+        repeat_noise: landscape.repeat_noise(),
         without_prior,
         with_prior,
         first_prediction_regret,
         first_prediction,
         prediction: None,
     }
+}
+
+/// The most a prior can divide `trials_from_nothing` (a median) by: the
+/// fewest trials it can need are the baseline and its first guess, or the
+/// baseline alone where the strategy from nothing needs no more either.
+fn most_ratio(trials_from_nothing: f64) -> f64 {
+    trials_from_nothing / if trials_from_nothing <= 1.0 { 1.0 } else { 2.0 }
 }
 
 /// The regret of `point` on the landscape's means (1 when infeasible or unrecorded).
@@ -540,6 +555,19 @@ mod tests {
         // trial is its window: the first guess is trial 2.
         assert_eq!(report.with_prior.median_trials_to_target, Some(2.0), "{report:?}");
         assert!(report.trials_ratio.unwrap() > 1.0, "{report:?}");
+        // A perfect prior reaches the most any prior can.
+        assert_eq!(report.trials_ratio, report.most_trials_ratio, "{report:?}");
+        assert!(
+            report.repeat_noise.is_some(),
+            "the synthetic landscape repeats configs near its top"
+        );
+    }
+
+    #[test]
+    fn no_prior_halves_a_strategy_that_needs_the_baseline_alone() {
+        assert_eq!(most_ratio(1.0), 1.0);
+        assert_eq!(most_ratio(3.0), 1.5);
+        assert_eq!(most_ratio(4.0), 2.0);
     }
 
     #[test]

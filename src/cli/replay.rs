@@ -189,12 +189,22 @@ fn run_with_prior(
     print_report(&report.without_prior);
     print_report(&report.with_prior);
     println!(
-        "  first prediction {} (regret {:.1} %); trials to target without / with the prior: {}x, seconds: {}x",
+        "  first prediction {} (regret {:.1} %); trials to target without / with the prior: {}x (at most {}x: \
+         a prior needs the baseline and one guess), seconds: {}x",
         report.first_prediction,
         report.first_prediction_regret * 100.0,
         show(report.trials_ratio),
+        show(report.most_trials_ratio),
         show(report.seconds_ratio)
     );
+    if let Some(noise) = report.repeat_noise {
+        println!(
+            "  repeat noise near the top: two windows of one config lie {:.1} % apart (root mean square), \
+             so a mean of two is good to about {:.1} %",
+            noise * 100.0,
+            noise * 50.0
+        );
+    }
     if let Some(p) = report.prediction {
         println!(
             "  predicted throughput over {} configs: median error {:.0} %, rank correlation {:.2}",
