@@ -306,9 +306,10 @@ pub struct PriorReport {
     pub first_prediction: String,
     /// Median trials to the target without, over with (above 1: the prior helps).
     pub trials_ratio: Option<f64>,
-    /// The most `trials_ratio` any prior could reach: it needs the baseline
-    /// and one guess, or the baseline alone where that is within the
-    /// target already (and then so does the strategy from nothing).
+    /// The most `trials_ratio` any prior could reach: on each seed it needs
+    /// the baseline and one guess, or the baseline alone where that is
+    /// within the target already (and then so does the strategy from
+    /// nothing).
     pub most_trials_ratio: Option<f64>,
     /// The landscape's repeat noise near its top (`Landscape::repeat_noise`).
     pub repeat_noise: Option<f64>,
@@ -355,7 +356,7 @@ pub fn replay_prior(
             without_prior.median_seconds_to_target,
             with_prior.median_seconds_to_target,
         ),
-        most_trials_ratio: without_prior.median_trials_to_target.map(most_ratio),
+        most_trials_ratio: most_ratio(&without_prior.trials_per_seed),
         repeat_noise: landscape.repeat_noise(),
         without_prior,
         with_prior,
@@ -365,11 +366,24 @@ pub fn replay_prior(
     }
 }
 
-/// The most a prior can divide `trials_from_nothing` (a median) by: the
-/// fewest trials it can need are the baseline and its first guess, or the
-/// baseline alone where the strategy from nothing needs no more either.
-fn most_ratio(trials_from_nothing: f64) -> f64 {
-    trials_from_nothing / if trials_from_nothing <= 1.0 { 1.0 } else { 2.0 }
+/// The most a prior can divide the median trials from nothing by, seed
+/// by seed: the fewest trials it can need are the baseline and its first
+/// guess, or the baseline alone on a seed where the strategy from nothing
+/// needs no more either (None: the median from nothing failed).
+fn most_ratio(trials_from_nothing: &[Option<usize>]) -> Option<f64> {
+    let cold = sorted(
+        trials_from_nothing
+            .iter()
+            .map(|t| t.map_or(f64::INFINITY, |n| n as f64))
+            .collect(),
+    );
+    let fewest = sorted(
+        trials_from_nothing
+            .iter()
+            .map(|t| if *t == Some(1) { 1.0 } else { 2.0 })
+            .collect(),
+    );
+    Some(quantile(&cold, 0.5)? / quantile(&fewest, 0.5)?)
 }
 
 /// The regret of `point` on the landscape's means (1 when infeasible or unrecorded).
@@ -565,9 +579,13 @@ mod tests {
 
     #[test]
     fn no_prior_halves_a_strategy_that_needs_the_baseline_alone() {
-        assert_eq!(most_ratio(1.0), 1.0);
-        assert_eq!(most_ratio(3.0), 1.5);
-        assert_eq!(most_ratio(4.0), 2.0);
+        assert_eq!(most_ratio(&[Some(1), Some(1), Some(1)]), Some(1.0));
+        assert_eq!(most_ratio(&[Some(3), Some(3), Some(1)]), Some(1.5));
+        assert_eq!(most_ratio(&[Some(4), Some(5), Some(3)]), Some(2.0));
+        // Half the seeds need the baseline alone: the median from nothing
+        // is 1.5, and so is the fewest a prior can need.
+        assert_eq!(most_ratio(&[Some(1), Some(2)]), Some(1.0));
+        assert_eq!(most_ratio(&[None, None, Some(4)]), None);
     }
 
     #[test]
